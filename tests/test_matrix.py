@@ -1,0 +1,72 @@
+"""The benchmark matrix: stable readable ids, groups, exclude/include, the defaults cell."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from snakemake.utils import validate
+
+from conftest import DEFAULT_CONFIG, ROOT
+from llamabench import matrix
+
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def bench_config(**changes: Any) -> dict[str, Any]:
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["benchmark"].update(changes)
+    validate(config, SCHEMA)
+    return config["benchmark"]
+
+
+def test_cell_id_is_readable_and_built_from_values() -> None:
+    base = matrix.baseline(bench_config())
+    assert matrix.cell_id(base) == "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
+    assert matrix.cell_id({**base, "cache_type_k": "q4_0"}).count("ctk-q4-0") == 1
+
+
+def test_default_matrix_shares_the_defaults_cell_between_groups() -> None:
+    cells = matrix.cells_for(bench_config(), "cpu")
+    threads = sorted(p["threads"] for p in cells.values())
+    assert threads == [1, 2, 2, 2]  # t1, defaults, and two batch cells at the default thread count
+    batches = {(p["batch_size"], p["ubatch_size"]) for p in cells.values()}
+    assert batches == {(2048, 512), (128, 128), (2048, 128)}  # (128, 512) is excluded in config.yaml
+
+
+def test_adding_an_axis_value_adds_exactly_the_new_cells() -> None:
+    before = matrix.cells_for(bench_config(), "cpu")
+    groups = copy.deepcopy(DEFAULT_CONFIG["benchmark"]["groups"])
+    groups["threads"]["threads"].append(4)
+    after = matrix.cells_for(bench_config(groups=groups), "cpu")
+    assert set(before) < set(after)
+    assert [after[c]["threads"] for c in set(after) - set(before)] == [4]
+
+
+def test_include_adds_and_exclude_never_drops_the_defaults_cell() -> None:
+    base = matrix.baseline(bench_config())
+    cells = matrix.cells_for(
+        bench_config(exclude=[{"threads": 2}], include=[{"threads": 1, "batch_size": 64}]), "cpu"
+    )
+    assert matrix.cell_id(base) in cells
+    assert all(p["threads"] == 1 or p == base for p in cells.values())
+    assert any(p["batch_size"] == 64 and p["threads"] == 1 for p in cells.values())
+
+
+def test_group_restricted_to_builds() -> None:
+    groups = {"ngl": {"builds": ["cuda"], "n_gpu_layers": [0, 99]}}
+    bench = bench_config(groups=groups)
+    assert len(matrix.cells_for(bench, "cpu")) == 1
+    assert {p["n_gpu_layers"] for p in matrix.cells_for(bench, "cuda").values()} == {0, 99}
+
+
+def test_expand_crosses_benchmarked_builds_and_models() -> None:
+    cells = matrix.expand(bench_config(builds=[], models=[]), ["cpu", "cpu-rpc"], ["a", "b"])
+    assert {(b, m) for b, m, _ in cells} == {("cpu", "a"), ("cpu", "b"), ("cpu-rpc", "a"), ("cpu-rpc", "b")}
+
+
+def test_llama_bench_args_are_explicit_for_every_axis() -> None:
+    args = matrix.llama_bench_args(matrix.baseline(bench_config()))
+    assert args[args.index("-ub") + 1] == "512"
+    assert args[args.index("-fa") + 1] == "auto"
+    assert len(args) == 2 * len(matrix.AXES)

@@ -1,0 +1,268 @@
+"""Configure and build the llama.cpp binaries one build variant needs, through a shared cache.
+
+A cold build costs ~9 minutes on 2 cores, so finished binaries are kept in
+``<cache>/builds/<key>`` where the key covers everything that changes the
+machine code: source commit (or tree fingerprint), CMake options, compiler,
+and the host CPU when ``GGML_NATIVE`` tunes for it. Any checkout or test run
+on this machine with the same key copies the binaries instead of compiling.
+Binaries are linked statically so that they can be copied anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from llamabench import commands, files
+from llamabench.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Bumped whenever the build procedure below changes what ends up in a cache entry.
+RECIPE = 1
+
+BASE_OPTIONS = [
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    # Trees before 2026 want libcurl for model downloads; this workflow downloads models itself.
+    "-DLLAMA_CURL=OFF",
+]
+
+# Role -> target names, newest first. Names changed over time (rpc-server became
+# ggml-rpc-server; llama-cli became chat-only and llama-completion took one-shot runs).
+ROLES: dict[str, list[str]] = {
+    "bench": ["llama-bench"],
+    "completion": ["llama-completion", "llama-cli"],
+    "server": ["llama-server"],
+    "rpc_server": ["ggml-rpc-server", "rpc-server"],
+}
+REQUIRED_ROLES = {"bench", "completion"}
+
+_TRUE = {"ON", "1", "TRUE", "YES", "Y"}
+
+
+def option_enabled(options: list[str], name: str) -> bool:
+    """Whether ``-D<name>=ON`` (or ``-D<name>:BOOL=ON``) is among ``options``; the last one wins."""
+    enabled = False
+    for opt in options:
+        match = re.fullmatch(rf"-D{name}(?::\w+)?=(.*)", opt)
+        if match:
+            enabled = match.group(1).strip().upper() in _TRUE
+    return enabled
+
+
+def check_toolchain(options: list[str], build_name: str) -> dict[str, str]:
+    """Find cmake, ninja, the compilers (and nvcc for CUDA); a missing one is one clear sentence."""
+    tools = {
+        "cmake": commands.require("cmake", "install it with 'pip install cmake' or 'apt-get install cmake'"),
+        "ninja": commands.require("ninja", "install it with 'pip install ninja' or 'apt-get install ninja-build'"),
+        "cxx": _find_compiler("CXX", ["c++", "g++", "clang++"], "C++"),
+        "cc": _find_compiler("CC", ["cc", "gcc", "clang"], "C"),
+    }
+    if option_enabled(options, "GGML_CUDA"):
+        nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
+        if not nvcc:
+            raise UserError(
+                f"build '{build_name}' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found: "
+                "install the CUDA toolkit and put its bin directory on PATH"
+            )
+        tools["nvcc"] = nvcc
+    return tools
+
+
+def _find_compiler(env: str, names: list[str], language: str) -> str:
+    for candidate in [os.environ.get(env, "")] + names:
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    raise UserError(
+        f"no {language} compiler was found (tried ${env}, {', '.join(names)}): "
+        "install one, e.g. 'apt-get install build-essential', or set $" + env
+    )
+
+
+def tool_version(program: str) -> str:
+    try:
+        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as err:
+        return f"unknown ({err})"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "unknown"
+
+
+def cpu_signature() -> str:
+    """Model name and ISA flags: a GGML_NATIVE binary is only safe on a CPU with the same flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return os.uname().machine
+    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features"))]
+    return files.sha256_text("\n".join(sorted(set(wanted))))
+
+
+def full_options(source: dict[str, Any], options: list[str]) -> list[str]:
+    """Base options, the recorded build identity, then the user's options (which may override)."""
+    identity = []
+    if source.get("commit"):
+        identity.append(f"-DLLAMA_BUILD_COMMIT={source['commit']}")
+    # An sdist or shallow tree cannot count commits; 0 says "unknown" rather than a wrong 1.
+    identity.append(f"-DLLAMA_BUILD_NUMBER={source.get('build_number') or 0}")
+    return BASE_OPTIONS + identity + list(options)
+
+
+def cache_key(source: dict[str, Any], options: list[str], compiler: str) -> dict[str, Any]:
+    native = not any(re.fullmatch(r"-DGGML_NATIVE(?::\w+)?=(OFF|0|FALSE|NO)", o, re.I) for o in options)
+    return {
+        "recipe": RECIPE,
+        "commit": source.get("commit"),
+        "dirty": source.get("dirty"),
+        "tree_fingerprint": source.get("tree_fingerprint"),
+        "options": options,
+        "compiler": compiler,
+        "cpu": cpu_signature() if native else None,
+    }
+
+
+def detect_targets(ninja: str, build_dir: Path) -> dict[str, str]:
+    """Map each role to the first of its candidate target names that this tree defines."""
+    listing = commands.output([ninja, "-C", build_dir, "-t", "targets", "all"])
+    defined = {line.split(":", 1)[0].strip() for line in listing.splitlines()}
+    return pick_targets(defined)
+
+
+def pick_targets(defined: set[str]) -> dict[str, str]:
+    chosen = {}
+    for role, names in ROLES.items():
+        for name in names:
+            if name in defined:
+                chosen[role] = name
+                break
+    missing = sorted(REQUIRED_ROLES - chosen.keys())
+    if missing:
+        wanted = ", ".join("/".join(ROLES[m]) for m in missing)
+        raise UserError(f"this llama.cpp tree defines none of the targets {wanted}")
+    return chosen
+
+
+def build(
+    source: dict[str, Any],
+    build_name: str,
+    options: list[str],
+    threads: int,
+    cache: Path | None = None,
+) -> dict[str, Any]:
+    """Return the cache entry (bin dir and build facts) for this source and options, building on a miss."""
+    tools = check_toolchain(options, build_name)
+    cache = cache or files.cache_root()
+    compiler = tool_version(tools["cxx"])
+    options_all = full_options(source, options)
+    key_fields = cache_key(source, options_all, compiler)
+    key = files.sha256_text(repr(sorted(key_fields.items())))[:20]
+    entry = cache / "builds" / key
+    with files.file_lock(cache / "builds" / f".{key}.lock"):
+        if (entry / "entry.json").exists():
+            log.info("build cache hit: %s", entry)
+            info = files.read_json(entry / "entry.json")
+            return {**info, "cache_dir": str(entry), "cache_hit": True}
+        log.info("build cache miss: %s", entry)
+        info = _compile(source, build_name, options_all, tools, threads, entry)
+        info.update(key=key, key_fields=key_fields, compiler=compiler)
+        files.write_json(entry / "entry.json", info)
+    return {**info, "cache_dir": str(entry), "cache_hit": False}
+
+
+def _compile(
+    source: dict[str, Any],
+    build_name: str,
+    options: list[str],
+    tools: dict[str, str],
+    threads: int,
+    entry: Path,
+) -> dict[str, Any]:
+    src = Path(source["source_dir"])
+    if not (src / "CMakeLists.txt").is_file():
+        raise UserError(f"the source tree {src} is missing: rerun the fetch_source rule (snakemake -R fetch_source)")
+    work = entry.parent / f".{entry.name}.work"
+    configure = [tools["cmake"], "-S", src, "-B", work, "-G", "Ninja",
+                 f"-DCMAKE_MAKE_PROGRAM={tools['ninja']}",
+                 f"-DCMAKE_C_COMPILER={tools['cc']}", f"-DCMAKE_CXX_COMPILER={tools['cxx']}", *options]
+    if ccache := shutil.which("ccache"):
+        configure += [f"-DCMAKE_C_COMPILER_LAUNCHER={ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}"]
+    env = {**os.environ, "CCACHE_BASEDIR": str(src)}
+    commands.run(configure, env=env, what=f"cmake configure of build '{build_name}'")
+    targets = detect_targets(tools["ninja"], work)
+    commands.run([tools["cmake"], "--build", work, "--parallel", str(threads), "--target", *targets.values()],
+                 env=env, what=f"cmake build of '{build_name}'")
+    staging = files.make_temp_dir(entry.parent, f"{entry.name}-bin")
+    try:
+        (staging / "bin").mkdir()
+        binaries = {}
+        for role, name in targets.items():
+            built = work / "bin" / name
+            if not built.is_file():
+                raise UserError(f"the build reported success but {built} does not exist")
+            shutil.copy2(built, staging / "bin" / name)
+            binaries[role] = name
+        files.remove(entry)
+        staging.rename(entry)
+    finally:
+        files.remove(staging)
+    files.remove(work)
+    return {
+        "binaries": binaries,
+        "options": options,
+        "cmake": tool_version(tools["cmake"]),
+        "ccache": bool(ccache),
+        "nvcc": tool_version(tools["nvcc"]) if "nvcc" in tools else None,
+    }
+
+
+def list_devices(bin_dir: Path, binaries: dict[str, str]) -> dict[str, Any]:
+    """``--list-devices`` output of the build, from llama-bench or (older trees) the completion tool.
+
+    An unknown flag makes some llama.cpp tools print usage and exit 0, so the
+    output is checked for the device list header rather than trusting the exit code.
+    """
+    for role in ("bench", "completion"):
+        exe = bin_dir / binaries[role]
+        try:
+            out = subprocess.run([exe, "--list-devices"], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.warning("%s --list-devices: %s", exe.name, err)
+            continue
+        text = out.stdout + out.stderr
+        if "Available devices" in text:
+            return {"tool": exe.name, "output": text.strip(), "devices": parse_devices(text)}
+    return {"tool": None, "output": None, "devices": []}
+
+
+def parse_devices(text: str) -> list[dict[str, str]]:
+    """Lines like ``  CUDA0: NVIDIA H100 80GB HBM3 (81079 MiB, 80520 MiB free)``."""
+    devices = []
+    after_header = False
+    for line in text.splitlines():
+        if line.startswith("Available devices"):
+            after_header = True
+            continue
+        match = re.match(r"\s+(\S+): (.*?)(?: \((\d+) MiB, (\d+) MiB free\))?$", line)
+        if after_header and match:
+            name, desc, total, free = match.groups()
+            devices.append({"name": name, "description": desc, "total_mib": total, "free_mib": free})
+    return devices
+
+
+def install(entry: dict[str, Any], bin_dir: Path) -> None:
+    """Put the cached binaries at ``bin_dir`` (hard links where the filesystem allows)."""
+    staging = files.make_temp_dir(bin_dir.parent, "bin")
+    try:
+        for name in entry["binaries"].values():
+            files.link_or_copy(Path(entry["cache_dir"]) / "bin" / name, staging / name)
+        files.remove(bin_dir)
+        staging.rename(bin_dir)
+    finally:
+        files.remove(staging)

@@ -1,0 +1,5 @@
+"""Errors a user can act on, reported as one sentence instead of a traceback."""
+
+
+class UserError(Exception):
+    """A problem with the machine or the config that the user must fix (missing tool, bad checksum)."""

