@@ -21,6 +21,6 @@ report: "workflow/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         "results/report.html",
-    default_target: True

@@ -5,15 +5,17 @@ rule bench_cell:
         model_manifest="results/models/{model}/manifest.json",
     output:
         "results/cells/{build}/{model}/{cell}.json",
+    log:
+        "results/logs/cells/{build}/{model}/{cell}.log",
+    conda:
+        "../../envs/llamabench.yaml"
+    threads: cell_threads
+    resources:
+        bench_slot=1,
     params:
         cell=cell_params,
         delay=BENCH["delay"],
         timeout=BENCH["timeout"],
-    threads: cell_threads
-    resources:
-        bench_slot=1,
-    log:
-        "results/logs/cells/{build}/{model}/{cell}.log",
     message:
         "Benchmark cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"
     script:

@@ -4,11 +4,15 @@ rule build:
     output:
         manifest="results/builds/{build}/manifest.json",
         bin=directory("results/builds/{build}/bin"),
-    params:
-        cmake_options=lambda wildcards: config["builds"][wildcards.build]["cmake_options"],
-    threads: workflow.cores
     log:
         "results/logs/build/{build}.log",
+    conda:
+        "../../envs/llamabench.yaml"
+    threads: workflow.cores
+    params:
+        cmake_options=lambda wildcards: config["builds"][wildcards.build][
+            "cmake_options"
+        ],
     message:
         "Building llama.cpp variant '{wildcards.build}'"
     script:

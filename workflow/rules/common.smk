@@ -1,17 +1,13 @@
-import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
-# The logic lives in an importable package; scripts (run as child processes) find it via PYTHONPATH.
-LIB = os.path.join(workflow.basedir, "workflow", "lib")
-sys.path.insert(0, LIB)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (LIB, os.environ.get("PYTHONPATH")) if p
-)
+# The logic lives in the package workflow/scripts/llamabench: scripts find it beside
+# themselves (Snakemake puts a script's directory on sys.path), the Snakefile here.
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from llamabench import matrix  # noqa: E402
-
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -20,10 +16,14 @@ MODELS = list(config["models"])
 BENCH = config["benchmark"]
 for _name in BENCH["builds"]:
     if _name not in BUILDS:
-        raise ValueError(f"benchmark.builds names '{_name}', which is not under builds:")
+        raise ValueError(
+            f"benchmark.builds names '{_name}', which is not under builds:"
+        )
 for _name in BENCH["models"]:
     if _name not in MODELS:
-        raise ValueError(f"benchmark.models names '{_name}', which is not under models:")
+        raise ValueError(
+            f"benchmark.models names '{_name}', which is not under models:"
+        )
 CELLS = matrix.expand(BENCH, BUILDS, MODELS)
 
 

@@ -9,6 +9,8 @@ rule summarize:
         failed="results/failed_cells.txt",
     log:
         "results/logs/summarize.log",
+    conda:
+        "../../envs/llamabench.yaml"
     message:
         "Aggregating {n} benchmark cells".format(n=len(CELLS))
     script:
@@ -35,10 +37,12 @@ rule figures:
             caption="../report/figures_table.rst",
             category="Best settings",
         ),
-    params:
-        baseline=matrix.baseline(BENCH),
     log:
         "results/logs/figures.log",
+    conda:
+        "../../envs/llamabench.yaml"
+    params:
+        baseline=matrix.baseline(BENCH),
     message:
         "Drawing figures and the best-settings table"
     script:
@@ -53,9 +57,7 @@ rule report_html:
         source="results/source/manifest.json",
         builds=expand("results/builds/{build}/manifest.json", build=BUILDS),
         models=expand("results/models/{model}/manifest.json", model=MODELS),
-        smokes=expand(
-            "results/smoke/{build}/{model}.json", build=BUILDS, model=MODELS
-        ),
+        smokes=expand("results/smoke/{build}/{model}.json", build=BUILDS, model=MODELS),
     output:
         report(
             "results/report.html",
@@ -64,6 +66,8 @@ rule report_html:
         ),
     log:
         "results/logs/report_html.log",
+    conda:
+        "../../envs/llamabench.yaml"
     message:
         "Writing results/report.html"
     script:

@@ -4,13 +4,15 @@ rule smoke:
         model="results/models/{model}/model.gguf",
     output:
         "results/smoke/{build}/{model}.json",
-    params:
-        smoke=config["smoke"],
+    log:
+        "results/logs/smoke/{build}/{model}.log",
+    conda:
+        "../../envs/llamabench.yaml"
     threads: config["smoke"]["threads"]
     resources:
         bench_slot=1,
-    log:
-        "results/logs/smoke/{build}/{model}.log",
+    params:
+        smoke=config["smoke"],
     message:
         "Smoke run: {wildcards.model} on build '{wildcards.build}'"
     script:

@@ -1,10 +1,12 @@
 rule fetch_source:
     output:
         manifest="results/source/manifest.json",
-    params:
-        source=config["source"],
     log:
         "results/logs/fetch_source.log",
+    conda:
+        "../../envs/llamabench.yaml"
+    params:
+        source=config["source"],
     message:
         "Fetching the llama.cpp source ({params.source[kind]})"
     script:

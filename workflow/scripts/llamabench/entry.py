@@ -8,6 +8,7 @@ sentence on the console and in the log, instead of a traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,9 @@ def run(smk: Any, step: Callable[[Any], None]) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         force=True,
     )
+    # SIGTERM (Snakemake stopping a job, Ctrl-C) becomes an exception, so that the
+    # steps' cleanup runs and no child llama.cpp process outlives its job.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         step(smk)
     except UserError as err:
@@ -35,3 +39,7 @@ def run(smk: Any, step: Callable[[Any], None]) -> None:
     except Exception:
         logging.exception("step failed")
         raise
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import shlex
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,26 @@ def run_cell(
     stderr_path = log_path or Path(os.devnull)
     start_wall, start = files.now_iso(), time.time()
     log.info("$ %s", shlex.join(cmd))
-    with open(stderr_path, "a") as err_out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_out, env=env, text=True)
+    with tempfile.TemporaryFile("w+") as out, open(stderr_path, "a") as err_out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err_out, env=env, text=True)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
         try:
-            stdout, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, _ = proc.communicate()
+            if timer:
+                timer.start()
+            # wait4, not wait: it returns this child's own resource usage (peak RSS).
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()  # an interrupted run must not leave llama-bench behind
+            proc.wait()
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read()
     end = time.time()
-    # communicate() reaped the child; RUSAGE_CHILDREN holds the max RSS of the children waited for,
-    # and llama-bench is the only child this process runs.
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_kib = usage.ru_maxrss
     result: dict[str, Any] = {
         "command": cmd,
         "command_line": shlex.join(cmd),

@@ -1,7 +1,9 @@
 """One function per rule: unpack the ``snakemake`` object, call the logic, write the outputs.
 
 Kept apart from the logic modules so those stay plain functions that tests
-call without Snakemake.
+call without Snakemake. pandas, matplotlib and jinja2 are imported only by
+the steps that use them: a benchmark cell's process should start fast and
+stay quiet while llama-bench measures.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from llamabench import aggregate, bench, build, figures, files, models, report, smoke, source
+from llamabench import bench, build, files, models, smoke, source
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def bench_cell(smk: Any) -> None:
 
 
 def summarize(smk: Any) -> None:
+    from llamabench import aggregate
+
     summary = aggregate.summarize([Path(p) for p in smk.input.cells])
     with files.atomic_path(Path(smk.output.csv)) as tmp:
         summary.to_csv(tmp, index=False)
@@ -106,6 +110,8 @@ def summarize(smk: Any) -> None:
 
 def plot_figures(smk: Any) -> None:
     import pandas as pd
+
+    from llamabench import aggregate, figures
 
     summary = pd.read_csv(smk.input.csv)
     base = dict(smk.params.baseline)
@@ -120,6 +126,8 @@ def plot_figures(smk: Any) -> None:
 
 def write_report(smk: Any) -> None:
     import pandas as pd
+
+    from llamabench import report
 
     summary = pd.read_csv(smk.input.csv)
     best = pd.read_csv(smk.input.table)

@@ -1,0 +1,75 @@
+"""Benchmark cells with the real llama-bench, and the table built from recorded real output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import DEFAULT_CONFIG, ROOT
+from llamabench import aggregate, bench, matrix
+
+RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-gemma3-270m.json"
+SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "repetitions": 2, "threads": 1}
+
+
+def test_real_cell_measures_pp_and_tg(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    log = tmp_path / "cell.log"
+    result = bench.run_cell(bench.command(bin_dir / "llama-bench", gemma, SMALL, delay=0), log)
+    assert result["status"] == "ok", result.get("error")
+    tests = [(r["n_prompt"], r["n_gen"]) for r in result["records"]]
+    assert tests == [(16, 0), (0, 4)]
+    assert all(len(r["samples_ts"]) == 2 and r["n_threads"] == 1 for r in result["records"])
+    assert 100 < result["peak_rss_mib"] < 4096  # the model alone maps ~235 MiB
+    assert result["end_epoch"] > result["start_epoch"]
+
+
+def test_failing_cell_keeps_its_reason(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    log = tmp_path / "cell.log"
+    params = {**SMALL, "cache_type_k": "nonsense"}
+    result = bench.run_cell(bench.command(bin_dir / "llama-bench", gemma, params, delay=0), log)
+    assert result["status"] == "failed"
+    assert result["records"] == []
+    assert "exit status 1" in result["error"]
+    assert "-ctk" in result["error"]  # llama-bench's own words: invalid parameter for argument: -ctk
+
+
+def recorded_cell(**overrides: object) -> dict:
+    params = {**DEFAULT_CONFIG["benchmark"]["defaults"], "repetitions": 3}
+    return {
+        "cell": matrix.cell_id(params), "build": "cpu", "model": "gemma3-270m", "params": params,
+        "host": {"hostname": "vm", "cpu": "AMD EPYC"},
+        "build_info": {"commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f", "options": ["-DGGML_RPC=OFF"]},
+        "model_info": {"sha256": "a5fd"},
+        "llama_bench": {"status": "ok", "records": json.loads(RECORDED.read_text()), "peak_rss_mib": 300.0,
+                        **overrides},
+    }
+
+
+def test_rows_from_recorded_llama_bench_output() -> None:
+    rows = aggregate.cell_rows(recorded_cell())
+    assert [r["test"] for r in rows] == ["pp128", "tg32"]
+    pp, tg = rows
+    assert pp["avg_ts"] == 434.637211 and tg["stddev_ts"] > 0
+    assert json.loads(pp["samples_ts"]) == [432.067, 448.858, 422.987]
+    expected = 1000 * (128 / pp["avg_ts"] + 1 / tg["avg_ts"])
+    assert pp["ttft_estimate_ms"] == tg["ttft_estimate_ms"] == expected
+    assert pp["build_commit"] == "0c1e570" and pp["cpu"] == "AMD EPYC"
+
+
+def test_failed_cell_is_one_row_with_its_error() -> None:
+    rows = aggregate.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1: bad -ctk"))
+    assert len(rows) == 1 and rows[0]["status"] == "failed" and rows[0]["error"] == "exit status 1: bad -ctk"
+
+
+def test_best_settings_compare_against_the_defaults_cell() -> None:
+    base_rows = aggregate.cell_rows(recorded_cell())
+    faster = [dict(r) for r in base_rows]
+    for row in faster:
+        row.update(cell="t1-variant", threads=1, avg_ts=row["avg_ts"] * 2, ttft_estimate_ms=row["ttft_estimate_ms"] / 2)
+    base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+    best = aggregate.best_settings(pd.DataFrame(base_rows + faster), base)
+    assert list(best["metric"]) == ["tg t/s", "pp t/s", "first-token latency estimate ms"]
+    assert set(best["setting"]) == {"threads=1"}
+    assert list(best["speedup_vs_defaults"]) == [2.0, 2.0, 2.0]
