@@ -67,11 +67,12 @@ def write_config(workdir: Path, config: dict[str, Any]) -> None:
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess:
     """Run this repository's Snakefile in ``workdir`` (the default profile still applies)."""
     out = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env=env,
     )
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-6000:]}\n{out.stderr[-6000:]}")

@@ -8,9 +8,14 @@ check Snakemake schedules exactly what a config change calls for.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
+
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -140,11 +145,23 @@ def test_changing_the_smoke_prompt_reruns_only_the_smoke_run(run_dir: Path) -> N
     assert dry_run(run_dir, config) == {"smoke": 1, "report_html": 1, "all": 1}
 
 
+def test_cuda_build_without_nvcc_stops_with_one_sentence(tmp_path: Path) -> None:
+    """Through Snakemake itself: the build job fails and the console says why in one line."""
+    config = small_config()
+    config["builds"] = {"cuda": {"cmake_options": ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=90"]}}
+    write_config(tmp_path, config)
+    # cmake, ninja and the compilers stay reachable; nvcc (e.g. /usr/local/bin, /usr/local/cuda/bin) does not.
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not shutil.which("nvcc", path=p))
+    env = {k: v for k, v in os.environ.items() if k != "CUDACXX"} | {"PATH": path}
+    out = snakemake(tmp_path, "--cores", "2", "results/builds/cuda/manifest.json", check=False, env=env)
+    assert out.returncode != 0
+    assert "llamabench: build 'cuda' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found" in out.stderr
+    assert not (tmp_path / "results/builds/cuda/manifest.json").exists()
+    assert "nvcc was not found" in (tmp_path / "results/logs/build/cuda.log").read_text()
+
+
 def test_lint_and_format_are_clean() -> None:
     lint = snakemake(ROOT, "--lint")
     assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
-    import subprocess
-    import sys
-
     fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(ROOT)], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
