@@ -27,13 +27,13 @@ RPC_OPTIONS = DEFAULT_CONFIG["builds"]["cpu-rpc"]["cmake_options"]
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     run_slow = os.environ.get("LLAMABENCH_SLOW") == "1"
-    has_gpu = shutil.which("nvidia-smi") is not None and subprocess.run(
+    has_gpu = shutil.which("nvcc") is not None and shutil.which("nvidia-smi") is not None and subprocess.run(
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
     for item in items:
         if "slow" in item.keywords and not run_slow:
             item.add_marker(pytest.mark.skip(reason="slow: set LLAMABENCH_SLOW=1 to run"))
         if "gpu" in item.keywords and not has_gpu:
-            item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU on this machine"))
+            item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU (nvidia-smi) and nvcc on this machine"))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import aggregate, bench, matrix
+from llamabench import aggregate, bench, figures, matrix
 
 RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-gemma3-270m.json"
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "repetitions": 2, "threads": 1}
@@ -73,3 +73,16 @@ def test_best_settings_compare_against_the_defaults_cell() -> None:
     assert list(best["metric"]) == ["tg t/s", "pp t/s", "first-token latency estimate ms"]
     assert set(best["setting"]) == {"threads=1"}
     assert list(best["speedup_vs_defaults"]) == [2.0, 2.0, 2.0]
+
+
+def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path) -> None:
+    """Read back from CSV, as the figures rule does: an all-empty column must not break anything."""
+    rows = aggregate.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
+    pd.DataFrame(rows, columns=aggregate.COLUMNS).to_csv(tmp_path / "summary.csv", index=False)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+    assert aggregate.best_settings(summary, base).empty
+    for name in matrix.FIGURES:
+        figures.plot(summary, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+        assert not figures.swept(summary, name, base)

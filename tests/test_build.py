@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,17 @@ def test_second_build_is_a_cache_hit(rpc_build: dict[str, Any], source_manifest:
 
 
 def test_cache_key_changes_with_options_and_commit(source_manifest: dict[str, Any]) -> None:
-    base = build.cache_key(source_manifest, ["-DGGML_RPC=ON"], "gcc 12")
-    assert base != build.cache_key(source_manifest, ["-DGGML_RPC=OFF"], "gcc 12")
-    assert base != build.cache_key(source_manifest, ["-DGGML_RPC=ON"], "clang 17")
-    assert base != build.cache_key({**source_manifest, "commit": "0" * 40}, ["-DGGML_RPC=ON"], "gcc 12")
-    assert build.cache_key(source_manifest, ["-DGGML_NATIVE=OFF"], "gcc 12")["cpu"] is None
+    gcc, clang = {"cxx": "g++ 12", "cc": "gcc 12"}, {"cxx": "clang++ 17", "cc": "clang 17"}
+    base = build.cache_key(source_manifest, ["-DGGML_RPC=ON"], gcc)
+    assert base != build.cache_key(source_manifest, ["-DGGML_RPC=OFF"], gcc)
+    assert base != build.cache_key(source_manifest, ["-DGGML_RPC=ON"], clang)
+    assert base != build.cache_key({**source_manifest, "commit": "0" * 40}, ["-DGGML_RPC=ON"], gcc)
+    # Two sdists whose commit could not be read still differ by their archive.
+    no_commit = {**source_manifest, "commit": None}
+    assert build.cache_key(no_commit, [], gcc) != build.cache_key({**no_commit, "archive_sha256": "ab"}, [], gcc)
+    assert base["cpu"] is not None
+    assert build.cache_key(source_manifest, ["-DGGML_NATIVE=OFF"], gcc)["cpu"] is None
+    assert build.cache_key(source_manifest, ["-DGGML_NATIVE=OFF", "-DGGML_NATIVE=ON"], gcc)["cpu"] is not None
 
 
 def test_list_devices_reads_the_real_binary(rpc_build: dict[str, Any], bin_dir: Path) -> None:
@@ -104,6 +111,7 @@ def path_with_only(tmp_path: Path, *programs: str) -> str:
 
 def test_missing_cmake_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", path_with_only(tmp_path, "ninja", "g++", "gcc"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-venv" / "python"))  # no pip cmake beside it
     with pytest.raises(UserError, match=r"^cmake was not found on PATH: install it with 'pip install cmake'"):
         build.check_toolchain([], "cpu")
 

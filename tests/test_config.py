@@ -37,8 +37,10 @@ def test_minimal_config_gets_every_default() -> None:
         (lambda c: c["benchmark"]["defaults"].update(threads="two"), "threads"),
         (lambda c: c["models"]["gemma3-270m"].update(revison="main"), "revison"),
         (lambda c: c["builds"]["cpu"].update(cmake_options="-DGGML_RPC=ON"), "cmake_options"),
-        (lambda c: c["source"].update(kind="svn"), "kind"),
-        (lambda c: c["benchmark"]["groups"]["threads"].update(threads=[0.5]), "threads"),
+        (lambda c: c["source"].update(kind="svn"), "'svn' is not one of"),
+        (lambda c: c["benchmark"]["groups"]["batch"].update(ubatch_size=[0]), "ubatch_size"),
+        (lambda c: c["benchmark"]["groups"]["batch"].update(n_depth=[0.5]), "n_depth"),
+        (lambda c: c.pop("models"), "'models' is a required property"),
     ],
 )
 def test_bad_config_names_the_key(mutate, named: str) -> None:
@@ -47,6 +49,12 @@ def test_bad_config_names_the_key(mutate, named: str) -> None:
     with pytest.raises(WorkflowError) as err:
         validate(config, SCHEMA)
     assert named in str(err.value)
+
+
+def test_bare_on_off_from_yaml_are_accepted() -> None:
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["benchmark"]["groups"]["fa"] = {"flash_attn": [True, False]}  # what `flash_attn: [on, off]` parses to
+    validate(config, SCHEMA)
 
 
 def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:

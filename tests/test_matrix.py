@@ -70,3 +70,12 @@ def test_llama_bench_args_are_explicit_for_every_axis() -> None:
     assert args[args.index("-ub") + 1] == "512"
     assert args[args.index("-fa") + 1] == "auto"
     assert len(args) == 2 * len(matrix.AXES)
+
+
+def test_yaml_booleans_become_on_off_and_key_order_does_not_matter() -> None:
+    bench = bench_config(groups={"fa": {"flash_attn": [True, False]}})
+    cells = matrix.cells_for(bench, "cpu")
+    assert {p["flash_attn"] for p in cells.values()} == {"on", "off", "auto"}
+    reordered = dict(reversed(list(bench["defaults"].items())))
+    again = matrix.cells_for({**bench, "defaults": reordered}, "cpu")
+    assert [repr(p) for p in again.values()] == [repr(p) for p in cells.values()]

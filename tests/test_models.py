@@ -18,6 +18,7 @@ from llamabench import files, models
 from llamabench.errors import UserError
 
 COMMIT = "1234567890abcdef1234567890abcdef12345678"
+SERVED = ["model.gguf", "Q4_K_M/model.gguf"]  # a file at the top and one in a subfolder
 
 
 def test_pypi_model_is_assembled_and_described(gemma: Path) -> None:
@@ -46,6 +47,14 @@ def test_sha256_mismatch_fails_and_leaves_nothing(gemma: Path, tmp_path: Path) -
     assert gemma.exists()  # a user's own file is never deleted
 
 
+def test_pypi_sha256_mismatch_fails_and_drops_the_install(tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "model.gguf"
+    with pytest.raises(UserError, match="sha256"):
+        models.fetch("gemma", {**GEMMA, "sha256": "0" * 64}, dest, cache=tmp_path / "cache")
+    assert not dest.exists()
+    assert not list((tmp_path / "cache" / "models").glob("pypi-*")), "a retry must reinstall, not reuse"
+
+
 def test_not_a_gguf_file_is_one_sentence(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a model")
@@ -61,7 +70,7 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
 
     def _resolve(self) -> bool:
         self.seen_auth.append(self.headers.get("Authorization"))
-        if self.path.split("?")[0] != f"/org/tiny-GGUF/resolve/main/model.gguf":
+        if self.path.split("?")[0] not in {f"/org/tiny-GGUF/resolve/main/{name}" for name in SERVED}:
             self.send_error(404)
             return False
         return True
@@ -122,16 +131,17 @@ def fetch_in_child(cfg: dict, dest: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
-def test_hf_model_downloads_through_huggingface_hub(hub: str, gemma: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("filename", SERVED)
+def test_hf_model_downloads_through_huggingface_hub(hub: str, gemma: Path, tmp_path: Path, filename: str) -> None:
     dest = tmp_path / "results" / "model.gguf"
-    cfg = {"kind": "hf", "repo_id": "org/tiny-GGUF", "filename": "model.gguf", "sha256": GEMMA["sha256"]}
+    cfg = {"kind": "hf", "repo_id": "org/tiny-GGUF", "filename": filename, "sha256": GEMMA["sha256"]}
     out = fetch_in_child(cfg, dest)
     assert out.returncode == 0, out.stderr
     manifest = files.read_json(str(dest) + ".json")
     assert files.sha256_file(dest) == GEMMA["sha256"]
     assert manifest["origin"]["endpoint"] == hub
     assert manifest["origin"]["commit"] == COMMIT
-    cached = list((tmp_path / "hf-home" / "hub").rglob("model.gguf"))
+    cached = list((tmp_path / "hf-home" / "hub").rglob(filename))
     assert cached, "downloaded into huggingface_hub's own cache"
     assert "Bearer hf_secret_test_token" in HubHandler.seen_auth
     assert "hf_secret_test_token" not in dest.with_suffix(".gguf.json").read_text()
@@ -152,3 +162,13 @@ def test_hf_missing_file_is_one_sentence(hub: str, tmp_path: Path) -> None:
     out = fetch_in_child(cfg, tmp_path / "model.gguf")
     assert out.returncode != 0
     assert "download of org/tiny-GGUF/absent.gguf@main failed" in out.stderr
+
+
+def test_hf_never_uses_a_saved_login_token(hub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only HF_TOKEN counts: a token saved by `hf auth login` in HF_HOME is not sent."""
+    (tmp_path / "hf-home").mkdir(exist_ok=True)
+    (tmp_path / "hf-home" / "token").write_text("hf_saved_login_token")
+    monkeypatch.delenv("HF_TOKEN")
+    out = fetch_in_child({"kind": "hf", "repo_id": "org/tiny-GGUF", "filename": "model.gguf"}, tmp_path / "m.gguf")
+    assert out.returncode == 0, out.stderr
+    assert HubHandler.seen_auth and not any(HubHandler.seen_auth)

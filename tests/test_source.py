@@ -69,7 +69,7 @@ def test_git_source_reuses_the_cached_tree(upstream: Path, tmp_path: Path) -> No
 
 
 def test_git_source_bad_ref_is_one_sentence(upstream: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="git"):
+    with pytest.raises(UserError, match="^git checkout of no-such-ref failed with exit status"):
         source.materialize({"kind": "git", "url": upstream.as_uri(), "ref": "no-such-ref"}, cache=tmp_path)
 
 

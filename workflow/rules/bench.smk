@@ -1,7 +1,9 @@
+# model.gguf is hard-linked from the shared cache, and other checkouts touch that
+# inode: its mtime says nothing, so it is ancient() and the manifest (sha256) decides.
 rule bench_cell:
     input:
         build="results/builds/{build}/manifest.json",
-        model="results/models/{model}/model.gguf",
+        model=ancient("results/models/{model}/model.gguf"),
         model_manifest="results/models/{model}/manifest.json",
     output:
         "results/cells/{build}/{model}/{cell}.json",
@@ -15,7 +17,6 @@ rule bench_cell:
     params:
         cell=cell_params,
         delay=BENCH["delay"],
-        timeout=BENCH["timeout"],
     message:
         "Benchmark cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"
     script:

@@ -1,4 +1,4 @@
-FIGURE_NAMES = ["threads", "batch", "gpu_layers"]
+FIGURE_NAMES = list(matrix.FIGURES)
 
 
 rule summarize:
@@ -68,6 +68,8 @@ rule report_html:
         "results/logs/report_html.log",
     conda:
         "../../envs/llamabench.yaml"
+    params:
+        baseline=matrix.baseline(BENCH),
     message:
         "Writing results/report.html"
     script:

@@ -1,7 +1,8 @@
 rule smoke:
     input:
         build="results/builds/{build}/manifest.json",
-        model="results/models/{model}/model.gguf",
+        model=ancient("results/models/{model}/model.gguf"),
+        model_manifest="results/models/{model}/manifest.json",
     output:
         "results/smoke/{build}/{model}.json",
     log:
@@ -12,7 +13,8 @@ rule smoke:
     resources:
         bench_slot=1,
     params:
-        smoke=config["smoke"],
+        # timeout is read from the config in the step: changing it must not rerun anything.
+        smoke=canonical({k: v for k, v in config["smoke"].items() if k != "timeout"}),
     message:
         "Smoke run: {wildcards.model} on build '{wildcards.build}'"
     script:

@@ -5,8 +5,11 @@ rule fetch_source:
         "results/logs/fetch_source.log",
     conda:
         "../../envs/llamabench.yaml"
+    resources:
+        bench_slot=1,
     params:
-        source=config["source"],
+        source=canonical(config["source"]),
+        tree_state=source_tree_state(),
     message:
         "Fetching the llama.cpp source ({params.source[kind]})"
     script:

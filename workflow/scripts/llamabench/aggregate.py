@@ -17,8 +17,13 @@ import pandas as pd
 from llamabench import files, matrix
 
 MEASURES = ["avg_ts", "stddev_ts", "avg_ns", "stddev_ns"]
-RECORD_FACTS = ["build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_type", "model_size",
+RECORD_FACTS = ["build_commit", "build_number", "cpu_info", "backends", "model_type", "model_size",
                 "model_n_params", "test_time"]
+# Every column of summary.csv, in order, so that the table has the same shape
+# even when no cell succeeded.
+COLUMNS = ["build", "model", "cell", "status", "test", *MEASURES, "ttft_estimate_ms", "samples_ts",
+           *matrix.AXES, "peak_rss_mib", "duration_s", "commit", "build_options", "compiler", "host", "cpu", "gpu",
+           "model_sha256", *RECORD_FACTS, "command_line", "error"]
 
 
 def test_name(n_prompt: int, n_gen: int) -> str:
@@ -77,13 +82,23 @@ def add_ttft_estimate(rows: list[dict[str, Any]]) -> None:
 
 def summarize(cell_paths: list[Path]) -> pd.DataFrame:
     rows = [row for path in sorted(cell_paths) for row in cell_rows(files.read_json(path))]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
 
 
+# What a cell measures, as opposed to how: best settings compare cells of one workload only.
+WORKLOAD = ["n_prompt", "n_gen", "n_depth"]
+
+
 def best_settings(summary: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
-    """Per build and model: the best cell for tg, pp and the first-token estimate, with speed-up over defaults."""
-    ok = summary[summary["status"] == "ok"]
+    """Per build and model: the best cell for tg, pp and the first-token estimate, with speed-up over defaults.
+
+    Only cells with the defaults' workload (prompt, generation, depth) compete:
+    a shorter prompt is not a better setting.
+    """
+    ok = summary[summary["status"] == "ok"].astype({"test": str})
+    for axis in WORKLOAD:
+        ok = ok[ok[axis].astype(str) == str(base[axis])]
     base_id = matrix.cell_id(base)
     goals = [
         ("tg t/s", ok[ok["test"].str.startswith("tg")], "avg_ts", True),

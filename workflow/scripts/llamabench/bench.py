@@ -34,7 +34,6 @@ def command(bench_exe: Path, model: Path, params: dict[str, Any], delay: int) ->
 def run_cell(
     cmd: list[str],
     log_path: Path | None,
-    env: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run llama-bench; return its records, exit status and the OS's peak-RSS accounting."""
@@ -42,8 +41,14 @@ def run_cell(
     start_wall, start = files.now_iso(), time.time()
     log.info("$ %s", shlex.join(cmd))
     with tempfile.TemporaryFile("w+") as out, open(stderr_path, "a") as err_out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err_out, env=env, text=True)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err_out, text=True)
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire) if timeout else None
         try:
             if timer:
                 timer.start()
@@ -69,6 +74,7 @@ def run_cell(
         "end_epoch": end,
         "duration_s": round(end - start, 3),
         "exit_status": proc.returncode,
+        "timed_out": timed_out.is_set(),
         "peak_rss_mib": round(peak_kib / 1024, 1),
     }
     try:
@@ -94,7 +100,9 @@ def failure_reason(returncode: int, stderr_path: Path, result: dict[str, Any]) -
         pass
     flagged = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
     detail = "; ".join((flagged or lines)[-3:])
-    if returncode < 0:
+    if result.get("timed_out"):
+        head = "timed out (benchmark.timeout) and was killed"
+    elif returncode < 0:
         head = f"killed by signal {-returncode}"
     elif returncode:
         head = f"exit status {returncode}"

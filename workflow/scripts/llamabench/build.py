@@ -48,14 +48,18 @@ REQUIRED_ROLES = {"bench", "completion"}
 _TRUE = {"ON", "1", "TRUE", "YES", "Y"}
 
 
-def option_enabled(options: list[str], name: str) -> bool:
-    """Whether ``-D<name>=ON`` (or ``-D<name>:BOOL=ON``) is among ``options``; the last one wins."""
-    enabled = False
+def option_value(options: list[str], name: str) -> str | None:
+    """The value ``-D<name>=...`` (or ``-D<name>:TYPE=...``) takes in ``options``; as in CMake, the last one wins."""
+    value = None
     for opt in options:
         match = re.fullmatch(rf"-D{name}(?::\w+)?=(.*)", opt)
         if match:
-            enabled = match.group(1).strip().upper() in _TRUE
-    return enabled
+            value = match.group(1).strip()
+    return value
+
+
+def option_enabled(options: list[str], name: str) -> bool:
+    return (option_value(options, name) or "").upper() in _TRUE
 
 
 def check_toolchain(options: list[str], build_name: str) -> dict[str, str]:
@@ -115,16 +119,20 @@ def full_options(source: dict[str, Any], options: list[str]) -> list[str]:
     return BASE_OPTIONS + identity + list(options)
 
 
-def cache_key(source: dict[str, Any], options: list[str], compiler: str) -> dict[str, Any]:
-    native = not any(re.fullmatch(r"-DGGML_NATIVE(?::\w+)?=(OFF|0|FALSE|NO)", o, re.I) for o in options)
+def cache_key(source: dict[str, Any], options: list[str], toolchain: dict[str, str]) -> dict[str, Any]:
+    """Everything that changes the machine code; ``toolchain`` holds the compilers' version lines."""
+    native = option_value(options, "GGML_NATIVE")
     return {
         "recipe": RECIPE,
         "commit": source.get("commit"),
+        "archive_sha256": source.get("archive_sha256"),
         "dirty": source.get("dirty"),
         "tree_fingerprint": source.get("tree_fingerprint"),
         "options": options,
-        "compiler": compiler,
-        "cpu": cpu_signature() if native else None,
+        "toolchain": toolchain,
+        "flags": {var: os.environ.get(var) for var in ("CFLAGS", "CXXFLAGS", "LDFLAGS", "CUDAFLAGS")},
+        # A GGML_NATIVE build (the default) is tuned to this CPU.
+        "cpu": None if (native or "ON").upper() not in _TRUE else cpu_signature(),
     }
 
 
@@ -159,9 +167,10 @@ def build(
     """Return the cache entry (bin dir and build facts) for this source and options, building on a miss."""
     tools = check_toolchain(options, build_name)
     cache = cache or files.cache_root()
-    compiler = tool_version(tools["cxx"])
+    toolchain = {name: tool_version(tools[name]) for name in ("cxx", "cc", "nvcc") if name in tools}
+    compiler = toolchain["cxx"]
     options_all = full_options(source, options)
-    key_fields = cache_key(source, options_all, compiler)
+    key_fields = cache_key(source, options_all, toolchain)
     key = files.sha256_text(repr(sorted(key_fields.items())))[:20]
     entry = cache / "builds" / key
     with files.file_lock(cache / "builds" / f".{key}.lock"):
@@ -170,7 +179,9 @@ def build(
             info = files.read_json(entry / "entry.json")
             return {**info, "cache_dir": str(entry), "cache_hit": True}
         log.info("build cache miss: %s", entry)
-        info = _compile(source, build_name, options_all, tools, threads, entry)
+        # --cores 8 on a 2-core machine must not mean 8 parallel compilers (CUDA kernels need GBs each).
+        jobs = max(1, min(threads, os.cpu_count() or 1))
+        info = _compile(source, build_name, options_all, tools, jobs, entry)
         info.update(key=key, key_fields=key_fields, compiler=compiler)
         files.write_json(entry / "entry.json", info)
     return {**info, "cache_dir": str(entry), "cache_hit": False}
@@ -188,6 +199,7 @@ def _compile(
     if not (src / "CMakeLists.txt").is_file():
         raise UserError(f"the source tree {src} is missing: rerun the fetch_source rule (snakemake -R fetch_source)")
     work = entry.parent / f".{entry.name}.work"
+    files.remove(work)  # never configure over the CMakeCache of an earlier failed attempt
     configure = [tools["cmake"], "-S", src, "-B", work, "-G", "Ninja",
                  f"-DCMAKE_MAKE_PROGRAM={tools['ninja']}",
                  f"-DCMAKE_C_COMPILER={tools['cc']}", f"-DCMAKE_CXX_COMPILER={tools['cxx']}", *options]
@@ -219,6 +231,7 @@ def _compile(
         "cmake": tool_version(tools["cmake"]),
         "ccache": bool(ccache),
         "nvcc": tool_version(tools["nvcc"]) if "nvcc" in tools else None,
+        "parallel_jobs": threads,
     }
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,24 +37,35 @@ def run(
     argv = [str(part) for part in cmd]
     log.info("$ %s", shlex.join(argv))
     target = current_log()
-    if target is None:
-        result = subprocess.run(argv, cwd=cwd, env=env)
-    else:
-        with open(target, "a") as out:
-            result = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise UserError(f"{what or argv[0]} failed with exit status {result.returncode}")
+    with open(target or os.devnull, "a") as out:
+        sink = out if target else None
+        # A session of its own, so that an interrupted step can stop the whole tree
+        # (cmake -> ninja -> compilers), not just the direct child.
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None,
+                                start_new_session=True)
+        try:
+            returncode = proc.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if returncode != 0:
+        raise UserError(f"{what or argv[0]} failed with exit status {returncode}")
 
 
 def output(cmd: Sequence[str | Path], *, cwd: Path | None = None) -> str:
     """Run a quick query command and return its stdout (stripped); raise on failure."""
     argv = [str(part) for part in cmd]
-    return subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"{shlex.join(argv)} failed: {out.stderr.strip() or f'exit status {out.returncode}'}")
+    return out.stdout.strip()
 
 
 def require(program: str, hint: str) -> str:
-    """Path of ``program`` on PATH, or a one-sentence error saying how to get it."""
-    found = shutil.which(program)
+    """Path of ``program`` on PATH or beside this Python (a venv's pip-installed cmake/ninja), or one clear error."""
+    found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
     if found is None:
         raise UserError(f"{program} was not found on PATH: {hint}")
     return found

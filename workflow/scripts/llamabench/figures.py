@@ -18,19 +18,9 @@ import pandas as pd  # noqa: E402
 
 from llamabench import matrix  # noqa: E402
 
-# Figure name -> (x axis, axis that splits lines or None, log-scaled x).
-# Batch and ubatch are swept together (ubatch is capped at batch), so the batch
-# figure draws one line per ubatch size.
-FIGURES: dict[str, tuple[str, str | None, bool]] = {
-    "threads": ("threads", None, False),
-    "batch": ("batch_size", "ubatch_size", True),
-    "gpu_layers": ("n_gpu_layers", None, False),
-}
-
-
 def sweep(summary: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
     """Successful rows whose axes outside ``free`` all keep their default value."""
-    ok = summary[summary["status"] == "ok"]
+    ok = summary[summary["status"] == "ok"].astype({"test": str})
     mask = pd.Series(True, index=ok.index)
     for axis in matrix.AXES:
         if axis not in free:
@@ -38,9 +28,17 @@ def sweep(summary: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.Dat
     return ok[mask]
 
 
+def swept(summary: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
+    """Whether figure ``name`` has more than the default value of its axis to show."""
+    x_axis, split, _ = matrix.FIGURES[name]
+    axes = [a for a in (x_axis, split) if a]
+    data = sweep(summary, set(axes), base)
+    return any(data[a].nunique() > 1 for a in axes)
+
+
 def plot(summary: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
     """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right."""
-    x_axis, split, log_x = FIGURES[name]
+    x_axis, split, log_x = matrix.FIGURES[name]
     data = sweep(summary, {x_axis, split} - {None}, base)
     data = data.assign(x=pd.to_numeric(data[x_axis]))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))

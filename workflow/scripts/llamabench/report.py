@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import files
+from llamabench import figures, files, matrix
 
 TEMPLATE = Path(__file__).with_name("report.html.j2")
 
@@ -33,6 +33,7 @@ def render(
     summary: pd.DataFrame,
     best: pd.DataFrame,
     figure_pngs: list[Path],
+    baseline: dict[str, Any],
     builds: list[dict[str, Any]],
     models: list[dict[str, Any]],
     smokes: list[dict[str, Any]],
@@ -40,20 +41,27 @@ def render(
 ) -> str:
     ok = summary[summary["status"] == "ok"]
     failed = summary[summary["status"] != "ok"]
-    gpus = sorted({g for g in ok.get("gpu", pd.Series(dtype=str)).dropna() if g})
+    gpus = sorted({g for g in ok["gpu"].dropna() if g})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(TEMPLATE.read_text())
     return template.render(
         generated=files.now_iso(),
         host=files.host_info(),
+        # The machine that measured, from the cells (the report may be rendered elsewhere).
+        hosts=sorted(summary["host"].dropna().unique()),
+        cpus=sorted(summary["cpu"].dropna().unique()),
         gpus=gpus,
         source=source,
         builds=builds,
         models=models,
         smokes=smokes,
         best_table=table(best),
-        figures=[{"name": p.stem, "src": embed_png(p)} for p in figure_pngs],
+        figures=[
+            {"name": p.stem, "axis": matrix.FIGURES[p.stem][0],
+             "src": embed_png(p) if figures.swept(summary, p.stem, baseline) else None}
+            for p in figure_pngs
+        ],
         summary_table=table(ok, SUMMARY_COLUMNS),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
-        n_cells=summary["cell"].nunique() if not summary.empty else 0,
+        n_cells=len(summary.drop_duplicates(["build", "model", "cell"])),
     )

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +24,38 @@ def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, thre
 
 
 def run(cmd: list[str], log_path: Path, timeout: float = 600) -> dict[str, Any]:
+    """Generate once; a failure is recorded (status, error) like a failed benchmark cell, not raised."""
     log.info("$ %s", shlex.join(cmd))
+    tool = Path(cmd[0]).name
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        stdout, stderr, error = out.stdout, out.stderr, None
+        if out.returncode != 0:
+            error = f"{tool} failed with exit status {out.returncode}"
     except subprocess.TimeoutExpired as err:
-        raise UserError(f"{Path(cmd[0]).name} did not finish within {timeout:.0f} s") from err
+        stdout, stderr = _text(err.stdout), _text(err.stderr)
+        error = f"{tool} did not finish within {timeout:.0f} s"
     with open(log_path, "a") as handle:
-        handle.write(out.stderr)
-    if out.returncode != 0:
-        raise UserError(f"{Path(cmd[0]).name} failed with exit status {out.returncode}")
-    timings = [line.strip() for line in out.stderr.splitlines() if "_perf_" in line and "time" in line]
-    if not out.stdout.strip() or not timings:
-        raise UserError(f"{Path(cmd[0]).name} produced no text or no timing lines")
+        handle.write(stderr)
+    timings = [line.strip() for line in stderr.splitlines() if "_perf_" in line and "time" in line]
+    if error is None and (not stdout.strip() or not timings):
+        error = f"{tool} produced no text or no timing lines"
+    if error:
+        log.error("%s", error)
     return {
         "command": cmd,
-        "text": out.stdout,
+        "status": "failed" if error else "ok",
+        "error": error,
+        "text": stdout,
         "timing_lines": timings,
         "tokens_per_second": parse_eval_speed(timings),
     }
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
 
 
 def parse_eval_speed(lines: list[str]) -> dict[str, float]:

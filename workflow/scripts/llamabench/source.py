@@ -51,8 +51,10 @@ def _pypi_sdist(package: str, version: str, root: Path) -> dict[str, Any]:
 def _fetch_sdist(package: str, version: str, dest: Path) -> None:
     download = files.make_temp_dir(dest.parent, "download")
     try:
+        # --no-binary for this package only: ":all:" would also force pip to compile the
+        # sdist's build dependencies (cmake itself) from source just to read its metadata.
         commands.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package,
              "--dest", download, f"{package}=={version}"],
             what=f"pip download of {package}=={version}",
         )
@@ -158,6 +160,7 @@ def _path(path: Path) -> dict[str, Any]:
     return {
         "commit": commit,
         "build_number": build_number,
+        "ref": str(path),
         "dirty": dirty,
         "tree_fingerprint": tree_fingerprint(path),
         "source_dir": str(path),

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench, build, files, models, smoke, source
+from llamabench import bench, build, files, matrix, models, smoke, source
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,11 @@ def smoke_run(smk: Any) -> None:
     build_info = files.read_json(smk.input.build)
     exe = Path(build_info["bin_dir"]) / build_info["binaries"]["completion"]
     cfg = smk.params.smoke
-    cmd = smoke.command(exe, Path(smk.input.model), cfg["prompt"], cfg["n_predict"], cfg["seed"], smk.threads)
-    result = smoke.run(cmd, Path(smk.log[0]), timeout=cfg["timeout"])
+    label = f"{smk.wildcards.build}/{smk.wildcards.model}"
+    cmd = smoke.command(exe, Path(smk.input.model), cfg["prompt"], cfg["n_predict"], cfg["seed"], cfg["threads"])
+    result = smoke.run(cmd, Path(smk.log[0]), timeout=smk.config["smoke"]["timeout"])
+    if result["status"] != "ok":
+        print(f"llamabench: smoke run {label} failed: {result['error']}")
     files.write_json(smk.output[0], {"build": smk.wildcards.build, "model": smk.wildcards.model, **result})
 
 
@@ -74,7 +77,7 @@ def bench_cell(smk: Any) -> None:
     log.info("cell %s", label)
     exe = Path(build_info["bin_dir"]) / build_info["binaries"]["bench"]
     cmd = bench.command(exe, Path(smk.input.model), params, smk.params.delay)
-    result = bench.run_cell(cmd, Path(smk.log[0]), timeout=smk.params.timeout)
+    result = bench.run_cell(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
     if result["status"] != "ok":
         log.warning("cell %s failed: %s", label, result["error"])
         print(f"llamabench: cell {label} failed: {result['error']}")
@@ -102,8 +105,9 @@ def summarize(smk: Any) -> None:
     summary = aggregate.summarize([Path(p) for p in smk.input.cells])
     with files.atomic_path(Path(smk.output.csv)) as tmp:
         summary.to_csv(tmp, index=False)
+    by_key = {(Path(p).parent.parent.name, Path(p).parent.name, Path(p).stem): p for p in smk.input.cells}
     failed = summary[summary["status"] != "ok"]
-    paths = [f"results/cells/{r.build}/{r.model}/{r.cell}.json" for r in failed.itertuples()]
+    paths = [by_key[(r.build, r.model, r.cell)] for r in failed.itertuples()]
     with files.atomic_path(Path(smk.output.failed)) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in paths))
 
@@ -115,7 +119,7 @@ def plot_figures(smk: Any) -> None:
 
     summary = pd.read_csv(smk.input.csv)
     base = dict(smk.params.baseline)
-    for name in figures.FIGURES:
+    for name in matrix.FIGURES:
         figures.plot(summary, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
     best = aggregate.best_settings(summary, base)
     with files.atomic_path(Path(smk.output.table_csv)) as tmp:
@@ -136,6 +140,7 @@ def write_report(smk: Any) -> None:
         summary=summary,
         best=best,
         figure_pngs=[Path(p) for p in smk.input.figures],
+        baseline=dict(smk.params.baseline),
         builds=builds,
         models=[files.read_json(p) for p in smk.input.models],
         smokes=[files.read_json(p) for p in smk.input.smokes],
