@@ -73,6 +73,7 @@ def test_best_settings_compare_against_the_defaults_cell() -> None:
     assert list(best["metric"]) == ["tg t/s", "pp t/s", "first-token latency estimate ms"]
     assert set(best["setting"]) == {"threads=1"}
     assert list(best["speedup_vs_defaults"]) == [2.0, 2.0, 2.0]
+    assert list(best["beyond_noise"]) == [True, True, None]
 
 
 def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path) -> None:

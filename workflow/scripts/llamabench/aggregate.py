@@ -113,17 +113,23 @@ def best_settings(summary: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
             ref = group[group["cell"] == base_id]
             ref_value = float(ref[column].iloc[0]) if len(ref) else None
             value = float(best[column])
-            speedup = None
+            speedup = beyond_noise = None
             if ref_value:
                 speedup = value / ref_value if higher else ref_value / value
+                if column == "avg_ts":
+                    # A "best" cell on a noisy machine may just be lucky: say whether the gain
+                    # exceeds the combined standard deviation of the two measurements.
+                    noise = (float(best["stddev_ts"]) ** 2 + float(ref["stddev_ts"].iloc[0]) ** 2) ** 0.5
+                    beyond_noise = bool(abs(value - ref_value) > noise)
             rows.append({
                 "build": build, "model": model, "metric": metric, "best_cell": best["cell"],
                 "setting": setting_text(best, base), "value": round(value, 2),
                 "defaults_value": round(ref_value, 2) if ref_value else None,
                 "speedup_vs_defaults": round(speedup, 3) if speedup else None,
+                "beyond_noise": beyond_noise,
             })
     return pd.DataFrame(rows, columns=["build", "model", "metric", "best_cell", "setting", "value",
-                                       "defaults_value", "speedup_vs_defaults"])
+                                       "defaults_value", "speedup_vs_defaults", "beyond_noise"])
 
 
 def setting_text(row: pd.Series, base: dict[str, Any]) -> str:

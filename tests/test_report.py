@@ -1,0 +1,30 @@
+"""results/report.html from recorded real llama-bench output: every source kind, counts, failures."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from conftest import DEFAULT_CONFIG
+from llamabench import aggregate, matrix, report
+from test_bench import recorded_cell
+
+BASE = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+
+
+def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) -> str:
+    summary = pd.DataFrame([row for cell in cells for row in aggregate.cell_rows(cell)], columns=aggregate.COLUMNS)
+    return report.render(summary=summary, best=aggregate.best_settings(summary, BASE), figure_pngs=[], baseline=BASE,
+                         builds=[], models=[], smokes=smokes or [], source=source)
+
+
+def test_report_for_a_path_source_with_two_builds_and_a_failed_smoke_run() -> None:
+    cells = [recorded_cell(), {**recorded_cell(), "build": "cpu-rpc"},
+             {**recorded_cell(status="failed", records=[], error="exit status 1: bad -ctk"), "build": "other"}]
+    source = {"source_kind": "path", "ref": "/opt/llama.cpp", "commit": None}
+    smoke = {"build": "cpu", "model": "gemma3-270m", "status": "failed", "error": "llama-cli failed with exit status 1",
+             "text": "", "timing_lines": []}
+    page = render(cells, source, [smoke])
+    assert "3 cells; 1 failed" in page
+    assert "path /opt/llama.cpp" in page
+    assert "bad -ctk" in page and "Failed: llama-cli failed with exit status 1" in page
+    assert "AMD EPYC" in page and "<td>vm</td>" in page  # host and CPU of the cells, not of the renderer
