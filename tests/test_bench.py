@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -87,3 +92,26 @@ def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path
         figures.plot(summary, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.png").stat().st_size > 0
         assert not figures.swept(summary, name, base)
+
+
+def test_sigterm_to_the_step_stops_llama_bench(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    """Snakemake stopping a job signals the step's process; the step must take llama-bench down with it."""
+    params = {**SMALL, "n_prompt": 512, "n_gen": 512, "repetitions": 50}
+    cmd = bench.command(bin_dir / "llama-bench", gemma, params, delay=0)
+    code = (
+        "import sys, types; from pathlib import Path; from llamabench import bench, entry;"
+        "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
+        "entry.run(smk, lambda s: bench.run_cell(sys.argv[2:], Path(s.log[0])))"
+    )
+    step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cell.log"), *cmd],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 60
+    while not (children := subprocess.run(["pgrep", "-P", str(step.pid)], capture_output=True, text=True).stdout):
+        assert time.monotonic() < deadline, "llama-bench never started"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    step.send_signal(signal.SIGTERM)
+    assert step.wait(timeout=30) == 128 + signal.SIGTERM
+    child = int(children.split()[0])
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists(), "llama-bench outlived its step"

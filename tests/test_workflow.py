@@ -11,11 +11,12 @@ import copy
 import os
 import re
 import shutil
-from pathlib import Path
-from typing import Any
-
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -165,3 +166,34 @@ def test_lint_and_format_are_clean() -> None:
     assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
     fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(ROOT)], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_ctrl_c_during_a_cell_leaves_no_process_and_no_result(run_dir: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group: llama-bench must be gone, the cell file absent."""
+    config = small_config()
+    config["benchmark"]["include"] = [{"n_prompt": 512, "n_gen": 512}]  # a cell that runs for a while
+    config["benchmark"]["repetitions"] = 20
+    write_config(run_dir, config)
+    cell = matrix.cell_id(matrix.normalize({**config["benchmark"]["defaults"], "n_prompt": 512, "n_gen": 512,
+                                            "repetitions": 20}))
+    target = f"results/cells/cpu-rpc/gemma3-270m/{cell}.json"
+    log = run_dir / "results/logs/cells/cpu-rpc/gemma3-270m" / f"{cell}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
+                             "--cores", "2", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and "llama-bench" in log.read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the cell never started"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        write_config(run_dir, small_config())
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    running = subprocess.run(["pgrep", "-f", f"llama-bench.*-p 512 -n 512 -d 0 -r 20"], capture_output=True, text=True)
+    assert running.stdout == "", f"llama-bench still running: {running.stdout}"
+    assert not (run_dir / target).exists()
