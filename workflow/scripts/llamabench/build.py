@@ -92,11 +92,13 @@ def _find_compiler(env: str, names: list[str], language: str) -> str:
 
 
 def tool_version(program: str) -> str:
+    """First line of ``program --version``: recorded in manifests and part of the cache key."""
     try:
         out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=60)
-    except OSError as err:
+    except (OSError, subprocess.TimeoutExpired) as err:
         return f"unknown ({err})"
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "unknown"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
 
 
 def cpu_signature() -> str:
