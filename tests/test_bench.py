@@ -44,7 +44,8 @@ def recorded_cell(**overrides: object) -> dict:
     params = {**DEFAULT_CONFIG["benchmark"]["defaults"], "repetitions": 3}
     return {
         "cell": matrix.cell_id(params), "build": "cpu", "model": "gemma3-270m", "params": params,
-        "host": {"hostname": "vm", "cpu": "AMD EPYC"},
+        # Not this machine's: the report must show the measuring host, not the rendering one.
+        "host": {"hostname": "bench-node-7", "cpu": "Test CPU 9000"},
         "build_info": {"commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f", "options": ["-DGGML_RPC=OFF"]},
         "model_info": {"sha256": "a5fd"},
         "llama_bench": {"status": "ok", "records": json.loads(RECORDED.read_text()), "peak_rss_mib": 300.0,
@@ -60,7 +61,7 @@ def test_rows_from_recorded_llama_bench_output() -> None:
     assert json.loads(pp["samples_ts"]) == [432.067, 448.858, 422.987]
     expected = 1000 * (128 / pp["avg_ts"] + 1 / tg["avg_ts"])
     assert pp["ttft_estimate_ms"] == tg["ttft_estimate_ms"] == expected
-    assert pp["build_commit"] == "0c1e570" and pp["cpu"] == "AMD EPYC"
+    assert pp["build_commit"] == "0c1e570" and pp["cpu"] == "Test CPU 9000" and pp["cpu_info"] == "AMD EPYC"
 
 
 def test_failed_cell_is_one_row_with_its_error() -> None:
@@ -81,6 +82,17 @@ def test_best_settings_compare_against_the_defaults_cell() -> None:
     assert list(best["beyond_noise"]) == [True, True, None]
 
 
+def test_best_settings_ignore_other_workloads_and_flag_noise() -> None:
+    base_rows = aggregate.cell_rows(recorded_cell())
+    shorter = [dict(r, cell="p16", n_prompt=16, avg_ts=r["avg_ts"] * 3, ttft_estimate_ms=1.0) for r in base_rows]
+    lucky = [dict(r, cell="t1", threads=1, avg_ts=r["avg_ts"] + r["stddev_ts"] / 2) for r in base_rows]
+    base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+    best = aggregate.best_settings(pd.DataFrame(base_rows + shorter + lucky), base)
+    assert "p16" not in set(best["best_cell"])  # a shorter prompt is not a better setting
+    assert list(best["best_cell"])[:2] == ["t1", "t1"]
+    assert list(best["beyond_noise"])[:2] == [False, False]
+
+
 def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path) -> None:
     """Read back from CSV, as the figures rule does: an all-empty column must not break anything."""
     rows = aggregate.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
@@ -92,6 +104,15 @@ def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path
         figures.plot(summary, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.png").stat().st_size > 0
         assert not figures.swept(summary, name, base)
+
+
+def test_cell_past_its_timeout_is_killed_and_says_so(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    params = {**SMALL, "n_prompt": 512, "n_gen": 512, "repetitions": 50}
+    result = bench.run_cell(bench.command(bin_dir / "llama-bench", gemma, params, delay=0), tmp_path / "log",
+                            timeout=1)
+    assert result["status"] == "failed" and result["timed_out"] is True
+    assert result["error"].startswith("timed out")
+    assert result["duration_s"] < 30
 
 
 def test_sigterm_to_the_step_stops_llama_bench(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
@@ -115,3 +136,25 @@ def test_sigterm_to_the_step_stops_llama_bench(bin_dir: Path, gemma: Path, tmp_p
     child = int(children.split()[0])
     time.sleep(0.2)
     assert not Path(f"/proc/{child}").exists(), "llama-bench outlived its step"
+
+
+def test_sigterm_to_a_step_stops_the_whole_command_tree(tmp_path: Path) -> None:
+    """A build runs cmake -> ninja -> compilers; stopping the step must reach the grandchildren too."""
+    pid_file = tmp_path / "grandchild.pid"
+    code = (
+        "import sys, types; from llamabench import commands, entry;"
+        "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
+        "entry.run(smk, lambda s: commands.run(['sh', '-c', 'sleep 300 & echo $! > ' + sys.argv[2] + '; wait']))"
+    )
+    step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "step.log"), str(pid_file)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.1)
+    grandchild = int(pid_file.read_text())
+    step.send_signal(signal.SIGTERM)
+    assert step.wait(timeout=30) == 128 + signal.SIGTERM
+    time.sleep(0.3)
+    state = Path(f"/proc/{grandchild}/stat")
+    assert not state.exists() or state.read_text().split()[2] == "Z", "sleep outlived its step"

@@ -79,3 +79,11 @@ def test_yaml_booleans_become_on_off_and_key_order_does_not_matter() -> None:
     reordered = dict(reversed(list(bench["defaults"].items())))
     again = matrix.cells_for({**bench, "defaults": reordered}, "cpu")
     assert [repr(p) for p in again.values()] == [repr(p) for p in cells.values()]
+
+
+def test_bare_on_in_exclude_matches_bare_on_elsewhere() -> None:
+    """`flash_attn: on` unquoted is True in YAML, in defaults, groups and exclude alike."""
+    defaults = {**DEFAULT_CONFIG["benchmark"]["defaults"], "flash_attn": True}
+    bench = bench_config(defaults=defaults, groups={"t": {"threads": [1, 2]}},
+                         exclude=[{"threads": 1, "flash_attn": True}])
+    assert [p["threads"] for p in matrix.cells_for(bench, "cpu").values()] == [2]

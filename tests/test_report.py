@@ -27,4 +27,6 @@ def test_report_for_a_path_source_with_two_builds_and_a_failed_smoke_run() -> No
     assert "3 cells; 1 failed" in page
     assert "path /opt/llama.cpp" in page
     assert "bad -ctk" in page and "Failed: llama-cli failed with exit status 1" in page
-    assert "AMD EPYC" in page and "<td>vm</td>" in page  # host and CPU of the cells, not of the renderer
+    # host and CPU of the cells, not of the machine rendering the report
+    assert "<tr><th>host</th><td>bench-node-7</td></tr>" in page
+    assert "<tr><th>CPU</th><td>Test CPU 9000</td></tr>" in page

@@ -52,15 +52,16 @@ def source_tree_state():
     """A path checkout changes without its config changing: its fingerprint makes fetch_source rerun."""
     if config["source"]["kind"] != "path":
         return None
-    return source.tree_fingerprint(Path(config["source"]["path"]).expanduser())
+    return source.path_state(Path(config["source"]["path"]).expanduser())
 
 
 def model_file_state(wildcards):
     """Likewise for a path model: size and mtime of the user's file."""
     cfg = config["models"][wildcards.model]
-    if cfg["kind"] != "path" or not os.path.exists(cfg["path"]):
+    path = os.path.expanduser(cfg.get("path", ""))
+    if cfg["kind"] != "path" or not os.path.exists(path):
         return None
-    stat = os.stat(cfg["path"])
+    stat = os.stat(path)
     return [stat.st_size, stat.st_mtime_ns]
 
 

@@ -116,7 +116,7 @@ def best_settings(summary: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
             speedup = beyond_noise = None
             if ref_value:
                 speedup = value / ref_value if higher else ref_value / value
-                if column == "avg_ts":
+                if column == "avg_ts" and base["repetitions"] > 1:  # one repetition has no stddev
                     # A "best" cell on a noisy machine may just be lucky: say whether the gain
                     # exceeds the combined standard deviation of the two measurements.
                     noise = (float(best["stddev_ts"]) ** 2 + float(ref["stddev_ts"].iloc[0]) ** 2) ** 0.5

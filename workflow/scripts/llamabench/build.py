@@ -91,14 +91,18 @@ def _find_compiler(env: str, names: list[str], language: str) -> str:
     )
 
 
-def tool_version(program: str) -> str:
-    """First line of ``program --version``: recorded in manifests and part of the cache key."""
+def tool_version(program: str, marker: str = "") -> str:
+    """The line of ``program --version`` holding ``marker`` (else the first): recorded and part of the cache key.
+
+    nvcc's first line never changes ("nvcc: NVIDIA (R) Cuda compiler driver"); its
+    version is on the line with "release".
+    """
     try:
         out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unknown ({err})"
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
+    lines = [line.strip() for line in (out.stdout or out.stderr).splitlines() if line.strip()]
+    return next((line for line in lines if marker and marker in line), lines[0] if lines else "unknown")
 
 
 def cpu_signature() -> str:
@@ -133,9 +137,22 @@ def cache_key(source: dict[str, Any], options: list[str], toolchain: dict[str, s
         "options": options,
         "toolchain": toolchain,
         "flags": {var: os.environ.get(var) for var in ("CFLAGS", "CXXFLAGS", "LDFLAGS", "CUDAFLAGS")},
-        # A GGML_NATIVE build (the default) is tuned to this CPU.
+        # A GGML_NATIVE build (the default) is tuned to this CPU, and a CUDA build
+        # without CMAKE_CUDA_ARCHITECTURES to the GPUs present now.
         "cpu": None if (native or "ON").upper() not in _TRUE else cpu_signature(),
+        "gpus": gpu_signature() if option_enabled(options, "GGML_CUDA")
+        and option_value(options, "CMAKE_CUDA_ARCHITECTURES") is None else None,
     }
+
+
+def gpu_signature() -> str | None:
+    """Names and compute capabilities of the visible NVIDIA GPUs, or None where nvidia-smi is absent."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 def detect_targets(ninja: str, build_dir: Path) -> dict[str, str]:
@@ -169,7 +186,7 @@ def build(
     """Return the cache entry (bin dir and build facts) for this source and options, building on a miss."""
     tools = check_toolchain(options, build_name)
     cache = cache or files.cache_root()
-    toolchain = {name: tool_version(tools[name]) for name in ("cxx", "cc", "nvcc") if name in tools}
+    toolchain = {name: tool_version(tools[name], "release") for name in ("cxx", "cc", "nvcc") if name in tools}
     compiler = toolchain["cxx"]
     options_all = full_options(source, options)
     key_fields = cache_key(source, options_all, toolchain)
@@ -232,7 +249,7 @@ def _compile(
         "options": options,
         "cmake": tool_version(tools["cmake"]),
         "ccache": bool(ccache),
-        "nvcc": tool_version(tools["nvcc"]) if "nvcc" in tools else None,
+        "nvcc": tool_version(tools["nvcc"], "release") if "nvcc" in tools else None,
         "parallel_jobs": threads,
     }
 

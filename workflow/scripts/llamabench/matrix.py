@@ -41,12 +41,17 @@ FIGURES: dict[str, tuple[str, str | None, bool]] = {
 }
 
 
+def spell(partial: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads a bare ``on``/``off`` as a boolean: spell flash_attn out, wherever it is given."""
+    value = partial.get("flash_attn")
+    if isinstance(value, bool):
+        return {**partial, "flash_attn": "on" if value else "off"}
+    return partial
+
+
 def normalize(params: dict[str, Any]) -> dict[str, Any]:
-    """Every axis, in id order (params are compared by repr), with YAML's on/off booleans spelled out."""
-    ordered = {axis: params[axis] for axis in AXES}
-    if isinstance(ordered["flash_attn"], bool):
-        ordered["flash_attn"] = "on" if ordered["flash_attn"] else "off"
-    return ordered
+    """Every axis, in id order (params are compared by repr), flash_attn spelled out."""
+    return spell({axis: params[axis] for axis in AXES})
 
 
 def cell_id(params: dict[str, Any]) -> str:
@@ -81,11 +86,10 @@ def cells_for(bench: dict[str, Any], build: str) -> dict[str, dict[str, Any]]:
             continue
         axes = {axis: values for axis, values in group.items() if axis != "builds"}
         for combo in itertools.product(*axes.values()):
-            assignments.append({**base, **dict(zip(axes, combo))})
-    assignments = [
-        a for a in assignments if a == base or not any(_matches(a, ex) for ex in bench["exclude"])
-    ]
-    assignments += [{**base, **extra} for extra in bench["include"]]
+            assignments.append(spell({**base, **dict(zip(axes, combo))}))
+    excluded = [spell(ex) for ex in bench["exclude"]]
+    assignments = [a for a in assignments if a == base or not any(_matches(a, ex) for ex in excluded)]
+    assignments += [spell({**base, **extra}) for extra in bench["include"]]
     return {cell_id(params): params for params in map(normalize, assignments)}
 
 

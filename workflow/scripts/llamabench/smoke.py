@@ -15,10 +15,14 @@ log = logging.getLogger(__name__)
 
 def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, threads: int) -> list[str]:
     """One-shot generation. ``-no-cnv`` keeps tools that auto-enable chat mode from waiting on stdin."""
-    help_text = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    try:
+        probe = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+        help_text = probe.stdout + probe.stderr
+    except (OSError, subprocess.TimeoutExpired):
+        help_text = ""  # the run itself will fail and be recorded with its reason
     cmd = [str(exe), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-s", str(seed),
            "-t", str(threads), "--temp", "0"]
-    if "-no-cnv" in help_text.stdout + help_text.stderr:
+    if "-no-cnv" in help_text:
         cmd.append("-no-cnv")
     return cmd
 

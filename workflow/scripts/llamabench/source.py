@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -165,6 +167,16 @@ def _path(path: Path) -> dict[str, Any]:
         "tree_fingerprint": tree_fingerprint(path),
         "source_dir": str(path),
     }
+
+
+def path_state(path: Path) -> list[str | None]:
+    """What makes a ``path`` source stale between runs: its files, and its commit
+    (committing edits that were already built changes no file)."""
+    head = None
+    if (path / ".git").exists() and shutil.which("git"):
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+        head = out.stdout.strip() or None
+    return [tree_fingerprint(path), head]
 
 
 def tree_fingerprint(path: Path) -> str:
