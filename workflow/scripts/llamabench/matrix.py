@@ -89,7 +89,7 @@ def cells_for(bench: dict[str, Any], build: str) -> dict[str, dict[str, Any]]:
             assignments.append(spell({**base, **dict(zip(axes, combo))}))
     excluded = [spell(ex) for ex in bench["exclude"]]
     assignments = [a for a in assignments if a == base or not any(_matches(a, ex) for ex in excluded)]
-    assignments += [spell({**base, **extra}) for extra in bench["include"]]
+    assignments += [{**base, **extra} for extra in bench["include"]]
     return {cell_id(params): params for params in map(normalize, assignments)}
 
 
