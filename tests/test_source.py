@@ -51,7 +51,7 @@ def test_git_source_resolves_each_kind_of_ref(upstream: Path, tmp_path: Path, re
     if ref == "commit":
         ref = expected["commit"] = git(upstream, "rev-parse", "HEAD~1")
     url = upstream.as_uri()  # file:// so that git honours --depth
-    manifest = source.materialize({"kind": "git", "url": url, "ref": ref}, cache=tmp_path / "cache")
+    manifest = source.fetch({"kind": "git", "url": url, "ref": ref}, cache=tmp_path / "cache")
     want = expected.get(ref, expected.get("commit"))
     assert manifest["commit"] == want
     tree = Path(manifest["source_dir"])
@@ -62,20 +62,20 @@ def test_git_source_resolves_each_kind_of_ref(upstream: Path, tmp_path: Path, re
 
 def test_git_source_reuses_the_cached_tree(upstream: Path, tmp_path: Path) -> None:
     cfg = {"kind": "git", "url": upstream.as_uri(), "ref": "master"}
-    first = source.materialize(cfg, cache=tmp_path / "cache")
-    second = source.materialize(cfg, cache=tmp_path / "cache")
+    first = source.fetch(cfg, cache=tmp_path / "cache")
+    second = source.fetch(cfg, cache=tmp_path / "cache")
     assert first["source_dir"] == second["source_dir"]
     assert len(list((tmp_path / "cache" / "sources").glob("git-*"))) == 1
 
 
 def test_git_source_bad_ref_is_one_sentence(upstream: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="^git checkout of no-such-ref failed with exit status"):
-        source.materialize({"kind": "git", "url": upstream.as_uri(), "ref": "no-such-ref"}, cache=tmp_path)
+        source.fetch({"kind": "git", "url": upstream.as_uri(), "ref": "no-such-ref"}, cache=tmp_path)
 
 
 def test_path_source_is_recorded_and_never_modified(upstream: Path) -> None:
     before = git(upstream, "status", "--porcelain", "--ignored")
-    manifest = source.materialize({"kind": "path", "path": str(upstream)})
+    manifest = source.fetch({"kind": "path", "path": str(upstream)})
     assert manifest["source_dir"] == str(upstream)
     assert manifest["commit"] == git(upstream, "rev-parse", "HEAD")
     assert manifest["build_number"] == 3
@@ -84,13 +84,13 @@ def test_path_source_is_recorded_and_never_modified(upstream: Path) -> None:
 
 
 def test_path_source_fingerprint_follows_edits(upstream: Path) -> None:
-    first = source.materialize({"kind": "path", "path": str(upstream)})
+    first = source.fetch({"kind": "path", "path": str(upstream)})
     (upstream / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.14)\n# edited\n")
-    second = source.materialize({"kind": "path", "path": str(upstream)})
+    second = source.fetch({"kind": "path", "path": str(upstream)})
     assert second["dirty"] is True
     assert first["tree_fingerprint"] != second["tree_fingerprint"]
 
 
 def test_path_source_must_be_a_checkout(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a llama.cpp checkout"):
-        source.materialize({"kind": "path", "path": str(tmp_path)})
+        source.fetch({"kind": "path", "path": str(tmp_path)})

@@ -1,8 +1,9 @@
 """The whole workflow for real, in a scratch directory: run, rerun nothing, rerun only what changed.
 
-One real run (real build from the shared cache, real model, real llama-bench)
-with a small matrix that includes a cell bound to fail, then dry runs that
-check Snakemake schedules exactly what a config change calls for.
+One real run of the small test config (.test/config: real build from the shared
+cache, real model, real llama-bench), one of the failure-path config
+(.test/failure), then dry runs that check Snakemake schedules exactly what a
+config or code change calls for.
 """
 
 from __future__ import annotations
@@ -15,37 +16,38 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from snakemake.utils import validate
 
-from conftest import DEFAULT_CONFIG, ROOT, snakemake, write_config
-from llamabench import files, matrix
+from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
+from llamabench import files, matrix, records
 
-BAD_CELL = {"cache_type_k": "nonsense"}
+# What a workflow copy needs; the copy lets a test edit code without touching the checkout.
+WORKFLOW_FILES = ["Snakefile", "workflow", "envs", "profiles"]
 
 
 def small_config() -> dict[str, Any]:
-    config = copy.deepcopy(DEFAULT_CONFIG)
-    config["builds"] = {"cpu-rpc": DEFAULT_CONFIG["builds"]["cpu-rpc"]}
-    config["smoke"]["n_predict"] = 8
-    config["benchmark"] = {
-        "builds": [],
-        "models": [],
-        "repetitions": 2,
-        "defaults": {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 32, "n_gen": 8},
-        "groups": {"threads": {"threads": [1, 2]}, "batch": {"batch_size": [32, 2048]}},
-        "include": [BAD_CELL],
-    }
-    return config
+    return load_test_config()
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, rpc_build: dict[str, Any]) -> Path:
+    """A complete run; the build fixture filled the cache first, so the run's build must be a hit."""
     workdir = tmp_path_factory.mktemp("workflow")
     write_config(workdir, small_config())
+    snakemake(workdir, "--cores", "8")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def failure_dir(tmp_path_factory: pytest.TempPathFactory, rpc_build: dict[str, Any]) -> Path:
+    workdir = tmp_path_factory.mktemp("failure")
+    write_config(workdir, load_test_config("failure"))
     snakemake(workdir, "--cores", "8")
     return workdir
 
@@ -57,10 +59,10 @@ def job_counts(output: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in rows if rule != "total"}
 
 
-def dry_run(workdir: Path, config: dict[str, Any]) -> dict[str, int]:
+def dry_run(workdir: Path, config: dict[str, Any], snakefile: Path = ROOT / "Snakefile") -> dict[str, int]:
     write_config(workdir, config)
     try:
-        out = snakemake(workdir, "-n", "--cores", "8")
+        out = snakemake(workdir, "-n", "--cores", "8", snakefile=snakefile)
     finally:
         write_config(workdir, small_config())
     if "Nothing to be done" in out.stdout + out.stderr:
@@ -68,56 +70,112 @@ def dry_run(workdir: Path, config: dict[str, Any]) -> dict[str, int]:
     return job_counts(out.stdout + out.stderr)
 
 
+def workflow_copy(dest: Path) -> Path:
+    """This workflow's code in ``dest``, to be edited there; returns its Snakefile."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest / "Snakefile"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {path}"
+    path.write_text(text.replace(old, new))
+
+
 def test_run_produces_every_output(run_dir: Path) -> None:
     results = run_dir / "results"
     for name in ["report.html", "summary.csv", "figures_table.csv", "figures_table.md", "failed_cells.txt",
                  "figures/threads.png", "figures/threads.svg", "figures/batch.png", "figures/gpu_layers.svg",
                  "source/manifest.json", "builds/cpu-rpc/manifest.json", "models/gemma3-270m/manifest.json",
-                 "smoke/cpu-rpc/gemma3-270m.json"]:
+                 "smoke/cpu-rpc/gemma3-270m.json", "benchmarks/build/cpu-rpc.tsv", "serving_summary.csv",
+                 "figures/serving_ttft.png", "figures/serving_latency.svg",
+                 "benchmarks/model/gemma3-270m.tsv", "benchmarks/source.tsv"]:
         assert (results / name).is_file(), name
-    smoke = files.read_json(results / "smoke/cpu-rpc/gemma3-270m.json")
+    smoke = records.read(results / "smoke/cpu-rpc/gemma3-270m.json", "smoke")
     assert smoke["text"].startswith(DEFAULT_CONFIG["smoke"]["prompt"])
     assert smoke["tokens_per_second"]["generation"] > 0
+    assert (results / "failed_cells.txt").read_text() == ""
 
 
-def test_failed_cell_is_reported_and_the_others_are_all_there(run_dir: Path) -> None:
-    results = run_dir / "results"
-    summary = pd.read_csv(results / "summary.csv")
-    failed = summary[summary["status"] == "failed"]
+def test_the_build_was_a_cache_hit(run_dir: Path, rpc_build: dict[str, Any]) -> None:
+    """A cache-key drift between the tests' build and the workflow's would silently cost a 10-minute build."""
+    build = records.read(run_dir / "results/builds/cpu-rpc/manifest.json", "build")
+    assert build["cache_hit"] is True
+    assert build["cache_key"] == rpc_build["cache_key"]
+
+
+def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Path, failure_dir: Path) -> None:
+    kinds = set()
+    for path in [*(run_dir / "results").rglob("*.json"), *(failure_dir / "results").rglob("*.json")]:
+        data = files.read_json(path)
+        assert data.get("kind") in records.KINDS and "version" in data, path
+        records.read(path, data["kind"])  # raises on any schema violation
+        kinds.add(data["kind"])
+    assert kinds == {"source", "build", "model", "smoke", "bench_cell", "serve_cell"}
+    for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row")]:
+        table = pd.read_csv(run_dir / "results" / name)
+        assert list(table.columns) == records.columns(kind)
+        for row in table.astype(object).where(table.notna(), None).to_dict("records"):
+            assert not records.problems(kind, row), records.problems(kind, row)
+
+
+def test_failed_cell_is_reported_and_the_others_go_on(failure_dir: Path) -> None:
+    results = failure_dir / "results"
+    table = pd.read_csv(results / "summary.csv")
+    failed = table[table["status"] == "failed"]
     assert list(failed["cache_type_k"]) == ["nonsense"]
-    ok = summary[summary["status"] == "ok"]
-    assert ok["cell"].nunique() == 3  # the defaults cell, t1 and b32; the 4th cell is the failing one
-    assert sorted(ok["test"].unique()) == ["pp32", "tg8"]
+    ok = table[table["status"] == "ok"]
+    assert ok["cell"].nunique() == 1 and sorted(ok["test"].unique()) == ["pp16", "tg4"]
     report = (results / "report.html").read_text()
     assert "ctk-nonsense" in report and "invalid parameter for argument: -ctk" in report
     listed = (results / "failed_cells.txt").read_text().split()
     assert len(listed) == 1 and "ctk-nonsense" in listed[0]
-    log = run_dir / "results/logs/cells/cpu-rpc/gemma3-270m" / (Path(listed[0]).stem + ".log")
+    record = records.read(failure_dir / listed[0], "bench_cell")
+    assert record["llama_bench"]["exit_status"] != 0
+    log = failure_dir / record["log"]
+    assert log == failure_dir / "results/logs/bench_cell/cpu-rpc/gemma3-270m" / (Path(listed[0]).stem + ".log")
     assert "invalid parameter" in log.read_text()
 
 
-def test_cells_never_overlap_even_with_8_cores(run_dir: Path) -> None:
-    spans = sorted(
-        (cell["llama_bench"]["start_epoch"], cell["llama_bench"]["end_epoch"])
-        for cell in map(files.read_json, (run_dir / "results/cells").rglob("*.json"))
-    )
-    assert len(spans) == 4
+def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path) -> None:
+    failed = (failure_dir / "results/failed_cells.txt").read_text().split()
+    out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", *failed)
+    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "figures": 1, "report_html": 1,
+                                                   "all": 1}
+
+
+def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
+    """Benchmark cells (the matrix's 3 and the serving partner) and serving cells, one at a time."""
+    spans = [(cell["llama_bench"]["start_epoch"], cell["llama_bench"]["end_epoch"])
+             for cell in map(files.read_json, (run_dir / "results/cells").rglob("*.json"))]
+    spans += [(datetime.fromisoformat(cell["serving"]["start"]).timestamp(),
+               datetime.fromisoformat(cell["serving"]["end"]).timestamp())
+              for cell in map(files.read_json, (run_dir / "results/serving").rglob("*.json"))]
+    spans.sort()
+    assert len(spans) == 6
     for (_, end), (next_start, _) in zip(spans, spans[1:]):
         assert end <= next_start
 
 
 def test_cell_records_what_explains_its_numbers(run_dir: Path) -> None:
-    base = matrix.baseline({**small_config()["benchmark"], "repetitions": 2})
-    cell = files.read_json(run_dir / "results/cells/cpu-rpc/gemma3-270m" / f"{matrix.cell_id(base)}.json")
+    config = small_config()
+    base = matrix.baseline({**config["benchmark"], "defaults": {**DEFAULT_CONFIG["benchmark"]["defaults"],
+                                                                 **config["benchmark"]["defaults"]}})
+    cell = records.read(run_dir / "results/cells/cpu-rpc/gemma3-270m" / f"{matrix.cell_id(base)}.json", "bench_cell")
     assert cell["params"] == base
-    assert cell["build_info"]["commit"] and "-DGGML_RPC=ON" in cell["build_info"]["options"]
-    assert cell["build_info"]["compiler"]
-    assert cell["model_info"]["sha256"] == DEFAULT_CONFIG["models"]["gemma3-270m"]["sha256"]
-    assert cell["host"]["cpu"]
+    assert cell["build"]["commit"] and "-DGGML_RPC=ON" in cell["build"]["options"]
+    assert cell["build"]["compiler"] and cell["build"]["cache_key"]
+    assert cell["model"]["sha256"] == DEFAULT_CONFIG["models"]["gemma3-270m"]["sha256"]
+    assert cell["host"]["cpu"] and cell["rule_version"] >= 1
     run = cell["llama_bench"]
     assert run["exit_status"] == 0 and run["peak_rss_mib"] > 100
     record = run["records"][0]
-    assert record["build_commit"] == cell["build_info"]["commit"]
+    assert record["build_commit"] == cell["build"]["commit"][:len(record["build_commit"])]
     assert record["n_threads"] == base["threads"] and record["n_batch"] == base["batch_size"]
 
 
@@ -128,22 +186,89 @@ def test_nothing_reruns_after_a_complete_run(run_dir: Path) -> None:
 def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     config = small_config()
     config["benchmark"]["groups"]["threads"]["threads"].append(3)
-    assert dry_run(run_dir, config) == {"bench_cell": 1, "summarize": 1, "figures": 1, "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
     config = small_config()
     model = run_dir / "results/models/gemma3-270m/model.gguf"
-    config["models"]["gemma3-270m"] = {"kind": "path", "path": str(model.resolve())}
+    config["models"] = {"gemma3-270m": {"kind": "path", "path": str(model.resolve())}}
     jobs = dry_run(run_dir, config)
-    assert "build" not in jobs and "fetch_source" not in jobs
-    assert jobs["fetch_model"] == 1 and jobs["bench_cell"] == 4
+    assert "build" not in jobs and "source" not in jobs
+    assert jobs["model"] == 1 and jobs["bench_cell"] == 4 and jobs["serve_cell"] == 2
 
 
 def test_changing_the_smoke_prompt_reruns_only_the_smoke_run(run_dir: Path) -> None:
     config = small_config()
     config["smoke"]["prompt"] = "Paris is"
     assert dry_run(run_dir, config) == {"smoke": 1, "report_html": 1, "all": 1}
+
+
+def test_serving_cells_measure_real_ttft_and_show_it_beside_the_estimate(run_dir: Path) -> None:
+    cells = [records.read(p, "serve_cell") for p in (run_dir / "results/serving").rglob("*.json")]
+    assert len(cells) == 2 and all(c["serving"]["status"] == "ok" for c in cells)
+    for cell in cells:
+        for req in cell["serving"]["requests"]:
+            assert req["ttft_ms"] >= req["timings"]["prompt_ms"]  # the client's clock includes the prompt
+            assert req["timings"]["cache_n"] == 0 and req["timings"]["prompt_n"] == 16
+    serving = pd.read_csv(run_dir / "results/serving_summary.csv")
+    assert sorted(serving["concurrency"]) == [1, 2] and (serving["status"] == "ok").all()
+    assert serving["bench_ttft_estimate_ms"].notna().all() and serving["ttft_measured_over_estimate"].notna().all()
+    assert serving["p90_is_max"].all()  # 3 requests are too few for a p90: the maximum stands in
+    report = (run_dir / "results/report.html").read_text()
+    assert "Serving: latency as a user sees it" in report and "ttft_measured_over_estimate" in report
+    table = pd.read_csv(run_dir / "results/figures_table.csv")
+    assert "lowest measured TTFT p50 ms" in set(table["metric"])
+
+
+def test_one_more_concurrency_level_runs_only_its_serving_cell(run_dir: Path) -> None:
+    config = small_config()
+    config["serving"]["scenarios"]["short"]["concurrency"] = [1, 3]
+    assert dry_run(run_dir, config) == {"serve_cell": 1, "serving_summary": 1, "figures": 1, "report_html": 1,
+                                        "all": 1}
+
+
+def test_unchanged_copy_of_the_code_reruns_nothing(run_dir: Path, tmp_path: Path) -> None:
+    """The baseline of the code-edit tests below: a copy elsewhere is the same code."""
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/summary.py", "# What a cell measures, as opposed to how",
+         "# A comment edit reruns nothing: what a cell measures, as opposed to how")
+    assert dry_run(run_dir, small_config(), snakefile) == {}
+
+
+def test_editing_the_aggregation_code_reruns_summary_figures_and_report_only(run_dir: Path, tmp_path: Path) -> None:
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/summary.py",
+         '"samples_ts"] = json.dumps(rec.get("samples_ts"))', '"samples_ts"] = json.dumps(rec.get("samples_ts") or [])')
+    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "serving_summary": 1, "figures": 1,
+                                                          "report_html": 1, "all": 1}
+
+
+def test_editing_the_report_template_reruns_only_the_report(run_dir: Path, tmp_path: Path) -> None:
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/report_html.html.j2", "<h2>Smoke runs</h2>",
+         "<h2>Smoke runs (one generation per build and model)</h2>")
+    assert dry_run(run_dir, small_config(), snakefile) == {"report_html": 1, "all": 1}
+
+
+def test_a_log_message_in_the_cell_code_remeasures_nothing(run_dir: Path, tmp_path: Path) -> None:
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/bench_cell.py", 'log.info("cell %s", label)',
+         'log.info("measuring cell %s", label)')
+    assert dry_run(run_dir, small_config(), snakefile) == {}
+
+
+def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothing(run_dir: Path,
+                                                                                   tmp_path: Path) -> None:
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/bench_cell.py", "RULE_VERSION = 1", "RULE_VERSION = 2")
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 4, "summary": 1, "serving_summary": 1,
+                                                          "figures": 1, "report_html": 1, "all": 1}
+
+
+def test_snakemake_report_is_built(run_dir: Path) -> None:
+    snakemake(run_dir, "--report", "results/snakemake-report.html")
+    assert (run_dir / "results/snakemake-report.html").stat().st_size > 10_000
 
 
 def test_cuda_build_without_nvcc_stops_with_one_sentence(tmp_path: Path) -> None:
@@ -168,32 +293,89 @@ def test_lint_and_format_are_clean() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_ctrl_c_during_a_cell_leaves_no_process_and_no_result(run_dir: Path) -> None:
-    """Ctrl-C reaches the whole foreground process group: llama-bench must be gone, the cell file absent."""
+LONG_BENCH = {"include": [{"n_prompt": 512, "n_gen": 512}], "repetitions": 20, "groups": {}}
+LONG_SERVING = {"defaults": {"prompt_tokens": 16, "max_tokens": 64, "requests": 500, "ctx_size": 1024},
+                "scenarios": {"long": {"concurrency": [1]}}}
+
+
+def start_long_job(run_dir: Path, section: str, changes: dict[str, Any], pattern: str, marker: str,
+                   ) -> tuple[subprocess.Popen, Path, int]:
+    """Start Snakemake on one new cell that runs for minutes; return it, the cell file and the measuring pid."""
     config = small_config()
-    config["benchmark"]["include"] = [{"n_prompt": 512, "n_gen": 512}]  # a cell that runs for a while
-    config["benchmark"]["repetitions"] = 20
+    config[section].update(changes)
     write_config(run_dir, config)
-    cell = matrix.cell_id(matrix.normalize({**config["benchmark"]["defaults"], "n_prompt": 512, "n_gen": 512,
-                                            "repetitions": 20}))
-    target = f"results/cells/cpu-rpc/gemma3-270m/{cell}.json"
-    log = run_dir / "results/logs/cells/cpu-rpc/gemma3-270m" / f"{cell}.log"
+    before, after = planned_cells(small_config()), planned_cells(config)
+    [target] = [cell for cell in after - before if marker in cell]
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
                              "--cores", "2", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (pids := pids_of(pattern)):
+        assert time.monotonic() < deadline and proc.poll() is None, "the cell never started"
+        time.sleep(0.2)
+    time.sleep(2.0)
+    return proc, run_dir / target, pids[0]
+
+
+def planned_cells(config: dict[str, Any]) -> set[str]:
+    """The result files of every benchmark and serving cell that ``config`` plans."""
+    config = copy.deepcopy(config)
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    cells, serving = matrix.all_cells(config)
+    return {f"results/cells/{b}/{m}/{c}.json" for b, m, c in cells} | {
+        f"results/serving/{b}/{m}/{c}.json" for b, m, c in serving}
+
+
+def pids_of(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def stop_snakemake(proc: subprocess.Popen, run_dir: Path, pattern: str) -> None:
+    write_config(run_dir, small_config())
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid in pids_of(pattern):  # never leave a measurement behind, whatever the test found
+        os.kill(pid, signal.SIGKILL)
+
+
+LONG_JOBS = {  # rule: config section, its changes, the measured program's command line, the cell's mark
+    "bench_cell": ("benchmark", LONG_BENCH, "llama-bench.*-p 512 -n 512 -d 0 -r 20", "_p512_n512_"),
+    "serve_cell": ("serving", LONG_SERVING, "llama-server -m results/models", "_mt64_"),
+}
+
+
+@pytest.mark.parametrize("rule", LONG_JOBS)
+def test_cancelling_a_job_leaves_no_process_and_no_result(run_dir: Path, rule: str) -> None:
+    """Stopping the job's own process (its step, the measured program's parent), as Snakemake's executor does.
+
+    llama-bench and llama-server run in sessions of their own, so only the step's cleanup can stop them.
+    """
+    section, changes, pattern, marker = LONG_JOBS[rule]
+    proc, target, pid = start_long_job(run_dir, section, changes, pattern, marker)
     try:
-        deadline = time.monotonic() + 120
-        while not (log.exists() and "llama-bench" in log.read_text()):
-            assert time.monotonic() < deadline and proc.poll() is None, "the cell never started"
-            time.sleep(0.2)
-        time.sleep(1.0)
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
+        step = int(Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[1])
+        assert "rule.py" in Path(f"/proc/{step}/cmdline").read_text().replace("\0", " ")
+        os.kill(step, signal.SIGTERM)
+        proc.wait(timeout=120)
+        time.sleep(0.5)
+        assert not pids_of(pattern), f"{pattern} outlived its cancelled job"
+        assert not target.exists()
     finally:
-        write_config(run_dir, small_config())
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    time.sleep(0.5)
-    running = subprocess.run(["pgrep", "-f", f"llama-bench.*-p 512 -n 512 -d 0 -r 20"], capture_output=True, text=True)
-    assert running.stdout == "", f"llama-bench still running: {running.stdout}"
-    assert not (run_dir / target).exists()
+        stop_snakemake(proc, run_dir, pattern)
+
+
+@pytest.mark.parametrize("rule", LONG_JOBS)
+def test_ctrl_c_during_a_job_leaves_no_process_and_no_result(run_dir: Path, rule: str) -> None:
+    """Ctrl-C in a terminal reaches Snakemake's foreground process group, not the measured program's session."""
+    section, changes, pattern, marker = LONG_JOBS[rule]
+    proc, target, _ = start_long_job(run_dir, section, changes, pattern, marker)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+        time.sleep(0.5)
+        assert not pids_of(pattern), f"{pattern} still running"
+        assert not target.exists()
+    finally:
+        stop_snakemake(proc, run_dir, pattern)

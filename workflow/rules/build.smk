@@ -6,14 +6,15 @@ rule build:
         bin=directory("results/builds/{build}/bin"),
     log:
         "results/logs/build/{build}.log",
+    benchmark:
+        "results/benchmarks/build/{build}.tsv"
     conda:
         "../../envs/llamabench.yaml"
     threads: workflow.cores
     params:
-        cmake_options=lambda wildcards: config["builds"][wildcards.build][
-            "cmake_options"
-        ],
+        cmake_options=lookup(dpath="builds/{build}/cmake_options", within=config),
+        version=get_rule_version("build"),
     message:
         "Building llama.cpp variant '{wildcards.build}'"
     script:
-        "../scripts/build.py"
+        RULE_SCRIPT

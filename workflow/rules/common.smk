@@ -1,3 +1,4 @@
+import copy
 import os
 import sys
 from pathlib import Path
@@ -5,28 +6,48 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-# The logic lives in the package workflow/scripts/llamabench: scripts find it beside
-# themselves (Snakemake puts a script's directory on sys.path), the Snakefile here.
+# The logic lives in the package workflow/scripts/llamabench: the one script
+# (workflow/scripts/rule.py) finds it beside itself, the Snakefile here.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
-from llamabench import matrix, source  # noqa: E402
+from llamabench import code_version, matrix, source  # noqa: E402
 
+GIVEN = copy.deepcopy(
+    config
+)  # what the user wrote, before the schema fills in defaults
 validate(config, "../schemas/config.schema.yaml")
 
 BUILDS = list(config["builds"])
 MODELS = list(config["models"])
 BENCH = config["benchmark"]
+RULE_SCRIPT = "../scripts/rule.py"
+
+
+def was_given(path):
+    """Whether the user's config sets the dotted key ``path`` (else the schema's default applies)."""
+    node = GIVEN
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def check_names(where, names, known, section):
     """A benchmark that names an undefined build or model is a config error, not an empty matrix."""
     for name in names:
         if name not in known:
-            raise ValueError(f"{where} names '{name}', which is not under {section}:")
+            default = "" if was_given(where) else " (its default)"
+            raise ValueError(
+                f"{where} names '{name}'{default}, which is not under {section}: "
+                f"name ones that exist, or [] for all of them"
+            )
 
 
 check_names("benchmark.builds", BENCH["builds"], BUILDS, "builds")
 check_names("benchmark.models", BENCH["models"], MODELS, "models")
+check_names("serving.builds", config["serving"]["builds"], BUILDS, "builds")
+check_names("serving.models", config["serving"]["models"], MODELS, "models")
 for _group, _axes in BENCH["groups"].items():
     check_names(
         f"benchmark.groups.{_group}.builds", _axes.get("builds", []), BUILDS, "builds"
@@ -38,7 +59,7 @@ if workflow.global_resources.get("bench_slot") != 1:
         "benchmark cells may run at the same time and disturb each other."
     )
 
-CELLS = matrix.expand(BENCH, BUILDS, MODELS)
+CELLS, SERVE_CELLS = matrix.all_cells(config)
 
 
 def canonical(value):
@@ -48,14 +69,19 @@ def canonical(value):
     return value
 
 
-def source_tree_state():
-    """A path checkout changes without its config changing: its fingerprint makes fetch_source rerun."""
+def get_rule_version(rule):
+    """The param that reruns a rule when its code changes (llamabench/code_version.py)."""
+    return code_version.rule_version(rule)
+
+
+def get_source_tree_state():
+    """A path checkout changes without its config changing: its fingerprint reruns the source rule."""
     if config["source"]["kind"] != "path":
         return None
     return source.path_state(Path(config["source"]["path"]).expanduser())
 
 
-def model_file_state(wildcards):
+def get_model_file_state(wildcards):
     """Likewise for a path model: size and mtime of the user's file."""
     cfg = config["models"][wildcards.model]
     path = os.path.expanduser(cfg.get("path", ""))
@@ -65,16 +91,38 @@ def model_file_state(wildcards):
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def cell_files():
+def get_cell_files():
     return [f"results/cells/{b}/{m}/{c}.json" for (b, m, c) in CELLS]
 
 
-def cell_params(wildcards):
+def get_cell_params(wildcards):
     return CELLS[(wildcards.build, wildcards.model, wildcards.cell)]
 
 
-def cell_threads(wildcards):
-    return cell_params(wildcards)["threads"]
+def get_cell_threads(wildcards):
+    return get_cell_params(wildcards)["threads"]
+
+
+def get_serve_cell_files():
+    return [f"results/serving/{b}/{m}/{c}.json" for (b, m, c) in SERVE_CELLS]
+
+
+def get_serve_cell_params(wildcards):
+    return SERVE_CELLS[(wildcards.build, wildcards.model, wildcards.cell)]
+
+
+def get_serve_cell_threads(wildcards):
+    return get_serve_cell_params(wildcards)["threads"]
+
+
+def get_serving_partners():
+    """Each serving cell's file -> its llama-bench partner cell's file."""
+    return {
+        f"results/serving/{b}/{m}/{c}.json": "results/cells/{}/{}/{}.json".format(
+            b, m, matrix.cell_id(matrix.bench_partner(params, BENCH))
+        )
+        for (b, m, c), params in SERVE_CELLS.items()
+    }
 
 
 wildcard_constraints:

@@ -1,3 +1,5 @@
+# model.gguf is hard-linked from the shared cache, and other checkouts touch that
+# inode: its mtime says nothing, so it is ancient() and the model record (sha256) decides.
 rule smoke:
     input:
         build="results/builds/{build}/manifest.json",
@@ -15,7 +17,8 @@ rule smoke:
     params:
         # timeout is read from the config in the step: changing it must not rerun anything.
         smoke=canonical({k: v for k, v in config["smoke"].items() if k != "timeout"}),
+        version=get_rule_version("smoke"),
     message:
         "Smoke run: {wildcards.model} on build '{wildcards.build}'"
     script:
-        "../scripts/smoke.py"
+        RULE_SCRIPT

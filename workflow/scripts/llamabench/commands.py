@@ -26,7 +26,7 @@ def current_log() -> Path | None:
     return None
 
 
-def run(
+def run_logged(
     cmd: Sequence[str | Path],
     *,
     cwd: Path | None = None,

@@ -1,12 +1,15 @@
-"""Glue between a Snakemake ``script:`` and this package.
+"""Glue between Snakemake and this package.
 
-Each script in ``workflow/scripts`` is one line: ``run(snakemake, step)``.
-Here the rule's log is opened, and a :class:`UserError` becomes one clear
-sentence on the console and in the log, instead of a traceback.
+Every rule's ``script:`` is ``workflow/scripts/rule.py``, which calls
+:func:`run_rule`: the rule ``X`` runs the function ``llamabench.X.X(snakemake)``.
+Here the rule's log is opened, SIGTERM becomes an exception so that cleanup
+code runs, and a :class:`UserError` becomes one clear sentence on the console
+and in the log instead of a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
@@ -15,8 +18,15 @@ from typing import Any
 
 from llamabench.errors import UserError
 
+log = logging.getLogger(__name__)
 
-def run(smk: Any, step: Callable[[Any], None]) -> None:
+
+def run_rule(smk: Any) -> None:
+    module = importlib.import_module(f"llamabench.{smk.rule}")
+    run_step(smk, getattr(module, smk.rule))
+
+
+def run_step(smk: Any, step: Callable[[Any], Any]) -> None:
     log_path = smk.log[0]
     open(log_path, "w").close()
     # Append mode: child processes (cmake, llama-bench) stream into the same file.
@@ -27,8 +37,8 @@ def run(smk: Any, step: Callable[[Any], None]) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         force=True,
     )
-    # SIGTERM (Snakemake stopping a job, Ctrl-C) becomes an exception, so that the
-    # steps' cleanup runs and no child llama.cpp process outlives its job.
+    # SIGTERM (how a job is stopped) becomes an exception, so that the steps'
+    # cleanup runs and no child llama.cpp process outlives its job.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         step(smk)
@@ -39,6 +49,13 @@ def run(smk: Any, step: Callable[[Any], None]) -> None:
     except Exception:
         logging.exception("step failed")
         raise
+
+
+def announce_failure(what: str, result: dict[str, Any]) -> None:
+    """A recorded failure lets the job succeed, so say it on the console and in the log."""
+    if result["status"] != "ok":
+        log.warning("%s failed: %s", what, result["error"])
+        print(f"llamabench: {what} failed: {result['error']}")
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:

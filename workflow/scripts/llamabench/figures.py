@@ -16,11 +16,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from llamabench import matrix  # noqa: E402
+from llamabench import files, matrix, serving_summary, summary  # noqa: E402
 
-def sweep(summary: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
+
+def figures(smk: Any) -> None:
+    """Rule ``figures``: one PNG and SVG per figure, and the best-settings table."""
+    table = summary.read(Path(smk.input.csv))
+    serving = serving_summary.read(Path(smk.input.serving))
+    base = dict(smk.params.baseline)
+    for name in matrix.FIGURES:
+        plot(table, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
+    plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
+    plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
+    best = pd.concat([summary.best_settings(table, base),
+                      serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms)], ignore_index=True)
+    with files.atomic_path(Path(smk.output.table_csv)) as tmp:
+        best.to_csv(tmp, index=False)
+    with files.atomic_path(Path(smk.output.table_md)) as tmp:
+        tmp.write_text(best.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
+
+
+def sweep(table: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
     """Successful rows whose axes outside ``free`` all keep their default value."""
-    ok = summary[summary["status"] == "ok"].astype({"test": str})
+    ok = table[table["status"] == "ok"].astype({"test": str})
     mask = pd.Series(True, index=ok.index)
     for axis in matrix.AXES:
         if axis not in free:
@@ -28,18 +46,18 @@ def sweep(summary: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.Dat
     return ok[mask]
 
 
-def swept(summary: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
+def swept(table: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
     """Whether figure ``name`` has more than the default value of its axis to show."""
     x_axis, split, _ = matrix.FIGURES[name]
     axes = [a for a in (x_axis, split) if a]
-    data = sweep(summary, set(axes), base)
+    data = sweep(table, set(axes), base)
     return any(data[a].nunique() > 1 for a in axes)
 
 
-def plot(summary: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
+def plot(table: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
     """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right."""
     x_axis, split, log_x = matrix.FIGURES[name]
-    data = sweep(summary, {x_axis, split} - {None}, base)
+    data = sweep(table, {x_axis, split} - {None}, base)
     data = data.assign(x=pd.to_numeric(data[x_axis]))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (kind, label) in zip(panels, [("pp", "prompt processing"), ("tg", "text generation")]):
@@ -60,9 +78,65 @@ def plot(summary: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg:
             ax.set_xticks(ticks, [str(int(t)) for t in ticks])
             ax.legend(fontsize=8)
         else:
-            ax.text(0.5, 0.5, "no successful cells", ha="center", va="center", transform=ax.transAxes, color="grey")
+            empty_note(ax)
+    save(fig, png, svg)
+
+
+def save(fig: Any, png: Path, svg: Path) -> None:
     fig.tight_layout()
     for path in (png, svg):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def empty_note(ax: Any, text: str = "no successful cells") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
+    """Measured TTFT (median, bar up to p90) vs prompt length, one line per build/model/concurrency,
+    with llama-bench's estimate dashed beside it."""
+    ok = serving[serving["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for (build, model, concurrency), line in ok.groupby(["build", "model", "concurrency"]):
+        line = line.sort_values("prompt_tokens")
+        ax.errorbar(line["prompt_tokens"], line["ttft_p50_ms"], yerr=[0 * line["ttft_p50_ms"],
+                    line["ttft_p90_ms"] - line["ttft_p50_ms"]], marker="o", capsize=3,
+                    label=f"{build} / {model}, concurrency {concurrency} (measured)")
+    for (build, model), line in ok.dropna(subset=["bench_ttft_estimate_ms"]).groupby(["build", "model"]):
+        line = line.drop_duplicates("prompt_tokens").sort_values("prompt_tokens")
+        ax.plot(line["prompt_tokens"], line["bench_ttft_estimate_ms"], linestyle="--", marker="x",
+                label=f"{build} / {model}, llama-bench estimate")
+    ax.set_xlabel("prompt tokens")
+    ax.set_ylabel("time to first token, ms (median, bar to p90)")
+    ax.set_title("time to first token vs prompt length")
+    ax.grid(alpha=0.3)
+    if ok.empty:
+        empty_note(ax, "no successful serving cells")
+    else:
+        ax.legend(fontsize=7)
+    save(fig, png, svg)
+
+
+def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
+    """The latency-throughput curve over concurrency: TTFT p90 and inter-token p99 vs aggregate tokens/s."""
+    ok = serving[serving["status"] == "ok"]
+    fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (column, label) in zip(panels, [("ttft_p90_ms", "TTFT p90 (or max: p90_is_max)"),
+                                            ("itl_p99_ms", "inter-token p99")]):
+        for (build, model, prompt), line in ok.groupby(["build", "model", "prompt_tokens"]):
+            line = line.sort_values("concurrency")
+            ax.plot(line["aggregate_tps"], line[column], marker="o", label=f"{build} / {model}, prompt {prompt}")
+            for _, point in line.iterrows():
+                ax.annotate(f"c{point['concurrency']}", (point["aggregate_tps"], point[column]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("aggregate tokens/s")
+        ax.set_ylabel(f"{label}, ms")
+        ax.set_title(f"{label} vs throughput (cN = concurrency)")
+        ax.grid(alpha=0.3)
+        if ok.empty:
+            empty_note(ax, "no successful serving cells")
+        else:
+            ax.legend(fontsize=7)
+    save(fig, png, svg)

@@ -41,6 +41,10 @@ FIGURES: dict[str, tuple[str, str | None, bool]] = {
 }
 
 
+# Figures of the serving cells (figures.py draws them; named here for the Snakefile).
+SERVING_FIGURES = ("serving_ttft", "serving_latency")
+
+
 def spell(partial: dict[str, Any]) -> dict[str, Any]:
     """YAML reads a bare ``on``/``off`` as a boolean: spell flash_attn out, wherever it is given."""
     value = partial.get("flash_attn")
@@ -54,14 +58,31 @@ def normalize(params: dict[str, Any]) -> dict[str, Any]:
     return spell({axis: params[axis] for axis in AXES})
 
 
-def cell_id(params: dict[str, Any]) -> str:
-    """E.g. ``t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3``."""
-    parts = []
-    for axis, (_, label) in AXES.items():
-        value = params[axis]
-        text = re.sub(r"[^A-Za-z0-9.+]", "-", str(value))
-        parts.append(f"{label}{text}" if isinstance(value, int) else f"{label}-{text}")
+# The cell key beyond the parameters, in id order: what later kinds of cell add
+# (the llama.cpp source, the platform that measured, the RPC topology and the
+# devices it uses, the measurement round). A component left at None is not
+# spelled, so adding a component to the scheme never renames an existing cell:
+# its results stay where they are and are never measured again.
+KEY_COMPONENTS = ("source", "platform", "topology", "devices", "round")
+
+
+def cell_id(params: dict[str, Any], labels: dict[str, str] | None = None, **components: Any) -> str:
+    """E.g. ``t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3``, then ``_round-2`` and the like.
+
+    ``labels`` maps each axis to its short label, in id order: the benchmark axes by default.
+    """
+    unknown = set(components) - set(KEY_COMPONENTS)
+    if unknown:
+        raise ValueError(f"unknown cell key components {sorted(unknown)}")
+    labels = labels or {axis: label for axis, (_, label) in AXES.items()}
+    parts = [_label(label, params[axis]) for axis, label in labels.items()]
+    parts += [_label(f"{name}-", components[name]) for name in KEY_COMPONENTS if components.get(name) is not None]
     return "_".join(parts)
+
+
+def _label(label: str, value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9.+]", "-", str(value))
+    return f"{label}{text}" if isinstance(value, int) or label.endswith("-") else f"{label}-{text}"
 
 
 def llama_bench_args(params: dict[str, Any]) -> list[str]:
@@ -106,3 +127,61 @@ def expand(bench: dict[str, Any], builds: list[str], models: list[str]) -> dict[
 def baseline(bench: dict[str, Any]) -> dict[str, Any]:
     """The defaults cell: the reference for every speed-up the report shows."""
     return normalize({**bench["defaults"], "repetitions": bench["repetitions"]})
+
+
+# Serving cell axes -> short label, in id order: the server's parameters, then the load.
+SERVING_AXES: dict[str, str] = {
+    "threads": "t",
+    "batch_size": "b",
+    "ubatch_size": "ub",
+    "n_gpu_layers": "ngl",
+    "flash_attn": "fa",
+    "ctx_size": "c",
+    "parallel": "np",
+    "prompt_tokens": "pt",
+    "max_tokens": "mt",
+    "concurrency": "cc",
+    "requests": "rq",
+    "cache": "cache",
+}
+
+
+def serving_cells(serving: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every serving cell of one (build, model): {cell id: parameters}; scenarios cross their own axes."""
+    base = spell(dict(serving["defaults"]))
+    cells = {}
+    for scenario in serving["scenarios"].values():
+        for combo in itertools.product(*scenario.values()):
+            params = spell({**base, **dict(zip(scenario, combo))})
+            params = {axis: params[axis] for axis in SERVING_AXES}
+            cells[cell_id(params, SERVING_AXES)] = params
+    return cells
+
+
+def expand_serving(serving: dict[str, Any], builds: list[str], models: list[str],
+                   ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every serving cell of every served (build, model) pair, keyed by (build, model, cell id)."""
+    pairs = itertools.product(serving["builds"] or builds, serving["models"] or models)
+    cells = serving_cells(serving)
+    return {(build, model, cid): params for build, model in pairs for cid, params in cells.items()}
+
+
+def bench_partner(serving_params: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
+    """The llama-bench cell that measures a serving cell's settings and workload: its estimate's source."""
+    shared = {axis: serving_params[axis] for axis in ("threads", "batch_size", "ubatch_size", "n_gpu_layers",
+                                                      "flash_attn")}
+    return normalize({**baseline(bench), **shared, "n_prompt": serving_params["prompt_tokens"],
+                      "n_gen": serving_params["max_tokens"], "n_depth": 0})
+
+
+def all_cells(config: dict[str, Any]) -> tuple[dict[tuple[str, str, str], dict[str, Any]],
+                                               dict[tuple[str, str, str], dict[str, Any]]]:
+    """The run's benchmark cells (the matrix plus every serving cell's partner) and its serving cells."""
+    builds, models = list(config["builds"]), list(config["models"])
+    bench = config["benchmark"]
+    cells = expand(bench, builds, models)
+    serving = expand_serving(config["serving"], builds, models)
+    for (build, model, _), params in serving.items():
+        partner = bench_partner(params, bench)
+        cells[(build, model, cell_id(partner))] = partner
+    return cells, serving

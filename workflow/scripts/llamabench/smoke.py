@@ -9,8 +9,25 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from llamabench import records
+from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
+
+# Bump when what a smoke run measures or records changes: every smoke run reruns.
+RULE_VERSION = 1
+
+
+def smoke(smk: Any) -> None:
+    """Rule ``smoke``: one greedy generation per build and model, recorded even when it fails."""
+    build = records.read(smk.input.build, "build")
+    records.read(smk.input.model_manifest, "model")
+    exe = Path(build["bin_dir"]) / build["binaries"]["completion"]
+    cfg = smk.params.smoke
+    cmd = command(exe, Path(smk.input.model), cfg["prompt"], cfg["n_predict"], cfg["seed"], cfg["threads"])
+    result = generate(cmd, Path(smk.log[0]), timeout=smk.config["smoke"]["timeout"])
+    announce_failure(f"smoke run {smk.wildcards.build}/{smk.wildcards.model}", result)
+    records.write(smk.output[0], "smoke", {"build": smk.wildcards.build, "model": smk.wildcards.model, **result})
 
 
 def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, threads: int) -> list[str]:
@@ -27,25 +44,28 @@ def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, thre
     return cmd
 
 
-def run(cmd: list[str], log_path: Path, timeout: float = 600) -> dict[str, Any]:
+def generate(cmd: list[str], log_path: Path, timeout: float = 600) -> dict[str, Any]:
     """Generate once; a failure is recorded (status, error) like a failed benchmark cell, not raised."""
-    log.info("$ %s", shlex.join(cmd))
     tool = Path(cmd[0]).name
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        # Its own session: an interrupted step stops it (subprocess.run kills it), not the terminal.
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
         stdout, stderr, error = out.stdout, out.stderr, None
         if out.returncode != 0:
             error = f"{tool} failed with exit status {out.returncode}"
     except subprocess.TimeoutExpired as err:
         stdout, stderr = _text(err.stdout), _text(err.stderr)
         error = f"{tool} did not finish within {timeout:.0f} s"
-    with open(log_path, "a") as handle:
-        handle.write(stderr)
     timings = [line.strip() for line in stderr.splitlines() if "_perf_" in line and "time" in line]
     if error is None and (not stdout.strip() or not timings):
         error = f"{tool} produced no text or no timing lines"
+    # The command and the outcome too: llama.cpp logs from a thread of its own, and a
+    # tool that fails early can exit before that thread has written anything.
+    with open(log_path, "a") as handle:
+        handle.write(f"$ {shlex.join(cmd)}\n{stderr}{error or 'ok'}\n")
     return {
-        "command": cmd,
+        "command": [str(part) for part in cmd],
         "status": "failed" if error else "ok",
         "error": error,
         "text": stdout,

@@ -18,16 +18,24 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files
+from llamabench import commands, files, records
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# Bump when the tree or the facts this rule records change (README: what reruns when).
+RULE_VERSION = 1
+
 VENDOR_PREFIX = "vendor/llama.cpp/"
 
 
-def materialize(cfg: dict[str, Any], cache: Path | None = None) -> dict[str, Any]:
-    """Return the source manifest for ``cfg``, fetching the tree into the cache if needed."""
+def source(smk: Any) -> None:
+    """Rule ``source``: the source record at ``results/source/manifest.json``."""
+    records.write(smk.output.manifest, "source", fetch(dict(smk.params.source)))
+
+
+def fetch(cfg: dict[str, Any], cache: Path | None = None) -> dict[str, Any]:
+    """The source record's fields for ``cfg``, fetching the tree into the cache if needed."""
     cache = cache or files.cache_root()
     kind = cfg["kind"]
     if kind == "pypi-sdist":
@@ -38,7 +46,7 @@ def materialize(cfg: dict[str, Any], cache: Path | None = None) -> dict[str, Any
         info = _path(Path(cfg["path"]).expanduser().resolve())
     else:  # the schema forbids this; kept for direct callers
         raise UserError(f"unknown source kind {kind!r}")
-    return files.manifest("llama.cpp-source", source_kind=kind, requested=cfg, **info)
+    return {"source_kind": kind, "requested": cfg, **info}
 
 
 def _pypi_sdist(package: str, version: str, root: Path) -> dict[str, Any]:
@@ -55,7 +63,7 @@ def _fetch_sdist(package: str, version: str, dest: Path) -> None:
     try:
         # --no-binary for this package only: ":all:" would also force pip to compile the
         # sdist's build dependencies (cmake itself) from source just to read its metadata.
-        commands.run(
+        commands.run_logged(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package,
              "--dest", download, f"{package}=={version}"],
             what=f"pip download of {package}=={version}",
@@ -124,18 +132,18 @@ def _git(url: str, ref: str, root: Path) -> dict[str, Any]:
     git = commands.require("git", "install git (Debian: apt-get install git) or use a pypi-sdist source")
     staging = files.make_temp_dir(root, "git")
     try:
-        commands.run([git, "init", "-q", staging], what="git init")
-        commands.run([git, "-C", staging, "remote", "add", "origin", url], what="git remote add")
+        commands.run_logged([git, "init", "-q", staging], what="git init")
+        commands.run_logged([git, "-C", staging, "remote", "add", "origin", url], what="git remote add")
         try:
-            commands.run([git, "-C", staging, "fetch", "-q", "--depth", "1", "origin", ref],
+            commands.run_logged([git, "-C", staging, "fetch", "-q", "--depth", "1", "origin", ref],
                          what=f"shallow git fetch of {ref}")
         except UserError:
             log.info("shallow fetch refused; fetching full history")
-            commands.run([git, "-C", staging, "fetch", "-q", "--tags", "origin",
+            commands.run_logged([git, "-C", staging, "fetch", "-q", "--tags", "origin",
                           "+refs/heads/*:refs/remotes/origin/*"], what=f"git fetch of {url}")
-            commands.run([git, "-C", staging, "checkout", "-q", ref], what=f"git checkout of {ref}")
+            commands.run_logged([git, "-C", staging, "checkout", "-q", ref], what=f"git checkout of {ref}")
         else:
-            commands.run([git, "-C", staging, "checkout", "-q", "FETCH_HEAD"], what="git checkout")
+            commands.run_logged([git, "-C", staging, "checkout", "-q", "FETCH_HEAD"], what="git checkout")
         commit = commands.output([git, "-C", staging, "rev-parse", "HEAD"])
         shallow = commands.output([git, "-C", staging, "rev-parse", "--is-shallow-repository"]) == "true"
         build_number = None if shallow else int(commands.output([git, "-C", staging, "rev-list", "--count", "HEAD"]))

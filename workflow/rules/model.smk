@@ -1,9 +1,11 @@
-rule fetch_model:
+rule model:
     output:
         gguf="results/models/{model}/model.gguf",
         manifest="results/models/{model}/manifest.json",
     log:
-        "results/logs/models/{model}.log",
+        "results/logs/model/{model}.log",
+    benchmark:
+        "results/benchmarks/model/{model}.tsv"
     conda:
         "../../envs/llamabench.yaml"
     resources:
@@ -11,8 +13,9 @@ rule fetch_model:
         bench_slot=1,
     params:
         model=lambda wildcards: canonical(config["models"][wildcards.model]),
-        file_state=model_file_state,
+        file_state=get_model_file_state,
+        version=get_rule_version("model"),
     message:
         "Fetching model '{wildcards.model}'"
     script:
-        "../scripts/fetch_model.py"
+        RULE_SCRIPT

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GEMMA
-from llamabench import files, models
+from llamabench import files, model
 from llamabench.errors import UserError
 
 COMMIT = "1234567890abcdef1234567890abcdef12345678"
@@ -22,7 +22,7 @@ SERVED = ["model.gguf", "Q4_K_M/model.gguf"]  # a file at the top and one in a s
 
 
 def test_pypi_model_is_assembled_and_described(gemma: Path) -> None:
-    meta = models.gguf_metadata(gemma)
+    meta = model.gguf_metadata(gemma)
     assert meta["architecture"] == "gemma3"
     assert meta["quantization"] == "MOSTLY_Q4_K_M"
     assert meta["layers"] == 18
@@ -32,7 +32,7 @@ def test_pypi_model_is_assembled_and_described(gemma: Path) -> None:
 
 def test_path_model_links_the_file_and_checks_sha256(gemma: Path, tmp_path: Path) -> None:
     dest = tmp_path / "out" / "model.gguf"
-    manifest = models.fetch("local", {"kind": "path", "path": str(gemma), "sha256": GEMMA["sha256"]}, dest)
+    manifest = model.fetch("local", {"kind": "path", "path": str(gemma), "sha256": GEMMA["sha256"]}, dest)
     assert dest.is_symlink() and dest.resolve() == gemma.resolve()
     assert manifest["sha256"] == GEMMA["sha256"]
     assert manifest["size_bytes"] == gemma.stat().st_size
@@ -42,7 +42,7 @@ def test_path_model_links_the_file_and_checks_sha256(gemma: Path, tmp_path: Path
 def test_sha256_mismatch_fails_and_leaves_nothing(gemma: Path, tmp_path: Path) -> None:
     dest = tmp_path / "out" / "model.gguf"
     with pytest.raises(UserError, match="sha256"):
-        models.fetch("local", {"kind": "path", "path": str(gemma), "sha256": "0" * 64}, dest)
+        model.fetch("local", {"kind": "path", "path": str(gemma), "sha256": "0" * 64}, dest)
     assert not dest.exists() and not dest.is_symlink()
     assert gemma.exists()  # a user's own file is never deleted
 
@@ -50,7 +50,7 @@ def test_sha256_mismatch_fails_and_leaves_nothing(gemma: Path, tmp_path: Path) -
 def test_pypi_sha256_mismatch_fails_and_drops_the_install(tmp_path: Path) -> None:
     dest = tmp_path / "out" / "model.gguf"
     with pytest.raises(UserError, match="sha256"):
-        models.fetch("gemma", {**GEMMA, "sha256": "0" * 64}, dest, cache=tmp_path / "cache")
+        model.fetch("gemma", {**GEMMA, "sha256": "0" * 64}, dest, cache=tmp_path / "cache")
     assert not dest.exists()
     assert not list((tmp_path / "cache" / "models").glob("pypi-*")), "a retry must reinstall, not reuse"
 
@@ -59,7 +59,7 @@ def test_not_a_gguf_file_is_one_sentence(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a model")
     with pytest.raises(UserError, match="not a readable GGUF"):
-        models.fetch("bogus", {"kind": "path", "path": str(bogus)}, tmp_path / "out.gguf")
+        model.fetch("bogus", {"kind": "path", "path": str(bogus)}, tmp_path / "out.gguf")
 
 
 class HubHandler(http.server.BaseHTTPRequestHandler):
@@ -122,8 +122,8 @@ def hub(gemma: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def fetch_in_child(cfg: dict, dest: Path) -> subprocess.CompletedProcess:
     """huggingface_hub reads HF_ENDPOINT at import, so the download runs in a fresh process, as in a rule."""
     code = (
-        "import json, sys; from pathlib import Path; from llamabench import models, files;"
-        "m = models.fetch('tiny', json.loads(sys.argv[1]), Path(sys.argv[2])); files.write_json(sys.argv[3], m)"
+        "import json, sys; from pathlib import Path; from llamabench import model, files;"
+        "m = model.fetch('tiny', json.loads(sys.argv[1]), Path(sys.argv[2])); files.write_json(sys.argv[3], m)"
     )
     import json
 

@@ -8,10 +8,12 @@ as they came, next to what explains them (command, host, times, peak RSS).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 import threading
@@ -19,9 +21,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import files, matrix
+from llamabench import files, matrix, records
+from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
+
+# Bump when what a cell measures changes (flags, warm-up, what is timed): every cell
+# is measured again. Code edits that leave the measurement alone rerun nothing.
+RULE_VERSION = 1
+
+# The build and model record fields a cell keeps, under the same names: what explains its numbers.
+BUILD_FACTS = ("name", "commit", "build_number", "options", "compiler", "cmake", "cache_key", "devices")
+MODEL_FACTS = ("name", "sha256", "size_bytes", "gguf", "origin")
+
+
+def bench_cell(smk: Any) -> None:
+    """Rule ``bench_cell``: one llama-bench run of one parameter set, recorded even when it fails."""
+    build = records.read(smk.input.build, "build")
+    model = records.read(smk.input.model_manifest, "model")
+    params = dict(smk.params.cell)
+    label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
+    log.info("cell %s", label)
+    exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
+    cmd = command(exe, Path(smk.input.model), params, smk.params.delay)
+    result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
+    announce_failure(f"cell {label}", result)
+    records.write(smk.output[0], "bench_cell", {
+        "cell": smk.wildcards.cell,
+        "params": params,
+        "delay": smk.params.delay,
+        "build": {key: build[key] for key in BUILD_FACTS},
+        "model": {key: model[key] for key in MODEL_FACTS},
+        "log": smk.log[0],
+        "llama_bench": result,
+    })
 
 
 def command(bench_exe: Path, model: Path, params: dict[str, Any], delay: int) -> list[str]:
@@ -31,7 +64,7 @@ def command(bench_exe: Path, model: Path, params: dict[str, Any], delay: int) ->
     return cmd
 
 
-def run_cell(
+def measure(
     cmd: list[str],
     log_path: Path | None,
     timeout: float | None = None,
@@ -41,12 +74,14 @@ def run_cell(
     start_wall, start = files.now_iso(), time.time()
     log.info("$ %s", shlex.join(cmd))
     with tempfile.TemporaryFile("w+") as out, open(stderr_path, "a") as err_out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err_out, text=True)
+        # A session of its own: Ctrl-C in the terminal or a cancelled job reaches only
+        # this step, whose cleanup below must stop llama-bench (tests check that it does).
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err_out, text=True, start_new_session=True)
         timed_out = threading.Event()
 
         def expire() -> None:
             timed_out.set()
-            proc.kill()
+            stop(proc)
 
         timer = threading.Timer(timeout, expire) if timeout else None
         try:
@@ -55,7 +90,7 @@ def run_cell(
             # wait4, not wait: it returns this child's own resource usage (peak RSS).
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
-            proc.kill()  # an interrupted run must not leave llama-bench behind
+            stop(proc)  # an interrupted run must not leave llama-bench behind
             proc.wait()
             raise
         finally:
@@ -89,6 +124,11 @@ def run_cell(
     if not ok:
         result["error"] = failure_reason(proc.returncode, stderr_path, result)
     return result
+
+
+def stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def failure_reason(returncode: int, stderr_path: Path, result: dict[str, Any]) -> str:

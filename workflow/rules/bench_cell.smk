@@ -1,5 +1,5 @@
 # model.gguf is hard-linked from the shared cache, and other checkouts touch that
-# inode: its mtime says nothing, so it is ancient() and the manifest (sha256) decides.
+# inode: its mtime says nothing, so it is ancient() and the model record (sha256) decides.
 rule bench_cell:
     input:
         build="results/builds/{build}/manifest.json",
@@ -8,16 +8,17 @@ rule bench_cell:
     output:
         "results/cells/{build}/{model}/{cell}.json",
     log:
-        "results/logs/cells/{build}/{model}/{cell}.log",
+        "results/logs/bench_cell/{build}/{model}/{cell}.log",
     conda:
         "../../envs/llamabench.yaml"
-    threads: cell_threads
+    threads: get_cell_threads
     resources:
         bench_slot=1,
     params:
-        cell=cell_params,
+        cell=get_cell_params,
         delay=BENCH["delay"],
+        version=get_rule_version("bench_cell"),
     message:
         "Benchmark cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"
     script:
-        "../scripts/bench_cell.py"
+        RULE_SCRIPT

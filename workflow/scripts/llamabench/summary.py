@@ -2,8 +2,9 @@
 
 llama-bench's field names drift between versions (``flash_attn`` bool -> int ->
 string, ``use_mmap`` -> ``load_mode``), so records are read defensively:
-the cell's own parameters come from our metadata, and only the measurement
-fields are taken from the record.
+the cell's own parameters come from the cell record, and only the measurement
+fields are taken from llama-bench's JSON. Rows are summary_row records
+(workflow/schemas/records/summary_row.schema.yaml), whose order is the CSV's.
 """
 
 from __future__ import annotations
@@ -14,16 +15,44 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import files, matrix
+from llamabench import files, matrix, records
+from llamabench.records import RecordError
 
 MEASURES = ["avg_ts", "stddev_ts", "avg_ns", "stddev_ns"]
-RECORD_FACTS = ["build_commit", "build_number", "cpu_info", "backends", "model_type", "model_size",
-                "model_n_params", "test_time"]
-# Every column of summary.csv, in order, so that the table has the same shape
-# even when no cell succeeded.
-COLUMNS = ["build", "model", "cell", "status", "test", *MEASURES, "ttft_estimate_ms", "samples_ts",
-           *matrix.AXES, "peak_rss_mib", "duration_s", "commit", "build_options", "compiler", "host", "cpu", "gpu",
-           "model_sha256", *RECORD_FACTS, "command_line", "error"]
+LLAMA_BENCH_FACTS = ["build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_type", "model_size",
+                     "model_n_params", "test_time"]
+
+
+def summary(smk: Any) -> None:
+    """Rule ``summary``: results/summary.csv and the list of failed cell files."""
+    table, failed = summarize([Path(p) for p in smk.input.cells])
+    with files.atomic_path(Path(smk.output.csv)) as tmp:
+        table.to_csv(tmp, index=False)
+    with files.atomic_path(Path(smk.output.failed)) as tmp:
+        tmp.write_text("".join(f"{p}\n" for p in failed))
+
+
+def summarize(cell_paths: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
+    """The summary table, and the cell files whose measurement failed or could not be read."""
+    rows, failed = [], []
+    for path in sorted(cell_paths):
+        try:
+            rows_of_cell = cell_rows(records.read(path, "bench_cell"))
+        except RecordError as err:
+            build, model = path.parent.parent.name, path.parent.name  # all an unreadable record leaves us
+            rows_of_cell = [records.new("summary_row", {"build": build, "model": model, "cell": path.stem,
+                                                      "status": "unreadable", "error": str(err)})]
+        if rows_of_cell[0]["status"] != "ok":
+            failed.append(path)
+        rows += rows_of_cell
+    frame = pd.DataFrame(rows, columns=records.columns("summary_row"))
+    frame = frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
+    return frame, failed
+
+
+def read(path: Path) -> pd.DataFrame:
+    """results/summary.csv as the rules downstream of it read it."""
+    return records.check_table(pd.read_csv(path), "summary_row", path)
 
 
 def test_name(n_prompt: int, n_gen: int) -> str:
@@ -34,35 +63,37 @@ def test_name(n_prompt: int, n_gen: int) -> str:
 
 
 def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary rows of one bench_cell record."""
     run = cell["llama_bench"]
     common = {
-        "build": cell["build"],
-        "model": cell["model"],
+        "build": cell["build"]["name"],
+        "model": cell["model"]["name"],
         "cell": cell["cell"],
         "status": run["status"],
         **{axis: cell["params"][axis] for axis in matrix.AXES},
-        "commit": cell["build_info"].get("commit"),
-        "build_options": " ".join(cell["build_info"].get("options", [])),
-        "compiler": cell["build_info"].get("compiler"),
-        "host": cell["host"]["hostname"],
+        "commit": cell["build"]["commit"],
+        "options": " ".join(cell["build"]["options"]),
+        "compiler": cell["build"]["compiler"],
+        "cache_key": cell["build"]["cache_key"],
+        "hostname": cell["host"]["hostname"],
         "cpu": cell["host"]["cpu"],
-        "model_sha256": cell["model_info"].get("sha256"),
-        "peak_rss_mib": run.get("peak_rss_mib"),
-        "duration_s": run.get("duration_s"),
-        "command_line": run.get("command_line"),
+        "model_sha256": cell["model"]["sha256"],
+        "peak_rss_mib": run["peak_rss_mib"],
+        "duration_s": run["duration_s"],
+        "command_line": run["command_line"],
         "error": run.get("error"),
     }
     if run["status"] != "ok":
-        return [{**common, "test": None}]
+        return [records.new("summary_row", common)]
     rows = []
     for rec in run["records"]:
         row = {**common, "test": test_name(int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)))}
-        row.update({key: rec.get(key) for key in MEASURES + RECORD_FACTS})
-        row["gpu"] = rec.get("gpu_info") or None
+        row.update({key: rec.get(key) for key in MEASURES + LLAMA_BENCH_FACTS})
+        row["gpu_info"] = rec.get("gpu_info") or None
         row["samples_ts"] = json.dumps(rec.get("samples_ts"))
         rows.append(row)
     add_ttft_estimate(rows)
-    return rows
+    return [records.new("summary_row", row) for row in rows]
 
 
 def add_ttft_estimate(rows: list[dict[str, Any]]) -> None:
@@ -80,23 +111,20 @@ def add_ttft_estimate(rows: list[dict[str, Any]]) -> None:
         row["ttft_estimate_ms"] = estimate
 
 
-def summarize(cell_paths: list[Path]) -> pd.DataFrame:
-    rows = [row for path in sorted(cell_paths) for row in cell_rows(files.read_json(path))]
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
-
+BEST_COLUMNS = ["build", "model", "metric", "best_cell", "setting", "value", "defaults_value", "speedup_vs_defaults",
+                "beyond_noise"]
 
 # What a cell measures, as opposed to how: best settings compare cells of one workload only.
 WORKLOAD = ["n_prompt", "n_gen", "n_depth"]
 
 
-def best_settings(summary: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
+def best_settings(table: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
     """Per build and model: the best cell for tg, pp and the first-token estimate, with speed-up over defaults.
 
     Only cells with the defaults' workload (prompt, generation, depth) compete:
     a shorter prompt is not a better setting.
     """
-    ok = summary[summary["status"] == "ok"].astype({"test": str})
+    ok = table[table["status"] == "ok"].astype({"test": str})
     for axis in WORKLOAD:
         ok = ok[ok[axis].astype(str) == str(base[axis])]
     base_id = matrix.cell_id(base)
@@ -128,8 +156,7 @@ def best_settings(summary: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
                 "speedup_vs_defaults": round(speedup, 3) if speedup else None,
                 "beyond_noise": beyond_noise,
             })
-    return pd.DataFrame(rows, columns=["build", "model", "metric", "best_cell", "setting", "value",
-                                       "defaults_value", "speedup_vs_defaults", "beyond_noise"])
+    return pd.DataFrame(rows, columns=BEST_COLUMNS)
 
 
 def setting_text(row: pd.Series, base: dict[str, Any]) -> str:

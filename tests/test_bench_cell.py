@@ -11,17 +11,18 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import aggregate, bench, figures, matrix
+from llamabench import bench_cell, figures, matrix, records, summary
 
-RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-gemma3-270m.json"
+RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-rpc-gemma3-270m.json"
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "repetitions": 2, "threads": 1}
 
 
 def test_real_cell_measures_pp_and_tg(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     log = tmp_path / "cell.log"
-    result = bench.run_cell(bench.command(bin_dir / "llama-bench", gemma, SMALL, delay=0), log)
+    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, SMALL, delay=0), log)
     assert result["status"] == "ok", result.get("error")
     tests = [(r["n_prompt"], r["n_gen"]) for r in result["records"]]
     assert tests == [(16, 0), (0, 4)]
@@ -33,49 +34,54 @@ def test_real_cell_measures_pp_and_tg(bin_dir: Path, gemma: Path, tmp_path: Path
 def test_failing_cell_keeps_its_reason(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     log = tmp_path / "cell.log"
     params = {**SMALL, "cache_type_k": "nonsense"}
-    result = bench.run_cell(bench.command(bin_dir / "llama-bench", gemma, params, delay=0), log)
+    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0), log)
     assert result["status"] == "failed"
     assert result["records"] == []
     assert "exit status 1" in result["error"]
     assert "-ctk" in result["error"]  # llama-bench's own words: invalid parameter for argument: -ctk
 
 
-def recorded_cell(**overrides: object) -> dict:
-    params = {**DEFAULT_CONFIG["benchmark"]["defaults"], "repetitions": 3}
-    return {
-        "cell": matrix.cell_id(params), "build": "cpu", "model": "gemma3-270m", "params": params,
-        # Not this machine's: the report must show the measuring host, not the rendering one.
-        "host": {"hostname": "bench-node-7", "cpu": "Test CPU 9000"},
-        "build_info": {"commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f", "options": ["-DGGML_RPC=OFF"]},
-        "model_info": {"sha256": "a5fd"},
-        "llama_bench": {"status": "ok", "records": json.loads(RECORDED.read_text()), "peak_rss_mib": 300.0,
-                        **overrides},
-    }
+def recorded_cell(build: str = "cpu", **overrides: object) -> dict:
+    """A bench_cell record around the recorded real llama-bench output (tests/data/README.md)."""
+    params = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+    cell = records.new("bench_cell", {
+        "cell": matrix.cell_id(params), "params": params, "delay": 0, "log": "cell.log",
+        "build": {"name": build, "commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f", "build_number": None,
+                  "options": ["-DGGML_RPC=OFF"], "compiler": "c++ (Debian 12.2.0-14+deb12u1) 12.2.0",
+                  "cmake": "cmake version 3.31.10", "cache_key": "0" * 20},
+        "model": {"name": "gemma3-270m", "sha256": "a5fd" * 16, "size_bytes": 253_115_840, "gguf": {}, "origin": {}},
+        "llama_bench": {"command": ["llama-bench"], "command_line": "llama-bench", "start": "2026-11-26T00:00:00Z",
+                        "start_epoch": 0.0, "end_epoch": 1.0, "duration_s": 1.0, "exit_status": 0,
+                        "timed_out": False, "status": "ok", "records": json.loads(RECORDED.read_text()),
+                        "peak_rss_mib": 300.0, **overrides},
+    })
+    # Not this machine's: the report must show the measuring host, not the rendering one.
+    return {**cell, "host": {**cell["host"], "hostname": "bench-node-7", "cpu": "Test CPU 9000"}}
 
 
 def test_rows_from_recorded_llama_bench_output() -> None:
-    rows = aggregate.cell_rows(recorded_cell())
+    rows = summary.cell_rows(recorded_cell())
     assert [r["test"] for r in rows] == ["pp128", "tg32"]
     pp, tg = rows
-    assert pp["avg_ts"] == 434.637211 and tg["stddev_ts"] > 0
-    assert json.loads(pp["samples_ts"]) == [432.067, 448.858, 422.987]
+    assert pp["avg_ts"] == 735.558639 and tg["stddev_ts"] == 0.670775
+    assert json.loads(pp["samples_ts"]) == [665.918, 779.201, 761.557]
     expected = 1000 * (128 / pp["avg_ts"] + 1 / tg["avg_ts"])
     assert pp["ttft_estimate_ms"] == tg["ttft_estimate_ms"] == expected
-    assert pp["build_commit"] == "0c1e570" and pp["cpu"] == "Test CPU 9000" and pp["cpu_info"] == "AMD EPYC"
+    assert pp["build_commit"] == "0c1e57098bba43ac29e6e3b677cdceebdd22334f" and pp["cpu"] == "Test CPU 9000" and pp["cpu_info"] == "AMD EPYC"
 
 
 def test_failed_cell_is_one_row_with_its_error() -> None:
-    rows = aggregate.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1: bad -ctk"))
+    rows = summary.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1: bad -ctk"))
     assert len(rows) == 1 and rows[0]["status"] == "failed" and rows[0]["error"] == "exit status 1: bad -ctk"
 
 
 def test_best_settings_compare_against_the_defaults_cell() -> None:
-    base_rows = aggregate.cell_rows(recorded_cell())
+    base_rows = summary.cell_rows(recorded_cell())
     faster = [dict(r) for r in base_rows]
     for row in faster:
         row.update(cell="t1-variant", threads=1, avg_ts=row["avg_ts"] * 2, ttft_estimate_ms=row["ttft_estimate_ms"] / 2)
     base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
-    best = aggregate.best_settings(pd.DataFrame(base_rows + faster), base)
+    best = summary.best_settings(pd.DataFrame(base_rows + faster), base)
     assert list(best["metric"]) == ["tg t/s", "pp t/s", "first-token latency estimate ms"]
     assert set(best["setting"]) == {"threads=1"}
     assert list(best["speedup_vs_defaults"]) == [2.0, 2.0, 2.0]
@@ -83,11 +89,11 @@ def test_best_settings_compare_against_the_defaults_cell() -> None:
 
 
 def test_best_settings_ignore_other_workloads_and_flag_noise() -> None:
-    base_rows = aggregate.cell_rows(recorded_cell())
+    base_rows = summary.cell_rows(recorded_cell())
     shorter = [dict(r, cell="p16", n_prompt=16, avg_ts=r["avg_ts"] * 3, ttft_estimate_ms=1.0) for r in base_rows]
     lucky = [dict(r, cell="t1", threads=1, avg_ts=r["avg_ts"] + r["stddev_ts"] / 2) for r in base_rows]
     base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
-    best = aggregate.best_settings(pd.DataFrame(base_rows + shorter + lucky), base)
+    best = summary.best_settings(pd.DataFrame(base_rows + shorter + lucky), base)
     assert "p16" not in set(best["best_cell"])  # a shorter prompt is not a better setting
     assert list(best["best_cell"])[:2] == ["t1", "t1"]
     assert list(best["beyond_noise"])[:2] == [False, False]
@@ -95,20 +101,20 @@ def test_best_settings_ignore_other_workloads_and_flag_noise() -> None:
 
 def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path) -> None:
     """Read back from CSV, as the figures rule does: an all-empty column must not break anything."""
-    rows = aggregate.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
-    pd.DataFrame(rows, columns=aggregate.COLUMNS).to_csv(tmp_path / "summary.csv", index=False)
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    rows = summary.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
+    pd.DataFrame(rows, columns=records.columns("summary_row")).to_csv(tmp_path / "summary.csv", index=False)
+    table = summary.read(tmp_path / "summary.csv")
     base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
-    assert aggregate.best_settings(summary, base).empty
+    assert summary.best_settings(table, base).empty
     for name in matrix.FIGURES:
-        figures.plot(summary, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
+        figures.plot(table, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.png").stat().st_size > 0
-        assert not figures.swept(summary, name, base)
+        assert not figures.swept(table, name, base)
 
 
 def test_cell_past_its_timeout_is_killed_and_says_so(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     params = {**SMALL, "n_prompt": 512, "n_gen": 512, "repetitions": 50}
-    result = bench.run_cell(bench.command(bin_dir / "llama-bench", gemma, params, delay=0), tmp_path / "log",
+    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0), tmp_path / "log",
                             timeout=1)
     assert result["status"] == "failed" and result["timed_out"] is True
     assert result["error"].startswith("timed out")
@@ -118,11 +124,11 @@ def test_cell_past_its_timeout_is_killed_and_says_so(bin_dir: Path, gemma: Path,
 def test_sigterm_to_the_step_stops_llama_bench(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     """Snakemake stopping a job signals the step's process; the step must take llama-bench down with it."""
     params = {**SMALL, "n_prompt": 512, "n_gen": 512, "repetitions": 50}
-    cmd = bench.command(bin_dir / "llama-bench", gemma, params, delay=0)
+    cmd = bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0)
     code = (
-        "import sys, types; from pathlib import Path; from llamabench import bench, entry;"
+        "import sys, types; from pathlib import Path; from llamabench import bench_cell, entry;"
         "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
-        "entry.run(smk, lambda s: bench.run_cell(sys.argv[2:], Path(s.log[0])))"
+        "entry.run_step(smk, lambda s: bench_cell.measure(sys.argv[2:], Path(s.log[0])))"
     )
     step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cell.log"), *cmd],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -144,7 +150,7 @@ def test_sigterm_to_a_step_stops_the_whole_command_tree(tmp_path: Path) -> None:
     code = (
         "import sys, types; from llamabench import commands, entry;"
         "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
-        "entry.run(smk, lambda s: commands.run(['sh', '-c', 'sleep 300 & echo $! > ' + sys.argv[2] + '; wait']))"
+        "entry.run_step(smk, lambda s: commands.run_logged(['sh', '-c', 'sleep 300 & echo $! > ' + sys.argv[2] + '; wait']))"
     )
     step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "step.log"), str(pid_file)],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -158,3 +164,25 @@ def test_sigterm_to_a_step_stops_the_whole_command_tree(tmp_path: Path) -> None:
     time.sleep(0.3)
     state = Path(f"/proc/{grandchild}/stat")
     assert not state.exists() or state.read_text().split()[2] == "Z", "sleep outlived its step"
+
+
+def test_a_record_of_another_version_is_reported_not_misread(tmp_path: Path) -> None:
+    cell = recorded_cell()
+    path = tmp_path / "cells" / "cpu" / "gemma3-270m" / f"{cell['cell']}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**cell, "version": 0}))
+    table, failed = summary.summarize([path])
+    assert list(table["status"]) == ["unreadable"] and failed == [path]
+    assert "of version 0, this code reads version 1" in table["error"].iloc[0]
+    assert f"--forcerun {path}" in table["error"].iloc[0]
+
+
+def test_an_invalid_record_is_refused_with_what_is_wrong(tmp_path: Path) -> None:
+    cell = recorded_cell()
+    del cell["llama_bench"]["peak_rss_mib"]
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(cell))
+    with pytest.raises(records.RecordError, match="peak_rss_mib"):
+        records.read(path, "bench_cell")
+    with pytest.raises(records.RecordError, match="is a bench_cell record, not a smoke record"):
+        records.read(path, "smoke")

@@ -5,21 +5,23 @@ from __future__ import annotations
 import pandas as pd
 
 from conftest import DEFAULT_CONFIG
-from llamabench import aggregate, matrix, report
-from test_bench import recorded_cell
+from llamabench import matrix, records, report_html, summary
+from test_bench_cell import recorded_cell
 
 BASE = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
 
 
 def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) -> str:
-    summary = pd.DataFrame([row for cell in cells for row in aggregate.cell_rows(cell)], columns=aggregate.COLUMNS)
-    return report.render(summary=summary, best=aggregate.best_settings(summary, BASE), figure_pngs=[], baseline=BASE,
-                         builds=[], models=[], smokes=smokes or [], source=source)
+    table = pd.DataFrame([row for cell in cells for row in summary.cell_rows(cell)],
+                         columns=records.columns("summary_row"))
+    serving = pd.DataFrame(columns=records.columns("serving_row"))
+    return report_html.render(table=table, serving=serving, best=summary.best_settings(table, BASE), figure_pngs=[],
+                              baseline=BASE, builds=[], models=[], smokes=smokes or [], source=source)
 
 
 def test_report_for_a_path_source_with_two_builds_and_a_failed_smoke_run() -> None:
-    cells = [recorded_cell(), {**recorded_cell(), "build": "cpu-rpc"},
-             {**recorded_cell(status="failed", records=[], error="exit status 1: bad -ctk"), "build": "other"}]
+    cells = [recorded_cell(), recorded_cell("cpu-rpc"),
+             recorded_cell("other", status="failed", records=[], error="exit status 1: bad -ctk")]
     source = {"source_kind": "path", "ref": "/opt/llama.cpp", "commit": None}
     smoke = {"build": "cpu", "model": "gemma3-270m", "status": "failed", "error": "llama-cli failed with exit status 1",
              "text": "", "timing_lines": []}
@@ -30,3 +32,4 @@ def test_report_for_a_path_source_with_two_builds_and_a_failed_smoke_run() -> No
     # host and CPU of the cells, not of the machine rendering the report
     assert "<tr><th>host</th><td>bench-node-7</td></tr>" in page
     assert "<tr><th>CPU</th><td>Test CPU 9000</td></tr>" in page
+    assert "No serving cells in this run" in page

@@ -1,0 +1,120 @@
+"""Serving cells with the real llama-server: measured TTFT, prompt lengths, cache modes, failures, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llamabench import serve_cell, serving_summary
+
+SMALL = {"threads": 2, "batch_size": 2048, "ubatch_size": 512, "n_gpu_layers": 99, "flash_attn": "auto",
+         "ctx_size": 2048, "parallel": 2, "prompt_tokens": 32, "max_tokens": 8, "concurrency": 1, "requests": 3,
+         "cache": "cold"}
+
+
+def server(bin_dir: Path) -> Path:
+    return bin_dir / "llama-server"
+
+
+def servers_on(model: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"llama-server -m {model}"], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def test_real_cell_measures_ttft_on_prompts_of_exact_length(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    result = serve_cell.measure(server(bin_dir), gemma, SMALL, tmp_path / "serve.log")
+    assert result["status"] == "ok", result["error"]
+    assert len(result["requests"]) == 3
+    for req in result["requests"]:
+        timings = req["timings"]
+        assert timings["prompt_n"] == req["prompt_tokens"] == 32  # BOS included, nothing added by the server
+        assert timings["cache_n"] == 0  # cold: every prompt processed in full
+        assert timings["predicted_n"] == 8 and req["text_chunks"] >= 1
+        # The client's clock includes the server's prompt processing: it can never be shorter.
+        assert req["ttft_ms"] >= timings["prompt_ms"]
+        assert req["e2e_ms"] > req["ttft_ms"]
+    assert "--host 127.0.0.1" in result["command_line"] and "-np 2" in result["command_line"]
+    assert result["props"]["total_slots"] == 2
+    assert not servers_on(gemma)
+
+
+def test_warm_cells_reuse_the_primed_prefix(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    params = {**SMALL, "prompt_tokens": 64, "cache": "warm", "parallel": 1}
+    result = serve_cell.measure(server(bin_dir), gemma, params, tmp_path / "serve.log")
+    assert result["status"] == "ok", result["error"]
+    assert all(req["timings"]["cache_n"] > 0 for req in result["requests"])
+    assert "-cram" not in result["command"]
+
+
+def failed_cell(bin_dir: Path, model: Path, params: dict[str, Any], log: Path) -> dict[str, Any]:
+    result = serve_cell.measure(server(bin_dir), model, params, log)
+    assert result["status"] == "failed"
+    assert result["server_log_tail"] and str(log) in result["error"]
+    assert not servers_on(model), "a failed server was left running"
+    return result
+
+
+def test_bad_flag_fails_the_cell_with_the_server_log(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    result = failed_cell(bin_dir, gemma, {**SMALL, "flash_attn": "sometimes"}, tmp_path / "serve.log")
+    assert "exited" in result["error"]
+
+
+def test_unreadable_model_fails_the_cell(bin_dir: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a model")
+    result = failed_cell(bin_dir, bogus, SMALL, tmp_path / "serve.log")
+    assert "exited" in result["error"]
+
+
+def test_port_taken_fails_the_cell(bin_dir: Path, gemma: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        monkeypatch.setattr(serve_cell, "free_port", lambda: holder.getsockname()[1])
+        result = failed_cell(bin_dir, gemma, SMALL, tmp_path / "serve.log")
+    assert "exited" in result["error"]
+
+
+def test_sigterm_to_the_step_stops_the_server(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    """Cancelling the job signals its step; the server runs in its own session, so only cleanup stops it."""
+    params = {**SMALL, "requests": 500, "max_tokens": 64}
+    code = (
+        "import sys, json, types; from pathlib import Path; from llamabench import serve_cell, entry;"
+        "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
+        "entry.run_step(smk, lambda s: serve_cell.measure(Path(sys.argv[2]), Path(sys.argv[3]),"
+        " json.loads(sys.argv[4]), Path(s.log[0])))"
+    )
+    step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "step.log"), str(server(bin_dir)),
+                             str(gemma), json.dumps(params)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    log = tmp_path / "step.log"
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and "prompt eval time" in log.read_text(errors="replace")):
+            assert time.monotonic() < deadline and step.poll() is None, "the server never served"
+            time.sleep(0.2)
+        assert servers_on(gemma)
+        step.send_signal(signal.SIGTERM)
+        assert step.wait(timeout=60) == 128 + signal.SIGTERM
+        assert not servers_on(gemma), "llama-server outlived its step"
+    finally:
+        step.kill()
+        for pid in servers_on(gemma):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_percentile_from_too_few_requests_is_the_maximum() -> None:
+    assert serving_summary.tail([1.0, 2.0, 9.0], 90, needed=10) == (9.0, True)
+    value, is_max = serving_summary.tail([float(v) for v in range(1, 101)], 90, needed=10)
+    assert not is_max and 89 < value < 92
+    assert serving_summary.tail([], 99, needed=1) == (None, False)

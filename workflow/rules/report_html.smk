@@ -1,0 +1,27 @@
+rule report_html:
+    input:
+        csv="results/summary.csv",
+        serving="results/serving_summary.csv",
+        table="results/figures_table.csv",
+        figures=expand("results/figures/{name}.png", name=FIGURE_NAMES),
+        source="results/source/manifest.json",
+        builds=expand("results/builds/{build}/manifest.json", build=BUILDS),
+        models=expand("results/models/{model}/manifest.json", model=MODELS),
+        smokes=expand("results/smoke/{build}/{model}.json", build=BUILDS, model=MODELS),
+    output:
+        report(
+            "results/report.html",
+            caption="../report/report_html.rst",
+            category="Report",
+        ),
+    log:
+        "results/logs/report_html.log",
+    conda:
+        "../../envs/llamabench.yaml"
+    params:
+        baseline=matrix.baseline(BENCH),
+        version=get_rule_version("report_html"),
+    message:
+        "Writing results/report.html"
+    script:
+        RULE_SCRIPT

@@ -1,0 +1,95 @@
+"""``results/report.html``: one self-contained page (figures embedded) a user can mail around."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from llamabench import figures, files, matrix, records, serving_summary, summary
+
+TEMPLATE = Path(__file__).with_name("report_html.html.j2")
+
+SERVING_COLUMNS = ["build", "model", "cache", "prompt_tokens", "max_tokens", "concurrency", "parallel", "requests",
+                   "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "p90_is_max", "p99_is_max", "itl_p50_ms",
+                   "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "request_tps_p50", "aggregate_tps",
+                   "server_prompt_ms_p50", "overhead_ms_p50", "bench_ttft_estimate_ms", "ttft_measured_over_estimate",
+                   "bench_tg_ts", "tps_serving_over_bench"]
+SUMMARY_COLUMNS = ["build", "model", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms", "peak_rss_mib",
+                   "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
+                   "cache_type_v", "n_depth", "repetitions"]
+
+
+def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    if frame.empty:
+        return "<p><em>none</em></p>"
+    shown = frame[[c for c in (columns or frame.columns) if c in frame.columns]]
+    return shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0, classes="data")
+
+
+def embed_png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def report_html(smk: Any) -> None:
+    """Rule ``report_html``: results/report.html from the summary, the figures and every record."""
+    page = render(
+        table=summary.read(Path(smk.input.csv)),
+        serving=serving_summary.read(Path(smk.input.serving)),
+        best=pd.read_csv(smk.input.table),
+        figure_pngs=[Path(p) for p in smk.input.figures],
+        baseline=dict(smk.params.baseline),
+        builds=[records.read(p, "build") for p in smk.input.builds],
+        models=[records.read(p, "model") for p in smk.input.models],
+        smokes=[records.read(p, "smoke") for p in smk.input.smokes],
+        source=records.read(smk.input.source, "source"),
+    )
+    with files.atomic_path(Path(smk.output[0])) as tmp:
+        tmp.write_text(page)
+
+
+def render(
+    table: pd.DataFrame,
+    serving: pd.DataFrame,
+    best: pd.DataFrame,
+    figure_pngs: list[Path],
+    baseline: dict[str, Any],
+    builds: list[dict[str, Any]],
+    models: list[dict[str, Any]],
+    smokes: list[dict[str, Any]],
+    source: dict[str, Any],
+) -> str:
+    ok = table[table["status"] == "ok"]
+    failed = table[table["status"] != "ok"]
+    serving_failed = serving[serving["status"] != "ok"]
+    pngs = {p.stem: p for p in figure_pngs}
+    gpus = sorted({g for g in ok["gpu_info"].dropna() if g})
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(TEMPLATE.read_text())
+    return template.render(
+        generated=files.now_iso(),
+        host=files.host_info(),
+        # The machine that measured, from the cells (the report may be rendered elsewhere).
+        hosts=sorted(table["hostname"].dropna().unique()),
+        cpus=sorted(table["cpu"].dropna().unique()),
+        gpus=gpus,
+        source=source,
+        builds=builds,
+        models=models,
+        smokes=smokes,
+        best_table=html_table(best),
+        figures=[
+            {"name": name, "axis": axis, "src": embed_png(pngs[name]) if figures.swept(table, name, baseline) else None}
+            for name, (axis, _, _) in matrix.FIGURES.items() if name in pngs
+        ],
+        serving_figures=[embed_png(pngs[name]) for name in matrix.SERVING_FIGURES if name in pngs],
+        serving_table=html_table(serving[serving["status"] == "ok"], SERVING_COLUMNS),
+        serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
+        n_serving=len(serving),
+        summary_table=html_table(ok, SUMMARY_COLUMNS),
+        failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
+        n_cells=len(table.drop_duplicates(["build", "model", "cell"])),
+    )

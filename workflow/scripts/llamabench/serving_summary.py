@@ -1,0 +1,123 @@
+"""Serving cells -> one row each: TTFT, inter-token and end-to-end latency, throughput, and the bench gap.
+
+Beside each cell's measured numbers stand its llama-bench partner cell's
+first-token *estimate* (``n_prompt / pp + 1 / tg``) and generation speed, with
+their ratios: how far what a user waits on a server is from what llama-bench
+predicts. A percentile is reported only from ``min_requests`` requests up; below
+that the maximum stands in its column and ``p90_is_max``/``p99_is_max`` say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llamabench import files, matrix, records, summary
+from llamabench.records import RecordError
+
+
+def serving_summary(smk: Any) -> None:
+    """Rule ``serving_summary``: results/serving_summary.csv."""
+    partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
+    table = summarize([Path(p) for p in smk.input.cells], partners, dict(smk.params.min_requests))
+    with files.atomic_path(Path(smk.output.csv)) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int]) -> pd.DataFrame:
+    rows = []
+    for path in sorted(cell_paths):
+        try:
+            cell = records.read(path, "serve_cell")
+        except RecordError as err:
+            rows.append(records.new("serving_row", {"build": path.parent.parent.name, "model": path.parent.name,
+                                                    "cell": path.stem, "status": "unreadable", "error": str(err)}))
+            continue
+        partner = records.read(partners[path], "bench_cell") if path in partners else None
+        rows.append(cell_row(cell, partner, min_requests))
+    return pd.DataFrame(rows, columns=records.columns("serving_row"))
+
+
+def read(path: Path) -> pd.DataFrame:
+    return records.check_table(pd.read_csv(path), "serving_row", path)
+
+
+def tail(values: list[float], q: int, needed: int) -> tuple[float | None, bool]:
+    """The q-th percentile, or the maximum where fewer than ``needed`` values exist (flagged True)."""
+    if not values:
+        return None, False
+    if len(values) < needed:
+        return float(np.max(values)), True
+    return float(np.percentile(values, q)), False
+
+
+def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests: dict[str, int]) -> dict[str, Any]:
+    run, params = cell["serving"], cell["params"]
+    row: dict[str, Any] = {
+        "build": cell["build"]["name"], "model": cell["model"]["name"], "cell": cell["cell"], "status": run["status"],
+        **{axis: params[axis] for axis in matrix.SERVING_AXES},
+        "hostname": cell["host"]["hostname"], "cpu": cell["host"]["cpu"], "commit": cell["build"]["commit"],
+        "command_line": run["command_line"], "error": run["error"],
+    }
+    if partner is not None:
+        row.update(partner_facts(partner))
+    if run["status"] != "ok":
+        return records.new("serving_row", row)
+    reqs = run["requests"]
+    ttft = [r["ttft_ms"] for r in reqs]
+    itl = [gap for r in reqs for gap in r["itl_ms"]]
+    e2e = [r["e2e_ms"] for r in reqs]
+    speeds = [(r["text_chunks"] - 1) / ((r["e2e_ms"] - r["ttft_ms"]) / 1000)
+              for r in reqs if r["text_chunks"] > 1 and r["e2e_ms"] > r["ttft_ms"]]
+    row["ttft_p90_ms"], row["p90_is_max"] = tail(ttft, 90, min_requests["p90"])
+    row["ttft_p99_ms"], row["p99_is_max"] = tail(ttft, 99, min_requests["p99"])
+    row["e2e_p99_ms"], _ = tail(e2e, 99, min_requests["p99"])
+    row["itl_p99_ms"], _ = tail(itl, 99, min_requests["p99"])  # gaps are many; their count decides
+    row.update(
+        ttft_p50_ms=float(np.median(ttft)), e2e_p50_ms=float(np.median(e2e)),
+        itl_p50_ms=float(np.median(itl)) if itl else None,
+        request_tps_p50=float(np.median(speeds)) if speeds else None,
+        aggregate_tps=sum(r["timings"]["predicted_n"] for r in reqs) / run["wall_s"],
+        server_prompt_ms_p50=float(np.median([r["timings"]["prompt_ms"] for r in reqs])),
+        overhead_ms_p50=float(np.median([r["ttft_ms"] - r["timings"]["prompt_ms"] for r in reqs])),
+    )
+    if row.get("bench_ttft_estimate_ms"):
+        row["ttft_measured_over_estimate"] = row["ttft_p50_ms"] / row["bench_ttft_estimate_ms"]
+    if row.get("bench_tg_ts") and row["request_tps_p50"]:
+        row["tps_serving_over_bench"] = row["request_tps_p50"] / row["bench_tg_ts"]
+    return records.new("serving_row", row)
+
+
+def partner_facts(partner: dict[str, Any]) -> dict[str, Any]:
+    """The llama-bench partner's cell id, first-token estimate and tg, from its summary rows."""
+    rows = summary.cell_rows(partner)
+    tg = next((r for r in rows if (r.get("test") or "").startswith("tg")), None)
+    return {"bench_cell": partner["cell"], "bench_ttft_estimate_ms": rows[0].get("ttft_estimate_ms"),
+            "bench_tg_ts": tg["avg_ts"] if tg else None}
+
+
+def best_serving(serving: pd.DataFrame, ttft_p90_limit_ms: float) -> pd.DataFrame:
+    """Figures-table rows per build and model: the lowest measured TTFT, and the highest aggregate
+    throughput among cells whose TTFT p90 stays under the limit."""
+    ok = serving[serving["status"] == "ok"].dropna(subset=["ttft_p50_ms"])
+    rows = []
+    for (build, model), group in ok.groupby(["build", "model"]):
+        fastest = group.loc[group["ttft_p50_ms"].idxmin()]
+        rows.append(best_row(build, model, "lowest measured TTFT p50 ms", fastest, fastest["ttft_p50_ms"]))
+        within = group[group["ttft_p90_ms"] <= ttft_p90_limit_ms]
+        metric = f"highest aggregate t/s with measured TTFT p90 <= {ttft_p90_limit_ms:g} ms"
+        if within.empty:
+            rows.append({"build": build, "model": model, "metric": metric, "setting": "no cell within the limit"})
+        else:
+            best = within.loc[within["aggregate_tps"].idxmax()]
+            rows.append(best_row(build, model, metric, best, best["aggregate_tps"]))
+    return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)
+
+
+def best_row(build: str, model: str, metric: str, row: pd.Series, value: float) -> dict[str, Any]:
+    setting = f"prompt {row['prompt_tokens']}, concurrency {row['concurrency']}, parallel {row['parallel']}"
+    return {"build": build, "model": model, "metric": metric, "best_cell": row["cell"], "setting": setting,
+            "value": round(float(value), 2)}
