@@ -171,8 +171,10 @@ def test_a_record_of_another_version_is_reported_not_misread(tmp_path: Path) -> 
     path = tmp_path / "cells" / "cpu" / "gemma3-270m" / f"{cell['cell']}.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**cell, "version": 0}))
-    table, failed = summary.summarize([path])
-    assert list(table["status"]) == ["unreadable"] and failed == [path]
+    table = summary.summarize([path])
+    summary.write_failed(tmp_path / "failed.txt", [path], table)
+    assert list(table["status"]) == ["unreadable"]
+    assert (tmp_path / "failed.txt").read_text() == f"{path}\n"
     assert "of version 0, this code reads version 1" in table["error"].iloc[0]
     assert f"--forcerun {path}" in table["error"].iloc[0]
 

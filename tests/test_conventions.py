@@ -13,6 +13,9 @@ from llamabench import code_version, records
 
 RULES_DIR = ROOT / "workflow" / "rules"
 PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
+# Rules that fetch, build or measure (each writes records of its own kind), and rules derived from them.
+MEASURING = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "figures", "report_html")
 
 
 def rules() -> dict[str, str]:
@@ -26,8 +29,7 @@ def rules() -> dict[str, str]:
 
 def test_a_rule_leads_to_its_file_module_and_function_by_name() -> None:
     """Rule X lives in workflow/rules/X.smk and runs llamabench/X.py's function X, through the one script."""
-    assert set(rules()) == {"source", "build", "model", "smoke", "bench_cell", "serve_cell", "summary",
-                            "serving_summary", "figures", "report_html"}
+    assert set(rules()) == {*MEASURING, *DERIVED}
     for name, text in rules().items():
         assert (RULES_DIR / f"{name}.smk").is_file(), name
         module = ast.parse((PACKAGE_DIR / f"{name}.py").read_text())
@@ -41,13 +43,13 @@ def test_a_rule_leads_to_its_file_module_and_function_by_name() -> None:
 def test_each_rule_that_writes_a_record_has_a_schema_of_its_name() -> None:
     for kind in records.KINDS:
         assert records.version(kind) >= 1
-    assert {"source", "build", "model", "smoke", "bench_cell", "serve_cell"} <= set(records.KINDS)
+    assert set(MEASURING) <= set(records.KINDS)
 
 
 def test_expensive_rules_declare_a_version_and_the_others_hash_their_code() -> None:
-    for name in ("source", "build", "model", "smoke", "bench_cell", "serve_cell"):
+    for name in MEASURING:
         assert isinstance(code_version.rule_version(name), int), name
-    for name in ("summary", "serving_summary", "figures", "report_html"):
+    for name in DERIVED:
         assert re.fullmatch(r"[0-9a-f]{16}", code_version.rule_version(name)), name
     assert "summary" in code_version.imports_closure("report_html")
     assert "records" in code_version.imports_closure("summary")

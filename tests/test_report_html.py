@@ -15,7 +15,8 @@ def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) ->
     table = pd.DataFrame([row for cell in cells for row in summary.cell_rows(cell)],
                          columns=records.columns("summary_row"))
     serving = pd.DataFrame(columns=records.columns("serving_row"))
-    return report_html.render(table=table, serving=serving, best=summary.best_settings(table, BASE), figure_pngs=[],
+    rpc = pd.DataFrame(columns=records.columns("rpc_row"))
+    return report_html.render(table=table, serving=serving, rpc=rpc, rpc_smokes=[], best=summary.best_settings(table, BASE), figure_pngs=[],
                               baseline=BASE, builds=[], models=[], smokes=smokes or [], source=source)
 
 

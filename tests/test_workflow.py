@@ -93,7 +93,8 @@ def test_run_produces_every_output(run_dir: Path) -> None:
                  "figures/threads.png", "figures/threads.svg", "figures/batch.png", "figures/gpu_layers.svg",
                  "source/manifest.json", "builds/cpu-rpc/manifest.json", "models/gemma3-270m/manifest.json",
                  "smoke/cpu-rpc/gemma3-270m.json", "benchmarks/build/cpu-rpc.tsv", "serving_summary.csv",
-                 "figures/serving_ttft.png", "figures/serving_latency.svg",
+                 "figures/serving_ttft.png", "figures/serving_latency.svg", "rpc_summary.csv", "figures/rpc.png",
+                 "rpc_smoke/two-cpu/gemma3-270m.json", "failed_rpc_cells.txt", "failed_serving_cells.txt",
                  "benchmarks/model/gemma3-270m.tsv", "benchmarks/source.tsv"]:
         assert (results / name).is_file(), name
     smoke = records.read(results / "smoke/cpu-rpc/gemma3-270m.json", "smoke")
@@ -116,8 +117,9 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         assert data.get("kind") in records.KINDS and "version" in data, path
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
-    assert kinds == {"source", "build", "model", "smoke", "bench_cell", "serve_cell"}
-    for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row")]:
+    assert kinds == {"source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke"}
+    for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
+                       ("rpc_summary.csv", "rpc_row")]:
         table = pd.read_csv(run_dir / "results" / name)
         assert list(table.columns) == records.columns(kind)
         for row in table.astype(object).where(table.notna(), None).to_dict("records"):
@@ -150,14 +152,16 @@ def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
-    """Benchmark cells (the matrix's 3 and the serving partner) and serving cells, one at a time."""
+    """Benchmark cells (the matrix's 3 and the serving partner), serving cells and RPC cells, one at a time."""
     spans = [(cell["llama_bench"]["start_epoch"], cell["llama_bench"]["end_epoch"])
              for cell in map(files.read_json, (run_dir / "results/cells").rglob("*.json"))]
     spans += [(datetime.fromisoformat(cell["serving"]["start"]).timestamp(),
                datetime.fromisoformat(cell["serving"]["end"]).timestamp())
               for cell in map(files.read_json, (run_dir / "results/serving").rglob("*.json"))]
+    spans += [(cell["rpc"]["llama_bench"]["start_epoch"], cell["rpc"]["llama_bench"]["end_epoch"])
+              for cell in map(files.read_json, (run_dir / "results/rpc").rglob("*.json"))]
     spans.sort()
-    assert len(spans) == 6
+    assert len(spans) == 8
     for (_, end), (next_start, _) in zip(spans, spans[1:]):
         assert end <= next_start
 
@@ -195,13 +199,13 @@ def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
     config["models"] = {"gemma3-270m": {"kind": "path", "path": str(model.resolve())}}
     jobs = dry_run(run_dir, config)
     assert "build" not in jobs and "source" not in jobs
-    assert jobs["model"] == 1 and jobs["bench_cell"] == 4 and jobs["serve_cell"] == 2
+    assert jobs["model"] == 1 and jobs["bench_cell"] == 4 and jobs["serve_cell"] == 2 and jobs["rpc_cell"] == 2
 
 
-def test_changing_the_smoke_prompt_reruns_only_the_smoke_run(run_dir: Path) -> None:
+def test_changing_the_smoke_prompt_reruns_only_the_smoke_runs(run_dir: Path) -> None:
     config = small_config()
     config["smoke"]["prompt"] = "Paris is"
-    assert dry_run(run_dir, config) == {"smoke": 1, "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"smoke": 1, "rpc_smoke": 1, "report_html": 1, "all": 1}
 
 
 def test_serving_cells_measure_real_ttft_and_show_it_beside_the_estimate(run_dir: Path) -> None:
@@ -219,6 +223,37 @@ def test_serving_cells_measure_real_ttft_and_show_it_beside_the_estimate(run_dir
     assert "Serving: latency as a user sees it" in report and "ttft_measured_over_estimate" in report
     table = pd.read_csv(run_dir / "results/figures_table.csv")
     assert "lowest measured TTFT p50 ms" in set(table["metric"])
+
+
+def test_rpc_cells_run_beside_their_local_partner_on_loopback_only(run_dir: Path) -> None:
+    cells = [records.read(p, "rpc_cell") for p in (run_dir / "results/rpc").rglob("*.json")]
+    assert sorted(c["devices"] for c in cells) == ["RPC0/RPC1", "none"]
+    for cell in cells:
+        assert cell["rpc"]["status"] == "ok", cell["rpc"]["error"]
+        assert sorted(cell["rpc"]["rpc_devices"]) == ["RPC0", "RPC1"]
+        for worker in cell["rpc"]["workers"]:
+            assert worker["listening"] == [worker["address"]] and worker["address"].startswith("127.0.0.1:")
+        assert "--rpc" in cell["rpc"]["llama_bench"]["command"]
+        assert cell["rpc"]["llama_bench"]["records"][0]["devices"] == cell["devices"]
+    table = pd.read_csv(run_dir / "results/rpc_summary.csv")
+    assert table["tg_ratio_to_local"].notna().all() and (table["status"] == "ok").all()
+    smoke = records.read(run_dir / "results/rpc_smoke/two-cpu/gemma3-270m.json", "rpc_smoke")
+    assert smoke["smoke"]["status"] == "ok" and "--rpc" in smoke["smoke"]["command"]
+    report = (run_dir / "results/report.html").read_text()
+    assert "RPC: distributed runs" in report and "Generation through two-cpu" in report
+    assert any(m.startswith("RPC vs local tg") for m in pd.read_csv(run_dir / "results/figures_table.csv")["metric"])
+
+
+def test_a_failed_rpc_cell_is_listed_and_rerun_alone(failure_dir: Path) -> None:
+    """The topology's worker is unreachable: its cell and its -dev none partner (same workers) both fail."""
+    listed = (failure_dir / "results/failed_rpc_cells.txt").read_text().split()
+    assert len(listed) == 2 and all("topology-gone" in path for path in listed)
+    cell = records.read(failure_dir / listed[0], "rpc_cell")
+    assert "did not accept connections" in cell["rpc"]["error"]
+    assert "127.0.0.1:9" in (failure_dir / "results/report.html").read_text()
+    out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", listed[0])
+    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, "rpc_summary": 1, "figures": 1, "report_html": 1,
+                                                   "all": 1}
 
 
 def test_one_more_concurrency_level_runs_only_its_serving_cell(run_dir: Path) -> None:
@@ -240,8 +275,8 @@ def test_editing_the_aggregation_code_reruns_summary_figures_and_report_only(run
     snakefile = workflow_copy(tmp_path)
     edit(snakefile.parent / "workflow/scripts/llamabench/summary.py",
          '"samples_ts"] = json.dumps(rec.get("samples_ts"))', '"samples_ts"] = json.dumps(rec.get("samples_ts") or [])')
-    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "serving_summary": 1, "figures": 1,
-                                                          "report_html": 1, "all": 1}
+    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "serving_summary": 1, "rpc_summary": 1,
+                                                          "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_editing_the_report_template_reruns_only_the_report(run_dir: Path, tmp_path: Path) -> None:
@@ -275,6 +310,7 @@ def test_cuda_build_without_nvcc_stops_with_one_sentence(tmp_path: Path) -> None
     """Through Snakemake itself: the build job fails and the console says why in one line."""
     config = small_config()
     config["builds"] = {"cuda": {"cmake_options": ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=90"]}}
+    config["rpc"] = {"topologies": {}}
     write_config(tmp_path, config)
     # cmake, ninja and the compilers stay reachable; nvcc (e.g. /usr/local/bin, /usr/local/cuda/bin) does not.
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not shutil.which("nvcc", path=p))
@@ -323,7 +359,8 @@ def planned_cells(config: dict[str, Any]) -> set[str]:
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     cells, serving = matrix.all_cells(config)
     return {f"results/cells/{b}/{m}/{c}.json" for b, m, c in cells} | {
-        f"results/serving/{b}/{m}/{c}.json" for b, m, c in serving}
+        f"results/serving/{b}/{m}/{c}.json" for b, m, c in serving} | {
+        f"results/rpc/{b}/{m}/{c}.json" for b, m, c in matrix.expand_rpc(config)}
 
 
 def pids_of(pattern: str) -> list[int]:
@@ -340,9 +377,11 @@ def stop_snakemake(proc: subprocess.Popen, run_dir: Path, pattern: str) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-LONG_JOBS = {  # rule: config section, its changes, the measured program's command line, the cell's mark
+LONG_RPC = {"cells": [{"n_prompt": 512, "n_gen": 512}]}
+LONG_JOBS = {  # rule: config section, its changes, the measured programs' command lines, the cell's mark
     "bench_cell": ("benchmark", LONG_BENCH, "llama-bench.*-p 512 -n 512 -d 0 -r 20", "_p512_n512_"),
     "serve_cell": ("serving", LONG_SERVING, "llama-server -m results/models", "_mt64_"),
+    "rpc_cell": ("rpc", LONG_RPC, "ggml-rpc-server -H 127.0.0.1|llama-bench --rpc", "p512_n512_d0_r2_topology-two-cpu_devices-RPC0+RPC1"),
 }
 
 

@@ -10,7 +10,8 @@ from snakemake.utils import validate
 # (workflow/scripts/rule.py) finds it beside itself, the Snakefile here.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
-from llamabench import code_version, matrix, source  # noqa: E402
+from llamabench import code_version, matrix, rpc_workers, source  # noqa: E402
+from llamabench import build as build_options  # noqa: E402
 
 GIVEN = copy.deepcopy(
     config
@@ -60,6 +61,59 @@ if workflow.global_resources.get("bench_slot") != 1:
     )
 
 CELLS, SERVE_CELLS = matrix.all_cells(config)
+RPC_CELLS = matrix.expand_rpc(config)
+
+
+def check_topology(name, topology):
+    """Before any job: the builds a topology names exist and speak RPC, and no worker binds wider than asked."""
+    where = f"rpc.topologies.{name}"
+    for role, build in [("client", topology["client"])] + [
+        (f"workers[{i}].build", w["build"])
+        for i, w in enumerate(topology["workers"])
+        if "build" in w
+    ]:
+        check_names(f"{where}.{role}", [build], BUILDS, "builds")
+        if not build_options.option_enabled(
+            config["builds"][build]["cmake_options"], "GGML_RPC"
+        ):
+            raise ValueError(
+                f"{where}.{role} names build '{build}', which is built without -DGGML_RPC=ON"
+            )
+    for i, worker in enumerate(topology["workers"]):
+        needed = {
+            "local": ["build"],
+            "netns": ["build"],
+            "ssh": ["host", "rpc_server", "port"],
+            "static": ["address"],
+        }[worker["kind"]]
+        for key in needed:
+            if key not in worker:
+                raise ValueError(
+                    f"{where}.workers[{i}] ({worker['kind']}) needs '{key}'"
+                )
+        bind = worker.get("bind", "127.0.0.1")
+        if rpc_workers.needs_public_opt_in(bind):
+            if not topology["allow_public_bind"]:
+                raise ValueError(
+                    f"{where}.workers[{i}].bind is {bind}: the RPC server has no authentication or "
+                    "encryption, so binding it beyond loopback or a private network needs "
+                    f"allow_public_bind: true in {where}"
+                )
+            logger.warning(
+                f"{where}.workers[{i}] binds {bind}: anyone who reaches it can run "
+                "computations and read or write tensors on that worker (no authentication, no encryption)."
+            )
+    if topology["link_rates"] != ["unlimited"] and not any(
+        w["kind"] == "netns" for w in topology["workers"]
+    ):
+        raise ValueError(
+            f"{where}.link_rates caps netns links only, and this topology has no netns worker"
+        )
+
+
+for _name, _topology in config["rpc"]["topologies"].items():
+    check_topology(_name, _topology)
+check_names("rpc.models", config["rpc"]["models"], MODELS, "models")
 
 
 def canonical(value):
@@ -115,6 +169,20 @@ def get_serve_cell_threads(wildcards):
     return get_serve_cell_params(wildcards)["threads"]
 
 
+def get_rpc_cell_files():
+    return [f"results/rpc/{b}/{m}/{c}.json" for (b, m, c) in RPC_CELLS]
+
+
+def get_rpc_cell(wildcards):
+    return RPC_CELLS[(wildcards.build, wildcards.model, wildcards.cell)]
+
+
+def get_rpc_worker_builds(wildcards):
+    workers = get_rpc_cell(wildcards)["rpc"]["workers"]
+    names = sorted({w["build"] for w in workers if "build" in w})
+    return [f"results/builds/{name}/manifest.json" for name in names]
+
+
 def get_serving_partners():
     """Each serving cell's file -> its llama-bench partner cell's file."""
     return {
@@ -126,6 +194,7 @@ def get_serving_partners():
 
 
 wildcard_constraints:
+    topology="[A-Za-z0-9_.-]+",
     build="[A-Za-z0-9_.-]+",
     model="[A-Za-z0-9_.-]+",
     cell="[A-Za-z0-9_.+-]+",

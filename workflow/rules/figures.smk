@@ -1,10 +1,13 @@
-FIGURE_NAMES = list(matrix.FIGURES) + list(matrix.SERVING_FIGURES)
+FIGURE_NAMES = (
+    list(matrix.FIGURES) + list(matrix.SERVING_FIGURES) + list(matrix.RPC_FIGURES)
+)
 
 
 rule figures:
     input:
         csv="results/summary.csv",
         serving="results/serving_summary.csv",
+        rpc="results/rpc_summary.csv",
     output:
         **{
             f"{name}_png": report(

@@ -2,6 +2,12 @@ rule report_html:
     input:
         csv="results/summary.csv",
         serving="results/serving_summary.csv",
+        rpc="results/rpc_summary.csv",
+        rpc_smokes=expand(
+            "results/rpc_smoke/{topology}/{model}.json",
+            topology=list(config["rpc"]["topologies"]),
+            model=config["rpc"]["models"] or MODELS,
+        ),
         table="results/figures_table.csv",
         figures=expand("results/figures/{name}.png", name=FIGURE_NAMES),
         source="results/source/manifest.json",

@@ -4,6 +4,7 @@ rule serving_summary:
         partners=list(get_serving_partners().values()),
     output:
         csv="results/serving_summary.csv",
+        failed="results/failed_serving_cells.txt",
     log:
         "results/logs/serving_summary.log",
     conda:

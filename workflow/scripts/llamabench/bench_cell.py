@@ -18,8 +18,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from llamabench import files, matrix, records
 from llamabench.entry import announce_failure
@@ -68,15 +69,26 @@ def measure(
     cmd: list[str],
     log_path: Path | None,
     timeout: float | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run llama-bench; return its records, exit status and the OS's peak-RSS accounting."""
+    """Run llama-bench; return its records, exit status and the OS's peak-RSS accounting.
+
+    With ``on_progress``, llama-bench's stderr passes through this process on its way
+    to the log, and each ``--progress`` line is handed to it as it arrives (an RPC
+    cell reads the link's byte counters at these boundaries).
+    """
     stderr_path = log_path or Path(os.devnull)
     start_wall, start = files.now_iso(), time.time()
     log.info("$ %s", shlex.join(cmd))
     with tempfile.TemporaryFile("w+") as out, open(stderr_path, "a") as err_out:
         # A session of its own: Ctrl-C in the terminal or a cancelled job reaches only
         # this step, whose cleanup below must stop llama-bench (tests check that it does).
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err_out, text=True, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE if on_progress else err_out, text=True,
+                                start_new_session=True)
+        relay = threading.Thread(target=_relay, args=(proc.stderr, err_out, on_progress), daemon=True) \
+            if on_progress else None
+        if relay:
+            relay.start()
         timed_out = threading.Event()
 
         def expire() -> None:
@@ -97,6 +109,8 @@ def measure(
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
+        if relay:
+            relay.join()
         out.seek(0)
         stdout = out.read()
     end = time.time()
@@ -124,6 +138,14 @@ def measure(
     if not ok:
         result["error"] = failure_reason(proc.returncode, stderr_path, result)
     return result
+
+
+def _relay(stream: IO[str], sink: IO[str], on_progress: Callable[[str], None]) -> None:
+    for line in stream:
+        if line.startswith("llama-bench: benchmark "):
+            on_progress(line.strip())
+        sink.write(line)
+        sink.flush()  # the log shows progress as it happens
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -16,20 +16,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from llamabench import files, matrix, serving_summary, summary  # noqa: E402
+from llamabench import files, matrix, rpc_summary, rpc_workers, serving_summary, summary  # noqa: E402
 
 
 def figures(smk: Any) -> None:
     """Rule ``figures``: one PNG and SVG per figure, and the best-settings table."""
     table = summary.read(Path(smk.input.csv))
     serving = serving_summary.read(Path(smk.input.serving))
+    rpc = rpc_summary.read(Path(smk.input.rpc))
     base = dict(smk.params.baseline)
     for name in matrix.FIGURES:
         plot(table, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
     plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
     plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
-    best = pd.concat([summary.best_settings(table, base),
-                      serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms)], ignore_index=True)
+    plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
+    parts = [summary.best_settings(table, base), serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms),
+             rpc_summary.rpc_vs_local(rpc)]
+    best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
     with files.atomic_path(Path(smk.output.table_csv)) as tmp:
         best.to_csv(tmp, index=False)
     with files.atomic_path(Path(smk.output.table_md)) as tmp:
@@ -139,4 +142,62 @@ def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
             empty_note(ax, "no successful serving cells")
         else:
             ax.legend(fontsize=7)
+    save(fig, png, svg)
+
+
+def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
+    """pp and tg per topology and device selection beside the local partner; tg against the link rate
+    with its bandwidth ceiling; megabytes per generated token against the workers used."""
+    ok = rpc[rpc["status"] == "ok"].copy()
+    fig, panels = plt.subplots(2, 2, figsize=(12, 8))
+    ok["label"] = ok["topology"] + " " + ok["link_rate"].where(ok["link_rate"] != "unlimited", "") + " -dev " + \
+        ok["devices"]
+    for ax, test in zip(panels[0], ("pp", "tg")):
+        data = ok.dropna(subset=[f"{test}_ts"]).sort_values(["topology", "link_rate", "workers_used"])
+        ax.barh(data["label"], data[f"{test}_ts"], xerr=data[f"{test}_stddev_ts"], capsize=3,
+                color=["grey" if d == "none" else "tab:blue" for d in data["devices"]])
+        ax.set_xlabel(f"{test} tokens/s (mean ± stddev); grey: -dev none, the local partner")
+        ax.set_title(f"{'prompt processing' if test == 'pp' else 'text generation'} per topology")
+        ax.grid(alpha=0.3, axis="x")
+        if data.empty:
+            empty_note(ax, "no successful RPC cells")
+    ax = panels[1][0]
+    links = ok[(ok["devices"] != "none")].dropna(subset=["tg_ts"])
+    links = links.assign(rate=links["link_rate"].map(lambda r: (rpc_workers.rate_bits(r) or float("nan")) / 1e6))
+    links = links.dropna(subset=["rate"])
+    for (topology, devices), line in links.groupby(["topology", "devices"]):
+        line = line.sort_values("rate")
+        ax.plot(line["rate"], line["tg_ts"], marker="o", label=f"{topology} -dev {devices}: measured tg")
+        ax.plot(line["rate"], line["link_ceiling_tg_ts"], linestyle="--", label=f"{topology} -dev {devices}: link ceiling")
+    ax.set_xscale("log")
+    ax.set_xlabel("link rate, Mbit/s (tbf cap, bandwidth only)")
+    ax.set_ylabel("tg tokens/s")
+    ax.set_title("generation vs link bandwidth")
+    ax.grid(alpha=0.3)
+    if links.empty:
+        empty_note(ax, "no capped (netns) links in this run")
+    else:
+        ax.legend(fontsize=7)
+    ax = panels[1][1]
+    scaling = ok.dropna(subset=["tg_ts"])
+    for (topology, rate), line in scaling.groupby(["topology", "link_rate"]):
+        line = line.groupby("workers_used", as_index=False).agg(tg_ts=("tg_ts", "max"),
+                                                                mb=("mb_per_generated_token", "max"))
+        ax.plot(line["workers_used"], line["tg_ts"], marker="o", label=f"{topology} {rate}: tg t/s")
+    ax.set_xlabel("RPC workers used (0 = local partner)")
+    ax.set_ylabel("tg tokens/s")
+    ax.set_title("scaling over workers")
+    ax.grid(alpha=0.3)
+    traffic = ok.dropna(subset=["mb_per_generated_token"])
+    if not traffic.empty:
+        twin = ax.twinx()
+        for (topology, rate), line in traffic.groupby(["topology", "link_rate"]):
+            line = line.sort_values("workers_used")
+            twin.plot(line["workers_used"], line["mb_per_generated_token"], linestyle=":", marker="s",
+                      label=f"{topology} {rate}: MB/token")
+        twin.set_ylabel("MB over the links per generated token (dotted)")
+    if scaling.empty:
+        empty_note(ax, "no successful RPC cells")
+    else:
+        ax.legend(fontsize=7, loc="upper left")
     save(fig, png, svg)

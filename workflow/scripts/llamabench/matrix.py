@@ -43,6 +43,8 @@ FIGURES: dict[str, tuple[str, str | None, bool]] = {
 
 # Figures of the serving cells (figures.py draws them; named here for the Snakefile).
 SERVING_FIGURES = ("serving_ttft", "serving_latency")
+# Figures of the RPC cells, likewise.
+RPC_FIGURES = ("rpc",)
 
 
 def spell(partial: dict[str, Any]) -> dict[str, Any]:
@@ -185,3 +187,28 @@ def all_cells(config: dict[str, Any]) -> tuple[dict[tuple[str, str, str], dict[s
         partner = bench_partner(params, bench)
         cells[(build, model, cell_id(partner))] = partner
     return cells, serving
+
+
+def expand_rpc(config: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every RPC cell, keyed by (client build, model, cell id): {"params": matrix cell, "rpc": how it is run}.
+
+    Each cell runs once per link rate and device selection of its topology, and
+    once with ``-dev none``: the client alone on its local CPU, the single-node
+    partner of the others. The cell id is the matrix id with the topology (and
+    rate) and the device selection as key components.
+    """
+    bench, rpc = config["benchmark"], config["rpc"]
+    base = baseline(bench)
+    cells = {}
+    for name, topology in rpc["topologies"].items():
+        for model in rpc["models"] or list(config["models"]):
+            for partial in rpc["cells"]:
+                params = normalize(spell({**base, **partial}))
+                for rate in topology["link_rates"]:
+                    for devices in [*topology["devices"], "none"]:
+                        label = name if rate == "unlimited" else f"{name}-{rate}"
+                        cid = cell_id(params, topology=label, devices=devices.replace("/", "+"))
+                        cells[(topology["client"], model, cid)] = {"params": params, "rpc": {
+                            "topology": name, "link_rate": rate, "devices": devices,
+                            "workers": topology["workers"]}}
+    return cells

@@ -20,8 +20,9 @@ from llamabench import files
 from llamabench.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "records"
-KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "summary_row", "serving_row")
-TABLES = ("summary_row", "serving_row")  # rows of a CSV; every other kind is a JSON file that starts with the common head
+KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "summary_row",
+         "serving_row", "rpc_row")
+TABLES = ("summary_row", "serving_row", "rpc_row")  # rows of a CSV; every other kind is a JSON file that starts with the common head
 
 
 class RecordError(UserError):

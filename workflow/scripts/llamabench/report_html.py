@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import figures, files, matrix, records, serving_summary, summary
+from llamabench import figures, files, matrix, records, rpc_summary, serving_summary, summary
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -18,6 +18,9 @@ SERVING_COLUMNS = ["build", "model", "cache", "prompt_tokens", "max_tokens", "co
                    "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "request_tps_p50", "aggregate_tps",
                    "server_prompt_ms_p50", "overhead_ms_p50", "bench_ttft_estimate_ms", "ttft_measured_over_estimate",
                    "bench_tg_ts", "tps_serving_over_bench"]
+RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", "pp_ts", "tg_ts", "local_pp_ts",
+               "local_tg_ts", "pp_ratio_to_local", "tg_ratio_to_local", "load_mb", "mb_per_prompt_token",
+               "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling"]
 SUMMARY_COLUMNS = ["build", "model", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms", "peak_rss_mib",
                    "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
                    "cache_type_v", "n_depth", "repetitions"]
@@ -39,6 +42,8 @@ def report_html(smk: Any) -> None:
     page = render(
         table=summary.read(Path(smk.input.csv)),
         serving=serving_summary.read(Path(smk.input.serving)),
+        rpc=rpc_summary.read(Path(smk.input.rpc)),
+        rpc_smokes=[records.read(p, "rpc_smoke") for p in smk.input.rpc_smokes],
         best=pd.read_csv(smk.input.table),
         figure_pngs=[Path(p) for p in smk.input.figures],
         baseline=dict(smk.params.baseline),
@@ -54,6 +59,8 @@ def report_html(smk: Any) -> None:
 def render(
     table: pd.DataFrame,
     serving: pd.DataFrame,
+    rpc: pd.DataFrame,
+    rpc_smokes: list[dict[str, Any]],
     best: pd.DataFrame,
     figure_pngs: list[Path],
     baseline: dict[str, Any],
@@ -89,6 +96,11 @@ def render(
         serving_table=html_table(serving[serving["status"] == "ok"], SERVING_COLUMNS),
         serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_serving=len(serving),
+        rpc_figures=[embed_png(pngs[name]) for name in matrix.RPC_FIGURES if name in pngs],
+        rpc_table=html_table(rpc[rpc["status"] == "ok"], RPC_COLUMNS),
+        rpc_not_ok=rpc[rpc["status"] != "ok"][["topology", "devices", "link_rate", "status", "error"]].to_dict("records"),
+        rpc_smokes=rpc_smokes,
+        n_rpc=len(rpc),
         summary_table=html_table(ok, SUMMARY_COLUMNS),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_cells=len(table.drop_duplicates(["build", "model", "cell"])),

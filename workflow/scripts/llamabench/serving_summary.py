@@ -22,9 +22,11 @@ from llamabench.records import RecordError
 def serving_summary(smk: Any) -> None:
     """Rule ``serving_summary``: results/serving_summary.csv."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
-    table = summarize([Path(p) for p in smk.input.cells], partners, dict(smk.params.min_requests))
+    cells = [Path(p) for p in smk.input.cells]
+    table = summarize(cells, partners, dict(smk.params.min_requests))
     with files.atomic_path(Path(smk.output.csv)) as tmp:
         table.to_csv(tmp, index=False)
+    summary.write_failed(Path(smk.output.failed), cells, table)
 
 
 def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int]) -> pd.DataFrame:

@@ -25,16 +25,25 @@ LLAMA_BENCH_FACTS = ["build_commit", "build_number", "cpu_info", "gpu_info", "ba
 
 def summary(smk: Any) -> None:
     """Rule ``summary``: results/summary.csv and the list of failed cell files."""
-    table, failed = summarize([Path(p) for p in smk.input.cells])
+    cells = [Path(p) for p in smk.input.cells]
+    table = summarize(cells)
     with files.atomic_path(Path(smk.output.csv)) as tmp:
         table.to_csv(tmp, index=False)
-    with files.atomic_path(Path(smk.output.failed)) as tmp:
-        tmp.write_text("".join(f"{p}\n" for p in failed))
+    write_failed(Path(smk.output.failed), cells, table)
 
 
-def summarize(cell_paths: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
-    """The summary table, and the cell files whose measurement failed or could not be read."""
-    rows, failed = [], []
+def write_failed(target: Path, cell_paths: list[Path], table: pd.DataFrame) -> None:
+    """The cell files whose run failed or could not be read, for ``snakemake --forcerun $(cat ...)``."""
+    failed = table[~table["status"].isin(["ok", "skipped"])]
+    bad = set(zip(failed["build"], failed["model"], failed["cell"]))
+    with files.atomic_path(target) as tmp:
+        tmp.write_text("".join(f"{p}\n" for p in sorted(cell_paths)
+                               if (p.parent.parent.name, p.parent.name, p.stem) in bad))
+
+
+def summarize(cell_paths: list[Path]) -> pd.DataFrame:
+    """The summary table: a row per cell and test, one row for a cell that failed or could not be read."""
+    rows = []
     for path in sorted(cell_paths):
         try:
             rows_of_cell = cell_rows(records.read(path, "bench_cell"))
@@ -42,12 +51,9 @@ def summarize(cell_paths: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
             build, model = path.parent.parent.name, path.parent.name  # all an unreadable record leaves us
             rows_of_cell = [records.new("summary_row", {"build": build, "model": model, "cell": path.stem,
                                                       "status": "unreadable", "error": str(err)})]
-        if rows_of_cell[0]["status"] != "ok":
-            failed.append(path)
         rows += rows_of_cell
     frame = pd.DataFrame(rows, columns=records.columns("summary_row"))
-    frame = frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
-    return frame, failed
+    return frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
 
 
 def read(path: Path) -> pd.DataFrame:
