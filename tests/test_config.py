@@ -48,9 +48,9 @@ def without(config: dict, path: tuple) -> dict:
 
 
 def cell_ids(config: dict) -> set:
-    """Benchmark cells (with serving partners) and serving cells."""
+    """Benchmark cells (with serving partners), serving cells and RPC cells."""
     cells, serving = matrix.all_cells(config)
-    return set(cells) | {("serving", *key) for key in serving}
+    return set(cells) | {("serving", *key) for key in serving} | {("rpc", *key) for key in matrix.expand_rpc(config)}
 
 
 def test_an_empty_config_is_the_default_config() -> None:
@@ -78,7 +78,7 @@ def test_removing_any_key_leaves_every_cell_id_unchanged(path: tuple) -> None:
         assert reduced == full
 
 
-NAMED_MAPS = {("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios")}
+NAMED_MAPS = {("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"), ("rpc", "topologies")}
 
 
 def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:

@@ -51,11 +51,15 @@ def bench_cell(smk: Any) -> None:
         "cell": smk.wildcards.cell,
         "params": params,
         "delay": smk.params.delay,
-        "build": {key: build[key] for key in BUILD_FACTS},
-        "model": {key: model[key] for key in MODEL_FACTS},
+        **facts(build, model),
         "log": smk.log[0],
         "llama_bench": result,
     })
+
+
+def facts(build: dict[str, Any], model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The build and model record fields a cell keeps, under their own names."""
+    return {"build": {key: build[key] for key in BUILD_FACTS}, "model": {key: model[key] for key in MODEL_FACTS}}
 
 
 def command(bench_exe: Path, model: Path, params: dict[str, Any], delay: int) -> list[str]:

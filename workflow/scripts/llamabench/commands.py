@@ -69,3 +69,17 @@ def require(program: str, hint: str) -> str:
     if found is None:
         raise UserError(f"{program} was not found on PATH: {hint}")
     return found
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL after ``grace`` seconds: a server's clean exit, then certainty."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -97,6 +97,15 @@ def empty_note(ax: Any, text: str = "no successful cells") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
+def finish(ax: Any, empty: bool, note: str) -> None:
+    """A grid, and the legend, or the note that says why the panel is empty."""
+    ax.grid(alpha=0.3)
+    if empty:
+        empty_note(ax, note)
+    else:
+        ax.legend(fontsize=7)
+
+
 def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
     """Measured TTFT (median, bar up to p90) vs prompt length, one line per build/model/concurrency,
     with llama-bench's estimate dashed beside it."""
@@ -114,11 +123,7 @@ def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
     ax.set_xlabel("prompt tokens")
     ax.set_ylabel("time to first token, ms (median, bar to p90)")
     ax.set_title("time to first token vs prompt length")
-    ax.grid(alpha=0.3)
-    if ok.empty:
-        empty_note(ax, "no successful serving cells")
-    else:
-        ax.legend(fontsize=7)
+    finish(ax, ok.empty, "no successful serving cells")
     save(fig, png, svg)
 
 
@@ -137,11 +142,7 @@ def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
         ax.set_xlabel("aggregate tokens/s")
         ax.set_ylabel(f"{label}, ms")
         ax.set_title(f"{label} vs throughput (cN = concurrency)")
-        ax.grid(alpha=0.3)
-        if ok.empty:
-            empty_note(ax, "no successful serving cells")
-        else:
-            ax.legend(fontsize=7)
+        finish(ax, ok.empty, "no successful serving cells")
     save(fig, png, svg)
 
 
@@ -173,11 +174,7 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
     ax.set_xlabel("link rate, Mbit/s (tbf cap, bandwidth only)")
     ax.set_ylabel("tg tokens/s")
     ax.set_title("generation vs link bandwidth")
-    ax.grid(alpha=0.3)
-    if links.empty:
-        empty_note(ax, "no capped (netns) links in this run")
-    else:
-        ax.legend(fontsize=7)
+    finish(ax, links.empty, "no capped (netns) links in this run")
     ax = panels[1][1]
     scaling = ok.dropna(subset=["tg_ts"])
     for (topology, rate), line in scaling.groupby(["topology", "link_rate"]):

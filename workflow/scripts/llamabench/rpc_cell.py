@@ -51,8 +51,7 @@ def rpc_cell(smk: Any) -> None:
         "topology": rpc["topology"],
         "link_rate": rpc["link_rate"],
         "devices": rpc["devices"],
-        "build": {key: client[key] for key in bench_cell.BUILD_FACTS},
-        "model": {key: model[key] for key in bench_cell.MODEL_FACTS},
+        **bench_cell.facts(client, model),
         "log": smk.log[0],
         "rpc": result,
     })

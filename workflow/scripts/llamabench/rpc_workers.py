@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llamabench import files
+from llamabench import commands, files
 
 log = logging.getLogger(__name__)
 
@@ -241,16 +241,8 @@ def alive(worker: dict[str, Any]) -> bool:
 
 def stop(worker: dict[str, Any]) -> None:
     """SIGTERM then SIGKILL to the worker's process group; a netns link goes with its namespace."""
-    proc = worker["proc"]
-    if proc is not None and proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    if worker["proc"] is not None:
+        commands.stop_group(worker["proc"], STOP_GRACE)
     if worker.get("iface") and Path(f"/sys/class/net/{worker['iface']}").exists():
         time.sleep(0.2)  # the kernel removes the pair with the namespace, shortly after
         if Path(f"/sys/class/net/{worker['iface']}").exists():

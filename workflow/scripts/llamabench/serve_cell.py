@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shlex
-import signal
 import socket
 import subprocess
 import time
@@ -35,7 +33,7 @@ from typing import Any
 
 import requests
 
-from llamabench import files, records
+from llamabench import bench_cell, commands, files, records
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -81,9 +79,7 @@ def serve_cell(smk: Any) -> None:
     records.write(smk.output[0], "serve_cell", {
         "cell": smk.wildcards.cell,
         "params": params,
-        "build": {key: build[key] for key in ("name", "commit", "build_number", "options", "compiler", "cmake",
-                                               "cache_key")},
-        "model": {key: model[key] for key in ("name", "sha256", "size_bytes", "gguf", "origin")},
+        **bench_cell.facts(build, model),
         "log": smk.log[0],
         "serving": result,
     })
@@ -133,20 +129,6 @@ def start(cmd: list[str], log_path: Path) -> subprocess.Popen:
         # Its own session: only this step's cleanup stops it, on every path.
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL after a grace period, to the server's whole process group."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def wait_ready(base: str, proc: subprocess.Popen, deadline: float) -> None:
@@ -264,7 +246,7 @@ def measure(exe: Path, model: Path, params: dict[str, Any], log_path: Path, time
         result["error"] = f"{err}; server log: {log_path}"
     finally:
         if proc is not None:
-            stop(proc)
+            commands.stop_group(proc, STOP_GRACE)
             result["server_exit_status"] = proc.returncode
         result["end"] = files.now_iso()
     if result["status"] != "ok":
