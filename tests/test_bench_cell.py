@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import bench_cell, figures, matrix, records, summary
+from llamabench import bench_cell, figures, matrix, records, stats, summary
 
 RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-rpc-gemma3-270m.json"
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "repetitions": 2, "threads": 1}
@@ -41,11 +41,17 @@ def test_failing_cell_keeps_its_reason(bin_dir: Path, gemma: Path, tmp_path: Pat
     assert "-ctk" in result["error"]  # llama-bench's own words: invalid parameter for argument: -ctk
 
 
+# A quiet machine, as system_state.snapshot() describes one.
+SYSTEM = {"loadavg": [0.1, 0.1, 0.1], "logical_cpus": 2, "busy_processes": [], "governor": None, "cpu_mhz": [2596.0],
+          "available_memory_mib": 23000, "gpus": None}
+
+
 def recorded_cell(build: str = "cpu", **overrides: object) -> dict:
     """A bench_cell record around the recorded real llama-bench output (tests/data/README.md)."""
-    params = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+    params = matrix.baseline(DEFAULT_CONFIG["benchmark"])
     cell = records.new("bench_cell", {
-        "cell": matrix.cell_id(params), "params": params, "delay": 0, "log": "cell.log",
+        "cell": matrix.cell_id(params), "base_cell": matrix.cell_id(params), "round": 1, "seed": 0,
+        "round_position": 1, "params": params, "delay": 0, "log": "cell.log", "system": SYSTEM,
         "build": {"name": build, "commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f", "build_number": None,
                   "options": ["-DGGML_RPC=OFF"], "compiler": "c++ (Debian 12.2.0-14+deb12u1) 12.2.0",
                   "cmake": "cmake version 3.31.10", "cache_key": "0" * 20},
@@ -75,41 +81,18 @@ def test_failed_cell_is_one_row_with_its_error() -> None:
     assert len(rows) == 1 and rows[0]["status"] == "failed" and rows[0]["error"] == "exit status 1: bad -ctk"
 
 
-def test_best_settings_compare_against_the_defaults_cell() -> None:
-    base_rows = summary.cell_rows(recorded_cell())
-    faster = [dict(r) for r in base_rows]
-    for row in faster:
-        row.update(cell="t1-variant", threads=1, avg_ts=row["avg_ts"] * 2, ttft_estimate_ms=row["ttft_estimate_ms"] / 2)
-    base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
-    best = summary.best_settings(pd.DataFrame(base_rows + faster), base)
-    assert list(best["metric"]) == ["tg t/s", "pp t/s", "first-token latency estimate ms"]
-    assert set(best["setting"]) == {"threads=1"}
-    assert list(best["speedup_vs_defaults"]) == [2.0, 2.0, 2.0]
-    assert list(best["beyond_noise"]) == [True, True, None]
-
-
-def test_best_settings_ignore_other_workloads_and_flag_noise() -> None:
-    base_rows = summary.cell_rows(recorded_cell())
-    shorter = [dict(r, cell="p16", n_prompt=16, avg_ts=r["avg_ts"] * 3, ttft_estimate_ms=1.0) for r in base_rows]
-    lucky = [dict(r, cell="t1", threads=1, avg_ts=r["avg_ts"] + r["stddev_ts"] / 2) for r in base_rows]
-    base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
-    best = summary.best_settings(pd.DataFrame(base_rows + shorter + lucky), base)
-    assert "p16" not in set(best["best_cell"])  # a shorter prompt is not a better setting
-    assert list(best["best_cell"])[:2] == ["t1", "t1"]
-    assert list(best["beyond_noise"])[:2] == [False, False]
-
-
 def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path) -> None:
     """Read back from CSV, as the figures rule does: an all-empty column must not break anything."""
     rows = summary.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
     pd.DataFrame(rows, columns=records.columns("summary_row")).to_csv(tmp_path / "summary.csv", index=False)
     table = summary.read(tmp_path / "summary.csv")
-    base = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
-    assert summary.best_settings(table, base).empty
+    base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
+    cells, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, base, 0.05)
+    assert cells.empty and pairs.empty and stats.best_settings(cells, pairs, base).empty
     for name in matrix.FIGURES:
-        figures.plot(table, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
+        figures.plot(cells, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.png").stat().st_size > 0
-        assert not figures.swept(table, name, base)
+        assert not figures.swept(cells, name, base)
 
 
 def test_cell_past_its_timeout_is_killed_and_says_so(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
@@ -175,7 +158,7 @@ def test_a_record_of_another_version_is_reported_not_misread(tmp_path: Path) -> 
     summary.write_failed(tmp_path / "failed.txt", [path], table)
     assert list(table["status"]) == ["unreadable"]
     assert (tmp_path / "failed.txt").read_text() == f"{path}\n"
-    assert "of version 0, this code reads version 1" in table["error"].iloc[0]
+    assert "of version 0, this code reads version 2" in table["error"].iloc[0]
     assert f"--forcerun {path}" in table["error"].iloc[0]
 
 

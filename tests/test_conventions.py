@@ -12,16 +12,19 @@ from llamabench import code_version, records
 
 RULES_DIR = ROOT / "workflow" / "rules"
 PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
-# Rules that fetch, build or measure (each writes records of its own kind), and rules derived from them.
-MEASURING = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke")
-DERIVED = ("summary", "serving_summary", "rpc_summary", "figures", "report_html")
+# Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
+# declares a RULE_VERSION), and rules derived from them (versioned by a hash of their code).
+MEASURING = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth",
+             "noisy")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "figures", "report_html")
 
 
 def rules() -> dict[str, str]:
     """{rule name: its text} for every rule in workflow/rules/."""
     found = {}
     for smk in sorted(RULES_DIR.glob("*.smk")):
-        for match in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), flags=re.MULTILINE):
+        for match in re.finditer(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(),
+                                 flags=re.MULTILINE):
             found[match.group(1)] = match.group(2)
     return found
 

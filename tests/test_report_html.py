@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from conftest import DEFAULT_CONFIG
-from llamabench import matrix, records, report_html, summary
+from llamabench import matrix, records, report_html, stats, summary
 from test_bench_cell import recorded_cell
 
-BASE = matrix.baseline({**DEFAULT_CONFIG["benchmark"], "repetitions": 3})
+BASE = matrix.baseline(DEFAULT_CONFIG["benchmark"])
 
 
 def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) -> str:
@@ -16,7 +16,9 @@ def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) ->
                          columns=records.columns("summary_row"))
     serving = pd.DataFrame(columns=records.columns("serving_row"))
     rpc = pd.DataFrame(columns=records.columns("rpc_row"))
-    return report_html.render(table=table, serving=serving, rpc=rpc, rpc_smokes=[], best=summary.best_settings(table, BASE), figure_pngs=[],
+    cell_stats, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, BASE, 0.05)
+    return report_html.render(table=table, cells=cell_stats, pairs=pairs, bandwidth=None, serving=serving, rpc=rpc,
+                              rpc_smokes=[], best=stats.best_settings(cell_stats, pairs, BASE), figure_pngs=[],
                               baseline=BASE, builds=[], models=[], smokes=smokes or [], source=source)
 
 

@@ -117,9 +117,10 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         assert data.get("kind") in records.KINDS and "version" in data, path
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
-    assert kinds == {"source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke"}
+    assert kinds == {"source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke",
+                     "bandwidth"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
-                       ("rpc_summary.csv", "rpc_row")]:
+                       ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("comparisons.csv", "comparison_row")]:
         table = pd.read_csv(run_dir / "results" / name)
         assert list(table.columns) == records.columns(kind)
         for row in table.astype(object).where(table.notna(), None).to_dict("records"):
@@ -147,8 +148,8 @@ def test_failed_cell_is_reported_and_the_others_go_on(failure_dir: Path) -> None
 def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path) -> None:
     failed = (failure_dir / "results/failed_cells.txt").read_text().split()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", *failed)
-    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "figures": 1, "report_html": 1,
-                                                   "all": 1}
+    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "stats": 1, "figures": 1,
+                                                   "report_html": 1, "all": 1}
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
@@ -190,7 +191,8 @@ def test_nothing_reruns_after_a_complete_run(run_dir: Path) -> None:
 def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     config = small_config()
     config["benchmark"]["groups"]["threads"]["threads"].append(3)
-    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "figures": 1, "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "stats": 1, "figures": 1, "report_html": 1,
+                                        "all": 1}
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
@@ -276,7 +278,7 @@ def test_editing_the_aggregation_code_reruns_summary_figures_and_report_only(run
     edit(snakefile.parent / "workflow/scripts/llamabench/summary.py",
          '"samples_ts"] = json.dumps(rec.get("samples_ts"))', '"samples_ts"] = json.dumps(rec.get("samples_ts") or [])')
     assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "serving_summary": 1, "rpc_summary": 1,
-                                                          "figures": 1, "report_html": 1, "all": 1}
+                                                          "stats": 1, "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_editing_the_report_template_reruns_only_the_report(run_dir: Path, tmp_path: Path) -> None:
@@ -296,9 +298,11 @@ def test_a_log_message_in_the_cell_code_remeasures_nothing(run_dir: Path, tmp_pa
 def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothing(run_dir: Path,
                                                                                    tmp_path: Path) -> None:
     snakefile = workflow_copy(tmp_path)
-    edit(snakefile.parent / "workflow/scripts/llamabench/bench_cell.py", "RULE_VERSION = 1", "RULE_VERSION = 2")
+    module = snakefile.parent / "workflow/scripts/llamabench/bench_cell.py"
+    module.write_text(re.sub(r"^RULE_VERSION = (\d+)", lambda m: f"RULE_VERSION = {int(m.group(1)) + 1}",
+                             module.read_text(), flags=re.MULTILINE))
     assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 4, "summary": 1, "serving_summary": 1,
-                                                          "figures": 1, "report_html": 1, "all": 1}
+                                                          "stats": 1, "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_snakemake_report_is_built(run_dir: Path) -> None:

@@ -5,17 +5,22 @@ rule bench_cell:
         build="results/builds/{build}/manifest.json",
         model=ancient("results/models/{model}/model.gguf"),
         model_manifest="results/models/{model}/manifest.json",
+        # ancient: waiting for them must never rerun a cell
+        everything_ready=ancient(get_all_builds_and_models()),
     output:
         "results/cells/{build}/{model}/{cell}.json",
     log:
         "results/logs/bench_cell/{build}/{model}/{cell}.log",
+    priority: get_cell_priority
     conda:
         "../../envs/llamabench.yaml"
     threads: get_cell_threads
     resources:
         bench_slot=1,
     params:
-        cell=get_cell_params,
+        cell=lambda wildcards: get_cell(wildcards)["params"],
+        round=lambda wildcards: get_cell(wildcards)["round"],
+        base_cell=lambda wildcards: get_cell(wildcards)["base"],
         delay=BENCH["delay"],
         version=get_rule_version("bench_cell"),
     message:

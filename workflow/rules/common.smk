@@ -10,7 +10,7 @@ from snakemake.utils import validate
 # (workflow/scripts/rule.py) finds it beside itself, the Snakefile here.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
-from llamabench import code_version, matrix, rpc_workers, source  # noqa: E402
+from llamabench import code_version, matrix, records, rpc_workers, source  # noqa: E402
 from llamabench import build as build_options  # noqa: E402
 
 GIVEN = copy.deepcopy(
@@ -60,7 +60,20 @@ if workflow.global_resources.get("bench_slot") != 1:
         "benchmark cells may run at the same time and disturb each other."
     )
 
-CELLS, SERVE_CELLS = matrix.all_cells(config)
+BASE_CELLS, SERVE_CELLS = matrix.all_cells(config)
+REMEASURE = BENCH["remeasure"]["enabled"]
+# Every round a cell may get; only the planned ones are asked for up front (get_cell_files).
+CELLS = matrix.with_rounds(
+    BASE_CELLS,
+    max(BENCH["rounds"], BENCH["remeasure"]["max_rounds"] if REMEASURE else 0),
+)
+ROUND_POSITIONS = {
+    r: {
+        key: i
+        for i, key in enumerate(matrix.round_order(list(BASE_CELLS), r, BENCH["seed"]))
+    }
+    for r in range(1, BENCH["remeasure"]["max_rounds"] + 1)
+}
 RPC_CELLS = matrix.expand_rpc(config)
 
 
@@ -146,15 +159,45 @@ def get_model_file_state(wildcards):
 
 
 def get_cell_files():
-    return [f"results/cells/{b}/{m}/{c}.json" for (b, m, c) in CELLS]
+    """The planned rounds of every cell."""
+    return [
+        f"results/cells/{b}/{m}/{c}.json"
+        for (b, m, c), cell in CELLS.items()
+        if cell["round"] <= BENCH["rounds"]
+    ]
 
 
-def get_cell_params(wildcards):
+def get_measured_cell_files(wildcards):
+    """The planned rounds, and the extra rounds the noisy checkpoint chose (benchmark.remeasure)."""
+    if not REMEASURE:
+        return get_cell_files()
+    extra = checkpoints.noisy.get().output[0]
+    return get_cell_files() + records.read(extra, "noisy")["extra_cells"]
+
+
+def get_cell(wildcards):
     return CELLS[(wildcards.build, wildcards.model, wildcards.cell)]
 
 
 def get_cell_threads(wildcards):
-    return get_cell_params(wildcards)["threads"]
+    return get_cell(wildcards)["params"]["threads"]
+
+
+def get_cell_priority(wildcards):
+    """Round r before round r+1, and inside a round the seeded shuffled order: priorities, not inputs,
+    so adding a cell or a round never reruns another cell's rounds."""
+    cell = get_cell(wildcards)
+    position = ROUND_POSITIONS[cell["round"]][
+        (wildcards.build, wildcards.model, cell["base"])
+    ]
+    return (BENCH["remeasure"]["max_rounds"] - cell["round"] + 1) * 1_000_000 - position
+
+
+def get_all_builds_and_models():
+    """Every build and model: no cell starts before all are ready, so round 1 of every cell runs first."""
+    return expand("results/builds/{build}/manifest.json", build=BUILDS) + expand(
+        "results/models/{model}/manifest.json", model=MODELS
+    )
 
 
 def get_serve_cell_files():

@@ -5,7 +5,8 @@ FIGURE_NAMES = (
 
 rule figures:
     input:
-        csv="results/summary.csv",
+        stats="results/stats.csv",
+        comparisons="results/comparisons.csv",
         serving="results/serving_summary.csv",
         rpc="results/rpc_summary.csv",
     output:

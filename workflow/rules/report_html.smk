@@ -1,6 +1,9 @@
 rule report_html:
     input:
         csv="results/summary.csv",
+        stats="results/stats.csv",
+        comparisons="results/comparisons.csv",
+        bandwidth="results/bandwidth.json",
         serving="results/serving_summary.csv",
         rpc="results/rpc_summary.csv",
         rpc_smokes=expand(

@@ -22,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from llamabench import files, matrix, records
+from llamabench import files, machine_lock, matrix, records, system_state
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
 
 # Bump when what a cell measures changes (flags, warm-up, what is timed): every cell
 # is measured again. Code edits that leave the measurement alone rerun nothing.
-RULE_VERSION = 1
+RULE_VERSION = 2  # 2: rounds, the machine-wide lock, the system state before each cell
 
 # The build and model record fields a cell keeps, under the same names: what explains its numbers.
 BUILD_FACTS = ("name", "commit", "build_number", "options", "compiler", "cmake", "cache_key", "devices")
@@ -37,20 +37,34 @@ MODEL_FACTS = ("name", "sha256", "size_bytes", "gguf", "origin")
 
 
 def bench_cell(smk: Any) -> None:
-    """Rule ``bench_cell``: one llama-bench run of one parameter set, recorded even when it fails."""
+    """Rule ``bench_cell``: one round of one parameter set, recorded even when it fails."""
     build = records.read(smk.input.build, "build")
     model = records.read(smk.input.model_manifest, "model")
     params = dict(smk.params.cell)
+    round_, base = smk.params.round, smk.params.base_cell
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
     log.info("cell %s", label)
     exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
     cmd = command(exe, Path(smk.input.model), params, smk.params.delay)
-    result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
+    with machine_lock.held(f"cell {label}") as waited:
+        state = system_state.snapshot()
+        result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
     announce_failure(f"cell {label}", result)
+    if why := system_state.busy(state):
+        log.warning("cell %s ran on a busy machine: %s", label, why)
+    bench = smk.config["benchmark"]
+    order = matrix.round_order(list(matrix.all_cells(smk.config)[0]), round_, bench["seed"])
     records.write(smk.output[0], "bench_cell", {
         "cell": smk.wildcards.cell,
+        "base_cell": base,
+        "round": round_,
+        "seed": bench["seed"],
+        "round_position": order.index((smk.wildcards.build, smk.wildcards.model, base)) + 1
+        if (smk.wildcards.build, smk.wildcards.model, base) in order else None,
         "params": params,
         "delay": smk.params.delay,
+        "lock_wait_s": round(waited, 3),
+        "system": state,
         **facts(build, model),
         "log": smk.log[0],
         "llama_bench": result,

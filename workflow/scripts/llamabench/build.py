@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, records
+from llamabench import commands, files, machine_lock, records
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,8 @@ def cached_build(
         log.info("build cache miss: %s", entry)
         # --cores 8 on a 2-core machine must not mean 8 parallel compilers (CUDA kernels need GBs each).
         jobs = max(1, min(threads, os.cpu_count() or 1))
-        info = compile_tree(source, build_name, options_all, tools, jobs, entry)
+        with machine_lock.held(f"build '{build_name}'", shared=True):  # never beside a measurement
+            info = compile_tree(source, build_name, options_all, tools, jobs, entry)
         info.update(cache_key=key, key_fields=key_fields, compiler=compiler)
         files.write_json(entry / "entry.json", info)
     return {**info, "cache_dir": str(entry), "cache_hit": False}

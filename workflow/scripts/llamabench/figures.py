@@ -16,21 +16,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from llamabench import files, matrix, rpc_summary, rpc_workers, serving_summary, summary  # noqa: E402
+from llamabench import files, matrix, rpc_summary, rpc_workers, serving_summary, stats  # noqa: E402
 
 
 def figures(smk: Any) -> None:
     """Rule ``figures``: one PNG and SVG per figure, and the best-settings table."""
-    table = summary.read(Path(smk.input.csv))
+    cells = stats.read(Path(smk.input.stats), "stats_row")
+    pairs = stats.read(Path(smk.input.comparisons), "comparison_row")
     serving = serving_summary.read(Path(smk.input.serving))
     rpc = rpc_summary.read(Path(smk.input.rpc))
     base = dict(smk.params.baseline)
     for name in matrix.FIGURES:
-        plot(table, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
+        plot(cells, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
     plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
     plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
     plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
-    parts = [summary.best_settings(table, base), serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms),
+    parts = [stats.best_settings(cells, pairs, base), serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms),
              rpc_summary.rpc_vs_local(rpc)]
     best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
     with files.atomic_path(Path(smk.output.table_csv)) as tmp:
@@ -39,9 +40,9 @@ def figures(smk: Any) -> None:
         tmp.write_text(best.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
 
 
-def sweep(table: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
-    """Successful rows whose axes outside ``free`` all keep their default value."""
-    ok = table[table["status"] == "ok"].astype({"test": str})
+def sweep(cells: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
+    """Cell statistics whose axes outside ``free`` all keep their default value."""
+    ok = cells.astype({"test": str})
     mask = pd.Series(True, index=ok.index)
     for axis in matrix.AXES:
         if axis not in free:
@@ -49,18 +50,19 @@ def sweep(table: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataF
     return ok[mask]
 
 
-def swept(table: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
+def swept(cells: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
     """Whether figure ``name`` has more than the default value of its axis to show."""
     x_axis, split, _ = matrix.FIGURES[name]
     axes = [a for a in (x_axis, split) if a]
-    data = sweep(table, set(axes), base)
+    data = sweep(cells, set(axes), base)
     return any(data[a].nunique() > 1 for a in axes)
 
 
-def plot(table: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
-    """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right."""
+def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
+    """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right; error bars
+    are the 95 % CI over rounds (the repetitions' stddev where a cell has one round)."""
     x_axis, split, log_x = matrix.FIGURES[name]
-    data = sweep(table, {x_axis, split} - {None}, base)
+    data = sweep(cells, {x_axis, split} - {None}, base)
     data = data.assign(x=pd.to_numeric(data[x_axis]))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (kind, label) in zip(panels, [("pp", "prompt processing"), ("tg", "text generation")]):
@@ -69,10 +71,12 @@ def plot(table: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: P
         for key, line in part.groupby(keys):
             line = line.sort_values("x")
             text = " / ".join(str(k) for k in key[:2]) + (f", {split}={key[2]}" if split else "")
-            ax.errorbar(line["x"], line["avg_ts"], yerr=line["stddev_ts"], marker="o", capsize=3, label=text)
+            ax.errorbar(line["x"], line["mean_ts"], yerr=[line["err_low"], line["err_high"]], marker="o", capsize=3,
+                        label=text)
         ax.set_title(f"{label} vs {x_axis}")
         ax.set_xlabel(x_axis)
-        ax.set_ylabel("tokens/s (mean ± stddev)")
+        kinds = sorted(set(part["err_kind"]))
+        ax.set_ylabel("tokens/s: mean of rounds, bars " + (kinds[0] if len(kinds) == 1 else "95 % CI or stddev"))
         ax.grid(alpha=0.3)
         if log_x:
             ax.set_xscale("log", base=2)

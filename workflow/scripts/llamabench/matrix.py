@@ -11,6 +11,7 @@ reordered, and adding one value to an axis adds exactly the new cells.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from typing import Any
 
@@ -212,3 +213,27 @@ def expand_rpc(config: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, A
                             "topology": name, "link_rate": rate, "devices": devices,
                             "workers": topology["workers"]}}
     return cells
+
+
+def with_rounds(cells: dict[tuple[str, str, str], dict[str, Any]], rounds: int,
+                ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Each cell once per measurement round: {key: {"params", "round", "base"}}, round 1 keeping the plain id.
+
+    A round is a key component, so adding a round adds files and renames none.
+    """
+    return {
+        (build, model, cell_id(params, round=r if r > 1 else None)): {"params": params, "round": r, "base": cid}
+        for (build, model, cid), params in cells.items()
+        for r in range(1, rounds + 1)
+    }
+
+
+def round_order(bases: list[tuple[str, str, str]], round_: int, seed: int) -> list[tuple[str, str, str]]:
+    """The order in which round ``round_`` measures the run's cells: a shuffle seeded by (seed, round).
+
+    Every round shuffles anew, so slow drift of the machine spreads over all cells
+    instead of landing on the same few.
+    """
+    order = sorted(bases)
+    random.Random(f"{seed}:{round_}").shuffle(order)
+    return order

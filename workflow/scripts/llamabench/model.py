@@ -14,18 +14,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, records
+from llamabench import commands, files, machine_lock, records
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
 
 # Bump when the file or the facts this rule records change (README: what reruns when).
-RULE_VERSION = 1
+RULE_VERSION = 2  # 2: the bytes a generated token reads (weights, KV cache per position)
 
 
 def model(smk: Any) -> None:
     """Rule ``model``: ``results/models/<model>/model.gguf`` and the model record beside it."""
-    fields = fetch(smk.wildcards.model, dict(smk.params.model), Path(smk.output.gguf))
+    with machine_lock.held(f"model '{smk.wildcards.model}'", shared=True):  # hashing GBs: never beside a measurement
+        fields = fetch(smk.wildcards.model, dict(smk.params.model), Path(smk.output.gguf))
     records.write(smk.output.manifest, "model", fields)
 
 
@@ -133,7 +134,7 @@ def _package_gguf(target: Path, package: str, filename: str | None) -> Path:
 
 def cached_metadata(path: Path, digest: str, cache: Path) -> dict[str, Any]:
     """GGUF metadata, remembered by sha256: reading a 262k-token vocabulary takes the gguf package ~10 s."""
-    entry = cache / "gguf-metadata" / f"{digest}.json"
+    entry = cache / "gguf-metadata" / f"{digest}-v{RULE_VERSION}.json"
     if entry.exists():
         return files.read_json(entry)
     metadata = gguf_metadata(path)
@@ -169,4 +170,28 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
         "layers": field(f"{arch}.block_count"),
         "context_length": field(f"{arch}.context_length"),
         "tensors": len(reader.tensors),
+        **bytes_read_per_token(reader, field, arch),
     }
+
+
+def bytes_read_per_token(reader: Any, field: Any, arch: str) -> dict[str, Any]:
+    """What generating one token reads from memory, for the bandwidth roofline.
+
+    Every weight tensor is read once per token, except the token embedding, of
+    which only one row is gathered: unless the output layer is tied to it (no
+    ``output.weight``), as in Gemma 3, where the whole matrix is read as the
+    output projection (for Gemma 3 270M that is most of the model). The KV cache
+    adds, per position in context, keys and values of every layer (f16; an upper
+    bound where sliding-window layers keep fewer positions).
+    """
+    names = {t.name: int(t.n_bytes) for t in reader.tensors}
+    tied = "output.weight" not in names and "token_embd.weight" in names
+    weights = sum(names.values()) - (0 if tied else names.get("token_embd.weight", 0))
+    heads_kv = field(f"{arch}.attention.head_count_kv") or field(f"{arch}.attention.head_count")
+    head_k = field(f"{arch}.attention.key_length")
+    head_v = field(f"{arch}.attention.value_length")
+    if not head_k and field(f"{arch}.embedding_length") and field(f"{arch}.attention.head_count"):
+        head_k = head_v = field(f"{arch}.embedding_length") // field(f"{arch}.attention.head_count")
+    layers = field(f"{arch}.block_count")
+    kv = int(layers * heads_kv * (head_k + head_v) * 2) if layers and heads_kv and head_k else None
+    return {"tied_output": tied, "weight_bytes_per_token": int(weights), "kv_bytes_per_position_f16": kv}

@@ -11,6 +11,7 @@ whenever its meaning or layout changes.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ from llamabench import files
 from llamabench.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "records"
-KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "summary_row",
-         "serving_row", "rpc_row")
-TABLES = ("summary_row", "serving_row", "rpc_row")  # rows of a CSV; every other kind is a JSON file that starts with the common head
+KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "noisy",
+         "summary_row", "serving_row", "rpc_row", "stats_row", "comparison_row")
+TABLES = ("summary_row", "serving_row", "rpc_row", "stats_row", "comparison_row")  # rows of a CSV; every other kind is a JSON file that starts with the common head
 
 
 class RecordError(UserError):
@@ -72,13 +73,22 @@ def new(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     from llamabench import code_version
 
     if kind in TABLES:
-        record = {column: fields.get(column) for column in columns(kind)}
+        record = {column: plain(fields.get(column)) for column in columns(kind)}
     else:
         record = {"kind": kind, "version": version(kind), "rule_version": code_version.rule_version(kind),
                   "created": files.now_iso(), "host": files.host_info(), **fields}
     if found := problems(kind, record):
         raise ValueError(f"a {kind} record being made is invalid: {'; '.join(found[:5])}")
     return record
+
+
+def plain(value: Any) -> Any:
+    """A table cell as JSON knows it: numpy scalars as Python numbers, NaN as null."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def write(path: Path, kind: str, fields: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import figures, files, matrix, records, rpc_summary, serving_summary, summary
+from llamabench import figures, files, matrix, records, rpc_summary, serving_summary, stats, summary
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -21,7 +21,12 @@ SERVING_COLUMNS = ["build", "model", "cache", "prompt_tokens", "max_tokens", "co
 RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", "pp_ts", "tg_ts", "local_pp_ts",
                "local_tg_ts", "pp_ratio_to_local", "tg_ratio_to_local", "load_mb", "mb_per_prompt_token",
                "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling"]
-SUMMARY_COLUMNS = ["build", "model", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms", "peak_rss_mib",
+STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "mean_ts", "ci_low", "ci_high", "pi_low", "pi_high", "cv",
+                 "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction"]
+COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline_cell", "candidate_build",
+                      "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio", "ratio_ci_low",
+                      "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
+SUMMARY_COLUMNS = ["round", "build", "model", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms", "peak_rss_mib",
                    "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
                    "cache_type_v", "n_depth", "repetitions"]
 
@@ -41,6 +46,9 @@ def report_html(smk: Any) -> None:
     """Rule ``report_html``: results/report.html from the summary, the figures and every record."""
     page = render(
         table=summary.read(Path(smk.input.csv)),
+        cells=stats.read(Path(smk.input.stats), "stats_row"),
+        pairs=stats.read(Path(smk.input.comparisons), "comparison_row"),
+        bandwidth=records.read(smk.input.bandwidth, "bandwidth"),
         serving=serving_summary.read(Path(smk.input.serving)),
         rpc=rpc_summary.read(Path(smk.input.rpc)),
         rpc_smokes=[records.read(p, "rpc_smoke") for p in smk.input.rpc_smokes],
@@ -58,6 +66,9 @@ def report_html(smk: Any) -> None:
 
 def render(
     table: pd.DataFrame,
+    cells: pd.DataFrame,
+    pairs: pd.DataFrame,
+    bandwidth: dict[str, Any] | None,
     serving: pd.DataFrame,
     rpc: pd.DataFrame,
     rpc_smokes: list[dict[str, Any]],
@@ -89,13 +100,19 @@ def render(
         smokes=smokes,
         best_table=html_table(best),
         figures=[
-            {"name": name, "axis": axis, "src": embed_png(pngs[name]) if figures.swept(table, name, baseline) else None}
+            {"name": name, "axis": axis, "src": embed_png(pngs[name]) if figures.swept(cells, name, baseline) else None}
             for name, (axis, _, _) in matrix.FIGURES.items() if name in pngs
         ],
         serving_figures=[embed_png(pngs[name]) for name in matrix.SERVING_FIGURES if name in pngs],
         serving_table=html_table(serving[serving["status"] == "ok"], SERVING_COLUMNS),
         serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_serving=len(serving),
+        stats_table=html_table(cells, STATS_COLUMNS),
+        comparison_table=html_table(pairs.sort_values("p_adjusted", na_position="last"), COMPARISON_COLUMNS),
+        noisy=cells[cells["noisy"].astype(bool)][["build", "model", "cell", "test", "cv"]].to_dict("records"),
+        busy=ok.dropna(subset=["busy"]).drop_duplicates("cell")[["build", "model", "cell", "busy"]].to_dict("records"),
+        bandwidth=bandwidth,
+        rounds=int(cells["rounds"].max()) if len(cells) else 0,
         rpc_figures=[embed_png(pngs[name]) for name in matrix.RPC_FIGURES if name in pngs],
         rpc_table=html_table(rpc[rpc["status"] == "ok"], RPC_COLUMNS),
         rpc_not_ok=rpc[rpc["status"] != "ok"][["topology", "devices", "link_rate", "status", "error"]].to_dict("records"),

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench_cell, matrix, records, rpc_workers
+from llamabench import bench_cell, machine_lock, matrix, records, rpc_workers
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
 
@@ -42,12 +42,14 @@ def rpc_cell(smk: Any) -> None:
     params, rpc = dict(smk.params.cell), dict(smk.params.rpc)
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
     workers = [resolve(spec, worker_builds) for spec in rpc["workers"]]
-    result = measure(Path(client["bin_dir"]) / client["binaries"]["bench"], Path(smk.input.model), params,
-                     workers, rpc, Path(smk.log[0]), smk.config["rpc"]["timeout"])
+    with machine_lock.held(f"RPC cell {label}") as waited:
+        result = measure(Path(client["bin_dir"]) / client["binaries"]["bench"], Path(smk.input.model), params,
+                         workers, rpc, Path(smk.log[0]), smk.config["rpc"]["timeout"])
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
         "params": params,
+        "lock_wait_s": round(waited, 3),
         "topology": rpc["topology"],
         "link_rate": rpc["link_rate"],
         "devices": rpc["devices"],

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from llamabench import records, rpc_cell, rpc_workers, smoke
+from llamabench import machine_lock, records, rpc_cell, rpc_workers, smoke
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
 
@@ -28,17 +28,24 @@ def rpc_smoke(smk: Any) -> None:
     cmd = smoke.command(exe, Path(smk.input.model), cfg["prompt"], cfg["n_predict"], cfg["seed"], cfg["threads"])
     fields: dict[str, Any] = {"topology": smk.wildcards.topology, "model": smk.wildcards.model, "workers": []}
     rate = topology["link_rates"][0]
-    if any(w["kind"] == "netns" for w in workers) and (why := rpc_workers.netns_unavailable()):
-        result = {"command": cmd, "status": "skipped", "error": why, "text": "", "timing_lines": [],
-                  "tokens_per_second": {}}
-    else:
-        try:
-            with rpc_workers.running(workers, rate, log_path) as running:
-                fields["workers"] = [rpc_cell.worker_facts(w) for w in running]
-                addresses = ",".join(w["address"] for w in running)
-                result = smoke.generate([*cmd, "--rpc", addresses], log_path, timeout=smk.config["smoke"]["timeout"])
-        except WorkerFailed as err:
-            result = {"command": cmd, "status": "failed", "error": str(err), "text": "", "timing_lines": [],
-                      "tokens_per_second": {}}
+    with machine_lock.held(f"RPC smoke run {smk.wildcards.topology}/{smk.wildcards.model}") as waited:
+        result = generate_through(workers, rate, cmd, log_path, smk.config["smoke"]["timeout"], fields)
     announce_failure(f"RPC smoke run {smk.wildcards.topology}/{smk.wildcards.model}", result)
-    records.write(smk.output[0], "rpc_smoke", {**fields, "link_rate": rate, "smoke": result})
+    records.write(smk.output[0], "rpc_smoke", {**fields, "link_rate": rate, "lock_wait_s": round(waited, 3),
+                                               "smoke": result})
+
+
+def generate_through(workers: list[dict[str, Any]], rate: str, cmd: list[str], log_path: Path, timeout: float,
+        fields: dict[str, Any]) -> dict[str, Any]:
+    """Start the workers, generate through them, stop them; a failure is recorded, not raised."""
+    if any(w["kind"] == "netns" for w in workers) and (why := rpc_workers.netns_unavailable()):
+        return {"command": cmd, "status": "skipped", "error": why, "text": "", "timing_lines": [],
+                "tokens_per_second": {}}
+    try:
+        with rpc_workers.running(workers, rate, log_path) as running:
+            fields["workers"] = [rpc_cell.worker_facts(w) for w in running]
+            addresses = ",".join(w["address"] for w in running)
+            return smoke.generate([*cmd, "--rpc", addresses], log_path, timeout=timeout)
+    except WorkerFailed as err:
+        return {"command": cmd, "status": "failed", "error": str(err), "text": "", "timing_lines": [],
+                "tokens_per_second": {}}

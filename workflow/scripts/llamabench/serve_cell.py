@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from llamabench import bench_cell, commands, files, records
+from llamabench import bench_cell, commands, files, machine_lock, records
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,13 @@ def serve_cell(smk: Any) -> None:
     if "server" not in build["binaries"]:
         raise ValueError(f"build {build['name']} has no llama-server")
     exe = Path(build["bin_dir"]) / build["binaries"]["server"]
-    result = measure(exe, Path(smk.input.model), params, Path(smk.log[0]), timeout=smk.config["serving"]["timeout"])
+    with machine_lock.held(f"serving cell {label}") as waited:
+        result = measure(exe, Path(smk.input.model), params, Path(smk.log[0]), timeout=smk.config["serving"]["timeout"])
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {
         "cell": smk.wildcards.cell,
         "params": params,
+        "lock_wait_s": round(waited, 3),
         **bench_cell.facts(build, model),
         "log": smk.log[0],
         "serving": result,

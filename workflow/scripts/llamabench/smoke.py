@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from llamabench import records
+from llamabench import machine_lock, records
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,12 @@ def smoke(smk: Any) -> None:
     exe = Path(build["bin_dir"]) / build["binaries"]["completion"]
     cfg = smk.params.smoke
     cmd = command(exe, Path(smk.input.model), cfg["prompt"], cfg["n_predict"], cfg["seed"], cfg["threads"])
-    result = generate(cmd, Path(smk.log[0]), timeout=smk.config["smoke"]["timeout"])
-    announce_failure(f"smoke run {smk.wildcards.build}/{smk.wildcards.model}", result)
-    records.write(smk.output[0], "smoke", {"build": smk.wildcards.build, "model": smk.wildcards.model, **result})
+    label = f"{smk.wildcards.build}/{smk.wildcards.model}"
+    with machine_lock.held(f"smoke run {label}") as waited:
+        result = generate(cmd, Path(smk.log[0]), timeout=smk.config["smoke"]["timeout"])
+    announce_failure(f"smoke run {label}", result)
+    records.write(smk.output[0], "smoke", {"build": smk.wildcards.build, "model": smk.wildcards.model,
+                                           "lock_wait_s": round(waited, 3), **result})
 
 
 def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, threads: int) -> list[str]:

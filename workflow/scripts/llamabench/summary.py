@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import files, matrix, records
+from llamabench import files, matrix, records, system_state
 from llamabench.records import RecordError
 
 MEASURES = ["avg_ts", "stddev_ts", "avg_ns", "stddev_ns"]
@@ -75,7 +75,10 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "build": cell["build"]["name"],
         "model": cell["model"]["name"],
         "cell": cell["cell"],
+        "base_cell": cell["base_cell"],
+        "round": cell["round"],
         "status": run["status"],
+        "busy": system_state.busy(cell["system"]),
         **{axis: cell["params"][axis] for axis in matrix.AXES},
         "commit": cell["build"]["commit"],
         "options": " ".join(cell["build"]["options"]),
@@ -117,52 +120,12 @@ def add_ttft_estimate(rows: list[dict[str, Any]]) -> None:
         row["ttft_estimate_ms"] = estimate
 
 
+# The figures table's columns: every part of it (settings, serving, RPC) fills these.
 BEST_COLUMNS = ["build", "model", "metric", "best_cell", "setting", "value", "defaults_value", "speedup_vs_defaults",
-                "beyond_noise"]
+                "significant", "p_adjusted"]
 
-# What a cell measures, as opposed to how: best settings compare cells of one workload only.
+# What a cell measures, as opposed to how: settings are compared within one workload only.
 WORKLOAD = ["n_prompt", "n_gen", "n_depth"]
-
-
-def best_settings(table: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
-    """Per build and model: the best cell for tg, pp and the first-token estimate, with speed-up over defaults.
-
-    Only cells with the defaults' workload (prompt, generation, depth) compete:
-    a shorter prompt is not a better setting.
-    """
-    ok = table[table["status"] == "ok"].astype({"test": str})
-    for axis in WORKLOAD:
-        ok = ok[ok[axis].astype(str) == str(base[axis])]
-    base_id = matrix.cell_id(base)
-    goals = [
-        ("tg t/s", ok[ok["test"].str.startswith("tg")], "avg_ts", True),
-        ("pp t/s", ok[ok["test"].str.startswith("pp") & ~ok["test"].str.contains("+", regex=False)], "avg_ts", True),
-        ("first-token latency estimate ms", ok.drop_duplicates(["build", "model", "cell"]).dropna(
-            subset=["ttft_estimate_ms"]), "ttft_estimate_ms", False),
-    ]
-    rows = []
-    for metric, frame, column, higher in goals:
-        for (build, model), group in frame.groupby(["build", "model"]):
-            best = group.loc[group[column].idxmax() if higher else group[column].idxmin()]
-            ref = group[group["cell"] == base_id]
-            ref_value = float(ref[column].iloc[0]) if len(ref) else None
-            value = float(best[column])
-            speedup = beyond_noise = None
-            if ref_value:
-                speedup = value / ref_value if higher else ref_value / value
-                if column == "avg_ts" and base["repetitions"] > 1:  # one repetition has no stddev
-                    # A "best" cell on a noisy machine may just be lucky: say whether the gain
-                    # exceeds the combined standard deviation of the two measurements.
-                    noise = (float(best["stddev_ts"]) ** 2 + float(ref["stddev_ts"].iloc[0]) ** 2) ** 0.5
-                    beyond_noise = bool(abs(value - ref_value) > noise)
-            rows.append({
-                "build": build, "model": model, "metric": metric, "best_cell": best["cell"],
-                "setting": setting_text(best, base), "value": round(value, 2),
-                "defaults_value": round(ref_value, 2) if ref_value else None,
-                "speedup_vs_defaults": round(speedup, 3) if speedup else None,
-                "beyond_noise": beyond_noise,
-            })
-    return pd.DataFrame(rows, columns=BEST_COLUMNS)
 
 
 def setting_text(row: pd.Series, base: dict[str, Any]) -> str:
