@@ -27,6 +27,7 @@ def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:
         "groups": {},
         "exclude": [],
         "repetitions": 1,
+        "rounds": 1,
         "defaults": {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "flash_attn": 0},
     }
     # One small serving cell: the mid-2025 llama-server through the same client.
@@ -46,3 +47,8 @@ def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:
     assert build["commit"].startswith(summary["build_commit"].iloc[0])
     serving = pd.read_csv(tmp_path / "results/serving_summary.csv")
     assert list(serving["status"]) == ["ok"], serving["error"].tolist()
+    # The default RPC topology through rpc-server v2: no -dev in this llama-bench, so all workers or none.
+    rpc = pd.read_csv(tmp_path / "results/rpc_summary.csv").set_index("devices")
+    assert rpc.loc["RPC0/RPC1", "status"] == "ok" and rpc.loc["none", "status"] == "ok", rpc["error"].tolist()
+    assert "no -dev" in rpc.loc["RPC0", "error"]
+    assert "RPC[127.0.0.1:" in rpc.loc["RPC0/RPC1", "workers"]

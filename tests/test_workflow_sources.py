@@ -53,9 +53,10 @@ def test_git_source_and_hf_model_through_snakemake(upstream: Path, hub: str, tmp
         "models": {"tiny": {"kind": "hf", "repo_id": "org/tiny-GGUF", "filename": "model.gguf",
                             "sha256": GEMMA["sha256"]}},
         "smoke": {"n_predict": 4},
-        "benchmark": {"builds": [], "repetitions": 1, "defaults": {"n_prompt": 16, "n_gen": 4}, "groups": {},
-                      "exclude": []},
+        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "defaults": {"n_prompt": 16, "n_gen": 4},
+                      "groups": {}, "exclude": []},
         "serving": {"builds": [], "scenarios": {}},
+        "rpc": {"topologies": {}},
     }
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "8", timeout=3600)

@@ -98,7 +98,8 @@ def measure(
     stderr_path = log_path or Path(os.devnull)
     start_wall, start = files.now_iso(), time.time()
     log.info("$ %s", shlex.join(cmd))
-    with tempfile.TemporaryFile("w+") as out, open(stderr_path, "a") as err_out:
+    with machine_lock.held(shlex.join(cmd[:1])), tempfile.TemporaryFile("w+") as out, \
+            open(stderr_path, "a") as err_out:
         # A session of its own: Ctrl-C in the terminal or a cancelled job reaches only
         # this step, whose cleanup below must stop llama-bench (tests check that it does).
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE if on_progress else err_out, text=True,

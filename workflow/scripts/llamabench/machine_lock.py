@@ -29,9 +29,21 @@ def lock_path() -> Path:
     return Path(os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
 
 
+_exclusive_depth = 0  # this process already holds the lock exclusively: nested holds are free
+
+
 @contextlib.contextmanager
 def held(what: str, shared: bool = False) -> Iterator[float]:
-    """Hold the machine's measurement lock while the body runs; yields the seconds spent waiting for it."""
+    """Hold the machine's measurement lock while the body runs; yields the seconds spent waiting for it.
+
+    Re-entrant for the exclusive hold: a step holds it around everything it
+    measures, and the measuring functions it calls (which hold it themselves
+    when a test calls them directly) then wait for nothing.
+    """
+    global _exclusive_depth
+    if _exclusive_depth:
+        yield 0.0
+        return
     path = lock_path()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -46,7 +58,12 @@ def held(what: str, shared: bool = False) -> Iterator[float]:
         waited = time.monotonic() - start
         if not shared:
             _note_holder(path, what)
-        yield waited
+            _exclusive_depth += 1
+        try:
+            yield waited
+        finally:
+            if not shared:
+                _exclusive_depth -= 1
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

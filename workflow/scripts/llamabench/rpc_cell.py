@@ -15,8 +15,10 @@ what falls outside them (context teardown) is kept as ``other``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -43,8 +45,9 @@ def rpc_cell(smk: Any) -> None:
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
     workers = [resolve(spec, worker_builds) for spec in rpc["workers"]]
     with machine_lock.held(f"RPC cell {label}") as waited:
-        result = measure(Path(client["bin_dir"]) / client["binaries"]["bench"], Path(smk.input.model), params,
-                         workers, rpc, Path(smk.log[0]), smk.config["rpc"]["timeout"])
+        bin_dir = Path(client["bin_dir"])
+        result = measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model), params, workers, rpc,
+                         Path(smk.log[0]), smk.config["rpc"]["timeout"], bin_dir / client["binaries"]["completion"])
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
@@ -68,13 +71,28 @@ def resolve(spec: dict[str, Any], builds: dict[str, dict[str, Any]]) -> dict[str
 
 
 def command(bench_exe: Path, model: Path, params: dict[str, Any], addresses: list[str], devices: str) -> list[str]:
-    """``--rpc`` first (a global option), then ``-dev``, then the cell's parameters, with progress markers."""
-    return [str(bench_exe), "--rpc", ",".join(addresses), "-dev", devices, "-m", str(model), "-o", "json",
-            "--progress", *matrix.llama_bench_args(params)]
+    """``--rpc`` first (a global option), then ``-dev``, then the cell's parameters, with progress markers.
+
+    A llama-bench without ``-dev`` (mid-2025) uses every worker it is given: "none" is
+    then the same command without ``--rpc``, and a selection of some workers cannot be said.
+    """
+    rpc = ["--rpc", ",".join(addresses), "-dev", devices]
+    if not _has_device_option(bench_exe):
+        if devices != "none" and devices.count("RPC") != len(addresses):
+            raise WorkerFailed(f"this llama-bench has no -dev: it runs on all workers or none, not {devices}")
+        rpc = [] if devices == "none" else ["--rpc", ",".join(addresses)]
+    return [str(bench_exe), *rpc, "-m", str(model), "-o", "json", "--progress", *matrix.llama_bench_args(params)]
+
+
+@functools.cache
+def _has_device_option(bench_exe: Path) -> bool:
+    out = subprocess.run([str(bench_exe), "--help"], capture_output=True, text=True, timeout=60)
+    return "-dev," in out.stdout + out.stderr
 
 
 def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[dict[str, Any]],
-            rpc: dict[str, Any], log_path: Path, timeout: float) -> dict[str, Any]:
+            rpc: dict[str, Any], log_path: Path, timeout: float, completion_exe: Path | None = None,
+            ) -> dict[str, Any]:
     """Start the workers, check the handshake, run llama-bench, attribute the bytes; never raises for a failure."""
     result: dict[str, Any] = {"status": "failed", "error": None, "workers": [], "rpc_devices": {},
                               "llama_bench": None, "traffic": None}
@@ -82,10 +100,11 @@ def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[
         log.warning("skipped: %s", why)
         return {**result, "status": "skipped", "error": why}
     try:
-        with rpc_workers.running(workers, rpc["link_rate"], log_path) as running:
+        with machine_lock.held("RPC cell"), rpc_workers.running(workers, rpc["link_rate"], log_path) as running:
             result["workers"] = [worker_facts(w) for w in running]
             addresses = [w["address"] for w in running]
-            result["rpc_devices"] = rpc_workers.rpc_devices(bench_exe, addresses)
+            tools = [bench_exe] + ([completion_exe] if completion_exe else [])
+            result["rpc_devices"] = rpc_workers.rpc_devices(tools, addresses)
             marks: list[tuple[str, float, list[dict[str, int] | None]]] = [("before", time.time(),
                                                                             rpc_workers.counters(running))]
             run = bench_cell.measure(

@@ -285,22 +285,30 @@ def listening(pid: int, port: int) -> list[str]:
     return sorted(found)
 
 
-def rpc_devices(client_bench: Path, addresses: list[str]) -> dict[str, str]:
-    """The client's own handshake with every worker: {RPCn: endpoint}, as the client build names them.
+def rpc_devices(client_tools: list[Path], addresses: list[str]) -> dict[str, str]:
+    """The client's own handshake with every worker: {device name: endpoint}, as the client build names them
+    (``RPC0``, ``RPC1``, ...; ``RPC[host:port]`` in mid-2025 trees).
 
-    The RPC handshake compares protocol versions only; a worker of another
-    protocol makes the client fail or list fewer devices, and that is refused here.
+    The first of ``client_tools`` that lists devices does it (mid-2025 llama-bench
+    cannot; its one-shot tool can). The RPC handshake compares protocol versions
+    only; a worker of another protocol makes the client fail or list fewer
+    devices, and that is refused here.
     """
-    cmd = [str(client_bench), "--rpc", ",".join(addresses), "--list-devices"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired as err:
-        raise WorkerFailed(f"the handshake with the workers did not finish: {err}") from err
-    text = out.stdout + out.stderr
-    devices = dict(re.findall(r"^\s+(RPC\d+): (\S+)", text, flags=re.MULTILINE))
-    reached = set(devices.values())
-    missing = [a for a in addresses if a not in reached]
-    if out.returncode != 0 or missing:
+    text, returncode = "", 1
+    for tool in client_tools:
+        cmd = [str(tool), "--rpc", ",".join(addresses), "--list-devices"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as err:
+            raise WorkerFailed(f"the handshake with the workers did not finish: {err}") from err
+        text, returncode = out.stdout + out.stderr, out.returncode
+        if "Available devices" in text:
+            break
+    devices = {}
+    for name, description in re.findall(r"^\s+(RPC\d+|RPC\[[^\]]+\]): (\S+)", text, flags=re.MULTILINE):
+        devices[name] = name[4:-1] if name.startswith("RPC[") else description
+    missing = [a for a in addresses if a not in set(devices.values())]
+    if returncode != 0 or missing:
         detail = "; ".join(line.strip() for line in text.splitlines() if "error" in line.lower() or
                            "mismatch" in line.lower())[-400:]
         raise WorkerFailed(f"the client build's handshake did not reach {', '.join(missing) or 'every worker'} "

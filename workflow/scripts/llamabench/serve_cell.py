@@ -225,6 +225,15 @@ def measure(exe: Path, model: Path, params: dict[str, Any], log_path: Path, time
     result: dict[str, Any] = {"command": [], "command_line": "", "start": files.now_iso(), "status": "failed",
                               "error": None, "requests": [], "props": None, "server_exit_status": None}
     deadline = time.monotonic() + timeout
+    with machine_lock.held(f"llama-server on port {port}"):
+        _serve(exe, model, params, log_path, port, base, deadline, result)
+    if result["status"] != "ok":
+        result["server_log_tail"] = _tail(log_path)
+    return result
+
+
+def _serve(exe: Path, model: Path, params: dict[str, Any], log_path: Path, port: int, base: str, deadline: float,
+           result: dict[str, Any]) -> None:
     proc = None
     try:
         cmd = server_command(exe, model, params, port)
@@ -251,9 +260,6 @@ def measure(exe: Path, model: Path, params: dict[str, Any], log_path: Path, time
             commands.stop_group(proc, STOP_GRACE)
             result["server_exit_status"] = proc.returncode
         result["end"] = files.now_iso()
-    if result["status"] != "ok":
-        result["server_log_tail"] = _tail(log_path)
-    return result
 
 
 def check(done: list[dict[str, Any]], params: dict[str, Any]) -> str | None:
