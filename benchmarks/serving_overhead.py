@@ -52,10 +52,12 @@ def main(argv: list[str]) -> int:
         now = overheads(result["requests"])
         medians.append(statistics.median(now))
         ttft = statistics.median(r["ttft_ms"] for r in result["requests"])
-        print(f"{cell['build']['name'] + '/' + cell['cell']:<70}{statistics.median(overheads(cell['serving']['requests'])):>12.2f}"
+        stored = statistics.median(overheads(cell["serving"]["requests"]))
+        print(f"{cell['build']['name'] + '/' + cell['cell']:<70}{stored:>12.2f}"
               f"{medians[-1]:>10.2f}{min(now):>8.2f}-{max(now):<7.2f}{ttft:>10.1f}")
     if medians:
-        print(f"\nmeasuring overhead (client TTFT - server prompt_ms), median over cells: {statistics.median(medians):.2f} ms")
+        print("\nmeasuring overhead (client TTFT - server prompt_ms), median over cells: "
+              f"{statistics.median(medians):.2f} ms")
     return 0
 
 

@@ -385,7 +385,8 @@ LONG_RPC = {"cells": [{"n_prompt": 512, "n_gen": 512}]}
 LONG_JOBS = {  # rule: config section, its changes, the measured programs' command lines, the cell's mark
     "bench_cell": ("benchmark", LONG_BENCH, "llama-bench.*-p 512 -n 512 -d 0 -r 20", "_p512_n512_"),
     "serve_cell": ("serving", LONG_SERVING, "llama-server -m results/models", "_mt64_"),
-    "rpc_cell": ("rpc", LONG_RPC, "ggml-rpc-server -H 127.0.0.1|llama-bench --rpc", "p512_n512_d0_r2_topology-two-cpu_devices-RPC0+RPC1"),
+    "rpc_cell": ("rpc", LONG_RPC, "ggml-rpc-server -H 127.0.0.1|llama-bench --rpc",
+                 "p512_n512_d0_r2_topology-two-cpu_devices-RPC0+RPC1"),
 }
 
 

@@ -31,8 +31,8 @@ def figures(smk: Any) -> None:
     plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
     plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
     plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
-    parts = [stats.best_settings(cells, pairs, base), serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms),
-             rpc_summary.rpc_vs_local(rpc)]
+    parts = [stats.best_settings(cells, pairs, base),
+             serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms), rpc_summary.rpc_vs_local(rpc)]
     best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
     with files.atomic_path(Path(smk.output.table_csv)) as tmp:
         best.to_csv(tmp, index=False)
@@ -173,7 +173,8 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
     for (topology, devices), line in links.groupby(["topology", "devices"]):
         line = line.sort_values("rate")
         ax.plot(line["rate"], line["tg_ts"], marker="o", label=f"{topology} -dev {devices}: measured tg")
-        ax.plot(line["rate"], line["link_ceiling_tg_ts"], linestyle="--", label=f"{topology} -dev {devices}: link ceiling")
+        ax.plot(line["rate"], line["link_ceiling_tg_ts"], linestyle="--",
+                label=f"{topology} -dev {devices}: link ceiling")
     ax.set_xscale("log")
     ax.set_xlabel("link rate, Mbit/s (tbf cap, bandwidth only)")
     ax.set_ylabel("tg tokens/s")

@@ -24,8 +24,8 @@ RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", 
 STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "mean_ts", "ci_low", "ci_high", "pi_low", "pi_high", "cv",
                  "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction"]
 COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline_cell", "candidate_build",
-                      "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio", "ratio_ci_low",
-                      "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
+                      "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio",
+                      "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
 SUMMARY_COLUMNS = ["round", "build", "model", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms", "peak_rss_mib",
                    "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
                    "cache_type_v", "n_depth", "repetitions"]
@@ -115,7 +115,8 @@ def render(
         rounds=int(cells["rounds"].max()) if len(cells) else 0,
         rpc_figures=[embed_png(pngs[name]) for name in matrix.RPC_FIGURES if name in pngs],
         rpc_table=html_table(rpc[rpc["status"] == "ok"], RPC_COLUMNS),
-        rpc_not_ok=rpc[rpc["status"] != "ok"][["topology", "devices", "link_rate", "status", "error"]].to_dict("records"),
+        rpc_not_ok=rpc[rpc["status"] != "ok"][["topology", "devices", "link_rate", "status", "error"]].to_dict(
+            "records"),
         rpc_smokes=rpc_smokes,
         n_rpc=len(rpc),
         summary_table=html_table(ok, SUMMARY_COLUMNS),

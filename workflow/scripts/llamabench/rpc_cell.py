@@ -157,8 +157,8 @@ def traffic(marks: list[tuple[str, float, list[dict[str, int] | None]]], params:
             into["sent_bytes"] += after[index]["tx_bytes"] - before[index]["tx_bytes"]
             into["received_bytes"] += after[index]["rx_bytes"] - before[index]["rx_bytes"]
         first, last = marks[0][2][index], next((m[2][index] for m in reversed(marks) if m[2][index]), None)
-        total = {"sent_bytes": last["tx_bytes"] - first["tx_bytes"], "received_bytes": last["rx_bytes"] - first["rx_bytes"]} \
-            if first and last else None
+        total = {"sent_bytes": last["tx_bytes"] - first["tx_bytes"],
+                 "received_bytes": last["rx_bytes"] - first["rx_bytes"]} if first and last else None
         per_worker.append({"index": worker["index"], "interface": worker["iface"], "phases": phases, "total": total})
     reps = params["repetitions"]
 

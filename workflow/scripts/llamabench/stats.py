@@ -197,8 +197,8 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]
                              "significant": False})
                 continue
             best = winners.loc[winners["ratio"].idxmax()]
-            cell = cells[(cells["build"] == build) & (cells["model"] == model) & (cells["cell"] == best["candidate_cell"])
-                         & (cells["test"] == ref["test"])].iloc[0]
+            cell = cells[(cells["build"] == build) & (cells["model"] == model)
+                         & (cells["cell"] == best["candidate_cell"]) & (cells["test"] == ref["test"])].iloc[0]
             rows.append({**row, "best_cell": best["candidate_cell"], "setting": summary.setting_text(cell, base),
                          "value": round(best["candidate_mean_ts"], 2), "speedup_vs_defaults": round(best["ratio"], 3),
                          "significant": True, "p_adjusted": best["p_adjusted"]})
