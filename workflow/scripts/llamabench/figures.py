@@ -155,13 +155,13 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
     with its bandwidth ceiling; megabytes per generated token against the workers used."""
     ok = rpc[rpc["status"] == "ok"].copy()
     fig, panels = plt.subplots(2, 2, figsize=(12, 8))
-    ok["label"] = ok["topology"] + " " + ok["link_rate"].where(ok["link_rate"] != "unlimited", "") + " -dev " + \
+    ok["label"] = ok["topology"] + ok["link_rate"].map(lambda r: "" if r == "unlimited" else f" {r}") + " -dev " + \
         ok["devices"]
     for ax, test in zip(panels[0], ("pp", "tg")):
         data = ok.dropna(subset=[f"{test}_ts"]).sort_values(["topology", "link_rate", "workers_used"])
         ax.barh(data["label"], data[f"{test}_ts"], xerr=data[f"{test}_stddev_ts"], capsize=3,
                 color=["grey" if d == "none" else "tab:blue" for d in data["devices"]])
-        ax.set_xlabel(f"{test} tokens/s (mean ± stddev); grey: -dev none, the local partner")
+        ax.set_xlabel(f"{test} tokens/s (mean ± stddev); grey: -dev none (local)")
         ax.set_title(f"{'prompt processing' if test == 'pp' else 'text generation'} per topology")
         ax.grid(alpha=0.3, axis="x")
         if data.empty:
@@ -187,6 +187,7 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
                                                                 mb=("mb_per_generated_token", "max"))
         ax.plot(line["workers_used"], line["tg_ts"], marker="o", label=f"{topology} {rate}: tg t/s")
     ax.set_xlabel("RPC workers used (0 = local partner)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("tg tokens/s")
     ax.set_title("scaling over workers")
     ax.grid(alpha=0.3)
