@@ -13,9 +13,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from llamabench import code_version, matrix, records, rpc_workers, source  # noqa: E402
 from llamabench import build as build_options  # noqa: E402
 
-GIVEN = copy.deepcopy(
-    config
-)  # what the user wrote, before the schema fills in defaults
+# What the user wrote, before the schema fills in defaults.
+GIVEN = copy.deepcopy(config)
 validate(config, "../schemas/config.schema.yaml")
 
 BUILDS = list(config["builds"])
@@ -63,16 +62,14 @@ if workflow.global_resources.get("bench_slot") != 1:
 BASE_CELLS, SERVE_CELLS = matrix.all_cells(config)
 REMEASURE = BENCH["remeasure"]["enabled"]
 # Every round a cell may get; only the planned ones are asked for up front (get_cell_files).
-CELLS = matrix.with_rounds(
-    BASE_CELLS,
-    max(BENCH["rounds"], BENCH["remeasure"]["max_rounds"] if REMEASURE else 0),
-)
+LAST_ROUND = max(BENCH["rounds"], BENCH["remeasure"]["max_rounds"] if REMEASURE else 0)
+CELLS = matrix.with_rounds(BASE_CELLS, LAST_ROUND)
 ROUND_POSITIONS = {
     r: {
         key: i
         for i, key in enumerate(matrix.round_order(list(BASE_CELLS), r, BENCH["seed"]))
     }
-    for r in range(1, BENCH["remeasure"]["max_rounds"] + 1)
+    for r in range(1, LAST_ROUND + 1)
 }
 RPC_CELLS = matrix.expand_rpc(config)
 
@@ -190,7 +187,7 @@ def get_cell_priority(wildcards):
     position = ROUND_POSITIONS[cell["round"]][
         (wildcards.build, wildcards.model, cell["base"])
     ]
-    return (BENCH["remeasure"]["max_rounds"] - cell["round"] + 1) * 1_000_000 - position
+    return (LAST_ROUND - cell["round"] + 1) * 1_000_000 - position
 
 
 def get_all_builds_and_models():
