@@ -85,7 +85,7 @@ def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path
     """Read back from CSV, as the figures rule does: an all-empty column must not break anything."""
     rows = summary.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
     pd.DataFrame(rows, columns=records.columns("summary_row")).to_csv(tmp_path / "summary.csv", index=False)
-    table = summary.read(tmp_path / "summary.csv")
+    table = records.read_table(tmp_path / "summary.csv", "summary_row")
     base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
     cells, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, base, 0.05)
     assert cells.empty and pairs.empty and stats.best_settings(cells, pairs, base).empty

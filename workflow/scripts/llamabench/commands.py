@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -61,6 +62,18 @@ def output(cmd: Sequence[str | Path], *, cwd: Path | None = None) -> str:
     if out.returncode != 0:
         raise UserError(f"{shlex.join(argv)} failed: {out.stderr.strip() or f'exit status {out.returncode}'}")
     return out.stdout.strip()
+
+
+@functools.cache
+def help_text(exe: Path | str) -> str:
+    """What ``exe --help`` prints: llama.cpp's flags changed over time, so what a tool offers is read from it
+    (empty where it cannot run; the real run then fails and is recorded with its reason)."""
+    try:
+        out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout + out.stderr
 
 
 def require(program: str, hint: str) -> str:

@@ -16,15 +16,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from llamabench import files, matrix, rpc_summary, rpc_workers, serving_summary, stats  # noqa: E402
+from llamabench import files, matrix, records, rpc_summary, rpc_workers, serving_summary, stats  # noqa: E402
 
 
 def figures(smk: Any) -> None:
     """Rule ``figures``: one PNG and SVG per figure, and the best-settings table."""
-    cells = stats.read(Path(smk.input.stats), "stats_row")
-    pairs = stats.read(Path(smk.input.comparisons), "comparison_row")
-    serving = serving_summary.read(Path(smk.input.serving))
-    rpc = rpc_summary.read(Path(smk.input.rpc))
+    cells = records.read_table(Path(smk.input.stats), "stats_row")
+    pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
+    serving = records.read_table(Path(smk.input.serving), "serving_row")
+    rpc = records.read_table(Path(smk.input.rpc), "rpc_row")
     base = dict(smk.params.baseline)
     for name in matrix.FIGURES:
         plot(cells, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
@@ -34,8 +34,7 @@ def figures(smk: Any) -> None:
     parts = [stats.best_settings(cells, pairs, base),
              serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms), rpc_summary.rpc_vs_local(rpc)]
     best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
-    with files.atomic_path(Path(smk.output.table_csv)) as tmp:
-        best.to_csv(tmp, index=False)
+    records.write_table(Path(smk.output.table_csv), best)
     with files.atomic_path(Path(smk.output.table_md)) as tmp:
         tmp.write_text(best.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
 

@@ -117,9 +117,24 @@ def read(path: Path, kind: str) -> dict[str, Any]:
     return data
 
 
-def check_table(frame: Any, kind: str, path: Path) -> Any:
-    """A table read back from CSV must have exactly the columns of ``kind``."""
+def read_table(path: Path, kind: str) -> Any:
+    """A CSV of ``kind`` rows, which must have exactly the columns of this code's version."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
     if list(frame.columns) != columns(kind):
         raise RecordError(f"{path} does not have the columns of a {kind} table (version {version(kind)}): "
                           "rerun the rule that writes it")
     return frame
+
+
+def write_table(path: Path, frame: Any) -> None:
+    with files.atomic_path(Path(path)) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def unreadable(kind: str, path: Path, err: RecordError) -> dict[str, Any]:
+    """The table row of a cell file that could not be read: all a bad record leaves is its path
+    (``results/<kind of cell>/<build>/<model>/<cell>.json``)."""
+    return new(kind, {"build": path.parent.parent.name, "model": path.parent.name, "cell": path.stem,
+                      "status": "unreadable", "error": str(err)})

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import figures, files, matrix, records, rpc_summary, serving_summary, stats, summary
+from llamabench import figures, files, matrix, records
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -45,12 +45,12 @@ def embed_png(path: Path) -> str:
 def report_html(smk: Any) -> None:
     """Rule ``report_html``: results/report.html from the summary, the figures and every record."""
     page = render(
-        table=summary.read(Path(smk.input.csv)),
-        cells=stats.read(Path(smk.input.stats), "stats_row"),
-        pairs=stats.read(Path(smk.input.comparisons), "comparison_row"),
+        table=records.read_table(Path(smk.input.csv), "summary_row"),
+        cells=records.read_table(Path(smk.input.stats), "stats_row"),
+        pairs=records.read_table(Path(smk.input.comparisons), "comparison_row"),
         bandwidth=records.read(smk.input.bandwidth, "bandwidth"),
-        serving=serving_summary.read(Path(smk.input.serving)),
-        rpc=rpc_summary.read(Path(smk.input.rpc)),
+        serving=records.read_table(Path(smk.input.serving), "serving_row"),
+        rpc=records.read_table(Path(smk.input.rpc), "rpc_row"),
         rpc_smokes=[records.read(p, "rpc_smoke") for p in smk.input.rpc_smokes],
         best=pd.read_csv(smk.input.table),
         figure_pngs=[Path(p) for p in smk.input.figures],

@@ -15,15 +15,13 @@ what falls outside them (context teardown) is kept as ``other``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench_cell, machine_lock, matrix, records, rpc_workers
+from llamabench import bench_cell, commands, machine_lock, matrix, records, rpc_workers
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
 
@@ -77,17 +75,12 @@ def command(bench_exe: Path, model: Path, params: dict[str, Any], addresses: lis
     then the same command without ``--rpc``, and a selection of some workers cannot be said.
     """
     rpc = ["--rpc", ",".join(addresses), "-dev", devices]
-    if not _has_device_option(bench_exe):
+    if "-dev," not in commands.help_text(bench_exe):
         if devices != "none" and devices.count("RPC") != len(addresses):
             raise WorkerFailed(f"this llama-bench has no -dev: it runs on all workers or none, not {devices}")
         rpc = [] if devices == "none" else ["--rpc", ",".join(addresses)]
     return [str(bench_exe), *rpc, "-m", str(model), "-o", "json", "--progress", *matrix.llama_bench_args(params)]
 
-
-@functools.cache
-def _has_device_option(bench_exe: Path) -> bool:
-    out = subprocess.run([str(bench_exe), "--help"], capture_output=True, text=True, timeout=60)
-    return "-dev," in out.stdout + out.stderr
 
 
 def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[dict[str, Any]],
@@ -96,7 +89,7 @@ def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[
     """Start the workers, check the handshake, run llama-bench, attribute the bytes; never raises for a failure."""
     result: dict[str, Any] = {"status": "failed", "error": None, "workers": [], "rpc_devices": {},
                               "llama_bench": None, "traffic": None}
-    if any(w["kind"] == "netns" for w in workers) and (why := rpc_workers.netns_unavailable()):
+    if why := rpc_workers.unavailable(workers):
         log.warning("skipped: %s", why)
         return {**result, "status": "skipped", "error": why}
     try:

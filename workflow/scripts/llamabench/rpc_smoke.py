@@ -38,7 +38,7 @@ def rpc_smoke(smk: Any) -> None:
 def generate_through(workers: list[dict[str, Any]], rate: str, cmd: list[str], log_path: Path, timeout: float,
         fields: dict[str, Any]) -> dict[str, Any]:
     """Start the workers, generate through them, stop them; a failure is recorded, not raised."""
-    if any(w["kind"] == "netns" for w in workers) and (why := rpc_workers.netns_unavailable()):
+    if why := rpc_workers.unavailable(workers):
         return {"command": cmd, "status": "skipped", "error": why, "text": "", "timing_lines": [],
                 "tokens_per_second": {}}
     try:

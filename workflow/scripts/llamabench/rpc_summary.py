@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import files, matrix, records, rpc_workers, summary
+from llamabench import matrix, records, rpc_workers, summary
 from llamabench.records import RecordError
 
 
@@ -21,13 +21,8 @@ def rpc_summary(smk: Any) -> None:
     """Rule ``rpc_summary``: results/rpc_summary.csv."""
     cells = [Path(p) for p in smk.input.cells]
     table = summarize(cells)
-    with files.atomic_path(Path(smk.output.csv)) as tmp:
-        table.to_csv(tmp, index=False)
+    records.write_table(Path(smk.output.csv), table)
     summary.write_failed(Path(smk.output.failed), cells, table)
-
-
-def read(path: Path) -> pd.DataFrame:
-    return records.check_table(pd.read_csv(path), "rpc_row", path)
 
 
 def summarize(cell_paths: list[Path]) -> pd.DataFrame:
@@ -36,8 +31,7 @@ def summarize(cell_paths: list[Path]) -> pd.DataFrame:
         try:
             cells.append(records.read(path, "rpc_cell"))
         except RecordError as err:
-            rows.append(records.new("rpc_row", {"build": path.parent.parent.name, "model": path.parent.name,
-                                                "cell": path.stem, "status": "unreadable", "error": str(err)}))
+            rows.append(records.unreadable("rpc_row", path, err))
     measured = {partner_key(c): speeds(c) for c in cells}
     for cell in cells:
         local = measured.get(partner_key(cell, devices="none"), {})

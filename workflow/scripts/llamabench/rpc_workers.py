@@ -54,6 +54,11 @@ class WorkerFailed(Exception):
     """A worker did not come up, went away, or is not what the client speaks to."""
 
 
+def unavailable(workers: list[dict[str, Any]]) -> str | None:
+    """Why these workers cannot run here, in one sentence, or None: only netns workers need more than a port."""
+    return netns_unavailable() if any(w["kind"] == "netns" for w in workers) else None
+
+
 def netns_unavailable() -> str | None:
     """Why netns workers cannot run here, in one sentence, or None."""
     if os.geteuid() != 0:

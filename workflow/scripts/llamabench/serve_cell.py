@@ -96,7 +96,7 @@ def free_port() -> int:
 def server_command(exe: Path, model: Path, params: dict[str, Any], port: int) -> list[str]:
     """llama-server bound to loopback only, every parameter explicit."""
     cmd = [str(exe), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--metrics"]
-    help_text = _help(exe)
+    help_text = commands.help_text(exe)
     for name, flag in SERVER_FLAGS.items():
         if name == "flash_attn" and "--flash-attn [" not in help_text:
             # Servers before late 2025: -fa is a switch, off unless given; "auto" cannot be said.
@@ -111,14 +111,6 @@ def server_command(exe: Path, model: Path, params: dict[str, Any], port: int) ->
         if f"{flag}," in help_text or f"{flag} " in help_text:
             cmd += [flag, value]
     return cmd
-
-
-def _help(exe: Path) -> str:
-    try:
-        out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout + out.stderr
 
 
 class ServerFailed(Exception):

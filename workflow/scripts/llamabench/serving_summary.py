@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llamabench import files, matrix, records, summary
+from llamabench import matrix, records, summary
 from llamabench.records import RecordError
 
 
@@ -24,8 +24,7 @@ def serving_summary(smk: Any) -> None:
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
     cells = [Path(p) for p in smk.input.cells]
     table = summarize(cells, partners, dict(smk.params.min_requests))
-    with files.atomic_path(Path(smk.output.csv)) as tmp:
-        table.to_csv(tmp, index=False)
+    records.write_table(Path(smk.output.csv), table)
     summary.write_failed(Path(smk.output.failed), cells, table)
 
 
@@ -35,16 +34,11 @@ def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: 
         try:
             cell = records.read(path, "serve_cell")
         except RecordError as err:
-            rows.append(records.new("serving_row", {"build": path.parent.parent.name, "model": path.parent.name,
-                                                    "cell": path.stem, "status": "unreadable", "error": str(err)}))
+            rows.append(records.unreadable("serving_row", path, err))
             continue
         partner = records.read(partners[path], "bench_cell") if path in partners else None
         rows.append(cell_row(cell, partner, min_requests))
     return pd.DataFrame(rows, columns=records.columns("serving_row"))
-
-
-def read(path: Path) -> pd.DataFrame:
-    return records.check_table(pd.read_csv(path), "serving_row", path)
 
 
 def tail(values: list[float], q: int, needed: int) -> tuple[float | None, bool]:

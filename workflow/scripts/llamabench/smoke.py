@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from llamabench import machine_lock, records
+from llamabench import commands, machine_lock, records
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -35,14 +35,9 @@ def smoke(smk: Any) -> None:
 
 def command(exe: Path, model: Path, prompt: str, n_predict: int, seed: int, threads: int) -> list[str]:
     """One-shot generation. ``-no-cnv`` keeps tools that auto-enable chat mode from waiting on stdin."""
-    try:
-        probe = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
-        help_text = probe.stdout + probe.stderr
-    except (OSError, subprocess.TimeoutExpired):
-        help_text = ""  # the run itself will fail and be recorded with its reason
     cmd = [str(exe), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-s", str(seed),
            "-t", str(threads), "--temp", "0"]
-    if "-no-cnv" in help_text:
+    if "-no-cnv" in commands.help_text(exe):
         cmd.append("-no-cnv")
     return cmd
 

@@ -28,26 +28,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scistats
 
-from llamabench import files, matrix, records, summary
+from llamabench import matrix, records, summary
 
 NO_DIFFERENCE = "no significant difference"
 
 
 def stats(smk: Any) -> None:
     """Rule ``stats``: results/stats.csv (per cell and test) and results/comparisons.csv."""
-    table = summary.read(Path(smk.input.csv))
+    table = records.read_table(Path(smk.input.csv), "summary_row")
     bench = dict(smk.params.benchmark)
     cells = cell_stats(table, bench["noisy_cv"])
     cells = add_roofline(cells, records.read(smk.input.bandwidth, "bandwidth"),
                          {m["name"]: m for m in (records.read(p, "model") for p in smk.input.models)})
     pairs = comparisons(table, matrix.baseline(bench), bench["alpha"])
-    for frame, path in [(cells, smk.output.stats), (pairs, smk.output.comparisons)]:
-        with files.atomic_path(Path(path)) as tmp:
-            frame.to_csv(tmp, index=False)
-
-
-def read(path: Path, kind: str) -> pd.DataFrame:
-    return records.check_table(pd.read_csv(path), kind, path)
+    records.write_table(Path(smk.output.stats), cells)
+    records.write_table(Path(smk.output.comparisons), pairs)
 
 
 def round_means(table: pd.DataFrame) -> pd.DataFrame:

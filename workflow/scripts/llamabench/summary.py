@@ -27,8 +27,7 @@ def summary(smk: Any) -> None:
     """Rule ``summary``: results/summary.csv and the list of failed cell files."""
     cells = [Path(p) for p in smk.input.cells]
     table = summarize(cells)
-    with files.atomic_path(Path(smk.output.csv)) as tmp:
-        table.to_csv(tmp, index=False)
+    records.write_table(Path(smk.output.csv), table)
     write_failed(Path(smk.output.failed), cells, table)
 
 
@@ -48,17 +47,10 @@ def summarize(cell_paths: list[Path]) -> pd.DataFrame:
         try:
             rows_of_cell = cell_rows(records.read(path, "bench_cell"))
         except RecordError as err:
-            build, model = path.parent.parent.name, path.parent.name  # all an unreadable record leaves us
-            rows_of_cell = [records.new("summary_row", {"build": build, "model": model, "cell": path.stem,
-                                                      "status": "unreadable", "error": str(err)})]
+            rows_of_cell = [records.unreadable("summary_row", path, err)]
         rows += rows_of_cell
     frame = pd.DataFrame(rows, columns=records.columns("summary_row"))
     return frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
-
-
-def read(path: Path) -> pd.DataFrame:
-    """results/summary.csv as the rules downstream of it read it."""
-    return records.check_table(pd.read_csv(path), "summary_row", path)
 
 
 def test_name(n_prompt: int, n_gen: int) -> str:
