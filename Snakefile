@@ -21,6 +21,7 @@ include: "workflow/rules/bandwidth.smk"
 include: "workflow/rules/noisy.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/serving_summary.smk"
 include: "workflow/rules/rpc_summary.smk"
 include: "workflow/rules/figures.smk"
@@ -34,5 +35,6 @@ rule all:
     default_target: True
     input:
         "results/report.html",
+        "results/llama-bench.sqlite",
         # asked for by name: a checkpoint a finished summary depends on is otherwise never revisited
         ["results/noisy.json"] if REMEASURE else [],

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def source_manifest() -> dict[str, Any]:
     """The default config's llama.cpp source (llama-cpp-python sdist from PyPI)."""
-    return source.fetch(DEFAULT_CONFIG["source"])
+    return source.fetch(DEFAULT_CONFIG["sources"]["main"])
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,8 @@ def test_removing_any_key_leaves_every_cell_id_unchanged(path: tuple) -> None:
         assert reduced == full
 
 
-NAMED_MAPS = {("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"), ("rpc", "topologies")}
+NAMED_MAPS = {("sources",), ("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"),
+              ("rpc", "topologies")}
 
 
 def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
@@ -96,7 +97,7 @@ def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
         (lambda c: c["benchmark"]["defaults"].update(threads="two"), "threads"),
         (lambda c: c["models"]["gemma3-270m"].update(revison="main"), "revison"),
         (lambda c: c["builds"]["cpu"].update(cmake_options="-DGGML_RPC=ON"), "cmake_options"),
-        (lambda c: c["source"].update(kind="svn"), "'svn' is not one of"),
+        (lambda c: c["sources"]["main"].update(kind="svn"), "'svn' is not one of"),
         (lambda c: c["benchmark"]["groups"]["batch"].update(ubatch_size=[0]), "ubatch_size"),
         (lambda c: c["benchmark"]["groups"]["batch"].update(n_depth=[0.5]), "n_depth"),
         (lambda c: c["models"]["gemma3-270m"].pop("kind"), "'kind' is a required property"),
@@ -139,3 +140,37 @@ def test_a_default_that_names_a_missing_build_says_so(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "benchmark.builds names 'cpu' (its default), which is not under builds:" in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
+
+
+TWO_SOURCES = {"a": {"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.14"},
+               "b": {"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.36"}}
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"source": {"kind": "path", "path": "/opt/llama.cpp"}}, "source: is now sources:"),
+        ({"sources": TWO_SOURCES}, "builds.cpu.source is needed: there are several sources (a, b)"),
+        ({"sources": TWO_SOURCES, "builds": {"cpu": {"source": "c"}}}, "builds.cpu.source names 'c'"),
+        ({"sources": TWO_SOURCES,
+          "builds": {"cpu": {"source": "a"}, "cpu-rpc": {"source": "b", "cmake_options": ["-DGGML_RPC=ON"]},
+                     "old-rpc": {"source": "a", "cmake_options": ["-DGGML_RPC=ON"]}},
+          "rpc": {"topologies": {"mixed": {"client": "cpu-rpc",
+                                           "workers": [{"kind": "local", "build": "old-rpc"}]}}}},
+         "rpc.topologies.mixed.workers[0].build names build 'old-rpc' of source 'a'"),
+        ({"comparisons": {"up": {"baseline": "gpu@0000000", "builds": ["cpu"]}}},
+         "comparisons.up names 'gpu@0000000', which is not under builds (nor a version in results/history)"),
+    ],
+)
+def test_sources_and_comparisons_are_checked_before_any_job(tmp_path: Path, config: dict, message: str) -> None:
+    write_config(tmp_path, config)
+    out = snakemake(tmp_path, "-n", check=False)
+    assert out.returncode != 0 and message in out.stdout + out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_comparison_may_name_a_version_this_run_will_keep(tmp_path: Path) -> None:
+    """cpu@<commit> of a current build is a version its source change will keep: a warning, not an error."""
+    write_config(tmp_path, {"comparisons": {"up": {"baseline": "cpu@0000000", "builds": ["cpu"]}}})
+    out = snakemake(tmp_path, "-n")
+    assert "comparisons.up: cpu@0000000 is not in results/history yet" in out.stdout + out.stderr

@@ -16,7 +16,7 @@ PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # declares a RULE_VERSION), and rules derived from them (versioned by a hash of their code).
 MEASURING = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth",
              "noisy")
-DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "figures", "report_html")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "figures", "report_html")
 
 
 def rules() -> dict[str, str]:

@@ -19,7 +19,7 @@ from llamabench import records
 
 def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:
     config = copy.deepcopy(DEFAULT_CONFIG)
-    config["source"] = {"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.14"}
+    config["sources"] = {"main": {"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.14"}}
     config["builds"] = {"cpu-rpc": DEFAULT_CONFIG["builds"]["cpu-rpc"]}
     config["smoke"]["n_predict"] = 8
     config["benchmark"] = {

@@ -19,7 +19,8 @@ def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) ->
     cell_stats, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, BASE, 0.05)
     return report_html.render(table=table, cells=cell_stats, pairs=pairs, bandwidth=None, serving=serving, rpc=rpc,
                               rpc_smokes=[], best=stats.best_settings(cell_stats, pairs, BASE), figure_pngs=[],
-                              baseline=BASE, builds=[], models=[], smokes=smokes or [], source=source)
+                              baseline=BASE, builds=[], models=[], smokes=smokes or [], sources=[source],
+                              comparison_names=[])
 
 
 def test_report_for_a_path_source_with_two_builds_and_a_failed_smoke_run() -> None:

@@ -54,8 +54,8 @@ def test_round_two_starts_after_round_one_of_every_cell(rounds_dir: Path) -> Non
 
 
 def test_adding_a_round_runs_only_that_round(rounds_dir: Path) -> None:
-    assert dry_run(rounds_dir, tiny_config(rounds=3)) == {"bench_cell": 2, "summary": 1, "stats": 1, "figures": 1,
-                                                          "report_html": 1, "all": 1}
+    assert dry_run(rounds_dir, tiny_config(rounds=3)) == {"bench_cell": 2, "summary": 1, "stats": 1, "export": 1,
+                                                          "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_adding_a_cell_runs_only_its_rounds(rounds_dir: Path) -> None:
@@ -111,6 +111,7 @@ def test_a_build_against_itself_shows_no_difference(rpc_build: dict[str, Any], t
     interleaved rounds: after the correction, no cell differs."""
     config = tiny_config(rounds=3, groups={}, alpha=0.01)
     config["builds"]["cpu-rpc-twin"] = dict(config["builds"]["cpu-rpc"])
+    config["comparisons"] = {"a-a": {"baseline": "cpu-rpc", "builds": ["cpu-rpc-twin"]}}
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2")
     pairs = pd.read_csv(tmp_path / "results/comparisons.csv")

@@ -20,7 +20,7 @@ UB128 = matrix.cell_id({**BASE, "ubatch_size": 128})
 
 def recorded() -> pd.DataFrame:
     """Real summary rows: the defaults cell and the ubatch-128 cell, three interleaved rounds each."""
-    table = pd.read_csv(ROUNDS)
+    table = pd.read_csv(ROUNDS).assign(history=False)  # recorded before kept versions existed
     return table.reindex(columns=records.columns("summary_row"))
 
 
@@ -78,7 +78,7 @@ def test_a_known_drift_does_not_make_a_winner() -> None:
 def test_a_real_gain_is_found_and_a_lucky_cell_is_not() -> None:
     table = recorded()
     faster = scaled(table, UB128, {1: 1.5, 2: 1.5, 3: 1.5})
-    assert verdicts(faster)[(UB128, "tg32")] == "faster"
+    assert verdicts(faster)[(UB128, "tg32")] == stats.IMPROVED
     best = stats.best_settings(stats.cell_stats(faster, 0.05), stats.comparisons(faster, BASE, 0.05), BASE)
     tg = best[best["metric"] == "tg t/s"].iloc[0]
     assert tg["significant"] and tg["best_cell"] == UB128 and tg["speedup_vs_defaults"] > 1.2
@@ -92,9 +92,25 @@ def test_identical_copies_under_two_names_are_no_difference() -> None:
     separately in interleaved rounds, is tests/test_rounds.py::test_a_build_against_itself_shows_no_difference."""
     table = recorded()
     other = table.assign(build="cpu-again")
-    pairs = stats.comparisons(pd.concat([table, other]), BASE, 0.05)
+    pairs = stats.comparisons(pd.concat([table, other]), BASE, 0.05, {"aa": {"builds": []}})
     across = pairs[pairs["comparison"] == "build vs build"]
-    assert len(across) == 4 and set(across["verdict"]) == {stats.NO_DIFFERENCE}
+    assert len(across) == 4 and set(across["verdict"]) == {stats.NO_DIFFERENCE} and set(across["name"]) == {"aa"}
+
+
+def test_a_named_comparison_pairs_its_baseline_with_each_build_and_a_kept_version() -> None:
+    """A kept version (history label) is a build like any other in a comparison, and only named pairs are tested."""
+    table = recorded()
+    kept = table.assign(build="cpu@79e0b68", history=True)
+    slower = scaled(table, UB128, {1: 0.6, 2: 0.6, 3: 0.6}).assign(build="new")
+    both = pd.concat([kept, table, slower])
+    pairs = stats.comparisons(both, BASE, 0.05, {"upgrade": {"baseline": "cpu@79e0b68", "builds": ["new"]}})
+    across = pairs[pairs["comparison"] == "build vs build"].set_index(["baseline_cell", "test"])
+    assert set(across["baseline_build"]) == {"cpu@79e0b68"} and set(across["candidate_build"]) == {"new"}
+    assert across.loc[(UB128, "tg32"), "verdict"] == stats.REGRESSED
+    assert across.loc[(DEFAULTS, "tg32"), "verdict"] == stats.NO_DIFFERENCE
+    assert stats.build_pairs({"builds": []}, ["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "c")]
+    best = stats.best_settings(stats.cell_stats(both, 0.05), pairs, BASE)
+    assert "cpu@79e0b68" not in set(best["build"])  # best settings are for current builds only
 
 
 def test_cells_of_two_hosts_are_not_compared() -> None:

@@ -91,11 +91,12 @@ def test_run_produces_every_output(run_dir: Path) -> None:
     results = run_dir / "results"
     for name in ["report.html", "summary.csv", "figures_table.csv", "figures_table.md", "failed_cells.txt",
                  "figures/threads.png", "figures/threads.svg", "figures/batch.png", "figures/gpu_layers.svg",
-                 "source/manifest.json", "builds/cpu-rpc/manifest.json", "models/gemma3-270m/manifest.json",
+                 "sources/main/manifest.json", "builds/cpu-rpc/manifest.json", "models/gemma3-270m/manifest.json",
                  "smoke/cpu-rpc/gemma3-270m.json", "benchmarks/build/cpu-rpc.tsv", "serving_summary.csv",
                  "figures/serving_ttft.png", "figures/serving_latency.svg", "rpc_summary.csv", "figures/rpc.png",
                  "rpc_smoke/two-cpu/gemma3-270m.json", "failed_rpc_cells.txt", "failed_serving_cells.txt",
-                 "benchmarks/model/gemma3-270m.tsv", "benchmarks/source.tsv"]:
+                 "benchmarks/model/gemma3-270m.tsv", "benchmarks/source/main.tsv", "llama-bench.jsonl",
+                 "llama-bench.sqlite", "llama-bench-builds.sqlite"]:
         assert (results / name).is_file(), name
     smoke = records.read(results / "smoke/cpu-rpc/gemma3-270m.json", "smoke")
     assert smoke["text"].startswith(DEFAULT_CONFIG["smoke"]["prompt"])
@@ -148,8 +149,8 @@ def test_failed_cell_is_reported_and_the_others_go_on(failure_dir: Path) -> None
 def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path) -> None:
     failed = (failure_dir / "results/failed_cells.txt").read_text().split()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", *failed)
-    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "stats": 1, "figures": 1,
-                                                   "report_html": 1, "all": 1}
+    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1,
+                                                   "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
@@ -191,8 +192,8 @@ def test_nothing_reruns_after_a_complete_run(run_dir: Path) -> None:
 def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     config = small_config()
     config["benchmark"]["groups"]["threads"]["threads"].append(3)
-    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "stats": 1, "figures": 1, "report_html": 1,
-                                        "all": 1}
+    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1, "figures": 1,
+                                        "report_html": 1, "all": 1}
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
@@ -302,7 +303,8 @@ def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothin
     module.write_text(re.sub(r"^RULE_VERSION = (\d+)", lambda m: f"RULE_VERSION = {int(m.group(1)) + 1}",
                              module.read_text(), flags=re.MULTILINE))
     assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 4, "summary": 1, "serving_summary": 1,
-                                                          "stats": 1, "figures": 1, "report_html": 1, "all": 1}
+                                                          "stats": 1, "export": 1, "figures": 1, "report_html": 1,
+                                                          "all": 1}
 
 
 def test_snakemake_report_is_built(run_dir: Path) -> None:

@@ -48,7 +48,7 @@ def upstream(source_manifest: dict[str, Any], tmp_path_factory: pytest.TempPathF
 
 def test_git_source_and_hf_model_through_snakemake(upstream: Path, hub: str, tmp_path: Path) -> None:  # noqa: F811
     config = {
-        "source": {"kind": "git", "url": upstream.as_uri(), "ref": "b9999"},
+        "sources": {"upstream": {"kind": "git", "url": upstream.as_uri(), "ref": "b9999"}},
         "builds": {"cpu-rpc": {"cmake_options": RPC_OPTIONS}},
         "models": {"tiny": {"kind": "hf", "repo_id": "org/tiny-GGUF", "filename": "model.gguf",
                             "sha256": GEMMA["sha256"]}},
@@ -63,7 +63,7 @@ def test_git_source_and_hf_model_through_snakemake(upstream: Path, hub: str, tmp
 
     results = tmp_path / "results"
     commit = git(upstream, "rev-parse", "HEAD")
-    source = records.read(results / "source/manifest.json", "source")
+    source = records.read(results / "sources/upstream/manifest.json", "source")
     assert source["source_kind"] == "git" and source["commit"] == commit
     build = records.read(results / "builds/cpu-rpc/manifest.json", "build")
     assert build["commit"] == commit and f"-DLLAMA_BUILD_COMMIT={commit}" in build["options"]

@@ -5,8 +5,6 @@ rule bench_cell:
         build="results/builds/{build}/manifest.json",
         model=ancient("results/models/{model}/model.gguf"),
         model_manifest="results/models/{model}/manifest.json",
-        # ancient: waiting for them must never rerun a cell
-        everything_ready=ancient(get_all_builds_and_models()),
     output:
         "results/cells/{build}/{model}/{cell}.json",
     log:

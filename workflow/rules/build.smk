@@ -1,6 +1,6 @@
 rule build:
     input:
-        source="results/source/manifest.json",
+        source=get_build_source,
     output:
         manifest="results/builds/{build}/manifest.json",
         bin=directory("results/builds/{build}/bin"),
@@ -8,11 +8,13 @@ rule build:
         "results/logs/build/{build}.log",
     benchmark:
         "results/benchmarks/build/{build}.tsv"
+    priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
     threads: workflow.cores
     params:
         cmake_options=lookup(dpath="builds/{build}/cmake_options", within=config),
+        source=lookup(dpath="builds/{build}/source", within=config),
         version=get_rule_version("build"),
     message:
         "Building llama.cpp variant '{wildcards.build}'"

@@ -10,13 +10,26 @@ from snakemake.utils import validate
 # (workflow/scripts/rule.py) finds it beside itself, the Snakefile here.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
-from llamabench import code_version, matrix, records, rpc_workers, source  # noqa: E402
+from llamabench import (
+    code_version,
+    history,
+    matrix,
+    records,
+    rpc_workers,
+    source,
+)  # noqa: E402
 from llamabench import build as build_options  # noqa: E402
 
 # What the user wrote, before the schema fills in defaults.
 GIVEN = copy.deepcopy(config)
+if "source" in config:
+    raise ValueError(
+        "source: is now sources:, a map of named trees: write 'sources: {main: {kind: ...}}' "
+        "with the same keys indented under a name"
+    )
 validate(config, "../schemas/config.schema.yaml")
 
+SOURCES = list(config["sources"])
 BUILDS = list(config["builds"])
 MODELS = list(config["models"])
 BENCH = config["benchmark"]
@@ -44,6 +57,32 @@ def check_names(where, names, known, section):
             )
 
 
+for _build, _cfg in config["builds"].items():
+    if "source" in _cfg:
+        check_names(f"builds.{_build}.source", [_cfg["source"]], SOURCES, "sources")
+    elif len(SOURCES) > 1:
+        raise ValueError(
+            f"builds.{_build}.source is needed: there are several sources ({', '.join(SOURCES)})"
+        )
+    else:
+        _cfg["source"] = SOURCES[0]
+KEPT = history.labels(Path("results"))
+for _name, _comparison in config["comparisons"].items():
+    _named = [_comparison["baseline"]] if "baseline" in _comparison else []
+    # build@commit of a current build: a version this very run may keep (its source just changed)
+    _kept_later = [
+        n for n in _named + _comparison["builds"] if n.rpartition("@")[0] in BUILDS
+    ]
+    check_names(
+        f"comparisons.{_name}",
+        [n for n in _named + _comparison["builds"] if n not in _kept_later],
+        BUILDS + KEPT,
+        "builds (nor a version in results/history)",
+    )
+    for _version in sorted(set(_kept_later) - set(BUILDS + KEPT)):
+        logger.warning(
+            f"comparisons.{_name}: {_version} is not in results/history yet; its rows stay empty until it is"
+        )
 check_names("benchmark.builds", BENCH["builds"], BUILDS, "builds")
 check_names("benchmark.models", BENCH["models"], MODELS, "models")
 check_names("serving.builds", config["serving"]["builds"], BUILDS, "builds")
@@ -83,6 +122,12 @@ def check_topology(name, topology):
         if "build" in w
     ]:
         check_names(f"{where}.{role}", [build], BUILDS, "builds")
+        source_of = config["builds"][build]["source"]
+        if source_of != config["builds"][topology["client"]]["source"]:
+            raise ValueError(
+                f"{where}.{role} names build '{build}' of source '{source_of}', the client's is "
+                f"'{config['builds'][topology['client']]['source']}': RPC client and workers must be one commit"
+            )
         if not build_options.option_enabled(
             config["builds"][build]["cmake_options"], "GGML_RPC"
         ):
@@ -138,11 +183,18 @@ def get_rule_version(rule):
     return code_version.rule_version(rule)
 
 
-def get_source_tree_state():
+def get_source_tree_state(wildcards):
     """A path checkout changes without its config changing: its fingerprint reruns the source rule."""
-    if config["source"]["kind"] != "path":
+    cfg = config["sources"][wildcards.source]
+    if cfg["kind"] != "path":
         return None
-    return source.path_state(Path(config["source"]["path"]).expanduser())
+    return source.path_state(Path(cfg["path"]).expanduser())
+
+
+def get_build_source(wildcards):
+    return "results/sources/{}/manifest.json".format(
+        config["builds"][wildcards.build]["source"]
+    )
 
 
 def get_model_file_state(wildcards):
@@ -190,11 +242,10 @@ def get_cell_priority(wildcards):
     return (LAST_ROUND - cell["round"] + 1) * 1_000_000 - position
 
 
-def get_all_builds_and_models():
-    """Every build and model: no cell starts before all are ready, so round 1 of every cell runs first."""
-    return expand("results/builds/{build}/manifest.json", build=BUILDS) + expand(
-        "results/models/{model}/manifest.json", model=MODELS
-    )
+# Sources, builds and models come before every cell (a cell's priority is at most a few million):
+# then round 1 of every cell of every build runs before round 2 of any. A priority, not an input,
+# so adding a build or a source never reruns the cells of the others.
+PREPARE_PRIORITY = 1_000_000_000
 
 
 def get_serve_cell_files():
@@ -234,7 +285,8 @@ def get_serving_partners():
 
 
 wildcard_constraints:
+    source="[A-Za-z0-9_.-]+",
     topology="[A-Za-z0-9_.-]+",
-    build="[A-Za-z0-9_.-]+",
+    build="[A-Za-z0-9_.@-]+",
     model="[A-Za-z0-9_.-]+",
     cell="[A-Za-z0-9_.+-]+",

@@ -1,5 +1,8 @@
 FIGURE_NAMES = (
-    list(matrix.FIGURES) + list(matrix.SERVING_FIGURES) + list(matrix.RPC_FIGURES)
+    list(matrix.FIGURES)
+    + list(matrix.SERVING_FIGURES)
+    + list(matrix.RPC_FIGURES)
+    + [f"comparison_{name}" for name in config["comparisons"]]
 )
 
 
@@ -33,6 +36,7 @@ rule figures:
     params:
         baseline=matrix.baseline(BENCH),
         ttft_p90_limit_ms=config["serving"]["ttft_p90_limit_ms"],
+        comparisons=list(config["comparisons"]),
         version=get_rule_version("figures"),
     message:
         "Drawing figures and the best-settings table"

@@ -6,6 +6,7 @@ rule model:
         "results/logs/model/{model}.log",
     benchmark:
         "results/benchmarks/model/{model}.tsv"
+    priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
     resources:

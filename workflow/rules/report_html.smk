@@ -13,7 +13,7 @@ rule report_html:
         ),
         table="results/figures_table.csv",
         figures=expand("results/figures/{name}.png", name=FIGURE_NAMES),
-        source="results/source/manifest.json",
+        sources=expand("results/sources/{source}/manifest.json", source=SOURCES),
         builds=expand("results/builds/{build}/manifest.json", build=BUILDS),
         models=expand("results/models/{model}/manifest.json", model=MODELS),
         smokes=expand("results/smoke/{build}/{model}.json", build=BUILDS, model=MODELS),
@@ -29,6 +29,7 @@ rule report_html:
         "../../envs/llamabench.yaml"
     params:
         baseline=matrix.baseline(BENCH),
+        comparisons=list(config["comparisons"]),
         version=get_rule_version("report_html"),
     message:
         "Writing results/report.html"

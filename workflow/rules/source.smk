@@ -1,19 +1,20 @@
 rule source:
     output:
-        manifest="results/source/manifest.json",
+        manifest="results/sources/{source}/manifest.json",
     log:
-        "results/logs/source.log",
+        "results/logs/source/{source}.log",
     benchmark:
-        "results/benchmarks/source.tsv"
+        "results/benchmarks/source/{source}.tsv"
+    priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
     resources:
         bench_slot=1,
     params:
-        source=canonical(config["source"]),
-        tree_state=get_source_tree_state(),
+        source=lambda wildcards: canonical(config["sources"][wildcards.source]),
+        tree_state=get_source_tree_state,
         version=get_rule_version("source"),
     message:
-        "Fetching the llama.cpp source ({params.source[kind]})"
+        "Fetching llama.cpp source '{wildcards.source}' ({params.source[kind]})"
     script:
         RULE_SCRIPT

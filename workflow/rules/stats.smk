@@ -12,6 +12,7 @@ rule stats:
         "../../envs/llamabench.yaml"
     params:
         benchmark=canonical(BENCH),
+        comparisons=canonical(config["comparisons"]),
         version=get_rule_version("stats"),
     message:
         "Statistics over rounds, paired comparisons, roofline"

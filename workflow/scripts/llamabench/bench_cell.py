@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from llamabench import files, machine_lock, matrix, records, system_state
+from llamabench import commands, files, machine_lock, matrix, records, system_state
 from llamabench.entry import announce_failure
+from llamabench.errors import Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,15 @@ def bench_cell(smk: Any) -> None:
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
     log.info("cell %s", label)
     exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
-    cmd = command(exe, Path(smk.input.model), params, smk.params.delay)
     with machine_lock.held(f"cell {label}") as waited:
         state = system_state.snapshot()
-        result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
+        try:
+            cmd = command(exe, Path(smk.input.model), params, smk.params.delay)
+        except Unsupported as err:
+            log.warning("cell %s skipped: %s", label, err)
+            result = skipped([str(exe), "-m", str(smk.input.model)], str(err))
+        else:
+            result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
     announce_failure(f"cell {label}", result)
     if why := system_state.busy(state):
         log.warning("cell %s ran on a busy machine: %s", label, why)
@@ -77,7 +83,8 @@ def facts(build: dict[str, Any], model: dict[str, Any]) -> dict[str, dict[str, A
 
 
 def command(bench_exe: Path, model: Path, params: dict[str, Any], delay: int) -> list[str]:
-    cmd = [str(bench_exe), "-m", str(model), "-o", "json", *matrix.llama_bench_args(params)]
+    cmd = [str(bench_exe), "-m", str(model), "-o", "json",
+           *matrix.llama_bench_args(params, commands.help_text(bench_exe))]
     if delay:
         cmd += ["--delay", str(delay)]
     return cmd
@@ -157,6 +164,14 @@ def measure(
     if not ok:
         result["error"] = failure_reason(proc.returncode, stderr_path, result)
     return result
+
+
+def skipped(cmd: list[str], reason: str) -> dict[str, Any]:
+    """The run part of a cell this llama-bench cannot express: nothing ran, and the reason says why."""
+    now = time.time()
+    return {"command": cmd, "command_line": shlex.join(cmd), "start": files.now_iso(), "start_epoch": now,
+            "end_epoch": now, "duration_s": 0.0, "exit_status": 0, "timed_out": False, "peak_rss_mib": 0.0,
+            "records": [], "status": "skipped", "error": reason}
 
 
 def _relay(stream: IO[str], sink: IO[str], on_progress: Callable[[str], None]) -> None:

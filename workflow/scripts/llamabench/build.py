@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, machine_lock, records
+from llamabench import commands, files, history, machine_lock, records
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -186,8 +186,11 @@ def build(smk: Any) -> None:
     entry = cached_build(src, name, options, smk.threads)
     bin_dir = Path(smk.output.bin)
     install(entry, bin_dir)
+    # This build replaces any of another commit: keep that one's results (history.py).
+    history.archive(Path(smk.output.manifest).parents[2], name, src["commit"])
     records.write(smk.output.manifest, "build", {
         "name": name,
+        "source": smk.params.source,
         "requested_options": options,
         "commit": src["commit"],
         "build_number": src["build_number"],

@@ -54,8 +54,8 @@ def run_step(smk: Any, step: Callable[[Any], Any]) -> None:
 def announce_failure(what: str, result: dict[str, Any]) -> None:
     """A recorded failure lets the job succeed, so say it on the console and in the log."""
     if result["status"] != "ok":
-        log.warning("%s failed: %s", what, result["error"])
-        print(f"llamabench: {what} failed: {result['error']}")
+        log.warning("%s %s: %s", what, result["status"], result["error"])
+        print(f"llamabench: {what} {result['status']}: {result['error']}")
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:

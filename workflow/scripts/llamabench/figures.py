@@ -7,6 +7,7 @@ produces, so points on one line differ in that one parameter only.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +17,88 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from llamabench import files, matrix, records, rpc_summary, rpc_workers, serving_summary, stats  # noqa: E402
+from llamabench import files, matrix, records, rpc_summary, rpc_workers, serving_summary, stats, summary  # noqa: E402
 
 
 def figures(smk: Any) -> None:
     """Rule ``figures``: one PNG and SVG per figure, and the best-settings table."""
-    cells = records.read_table(Path(smk.input.stats), "stats_row")
+    every_cell = records.read_table(Path(smk.input.stats), "stats_row")
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
-    serving = records.read_table(Path(smk.input.serving), "serving_row")
-    rpc = records.read_table(Path(smk.input.rpc), "rpc_row")
+    # Sweeps show the current builds; kept versions appear in the comparisons only.
+    cells = current(every_cell)
+    serving = current(records.read_table(Path(smk.input.serving), "serving_row"))
+    rpc = current(records.read_table(Path(smk.input.rpc), "rpc_row"))
     base = dict(smk.params.baseline)
+    for name in smk.params.comparisons:
+        plot_comparison(pairs, every_cell, name, base, Path(smk.output[f"comparison_{name}_png"]),
+                        Path(smk.output[f"comparison_{name}_svg"]))
     for name in matrix.FIGURES:
         plot(cells, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
     plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
     plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
     plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
     parts = [stats.best_settings(cells, pairs, base),
-             serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms), rpc_summary.rpc_vs_local(rpc)]
+             serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms), rpc_summary.rpc_vs_local(rpc),
+             largest_changes(pairs)]
     best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
     records.write_table(Path(smk.output.table_csv), best)
     with files.atomic_path(Path(smk.output.table_md)) as tmp:
         tmp.write_text(best.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
+
+
+def current(table: pd.DataFrame) -> pd.DataFrame:
+    return table[~table["history"].astype(bool)]
+
+
+def comparison_rows(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The tested rows of one named comparison (a ratio with its CI)."""
+    mine = pairs[(pairs["comparison"] == "build vs build") & (pairs["name"] == name)]
+    return mine.dropna(subset=["ratio_ci_low", "ratio_ci_high"])
+
+
+def plot_comparison(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path,
+                    svg: Path) -> None:
+    """Candidate / baseline per cell and test with its 95 % CI, sorted; coloured by the verdict."""
+    rows = comparison_rows(pairs, name).sort_values("ratio")
+    axes = cells.drop_duplicates(["model", "cell"]).set_index(["model", "cell"])
+    colors = {stats.IMPROVED: "tab:green", stats.REGRESSED: "tab:red"}
+    fig, ax = plt.subplots(figsize=(11, max(2.5, 0.32 * len(rows) + 1.4)))
+    pairs_shown = sorted(set(zip(rows["candidate_build"], rows["baseline_build"])))
+    one_pair = len(pairs_shown) == 1
+    labels = [("" if one_pair else f"{r.candidate_build} vs {r.baseline_build} · ") + f"{r.model} · {r.test} · "
+              + (summary.setting_text(axes.loc[(r.model, r.baseline_cell)], base)
+                 if (r.model, r.baseline_cell) in axes.index else r.baseline_cell) for r in rows.itertuples()]
+    ax.errorbar(rows["ratio"], range(len(rows)), xerr=[rows["ratio"] - rows["ratio_ci_low"],
+                rows["ratio_ci_high"] - rows["ratio"]], fmt="none", ecolor="grey", capsize=3)
+    ax.scatter(rows["ratio"], range(len(rows)), c=[colors.get(v, "grey") for v in rows["verdict"]], zorder=3)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("candidate / baseline tokens/s, 95 % CI over paired rounds (green: improved, red: regressed)")
+    ax.set_title(f"comparison '{name}'" + (f": {pairs_shown[0][0]} vs {pairs_shown[0][1]}" if one_pair else ""))
+    ax.grid(alpha=0.3, axis="x")
+    if rows.empty:
+        empty_note(ax, "no cell measured on both builds over two or more rounds")
+    save(fig, png, svg)
+
+
+def largest_changes(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Figures-table rows: per named comparison, candidate and metric, the largest significant change."""
+    rows = []
+    tested = pairs[pairs["comparison"] == "build vs build"]
+    for (name, baseline, candidate, model), group in tested.groupby(["name", "baseline_build", "candidate_build",
+                                                                      "model"]):
+        for metric in ("pp", "tg"):
+            part = group[group["test"].str.startswith(metric) & group["verdict"].isin([stats.IMPROVED,
+                                                                                      stats.REGRESSED])]
+            row = {"build": candidate, "model": model,
+                   "metric": f"largest significant change in {metric} t/s vs {baseline} ({name}), ratio"}
+            if part.empty:
+                rows.append({**row, "setting": stats.NO_DIFFERENCE, "significant": False})
+                continue
+            top = part.loc[(part["ratio"].map(math.log).abs()).idxmax()]
+            rows.append({**row, "best_cell": top["candidate_cell"], "setting": f"{top['test']}: {top['verdict']}",
+                         "value": round(top["ratio"], 3), "significant": True, "p_adjusted": top["p_adjusted"]})
+    return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)
 
 
 def sweep(cells: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:

@@ -15,6 +15,8 @@ import random
 import re
 from typing import Any
 
+from llamabench.errors import Unsupported
+
 # Axis -> (llama-bench flag, short label used in the cell id), in id order.
 AXES: dict[str, tuple[str, str]] = {
     "threads": ("-t", "t"),
@@ -88,8 +90,19 @@ def _label(label: str, value: Any) -> str:
     return f"{label}{text}" if isinstance(value, int) or label.endswith("-") else f"{label}-{text}"
 
 
-def llama_bench_args(params: dict[str, Any]) -> list[str]:
-    """The cell's parameters as llama-bench flags, every axis explicit."""
+def llama_bench_args(params: dict[str, Any], help_text: str = "") -> list[str]:
+    """The cell's parameters as llama-bench flags, every axis explicit, spelled for this llama-bench.
+
+    ``help_text`` is the tool's ``--help``: trees before late 2025 take ``-fa`` as 0/1 only,
+    so on/off are translated and ``auto``, which they cannot express, raises Unsupported.
+    """
+    params = dict(params)
+    if "--flash-attn <0|1>" in help_text:
+        fa = params["flash_attn"]
+        if fa == "auto":
+            raise Unsupported("this llama-bench takes -fa 0/1 only (no auto): set flash_attn to on or off "
+                              "to measure this cell on it")
+        params["flash_attn"] = 1 if fa in ("on", 1, True) else 0
     args = []
     for axis, (flag, _) in AXES.items():
         args += [flag, str(params[axis])]

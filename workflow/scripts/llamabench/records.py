@@ -136,5 +136,5 @@ def write_table(path: Path, frame: Any) -> None:
 def unreadable(kind: str, path: Path, err: RecordError) -> dict[str, Any]:
     """The table row of a cell file that could not be read: all a bad record leaves is its path
     (``results/<kind of cell>/<build>/<model>/<cell>.json``)."""
-    return new(kind, {"build": path.parent.parent.name, "model": path.parent.name, "cell": path.stem,
-                      "status": "unreadable", "error": str(err)})
+    return new(kind, {"build": path.parent.parent.name, "history": False, "model": path.parent.name,
+                      "cell": path.stem, "status": "unreadable", "error": str(err)})

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import figures, files, matrix, records
+from llamabench import figures, files, matrix, records, summary
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -38,6 +38,34 @@ def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
     return shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0, classes="data")
 
 
+def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any]) -> pd.DataFrame:
+    """One named comparison, a row per cell and test both builds measured: both means with their CIs,
+    the ratio with its CI, the verdict."""
+    mine = pairs[(pairs["comparison"] == "build vs build") & (pairs["name"] == name)]
+    stats_of = cells.set_index(["build", "model", "cell", "test"])
+
+    def mean_ci(build: str, model: str, cell: str, test: str) -> str:
+        if (build, model, cell, test) not in stats_of.index:
+            return ""
+        row = stats_of.loc[(build, model, cell, test)]
+        ci = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if pd.notna(row["ci_low"]) else ""
+        return f"{row['mean_ts']:.2f}{ci}"
+
+    rows = []
+    for r in mine.sort_values("ratio", na_position="last").itertuples():
+        key = (r.model, r.baseline_cell, r.test)
+        setting = (summary.setting_text(stats_of.loc[(r.baseline_build, *key)], base)
+                   if (r.baseline_build, *key) in stats_of.index else r.baseline_cell)
+        ratio = "" if pd.isna(r.ratio) else f"{r.ratio:.3f}"
+        if pd.notna(r.ratio_ci_low):
+            ratio += f" [{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]"
+        rows.append({"baseline": r.baseline_build, "candidate": r.candidate_build, "model": r.model, "test": r.test,
+                     "setting": setting, "baseline t/s [95 % CI]": mean_ci(r.baseline_build, *key),
+                     "candidate t/s [95 % CI]": mean_ci(r.candidate_build, *key), "ratio [95 % CI]": ratio,
+                     "p adjusted": r.p_adjusted, "verdict": r.verdict})
+    return pd.DataFrame(rows)
+
+
 def embed_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
@@ -58,7 +86,8 @@ def report_html(smk: Any) -> None:
         builds=[records.read(p, "build") for p in smk.input.builds],
         models=[records.read(p, "model") for p in smk.input.models],
         smokes=[records.read(p, "smoke") for p in smk.input.smokes],
-        source=records.read(smk.input.source, "source"),
+        sources=[records.read(p, "source") for p in smk.input.sources],
+        comparison_names=list(smk.params.comparisons),
     )
     with files.atomic_path(Path(smk.output[0])) as tmp:
         tmp.write_text(page)
@@ -78,10 +107,13 @@ def render(
     builds: list[dict[str, Any]],
     models: list[dict[str, Any]],
     smokes: list[dict[str, Any]],
-    source: dict[str, Any],
+    sources: list[dict[str, Any]],
+    comparison_names: list[str],
 ) -> str:
     ok = table[table["status"] == "ok"]
-    failed = table[table["status"] != "ok"]
+    now = table[~table["history"].astype(bool)]
+    failed = now[~now["status"].isin(["ok", "skipped"])]
+    skipped = now[now["status"] == "skipped"]
     serving_failed = serving[serving["status"] != "ok"]
     pngs = {p.stem: p for p in figure_pngs}
     gpus = sorted({g for g in ok["gpu_info"].dropna() if g})
@@ -94,8 +126,14 @@ def render(
         hosts=sorted(table["hostname"].dropna().unique()),
         cpus=sorted(table["cpu"].dropna().unique()),
         gpus=gpus,
-        source=source,
+        sources=sources,
         builds=builds,
+        kept=sorted(set(table.loc[table["history"].astype(bool), "build"])),
+        version_comparisons=[
+            {"name": name, "table": html_table(comparison_table(pairs, cells, name, baseline)),
+             "src": embed_png(pngs[f"comparison_{name}"]) if f"comparison_{name}" in pngs else None}
+            for name in comparison_names
+        ],
         models=models,
         smokes=smokes,
         best_table=html_table(best),
@@ -121,5 +159,6 @@ def render(
         n_rpc=len(rpc),
         summary_table=html_table(ok, SUMMARY_COLUMNS),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
+        skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
         n_cells=len(table.drop_duplicates(["build", "model", "cell"])),
     )

@@ -24,6 +24,7 @@ from typing import Any
 from llamabench import bench_cell, commands, machine_lock, matrix, records, rpc_workers
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
+from llamabench.errors import Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def command(bench_exe: Path, model: Path, params: dict[str, Any], addresses: lis
         if devices != "none" and devices.count("RPC") != len(addresses):
             raise WorkerFailed(f"this llama-bench has no -dev: it runs on all workers or none, not {devices}")
         rpc = [] if devices == "none" else ["--rpc", ",".join(addresses)]
-    return [str(bench_exe), *rpc, "-m", str(model), "-o", "json", "--progress", *matrix.llama_bench_args(params)]
+    return [str(bench_exe), *rpc, "-m", str(model), "-o", "json", "--progress",
+            *matrix.llama_bench_args(params, commands.help_text(bench_exe))]
 
 
 
@@ -115,6 +117,9 @@ def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[
                                    f"(worker log: {log_path}); llama-bench: {run.get('error') or 'ok'}")
     except WorkerFailed as err:
         result["error"] = str(err)
+    except Unsupported as err:
+        log.warning("skipped: %s", err)
+        result.update(status="skipped", error=str(err))
     return result
 
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import matrix, records, rpc_workers, summary
+from llamabench import history, matrix, records, rpc_workers, summary
 from llamabench.records import RecordError
 
 
 def rpc_summary(smk: Any) -> None:
     """Rule ``rpc_summary``: results/rpc_summary.csv."""
     cells = [Path(p) for p in smk.input.cells]
-    table = summarize(cells)
+    kept = history.kept(Path(smk.output.csv).parent, "rpc")
+    table = summarize(cells + kept)
     records.write_table(Path(smk.output.csv), table)
     summary.write_failed(Path(smk.output.failed), cells, table)
 
@@ -29,9 +30,9 @@ def summarize(cell_paths: list[Path]) -> pd.DataFrame:
     cells, rows = [], []
     for path in sorted(cell_paths):
         try:
-            cells.append(records.read(path, "rpc_cell"))
+            cells.append(history.read(path, "rpc_cell"))
         except RecordError as err:
-            rows.append(records.unreadable("rpc_row", path, err))
+            rows.append(history.unreadable("rpc_row", path, err))
     measured = {partner_key(c): speeds(c) for c in cells}
     for cell in cells:
         local = measured.get(partner_key(cell, devices="none"), {})
@@ -62,8 +63,9 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
     devices = run["rpc_devices"]
     names = {endpoint: name for name, endpoint in devices.items()}
     row: dict[str, Any] = {
-        "build": cell["build"]["name"], "model": cell["model"]["name"], "cell": cell["cell"], "status": run["status"],
-        "topology": cell["topology"], "link_rate": cell["link_rate"], "devices": cell["devices"],
+        "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
+        "cell": cell["cell"], "status": run["status"], "topology": cell["topology"], "link_rate": cell["link_rate"],
+        "devices": cell["devices"],
         "workers_used": 0 if cell["devices"] == "none" else cell["devices"].count("RPC"),
         "workers": "; ".join(f"{names.get(w['address'], '?')}={w['kind']} {w['address']} {w['device'] or 'all'}"
                              for w in run["workers"]) or None,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llamabench import matrix, records, summary
+from llamabench import history, matrix, records, summary
 from llamabench.records import RecordError
 
 
@@ -23,7 +23,8 @@ def serving_summary(smk: Any) -> None:
     """Rule ``serving_summary``: results/serving_summary.csv."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
     cells = [Path(p) for p in smk.input.cells]
-    table = summarize(cells, partners, dict(smk.params.min_requests))
+    kept = history.kept(Path(smk.output.csv).parent, "serving")
+    table = summarize(cells + kept, partners, dict(smk.params.min_requests))
     records.write_table(Path(smk.output.csv), table)
     summary.write_failed(Path(smk.output.failed), cells, table)
 
@@ -32,9 +33,9 @@ def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: 
     rows = []
     for path in sorted(cell_paths):
         try:
-            cell = records.read(path, "serve_cell")
+            cell = history.read(path, "serve_cell")
         except RecordError as err:
-            rows.append(records.unreadable("serving_row", path, err))
+            rows.append(history.unreadable("serving_row", path, err))
             continue
         partner = records.read(partners[path], "bench_cell") if path in partners else None
         rows.append(cell_row(cell, partner, min_requests))
@@ -53,8 +54,8 @@ def tail(values: list[float], q: int, needed: int) -> tuple[float | None, bool]:
 def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests: dict[str, int]) -> dict[str, Any]:
     run, params = cell["serving"], cell["params"]
     row: dict[str, Any] = {
-        "build": cell["build"]["name"], "model": cell["model"]["name"], "cell": cell["cell"], "status": run["status"],
-        **{axis: params[axis] for axis in matrix.SERVING_AXES},
+        "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
+        "cell": cell["cell"], "status": run["status"], **{axis: params[axis] for axis in matrix.SERVING_AXES},
         "hostname": cell["host"]["hostname"], "cpu": cell["host"]["cpu"], "commit": cell["build"]["commit"],
         "command_line": run["command_line"], "error": run["error"],
     }

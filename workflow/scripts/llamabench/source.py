@@ -30,7 +30,7 @@ VENDOR_PREFIX = "vendor/llama.cpp/"
 
 
 def source(smk: Any) -> None:
-    """Rule ``source``: the source record at ``results/source/manifest.json``."""
+    """Rule ``source``: the source record at ``results/sources/<source>/manifest.json``."""
     records.write(smk.output.manifest, "source", fetch(dict(smk.params.source)))
 
 

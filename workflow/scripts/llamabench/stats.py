@@ -31,6 +31,8 @@ from scipy import stats as scistats
 from llamabench import matrix, records, summary
 
 NO_DIFFERENCE = "no significant difference"
+# Verdicts on tokens/s: higher is better.
+IMPROVED, REGRESSED = "improved", "regressed"
 
 
 def stats(smk: Any) -> None:
@@ -40,7 +42,7 @@ def stats(smk: Any) -> None:
     cells = cell_stats(table, bench["noisy_cv"])
     cells = add_roofline(cells, records.read(smk.input.bandwidth, "bandwidth"),
                          {m["name"]: m for m in (records.read(p, "model") for p in smk.input.models)})
-    pairs = comparisons(table, matrix.baseline(bench), bench["alpha"])
+    pairs = comparisons(table, matrix.baseline(bench), bench["alpha"], dict(smk.params.comparisons))
     records.write_table(Path(smk.output.stats), cells)
     records.write_table(Path(smk.output.comparisons), pairs)
 
@@ -78,7 +80,7 @@ def cell_stats(table: pd.DataFrame, noisy_cv: float) -> pd.DataFrame:
             sd = float(first["stddev_ts"] or 0)
             err = (sd, sd, "stddev of the repetitions (one round)")
         rows.append(records.new("stats_row", {
-            "build": build, "model": model, "cell": base, "test": test,
+            "build": build, "history": bool(first["history"]), "model": model, "cell": base, "test": test,
             **{axis: first[axis] for axis in matrix.AXES},
             "rounds": len(values), "round_means": json.dumps([round(v, 3) for v in values]),
             "mean_ts": mean, "ci_low": ci[0], "ci_high": ci[1], "pi_low": pi[0], "pi_high": pi[1], "cv": cv,
@@ -108,9 +110,11 @@ def add_roofline(cells: pd.DataFrame, bandwidth: dict[str, Any], models: dict[st
     return cells
 
 
-def comparisons(table: pd.DataFrame, base: dict[str, Any], alpha: float) -> pd.DataFrame:
-    """Every setting against the defaults cell (same build, model and workload), and every pair of builds on
-    the same cell; paired by round, tested on log ratios, corrected together (Benjamini-Hochberg)."""
+def comparisons(table: pd.DataFrame, base: dict[str, Any], alpha: float,
+                named: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Every setting against the defaults cell (same build, model and workload), and the config's named
+    build comparisons on every cell both measured; paired by round, tested on log ratios, all corrected
+    together (Benjamini-Hochberg)."""
     means = round_means(table)
     keyed = {key: group.set_index("round") for key, group in means.groupby(["build", "model", "base_cell", "test"])}
     base_id = matrix.cell_id(base)
@@ -121,12 +125,13 @@ def comparisons(table: pd.DataFrame, base: dict[str, Any], alpha: float) -> pd.D
         if cell != base_id and same_workload and (build, model, base_id, test) in keyed:
             rows.append(compare("setting vs defaults", keyed[(build, model, base_id, test)], group,
                                 (build, model, base_id, test), (build, model, cell, test)))
-    builds = sorted({key[0] for key in keyed})
-    for first, second in itertools.combinations(builds, 2):
-        for (build, model, cell, test), group in keyed.items():
-            if build == first and (second, model, cell, test) in keyed:
-                rows.append(compare("build vs build", group, keyed[(second, model, cell, test)],
-                                    (first, model, cell, test), (second, model, cell, test)))
+    current = sorted(set(table.loc[~table["history"].astype(bool), "build"]))
+    for name, spec in (named or {}).items():
+        for first, second in build_pairs(spec, current):
+            for (build, model, cell, test), group in keyed.items():
+                if build == first and (second, model, cell, test) in keyed:
+                    rows.append({**compare("build vs build", group, keyed[(second, model, cell, test)],
+                                           (first, model, cell, test), (second, model, cell, test)), "name": name})
     frame = pd.DataFrame(rows, columns=[c for c in records.columns("comparison_row")])
     tested = frame["p_value"].notna()
     if tested.any():
@@ -134,6 +139,16 @@ def comparisons(table: pd.DataFrame, base: dict[str, Any], alpha: float) -> pd.D
     frame["verdict"] = [verdict(r, alpha) for r in frame.itertuples()]
     return pd.DataFrame([records.new("comparison_row", r) for r in frame.to_dict("records")],
                         columns=records.columns("comparison_row"))
+
+
+def build_pairs(spec: dict[str, Any], current: list[str]) -> list[tuple[str, str]]:
+    """(baseline, candidate) pairs of one named comparison: the baseline against each build, or, without
+    a baseline, every pair; an empty build list means every current build."""
+    builds = list(spec.get("builds") or current)
+    baseline = spec.get("baseline")
+    if baseline:
+        return [(baseline, build) for build in builds if build != baseline]
+    return list(itertools.combinations(builds, 2))
 
 
 def compare(kind: str, baseline: pd.DataFrame, candidate: pd.DataFrame, base_key: tuple, cand_key: tuple,
@@ -171,7 +186,7 @@ def verdict(row: Any, alpha: float) -> str:
         return row.note if isinstance(row.note, str) else "not tested"
     if row.p_adjusted >= alpha:
         return NO_DIFFERENCE
-    return "faster" if row.ratio > 1 else "slower"
+    return IMPROVED if row.ratio > 1 else REGRESSED
 
 
 def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
@@ -180,11 +195,12 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]
     rows = []
     base_id = matrix.cell_id(base)
     own = pairs[pairs["comparison"] == "setting vs defaults"]
-    for (build, model), group in cells[cells["cell"] == base_id].groupby(["build", "model"]):
+    current = cells[(cells["cell"] == base_id) & ~cells["history"].astype(bool)]
+    for (build, model), group in current.groupby(["build", "model"]):
         for _, ref in group.iterrows():
             label = "tg t/s" if str(ref["test"]).startswith("tg") else "pp t/s"
             tested = own[(own["baseline_build"] == build) & (own["model"] == model) & (own["test"] == ref["test"])]
-            winners = tested[tested["verdict"] == "faster"]
+            winners = tested[tested["verdict"] == IMPROVED]
             row = {"build": build, "model": model, "metric": label, "defaults_value": round(ref["mean_ts"], 2)}
             if winners.empty:
                 rows.append({**row, "best_cell": base_id, "setting": f"defaults ({NO_DIFFERENCE} found)",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import files, matrix, records, system_state
+from llamabench import files, history, matrix, records, system_state
 from llamabench.records import RecordError
 
 MEASURES = ["avg_ts", "stddev_ts", "avg_ns", "stddev_ns"]
@@ -26,14 +26,14 @@ LLAMA_BENCH_FACTS = ["build_commit", "build_number", "cpu_info", "gpu_info", "ba
 def summary(smk: Any) -> None:
     """Rule ``summary``: results/summary.csv and the list of failed cell files."""
     cells = [Path(p) for p in smk.input.cells]
-    table = summarize(cells)
+    table = summarize(cells + history.kept(Path(smk.output.csv).parent, "cells"))
     records.write_table(Path(smk.output.csv), table)
     write_failed(Path(smk.output.failed), cells, table)
 
 
 def write_failed(target: Path, cell_paths: list[Path], table: pd.DataFrame) -> None:
     """The cell files whose run failed or could not be read, for ``snakemake --forcerun $(cat ...)``."""
-    failed = table[~table["status"].isin(["ok", "skipped"])]
+    failed = table[~table["status"].isin(["ok", "skipped"]) & ~table["history"].astype(bool)]
     bad = set(zip(failed["build"], failed["model"], failed["cell"]))
     with files.atomic_path(target) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in sorted(cell_paths)
@@ -41,13 +41,16 @@ def write_failed(target: Path, cell_paths: list[Path], table: pd.DataFrame) -> N
 
 
 def summarize(cell_paths: list[Path]) -> pd.DataFrame:
-    """The summary table: a row per cell and test, one row for a cell that failed or could not be read."""
+    """The summary table: a row per cell and test, one row for a cell that failed or could not be read.
+
+    Kept records of earlier versions (history.py) get their history label as build name.
+    """
     rows = []
     for path in sorted(cell_paths):
         try:
-            rows_of_cell = cell_rows(records.read(path, "bench_cell"))
+            rows_of_cell = cell_rows(history.read(path, "bench_cell"))
         except RecordError as err:
-            rows_of_cell = [records.unreadable("summary_row", path, err)]
+            rows_of_cell = [history.unreadable("summary_row", path, err)]
         rows += rows_of_cell
     frame = pd.DataFrame(rows, columns=records.columns("summary_row"))
     return frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
@@ -61,10 +64,11 @@ def test_name(n_prompt: int, n_gen: int) -> str:
 
 
 def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
-    """The summary rows of one bench_cell record."""
+    """The summary rows of one bench_cell record (read through history.read)."""
     run = cell["llama_bench"]
     common = {
         "build": cell["build"]["name"],
+        "history": cell.get("history", False),
         "model": cell["model"]["name"],
         "cell": cell["cell"],
         "base_cell": cell["base_cell"],
