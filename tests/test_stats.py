@@ -124,3 +124,16 @@ def test_the_correction_covers_every_comparison() -> None:
     adjusted = list(stats.scistats.false_discovery_control(p))
     assert adjusted[0] == pytest.approx(0.04) and adjusted[-1] == pytest.approx(0.5)
     assert summary.BEST_COLUMNS[-2:] == ["significant", "p_adjusted"]
+
+
+def test_the_conclusions_name_the_fastest_value_of_each_sweep_and_whether_it_is_supported() -> None:
+    """The batch sweep (defaults vs ubatch 128): a real gain is the best batch and significant; noise is not."""
+    table = recorded()
+    gain = scaled(table, UB128, {1: 1.5, 2: 1.5, 3: 1.5})
+    cells = stats.cell_stats(gain, 0.05)
+    rows = stats.answers(cells, stats.comparisons(gain, BASE, 0.05), BASE).set_index("metric")
+    assert set(rows.index) == {"best batch for pp t/s", "best batch for tg t/s"}  # threads and ngl not swept
+    assert rows.loc["best batch for tg t/s", "best_cell"] == UB128 and rows.loc["best batch for tg t/s", "significant"]
+    assert rows.loc["best batch for tg t/s", "setting"] == "ubatch_size=128"
+    plain = stats.answers(stats.cell_stats(table, 0.05), stats.comparisons(table, BASE, 0.05), BASE)
+    assert not plain["significant"].any()

@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -14,12 +15,19 @@ from llamabench import (
     code_version,
     history,
     matrix,
+    presets,
     records,
     rpc_workers,
     source,
+    synthetic,
 )  # noqa: E402
 from llamabench import build as build_options  # noqa: E402
+from llamabench.errors import UserError  # noqa: E402
 
+# A config may extend another file (presets share one study definition): merged here, first.
+_resolved = presets.resolve(dict(config), Path("config"))
+config.clear()
+config.update(_resolved)
 # What the user wrote, before the schema fills in defaults.
 GIVEN = copy.deepcopy(config)
 if "source" in config:
@@ -66,6 +74,47 @@ for _build, _cfg in config["builds"].items():
         )
     else:
         _cfg["source"] = SOURCES[0]
+for _model, _cfg in config["models"].items():
+    if _cfg["kind"] != "synthetic":
+        continue
+    _where = f"models.{_model}"
+    if "like" in _cfg:
+        check_names(f"{_where}.like", [_cfg["like"]], MODELS, "models")
+        if config["models"][_cfg["like"]]["kind"] == "synthetic":
+            raise ValueError(f"{_where}.like names a synthetic model: name a real one")
+    else:
+        if "type" not in _cfg:
+            raise ValueError(f"{_where}.type is needed (Q4_K_M, Q6_K, Q8_0, F16, ...)")
+        try:
+            synthetic.shape_of(_cfg)
+        except UserError as err:
+            raise ValueError(f"{_where}: {err}") from None
+    _cfg.setdefault("build", BUILDS[0])
+    check_names(f"{_where}.build", [_cfg["build"]], BUILDS, "builds")
+
+
+def missing_nvcc():
+    """The one sentence for a CUDA build whose nvcc is not here, or None."""
+    for name, cfg in config["builds"].items():
+        if build_options.option_enabled(cfg["cmake_options"], "GGML_CUDA"):
+            try:
+                build_options.find_nvcc(name)
+            except UserError as err:
+                return str(err)
+    return None
+
+
+# A dry run still plans every job and says what is missing; a run here stops before the first job
+# (onstart, which dry runs skip). Where jobs run elsewhere (a cluster), the nodes have their own nvcc.
+if MISSING_NVCC := missing_nvcc():
+    logger.warning(MISSING_NVCC)
+
+
+onstart:
+    if MISSING_NVCC and workflow.local_exec:
+        raise WorkflowError(MISSING_NVCC)
+
+
 KEPT = history.labels(Path("results"))
 for _name, _comparison in config["comparisons"].items():
     _named = [_comparison["baseline"]] if "baseline" in _comparison else []
@@ -195,6 +244,17 @@ def get_build_source(wildcards):
     return "results/sources/{}/manifest.json".format(
         config["builds"][wildcards.build]["source"]
     )
+
+
+def get_model_inputs(wildcards):
+    """A synthetic model needs the build whose llama-quantize it uses, and the model it copies (like)."""
+    cfg = config["models"][wildcards.model]
+    if cfg["kind"] != "synthetic":
+        return {}
+    found = {"build": f"results/builds/{cfg['build']}/manifest.json"}
+    if "like" in cfg:
+        found["like"] = ancient(f"results/models/{cfg['like']}/model.gguf")
+    return found
 
 
 def get_model_file_state(wildcards):

@@ -1,4 +1,6 @@
 rule model:
+    input:
+        unpack(get_model_inputs),
     output:
         gguf="results/models/{model}/model.gguf",
         manifest="results/models/{model}/manifest.json",

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Bump whenever the build procedure below changes what ends up in a cache entry:
 # it is part of the cache key, so a bump rebuilds (README: what reruns when).
-RULE_VERSION = 1
+RULE_VERSION = 2  # 2: llama-quantize (synthetic models) among the binaries
 
 BASE_OPTIONS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -44,6 +44,7 @@ ROLES: dict[str, list[str]] = {
     "completion": ["llama-completion", "llama-cli"],
     "server": ["llama-server"],
     "rpc_server": ["ggml-rpc-server", "rpc-server"],
+    "quantize": ["llama-quantize"],
 }
 REQUIRED_ROLES = {"bench", "completion"}
 
@@ -73,14 +74,19 @@ def check_toolchain(options: list[str], build_name: str) -> dict[str, str]:
         "cc": _find_compiler("CC", ["cc", "gcc", "clang"], "C"),
     }
     if option_enabled(options, "GGML_CUDA"):
-        nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
-        if not nvcc:
-            raise UserError(
-                f"build '{build_name}' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found: "
-                "install the CUDA toolkit and put its bin directory on PATH"
-            )
-        tools["nvcc"] = nvcc
+        tools["nvcc"] = find_nvcc(build_name)
     return tools
+
+
+def find_nvcc(build_name: str) -> str:
+    """nvcc ($CUDACXX or on PATH), or the one sentence that says it is missing."""
+    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
+    if not nvcc:
+        raise UserError(
+            f"build '{build_name}' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found: "
+            "install the CUDA toolkit and put its bin directory on PATH"
+        )
+    return nvcc
 
 
 def _find_compiler(env: str, names: list[str], language: str) -> str:

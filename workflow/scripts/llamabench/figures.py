@@ -39,7 +39,7 @@ def figures(smk: Any) -> None:
     plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
     parts = [stats.best_settings(cells, pairs, base),
              serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms), rpc_summary.rpc_vs_local(rpc),
-             largest_changes(pairs)]
+             largest_changes(pairs), stats.answers(cells, pairs, base)]
     best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
     records.write_table(Path(smk.output.table_csv), best)
     with files.atomic_path(Path(smk.output.table_md)) as tmp:
@@ -101,21 +101,11 @@ def largest_changes(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)
 
 
-def sweep(cells: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
-    """Cell statistics whose axes outside ``free`` all keep their default value."""
-    ok = cells.astype({"test": str})
-    mask = pd.Series(True, index=ok.index)
-    for axis in matrix.AXES:
-        if axis not in free:
-            mask &= ok[axis].astype(str) == str(base[axis])
-    return ok[mask]
-
-
 def swept(cells: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
     """Whether figure ``name`` has more than the default value of its axis to show."""
     x_axis, split, _ = matrix.FIGURES[name]
     axes = [a for a in (x_axis, split) if a]
-    data = sweep(cells, set(axes), base)
+    data = stats.sweep(cells, set(axes), base)
     return any(data[a].nunique() > 1 for a in axes)
 
 
@@ -123,7 +113,7 @@ def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: P
     """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right; error bars
     are the 95 % CI over rounds (the repetitions' stddev where a cell has one round)."""
     x_axis, split, log_x = matrix.FIGURES[name]
-    data = sweep(cells, {x_axis, split} - {None}, base)
+    data = stats.sweep(cells, {x_axis, split} - {None}, base)
     data = data.assign(x=pd.to_numeric(data[x_axis]))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (kind, label) in zip(panels, [("pp", "prompt processing"), ("tg", "text generation")]):

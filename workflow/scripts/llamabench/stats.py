@@ -214,3 +214,42 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]
                          "value": round(best["candidate_mean_ts"], 2), "speedup_vs_defaults": round(best["ratio"], 3),
                          "significant": True, "p_adjusted": best["p_adjusted"]})
     return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)
+
+
+def sweep(cells: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataFrame:
+    """Cell statistics whose axes outside ``free`` all keep their default value: one figure's slice."""
+    ok = cells.astype({"test": str})
+    mask = pd.Series(True, index=ok.index)
+    for axis in matrix.AXES:
+        if axis not in free:
+            mask &= ok[axis].astype(str) == str(base[axis])
+    return ok[mask]
+
+
+def answers(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:
+    """The lab report's questions, one figures-table row each: per swept figure (best threads, best batch,
+    best GPU layers), build, model and metric, the fastest value of that sweep, and whether it beats the
+    defaults significantly."""
+    rows = []
+    own = pairs[pairs["comparison"] == "setting vs defaults"]
+    base_id = matrix.cell_id(base)
+    for name, (x_axis, split, _) in matrix.FIGURES.items():
+        data = sweep(cells[~cells["history"].astype(bool)], {x_axis, split} - {None}, base)
+        data = data[~data["test"].str.contains("+", regex=False)]
+        for (build, model, kind), group in data.groupby(["build", "model", data["test"].str[:2]]):
+            if group["cell"].nunique() < 2:
+                continue  # not swept for this build
+            best = group.loc[group["mean_ts"].idxmax()]
+            ref = group[group["cell"] == base_id]
+            tested = own[(own["candidate_cell"] == best["cell"]) & (own["baseline_build"] == build)
+                         & (own["model"] == model) & (own["test"] == best["test"])]
+            significant = bool(len(tested)) and tested.iloc[0]["verdict"] == IMPROVED
+            rows.append({"build": build, "model": model, "metric": f"best {name} for {kind} t/s",
+                         "best_cell": best["cell"], "setting": summary.setting_text(best, base),
+                         "value": round(float(best["mean_ts"]), 2),
+                         "defaults_value": round(float(ref.iloc[0]["mean_ts"]), 2) if len(ref) else None,
+                         "speedup_vs_defaults": round(float(best["mean_ts"] / ref.iloc[0]["mean_ts"]), 3)
+                         if len(ref) else None,
+                         "significant": significant,
+                         "p_adjusted": tested.iloc[0]["p_adjusted"] if len(tested) else None})
+    return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)

@@ -70,6 +70,7 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "build": cell["build"]["name"],
         "history": cell.get("history", False),
         "model": cell["model"]["name"],
+        "synthetic": bool(cell["model"]["origin"].get("synthetic")),
         "cell": cell["cell"],
         "base_cell": cell["base_cell"],
         "round": cell["round"],

@@ -1,0 +1,71 @@
+"""The ready-made studies in presets/: each plans every job (a dry run) from its own directory, variants
+extend one definition, and a CUDA study without nvcc says so before any job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, snakemake
+from llamabench import presets
+from test_workflow import job_counts
+
+PRESETS = ROOT / "presets"
+
+
+def without_nvcc() -> dict[str, str]:
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not shutil.which("nvcc", path=p))
+    return {k: v for k, v in os.environ.items() if k != "CUDACXX"} | {"PATH": path}
+
+
+def plan(preset: str, tmp_path: Path, env: dict[str, str] | None = None) -> tuple[dict[str, int], str]:
+    """A dry run in a copy of the preset's directory (the repository's stays clean)."""
+    workdir = tmp_path / "presets" / preset
+    shutil.copytree(PRESETS, tmp_path / "presets", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("results", ".snakemake"))
+    out = snakemake(workdir, "-n", "--cores", "16", env=env)
+    return job_counts(out.stdout + out.stderr), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("preset", ["lab-report", "lab-report-offline"])
+def test_the_lab_report_plans_every_job_and_names_the_missing_nvcc(preset: str, tmp_path: Path) -> None:
+    jobs, text = plan(preset, tmp_path, without_nvcc())
+    assert "build 'cuda-rpc' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found" in text
+    # 2 builds; cells: defaults, threads 1/2/8, batch 4 more, ngl 5 (one is the defaults') x 3 rounds, per build
+    assert jobs["build"] == 2 and jobs["bench_cell"] == 66 and jobs["rpc_cell"] == 4 and jobs["serve_cell"] == 8
+    workdir = tmp_path / "presets" / preset
+    out = snakemake(workdir, "--cores", "2", env=without_nvcc(), check=False)
+    assert out.returncode != 0 and "nvcc was not found" in out.stderr and not (workdir / "results").exists()
+
+
+def test_the_offline_variant_swaps_only_the_source_and_the_model(tmp_path: Path) -> None:
+    online, _ = plan("lab-report", tmp_path)
+    offline, _ = plan("lab-report-offline", tmp_path)
+    assert online == offline
+    config = presets.resolve({"extends": "../../lab-report/config/config.yaml"},
+                             PRESETS / "lab-report-offline" / "config")
+    assert config["sources"]["lab"]["kind"] == "git" and config["models"]["llama-3.2-3b"]["kind"] == "hf"
+
+
+def test_the_gpu_variant_is_one_cuda_build_with_short_sweeps(tmp_path: Path) -> None:
+    jobs, _ = plan("lab-report-gpu", tmp_path)
+    assert jobs["build"] == 1 and jobs["bench_cell"] == 10 and "serve_cell" not in jobs and jobs["rpc_cell"] == 4
+
+
+def test_extending_replaces_kinded_and_empty_entries_and_null_removes() -> None:
+    base = {"models": {"m": {"kind": "hf", "repo_id": "r", "filename": "f"}}, "builds": {"a": {}, "b": {}},
+            "serving": {"scenarios": {"s": {"concurrency": [1]}}, "timeout": 5}}
+    merged = presets.merge(base, {"models": {"m": {"kind": "synthetic", "shape": "llama-3.2-1b"}},
+                                  "builds": {"b": None}, "serving": {"scenarios": {}}})
+    assert merged == {"models": {"m": {"kind": "synthetic", "shape": "llama-3.2-1b"}}, "builds": {"a": {}},
+                      "serving": {"scenarios": {}, "timeout": 5}}
+
+
+def test_a_config_that_extends_itself_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="extends itself"):
+        presets.resolve({"extends": "a.yaml"}, tmp_path)

@@ -1,0 +1,263 @@
+"""Synthetic GGUF models: an architecture's shape with random weights, quantised by the build's own llama-quantize.
+
+Throughput depends on tensor shapes and types, not on weight values, so a
+synthetic file answers "how would a model of this size run here?" before
+gigabytes are downloaded, and gives a GPU machine without network a model of
+any size. The weights are F16/F32 from a seeded generator (one random block,
+repeated: values do not matter, generation time does), the vocabulary is a
+valid SentencePiece-style one of the configured size (``<unk>``, ``<s>``,
+``</s>``, the 256 byte tokens, then filler pieces, the only ones ever generated): a tokenizer of ``none``
+loads in llama-bench but aborts llama-server when it tokenizes, and the
+``test`` tokenizer exists only in newer trees. EOS may then be sampled early,
+so benchmarks pass ``-n`` and ignore EOS.
+
+``like: <model>`` copies another configured model's hyper-parameters and the
+quantisation type of every tensor (a "Q4_K_M" file mixes several types), so
+the two can be benchmarked side by side (benchmarks/synthetic_vs_real.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llamabench import commands, files
+from llamabench.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Published hyper-parameters (the models' config.json), by the names users know them by.
+SHAPES: dict[str, dict[str, Any]] = {
+    "gemma3-270m": {"architecture": "gemma3", "layers": 18, "embedding": 640, "heads": 4, "kv_heads": 1,
+                    "head_dim": 256, "ffn": 2048, "vocab": 262144, "context": 32768, "tied": True},
+    "llama-3.2-1b": {"architecture": "llama", "layers": 16, "embedding": 2048, "heads": 32, "kv_heads": 8,
+                     "head_dim": 64, "ffn": 8192, "vocab": 128256, "context": 131072, "tied": True},
+    "llama-3.2-3b": {"architecture": "llama", "layers": 28, "embedding": 3072, "heads": 24, "kv_heads": 8,
+                     "head_dim": 128, "ffn": 8192, "vocab": 128256, "context": 131072, "tied": True},
+    "llama-3.1-8b": {"architecture": "llama", "layers": 32, "embedding": 4096, "heads": 32, "kv_heads": 8,
+                     "head_dim": 128, "ffn": 14336, "vocab": 128256, "context": 131072, "tied": False},
+    "qwen2.5-0.5b": {"architecture": "qwen2", "layers": 24, "embedding": 896, "heads": 14, "kv_heads": 2,
+                     "head_dim": 64, "ffn": 4864, "vocab": 151936, "context": 32768, "tied": True},
+    "qwen3-0.6b": {"architecture": "qwen3", "layers": 28, "embedding": 1024, "heads": 16, "kv_heads": 8,
+                   "head_dim": 128, "ffn": 3072, "vocab": 151936, "context": 40960, "tied": True},
+}
+SHAPE_KEYS = ("architecture", "layers", "embedding", "heads", "kv_heads", "head_dim", "ffn", "vocab", "context",
+              "tied")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
+# Per architecture: rms-norm epsilon, rope base, and the tensors a block has beyond llama's.
+ARCH_FACTS: dict[str, dict[str, Any]] = {
+    "llama": {"eps": 1e-5, "rope_base": 500000.0, "extra": ()},
+    "qwen2": {"eps": 1e-6, "rope_base": 1000000.0, "extra": ("attn_q.bias", "attn_k.bias", "attn_v.bias")},
+    "qwen3": {"eps": 1e-6, "rope_base": 1000000.0, "extra": ("attn_q_norm.weight", "attn_k_norm.weight")},
+    "gemma3": {"eps": 1e-6, "rope_base": 1000000.0,
+               "extra": ("attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
+                         "post_ffw_norm.weight")},
+}
+LLAMA_BLOCK = ("attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
+               "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight")
+# Token types of llama.cpp's SentencePiece vocabulary.
+NORMAL, UNKNOWN, CONTROL, BYTE = 1, 2, 3, 6
+RANDOM_BLOCK = 1 << 20
+SPECIAL_AND_BYTES = 3 + 256
+
+
+def shape_of(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The shape a synthetic model entry asks for: a named shape, overridden key by key."""
+    base = dict(SHAPES[cfg["shape"]]) if "shape" in cfg else {}
+    shape = {**base, **{key: cfg[key] for key in SHAPE_KEYS if key in cfg}}
+    missing = [key for key in SHAPE_KEYS if key not in shape and key not in ("head_dim", "tied")]
+    if missing:
+        raise UserError(f"a synthetic model needs shape: <name> or {', '.join(missing)}")
+    shape.setdefault("head_dim", shape["embedding"] // shape["heads"])
+    shape.setdefault("tied", True)
+    if shape["architecture"] not in ARCHITECTURES:
+        raise UserError(f"synthetic architecture {shape['architecture']!r}: one of {', '.join(ARCHITECTURES)}")
+    if shape["architecture"] == "gemma3" and shape["layers"] < 6:
+        # Every sixth Gemma 3 layer attends globally; with none, mid-2025 trees crash (SIGSEGV) at warm-up.
+        raise UserError("a synthetic gemma3 needs at least 6 layers (one global-attention layer)")
+    if shape["vocab"] < 259 + 1:
+        raise UserError("a synthetic vocabulary needs at least 260 tokens (3 special, 256 bytes, 1 piece)")
+    return shape
+
+
+def tensors(shape: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, numpy shape) of every tensor, in llama.cpp's names; weights are (out, in)."""
+    emb, hd, q, kv, ffn = (shape["embedding"], shape["head_dim"], shape["heads"] * shape["head_dim"],
+                          shape["kv_heads"] * shape["head_dim"], shape["ffn"])
+    sizes = {"attn_norm.weight": (emb,), "attn_q.weight": (q, emb), "attn_k.weight": (kv, emb),
+             "attn_v.weight": (kv, emb), "attn_output.weight": (emb, q), "ffn_norm.weight": (emb,),
+             "ffn_gate.weight": (ffn, emb), "ffn_up.weight": (ffn, emb), "ffn_down.weight": (emb, ffn),
+             "attn_q.bias": (q,), "attn_k.bias": (kv,), "attn_v.bias": (kv,), "attn_q_norm.weight": (hd,),
+             "attn_k_norm.weight": (hd,), "post_attention_norm.weight": (emb,), "post_ffw_norm.weight": (emb,)}
+    block = list(LLAMA_BLOCK) + list(ARCH_FACTS[shape["architecture"]]["extra"])
+    found = [("token_embd.weight", (shape["vocab"], emb)), ("output_norm.weight", (emb,))]
+    if not shape["tied"]:
+        found.append(("output.weight", (shape["vocab"], emb)))
+    for layer in range(shape["layers"]):
+        found += [(f"blk.{layer}.{name}", sizes[name]) for name in block]
+    return found
+
+
+def vocabulary(size: int) -> tuple[list[str], list[float], list[int]]:
+    """A valid SentencePiece-style vocabulary: unk, bos, eos, the 256 byte tokens, then filler pieces."""
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [UNKNOWN, CONTROL, CONTROL] + [BYTE] * 256
+    tokens += [f"\u2581t{i}" for i in range(size - len(tokens))]
+    types += [NORMAL] * (size - len(types))
+    scores = [0.0] * SPECIAL_AND_BYTES + [-float(i) for i in range(size - SPECIAL_AND_BYTES)]
+    return tokens, scores, types
+
+
+def write_f16(path: Path, shape: dict[str, Any], seed: int, metadata: dict[str, Any] | None = None) -> None:
+    """The F16/F32 GGUF, written tensor by tensor (a 3B shape never sits in memory whole).
+
+    ``metadata``: hyper-parameter keys copied from a real file (``like``), else derived from the shape.
+    """
+    import gguf
+
+    arch = shape["architecture"]
+    facts = ARCH_FACTS[arch]
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_name(f"synthetic {arch} {shape['layers']}x{shape['embedding']}")
+    writer.add_string("general.description", "synthetic: random weights (llamabench synthetic model kind)")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    if metadata:
+        for key, (value, vtype, sub_type) in metadata.items():
+            writer.add_key_value(key, value, vtype, sub_type=sub_type)
+    else:
+        writer.add_context_length(shape["context"])
+        writer.add_embedding_length(shape["embedding"])
+        writer.add_block_count(shape["layers"])
+        writer.add_feed_forward_length(shape["ffn"])
+        writer.add_head_count(shape["heads"])
+        writer.add_head_count_kv(shape["kv_heads"])
+        writer.add_key_length(shape["head_dim"])
+        writer.add_value_length(shape["head_dim"])
+        writer.add_rope_dimension_count(shape["head_dim"])
+        writer.add_layer_norm_rms_eps(facts["eps"])
+        writer.add_rope_freq_base(facts["rope_base"])
+        if arch == "gemma3":
+            writer.add_sliding_window(512)
+    tokens, scores, types = vocabulary(shape["vocab"])
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    layout = tensors(shape)
+    for name, dims in layout:
+        dtype = np.float32 if len(dims) == 1 else np.float16
+        writer.add_tensor_info(name, dims, np.dtype(dtype), int(np.prod(dims)) * np.dtype(dtype).itemsize)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    rng = np.random.default_rng(seed)
+    block = (rng.standard_normal(RANDOM_BLOCK, dtype=np.float32) * 0.02).astype(np.float16)
+    for name, dims in layout:
+        if len(dims) == 1:  # norms at 1, biases at 0: what a trained model's are near
+            writer.write_tensor_data(np.full(dims, 0.0 if name.endswith(".bias") else 1.0, dtype=np.float32))
+            continue
+        data = np.resize(block, dims)
+        if name in ("token_embd.weight", "output.weight"):
+            # Special and byte tokens get rows 20x smaller, hence logits near 0 while the pieces' spread: never
+            # sampled, so generated text is never empty (lone bytes are not valid UTF-8: a server streams
+            # nothing for them). Not zero: llama-bench decodes BOS, whose zero embedding would zero every
+            # activation and make generation unrealistically fast; the first norm restores the scale.
+            data[:SPECIAL_AND_BYTES] *= 0.05
+        writer.write_tensor_data(data)
+    writer.close()
+
+
+def hyper_parameters(reader: Any) -> dict[str, tuple[Any, Any, Any]]:
+    """A real file's architecture keys (``<arch>.*``), to copy verbatim: every key llama.cpp reads."""
+    import gguf
+
+    arch = reader.fields["general.architecture"].contents()
+    copied = {}
+    for key, field in reader.fields.items():
+        if key.startswith(f"{arch}."):
+            vtype = field.types[0]
+            sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+            copied[key] = (field.contents(), vtype, sub)
+    return copied
+
+
+def shape_of_file(reader: Any) -> dict[str, Any]:
+    """The shape of a real GGUF, in this module's terms."""
+    arch = reader.fields["general.architecture"].contents()
+
+    def field(key: str) -> Any:
+        item = reader.fields.get(f"{arch}.{key}")
+        return item.contents() if item is not None else None
+
+    names = {t.name: t for t in reader.tensors}
+    embedding, heads = field("embedding_length"), field("attention.head_count")
+    return {"architecture": arch, "layers": field("block_count"), "embedding": embedding, "heads": heads,
+            "kv_heads": field("attention.head_count_kv") or heads,
+            "head_dim": field("attention.key_length") or embedding // heads, "ffn": field("feed_forward_length"),
+            "vocab": int(names["token_embd.weight"].shape[-1]), "context": field("context_length"),
+            "tied": "output.weight" not in names}
+
+
+def tensor_types(reader: Any) -> dict[str, str]:
+    """The quantisation type of every tensor of a real file, by name (lower-case ggml type names)."""
+    return {t.name: t.tensor_type.name.lower() for t in reader.tensors}
+
+
+def quantize(quantize_exe: Path, source: Path, dest: Path, file_type: str, per_tensor: dict[str, str] | None,
+             ) -> list[str]:
+    """llama-quantize ``source`` to ``file_type``; ``per_tensor`` pins every tensor's type (``like``)."""
+    cmd = [str(quantize_exe)]
+    for name, kind in (per_tensor or {}).items():
+        if kind not in ("f32", "f16"):
+            cmd += ["--tensor-type", f"^{re.escape(name)}$={kind}"]
+    cmd += [str(source), str(dest), file_type]
+    commands.run_logged(cmd, what="llama-quantize")
+    return cmd
+
+
+def generate(cfg: dict[str, Any], build: dict[str, Any], cache: Path, like: Path | None = None,
+             ) -> tuple[dict[str, Any], Path]:
+    """The synthetic model's origin facts and its cached file, generated and quantised on a miss."""
+    import gguf
+
+    metadata, per_tensor = None, None
+    if like is not None:
+        reader = gguf.GGUFReader(like)
+        shape, metadata, per_tensor = shape_of_file(reader), hyper_parameters(reader), tensor_types(reader)
+        file_type = gguf.LlamaFileType(reader.fields["general.file_type"].contents()).name.removeprefix("MOSTLY_")
+    else:
+        shape, file_type = shape_of(cfg), cfg["type"]
+    if "quantize" not in build["binaries"]:
+        raise UserError(f"build '{build['name']}' has no llama-quantize, which a synthetic model needs")
+    seed = cfg.get("seed", 0)
+    identity = {"shape": shape, "type": file_type, "seed": seed, "build": build["cache_key"],
+                "per_tensor": per_tensor, "metadata": repr(sorted(metadata.items())) if metadata else None}
+    key = files.sha256_text(repr(sorted(identity.items())))[:20]
+    entry = cache / "models" / f"synthetic-{key}"
+    target = entry / "model.gguf"
+    with files.file_lock(cache / "models" / f".synthetic-{key}.lock"):
+        if not target.exists():
+            staging = files.make_temp_dir(entry.parent, "synthetic")
+            try:
+                write_f16(staging / "f16.gguf", shape, seed, metadata)
+                command = quantize(Path(build["bin_dir"]) / build["binaries"]["quantize"], staging / "f16.gguf",
+                                   staging / "model.gguf", file_type, per_tensor)
+                files.remove(staging / "f16.gguf")
+                files.write_json(staging / "command.json", command)
+                staging.rename(entry)
+            finally:
+                files.remove(staging)
+    origin = {"synthetic": True, "note": "random weights: speed only, never quality",
+              "shape": shape, "type": file_type, "seed": seed, "like": cfg.get("like"), "build": build["name"],
+              "build_cache_key": build["cache_key"], "quantize_command": files.read_json(entry / "command.json")}
+    return origin, target
