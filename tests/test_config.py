@@ -78,7 +78,7 @@ def test_removing_any_key_leaves_every_cell_id_unchanged(path: tuple) -> None:
         assert reduced == full
 
 
-NAMED_MAPS = {("sources",), ("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"),
+NAMED_MAPS = {("platforms",), ("sources",), ("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"),
               ("rpc", "topologies")}
 
 

@@ -5,8 +5,9 @@ rule bandwidth:
         "results/logs/bandwidth.log",
     conda:
         "../../envs/llamabench.yaml"
-    threads: workflow.cores
+    threads: get_node_threads
     resources:
+        **platform_resources(),
         bench_slot=1,
     params:
         version=get_rule_version("bandwidth"),

@@ -14,6 +14,7 @@ rule bench_cell:
         "../../envs/llamabench.yaml"
     threads: get_cell_threads
     resources:
+        **platform_resources(),
         bench_slot=1,
     params:
         cell=lambda wildcards: get_cell(wildcards)["params"],

@@ -11,7 +11,9 @@ rule build:
     priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
-    threads: workflow.cores
+    threads: get_node_threads
+    resources:
+        **platform_resources(),
     params:
         cmake_options=lookup(dpath="builds/{build}/cmake_options", within=config),
         source=lookup(dpath="builds/{build}/source", within=config),

@@ -15,6 +15,7 @@ from llamabench import (
     code_version,
     history,
     matrix,
+    platforms,
     presets,
     records,
     rpc_workers,
@@ -116,19 +117,25 @@ onstart:
 
 
 KEPT = history.labels(Path("results"))
+# On a cluster a comparison may name build instances (<build>+<platform>), e.g. across platforms.
+_INSTANCES = BUILDS + (
+    [platforms.instance(b, p) for b in BUILDS for p in config["platforms"]]
+    if platforms.clustered(config)
+    else []
+)
 for _name, _comparison in config["comparisons"].items():
     _named = [_comparison["baseline"]] if "baseline" in _comparison else []
     # build@commit of a current build: a version this very run may keep (its source just changed)
     _kept_later = [
-        n for n in _named + _comparison["builds"] if n.rpartition("@")[0] in BUILDS
+        n for n in _named + _comparison["builds"] if n.rpartition("@")[0] in _INSTANCES
     ]
     check_names(
         f"comparisons.{_name}",
         [n for n in _named + _comparison["builds"] if n not in _kept_later],
-        BUILDS + KEPT,
+        _INSTANCES + KEPT,
         "builds (nor a version in results/history)",
     )
-    for _version in sorted(set(_kept_later) - set(BUILDS + KEPT)):
+    for _version in sorted(set(_kept_later) - set(_INSTANCES + KEPT)):
         logger.warning(
             f"comparisons.{_name}: {_version} is not in results/history yet; its rows stay empty until it is"
         )
@@ -140,26 +147,6 @@ for _group, _axes in BENCH["groups"].items():
     check_names(
         f"benchmark.groups.{_group}.builds", _axes.get("builds", []), BUILDS, "builds"
     )
-
-if workflow.global_resources.get("bench_slot") != 1:
-    logger.warning(
-        "bench_slot is not limited to 1 (profiles/default not loaded?): "
-        "benchmark cells may run at the same time and disturb each other."
-    )
-
-BASE_CELLS, SERVE_CELLS = matrix.all_cells(config)
-REMEASURE = BENCH["remeasure"]["enabled"]
-# Every round a cell may get; only the planned ones are asked for up front (get_cell_files).
-LAST_ROUND = max(BENCH["rounds"], BENCH["remeasure"]["max_rounds"] if REMEASURE else 0)
-CELLS = matrix.with_rounds(BASE_CELLS, LAST_ROUND)
-ROUND_POSITIONS = {
-    r: {
-        key: i
-        for i, key in enumerate(matrix.round_order(list(BASE_CELLS), r, BENCH["seed"]))
-    }
-    for r in range(1, LAST_ROUND + 1)
-}
-RPC_CELLS = matrix.expand_rpc(config)
 
 
 def check_topology(name, topology):
@@ -218,6 +205,92 @@ def check_topology(name, topology):
 for _name, _topology in config["rpc"]["topologies"].items():
     check_topology(_name, _topology)
 check_names("rpc.models", config["rpc"]["models"], MODELS, "models")
+
+
+platforms.check(config)
+# On a cluster, every build becomes one instance per platform (platforms.py); from here on the
+# names are the instances'.
+CLUSTER = platforms.clustered(config)
+if CLUSTER:
+
+    # Summaries, figures, the report and fetching sources and models run on the submitting host.
+    localrules:
+        source,
+        model,
+        noisy,
+        summary,
+        stats,
+        export,
+        serving_summary,
+        rpc_summary,
+        figures,
+        report_html,
+        all,
+
+    _expanded = platforms.expand(config)
+    config.clear()
+    config.update(_expanded)
+    BUILDS = list(config["builds"])
+
+
+if not CLUSTER and workflow.global_resources.get("bench_slot") != 1:
+    logger.warning(
+        "bench_slot is not limited to 1 (profiles/default not loaded?): "
+        "benchmark cells may run at the same time and disturb each other."
+    )
+
+BASE_CELLS, SERVE_CELLS = matrix.all_cells(config)
+REMEASURE = BENCH["remeasure"]["enabled"]
+# Every round a cell may get; only the planned ones are asked for up front (get_cell_files).
+LAST_ROUND = max(BENCH["rounds"], BENCH["remeasure"]["max_rounds"] if REMEASURE else 0)
+CELLS = matrix.with_rounds(BASE_CELLS, LAST_ROUND)
+ROUND_POSITIONS = {
+    r: {
+        key: i
+        for i, key in enumerate(matrix.round_order(list(BASE_CELLS), r, BENCH["seed"]))
+    }
+    for r in range(1, LAST_ROUND + 1)
+}
+RPC_CELLS = matrix.expand_rpc(config)
+
+
+def platform_resources(exclusive=True):
+    """A job's scheduler resources, from the platform of its build (platforms.py); none on a local run."""
+    if not CLUSTER:
+        return {}
+    keys = sorted(
+        {
+            key
+            for build in BUILDS
+            for key in platforms.resources(config, build, exclusive=exclusive)
+        }
+    )
+
+    def resource(key):
+        def value(wildcards):
+            found = platforms.resources(config, job_build(wildcards), exclusive)
+            return found.get(key, "" if key.startswith(("slurm_", "constraint")) else 0)
+
+        return value
+
+    return {key: resource(key) for key in keys}
+
+
+def job_build(wildcards):
+    """The build instance a job belongs to: its own, its topology's client, or none (the first platform)."""
+    if "build" in wildcards.keys():
+        return wildcards.build
+    if "topology" in wildcards.keys():
+        return config["rpc"]["topologies"][wildcards.topology]["client"]
+    return None
+
+
+def get_node_threads(wildcards):
+    """All of the node (a build, an RPC cell, the bandwidth probe): the platform's cores on a cluster,
+    this machine's here, never the submitting host's."""
+    if CLUSTER:
+        return platforms.platform_of(config, job_build(wildcards))["cpus"]
+    return workflow.cores
 
 
 def canonical(value):
@@ -346,7 +419,7 @@ def get_serving_partners():
 
 wildcard_constraints:
     source="[A-Za-z0-9_.-]+",
-    topology="[A-Za-z0-9_.-]+",
-    build="[A-Za-z0-9_.@-]+",
+    topology="[A-Za-z0-9_.+-]+",
+    build="[A-Za-z0-9_.@+-]+",
     model="[A-Za-z0-9_.-]+",
     cell="[A-Za-z0-9_.+-]+",

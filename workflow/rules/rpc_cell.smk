@@ -13,8 +13,9 @@ rule rpc_cell:
     conda:
         "../../envs/llamabench.yaml"
     # the client and every worker share this machine: the cell takes all of it
-    threads: workflow.cores
+    threads: get_node_threads
     resources:
+        **platform_resources(),
         bench_slot=1,
     params:
         cell=lambda wildcards: get_rpc_cell(wildcards)["params"],

@@ -16,8 +16,9 @@ rule rpc_smoke:
         "results/logs/rpc_smoke/{topology}/{model}.log",
     conda:
         "../../envs/llamabench.yaml"
-    threads: workflow.cores
+    threads: get_node_threads
     resources:
+        **platform_resources(),
         bench_slot=1,
     params:
         topology=lambda wildcards: canonical(

@@ -13,6 +13,7 @@ rule serve_cell:
         "../../envs/llamabench.yaml"
     threads: get_serve_cell_threads
     resources:
+        **platform_resources(),
         bench_slot=1,
     params:
         cell=get_serve_cell_params,

@@ -13,6 +13,7 @@ rule smoke:
         "../../envs/llamabench.yaml"
     threads: config["smoke"]["threads"]
     resources:
+        **platform_resources(),
         bench_slot=1,
     params:
         # timeout is read from the config in the step: changing it must not rerun anything.

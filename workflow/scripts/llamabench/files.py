@@ -125,6 +125,8 @@ def host_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        # The scheduler's job that ran it, on a cluster (platforms.py): what to ask `scontrol show job` about.
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
 
 
