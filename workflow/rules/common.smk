@@ -330,6 +330,13 @@ def get_model_inputs(wildcards):
     return found
 
 
+def get_model_generator(wildcards):
+    """A synthetic model is made again when the file its generator writes changes."""
+    if config["models"][wildcards.model]["kind"] != "synthetic":
+        return None
+    return synthetic.GENERATOR_VERSION
+
+
 def get_model_file_state(wildcards):
     """Likewise for a path model: size and mtime of the user's file."""
     cfg = config["models"][wildcards.model]

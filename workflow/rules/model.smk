@@ -17,6 +17,7 @@ rule model:
     params:
         model=lambda wildcards: canonical(config["models"][wildcards.model]),
         file_state=get_model_file_state,
+        generator=get_model_generator,
         version=get_rule_version("model"),
     message:
         "Fetching model '{wildcards.model}'"

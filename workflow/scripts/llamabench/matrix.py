@@ -64,11 +64,12 @@ def normalize(params: dict[str, Any]) -> dict[str, Any]:
 
 
 # The cell key beyond the parameters, in id order: what later kinds of cell add
-# (the llama.cpp source, the platform that measured, the RPC topology and the
-# devices it uses, the measurement round). A component left at None is not
-# spelled, so adding a component to the scheme never renames an existing cell:
-# its results stay where they are and are never measured again.
-KEY_COMPONENTS = ("source", "platform", "topology", "devices", "round")
+# (the RPC topology and the devices it uses, the measurement round). A component
+# left at None is not spelled, so adding a component to the scheme never renames
+# an existing cell: its results stay where they are and are never measured again.
+# The source and the platform are not here: they belong to the build (a version
+# kept in results/history/<build>@<commit>, a platform's build <build>+<platform>).
+KEY_COMPONENTS = ("topology", "devices", "round")
 
 
 def cell_id(params: dict[str, Any], labels: dict[str, str] | None = None, **components: Any) -> str:

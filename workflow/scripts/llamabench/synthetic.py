@@ -18,7 +18,6 @@ the two can be benchmarked side by side (benchmarks/synthetic_vs_real.py).
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ import numpy as np
 from llamabench import commands, files
 from llamabench.errors import UserError
 
-log = logging.getLogger(__name__)
+# Bump when the file this module writes changes: it is part of the cache key of every synthetic model.
+GENERATOR_VERSION = 1
 
 # Published hyper-parameters (the models' config.json), by the names users know them by.
 SHAPES: dict[str, dict[str, Any]] = {
@@ -240,7 +240,8 @@ def generate(cfg: dict[str, Any], build: dict[str, Any], cache: Path, like: Path
     if "quantize" not in build["binaries"]:
         raise UserError(f"build '{build['name']}' has no llama-quantize, which a synthetic model needs")
     seed = cfg.get("seed", 0)
-    identity = {"shape": shape, "type": file_type, "seed": seed, "build": build["cache_key"],
+    identity = {"generator": GENERATOR_VERSION, "shape": shape, "type": file_type, "seed": seed,
+                "build": build["cache_key"],
                 "per_tensor": per_tensor, "metadata": repr(sorted(metadata.items())) if metadata else None}
     key = files.sha256_text(repr(sorted(identity.items())))[:20]
     entry = cache / "models" / f"synthetic-{key}"
