@@ -42,8 +42,10 @@ def figures(smk: Any) -> None:
              largest_changes(pairs), stats.answers(cells, pairs, base)]
     best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
     records.write_table(Path(smk.output.table_csv), best)
+    # Markdown for people: yes/no where a test decided, blank where none did (serving, RPC), not 0/1.
+    shown = best.assign(significant=best["significant"].map(lambda v: "" if pd.isna(v) else "yes" if v else "no"))
     with files.atomic_path(Path(smk.output.table_md)) as tmp:
-        tmp.write_text(best.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
+        tmp.write_text(shown.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
 
 
 def current(table: pd.DataFrame) -> pd.DataFrame:
