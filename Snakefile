@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/source.smk"
+include: "workflow/rules/hardware.smk"
 include: "workflow/rules/build.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/smoke.smk"

@@ -14,8 +14,8 @@ RULES_DIR = ROOT / "workflow" / "rules"
 PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
 # declares a RULE_VERSION), and rules derived from them (versioned by a hash of their code).
-MEASURING = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth",
-             "noisy")
+MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke",
+             "bandwidth", "noisy")
 DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "figures", "report_html")
 
 

@@ -118,8 +118,8 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         assert data.get("kind") in records.KINDS and "version" in data, path
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
-    assert kinds == {"source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke",
-                     "bandwidth"}
+    assert kinds == {"source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell",
+                     "rpc_smoke", "bandwidth"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
                        ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("comparisons.csv", "comparison_row")]:
         table = pd.read_csv(run_dir / "results" / name)

@@ -1,5 +1,6 @@
 rule build:
     input:
+        unpack(get_hardware_input),
         source=get_build_source,
     output:
         manifest="results/builds/{build}/manifest.json",

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from llamabench import (
     code_version,
+    hardware,
     history,
     matrix,
     platforms,
@@ -109,6 +110,18 @@ def missing_nvcc():
 # (onstart, which dry runs skip). Where jobs run elsewhere (a cluster), the nodes have their own nvcc.
 if MISSING_NVCC := missing_nvcc():
     logger.warning(MISSING_NVCC)
+elif not platforms.clustered(config) and any(
+    build_options.option_enabled(cfg["cmake_options"], "GGML_CUDA")
+    for cfg in config["builds"].values()
+):
+    _gpus, _why = hardware.query_gpus(["name"])
+    if _gpus:
+        logger.info(f"CUDA builds will run on {', '.join(g['name'] for g in _gpus)}")
+    else:
+        logger.warning(
+            f"nvcc is here but no GPU ({_why}): the CUDA builds are built, and their cells are "
+            "recorded as skipped (a CUDA binary without a GPU runs on the CPU)"
+        )
 
 
 onstart:
@@ -277,9 +290,19 @@ def platform_resources(exclusive=True):
 
 
 def job_build(wildcards):
-    """The build instance a job belongs to: its own, its topology's client, or none (the first platform)."""
+    """The build instance a job belongs to: its own, its topology's client, one of its platform's, or none
+    (the first platform)."""
     if "build" in wildcards.keys():
         return wildcards.build
+    if "platform" in wildcards.keys():
+        return next(
+            (
+                b
+                for b in BUILDS
+                if config["builds"][b].get("platform") == wildcards.platform
+            ),
+            None,
+        )
     if "topology" in wildcards.keys():
         return config["rpc"]["topologies"][wildcards.topology]["client"]
     return None
@@ -328,6 +351,20 @@ def get_model_inputs(wildcards):
     if "like" in cfg:
         found["like"] = ancient(f"results/models/{cfg['like']}/model.gguf")
     return found
+
+
+def platform_name(build):
+    """The platform a build instance runs on ("local" here)."""
+    return config["builds"][build].get("platform") or next(iter(config["platforms"]))
+
+
+def get_hardware_input(wildcards):
+    """A CUDA build, and its cells, read what its platform's node has (hardware.py)."""
+    if not build_options.option_enabled(
+        config["builds"][wildcards.build]["cmake_options"], "GGML_CUDA"
+    ):
+        return {}
+    return {"hardware": f"results/hardware/{platform_name(wildcards.build)}.json"}
 
 
 def get_model_generator(wildcards):
@@ -426,6 +463,7 @@ def get_serving_partners():
 
 wildcard_constraints:
     source="[A-Za-z0-9_.-]+",
+    platform="[A-Za-z0-9_.-]+",
     topology="[A-Za-z0-9_.+-]+",
     build="[A-Za-z0-9_.@+-]+",
     model="[A-Za-z0-9_.-]+",

@@ -14,6 +14,9 @@ rule report_html:
         table="results/figures_table.csv",
         figures=expand("results/figures/{name}.png", name=FIGURE_NAMES),
         sources=expand("results/sources/{source}/manifest.json", source=SOURCES),
+        hardware=expand(
+            "results/hardware/{platform}.json", platform=list(config["platforms"])
+        ),
         builds=expand("results/builds/{build}/manifest.json", build=BUILDS),
         models=expand("results/models/{model}/manifest.json", model=MODELS),
         smokes=expand("results/smoke/{build}/{model}.json", build=BUILDS, model=MODELS),

@@ -2,6 +2,7 @@
 # inode: its mtime says nothing, so it is ancient() and the model record (sha256) decides.
 rule rpc_cell:
     input:
+        unpack(get_hardware_input),
         build="results/builds/{build}/manifest.json",
         worker_builds=get_rpc_worker_builds,
         model=ancient("results/models/{model}/model.gguf"),

@@ -2,6 +2,7 @@
 # inode: its mtime says nothing, so it is ancient() and the model record (sha256) decides.
 rule serve_cell:
     input:
+        unpack(get_hardware_input),
         build="results/builds/{build}/manifest.json",
         model=ancient("results/models/{model}/model.gguf"),
         model_manifest="results/models/{model}/manifest.json",

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from llamabench import commands, files, machine_lock, matrix, records, system_state
+from llamabench import commands, files, hardware, machine_lock, matrix, records, system_state
 from llamabench.entry import announce_failure
 from llamabench.errors import Unsupported
 
@@ -49,6 +49,8 @@ def bench_cell(smk: Any) -> None:
     with machine_lock.held(f"cell {label}") as waited:
         state = system_state.snapshot()
         try:
+            if why := hardware.skip_reason(smk.input):
+                raise Unsupported(why)
             cmd = command(exe, Path(smk.input.model), params, smk.params.delay)
         except Unsupported as err:
             log.warning("cell %s skipped: %s", label, err)

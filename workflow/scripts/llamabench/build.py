@@ -78,6 +78,19 @@ def check_toolchain(options: list[str], build_name: str) -> dict[str, str]:
     return tools
 
 
+def cuda_architectures(options: list[str], record: dict[str, Any] | None, build_name: str) -> list[str]:
+    """``options`` with ``CMAKE_CUDA_ARCHITECTURES`` set: as given, else the detected GPUs' compute capabilities,
+    so that nothing is compiled for every architecture."""
+    if not option_enabled(options, "GGML_CUDA") or option_value(options, "CMAKE_CUDA_ARCHITECTURES"):
+        return options
+    caps = sorted({gpu["compute_cap"].replace(".", "") for gpu in (record or {}).get("gpus", [])})
+    if not caps:
+        raise UserError(
+            f"build '{build_name}' has no -DCMAKE_CUDA_ARCHITECTURES and no GPU was detected to take it from: "
+            "set it (e.g. 86 for an RTX 3060, 90 for an H100)")
+    return [*options, f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(caps)}"]
+
+
 def find_nvcc(build_name: str) -> str:
     """nvcc ($CUDACXX or on PATH), or the one sentence that says it is missing."""
     nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
@@ -188,7 +201,8 @@ def build(smk: Any) -> None:
     """Rule ``build``: binaries at ``results/builds/<build>/bin`` and the build record beside them."""
     src = records.read(smk.input.source, "source")
     name = smk.wildcards.build
-    options = list(smk.params.cmake_options)
+    node = records.read(smk.input.hardware, "hardware") if "hardware" in smk.input.keys() else None
+    options = cuda_architectures(list(smk.params.cmake_options), node, name)
     entry = cached_build(src, name, options, smk.threads)
     bin_dir = Path(smk.output.bin)
     install(entry, bin_dir)
@@ -197,7 +211,7 @@ def build(smk: Any) -> None:
     records.write(smk.output.manifest, "build", {
         "name": name,
         "source": smk.params.source,
-        "requested_options": options,
+        "requested_options": list(smk.params.cmake_options),
         "commit": src["commit"],
         "build_number": src["build_number"],
         "source_kind": src["source_kind"],

@@ -22,6 +22,7 @@ from llamabench.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "records"
 KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "noisy",
+         "hardware",
          "summary_row", "serving_row", "rpc_row", "stats_row", "comparison_row")
 # Rows of a CSV; every other kind is a JSON file that starts with the common head.
 TABLES = ("summary_row", "serving_row", "rpc_row", "stats_row", "comparison_row")

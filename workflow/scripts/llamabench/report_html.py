@@ -87,6 +87,7 @@ def report_html(smk: Any) -> None:
         models=[records.read(p, "model") for p in smk.input.models],
         smokes=[records.read(p, "smoke") for p in smk.input.smokes],
         sources=[records.read(p, "source") for p in smk.input.sources],
+        nodes=[records.read(p, "hardware") for p in smk.input.hardware],
         comparison_names=list(smk.params.comparisons),
     )
     with files.atomic_path(Path(smk.output[0])) as tmp:
@@ -109,6 +110,7 @@ def render(
     smokes: list[dict[str, Any]],
     sources: list[dict[str, Any]],
     comparison_names: list[str],
+    nodes: list[dict[str, Any]] | None = None,
 ) -> str:
     ok = table[table["status"] == "ok"]
     now = table[~table["history"].astype(bool)]
@@ -127,6 +129,7 @@ def render(
         cpus=sorted(table["cpu"].dropna().unique()),
         gpus=gpus,
         sources=sources,
+        nodes=nodes or [],
         builds=builds,
         kept=sorted(set(table.loc[table["history"].astype(bool), "build"])),
         version_comparisons=[

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench_cell, commands, machine_lock, matrix, records, rpc_workers
+from llamabench import bench_cell, commands, hardware, machine_lock, matrix, records, rpc_workers
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
 from llamabench.errors import Unsupported
@@ -46,7 +46,8 @@ def rpc_cell(smk: Any) -> None:
     with machine_lock.held(f"RPC cell {label}") as waited:
         bin_dir = Path(client["bin_dir"])
         result = measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model), params, workers, rpc,
-                         Path(smk.log[0]), smk.config["rpc"]["timeout"], bin_dir / client["binaries"]["completion"])
+                         Path(smk.log[0]), smk.config["rpc"]["timeout"], bin_dir / client["binaries"]["completion"],
+                         skip=hardware.skip_reason(smk.input))
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
@@ -87,11 +88,14 @@ def command(bench_exe: Path, model: Path, params: dict[str, Any], addresses: lis
 
 def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[dict[str, Any]],
             rpc: dict[str, Any], log_path: Path, timeout: float, completion_exe: Path | None = None,
-            ) -> dict[str, Any]:
-    """Start the workers, check the handshake, run llama-bench, attribute the bytes; never raises for a failure."""
+            skip: str | None = None) -> dict[str, Any]:
+    """Start the workers, check the handshake, run llama-bench, attribute the bytes; never raises for a failure.
+
+    ``skip``: why this cell is not run at all (a CUDA client on a host without a GPU).
+    """
     result: dict[str, Any] = {"status": "failed", "error": None, "workers": [], "rpc_devices": {},
                               "llama_bench": None, "traffic": None}
-    if why := rpc_workers.unavailable(workers):
+    if why := skip or rpc_workers.unavailable(workers):
         log.warning("skipped: %s", why)
         return {**result, "status": "skipped", "error": why}
     try:

@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from llamabench import bench_cell, commands, files, machine_lock, records
+from llamabench import bench_cell, commands, files, hardware, machine_lock, records
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def serve_cell(smk: Any) -> None:
         raise ValueError(f"build {build['name']} has no llama-server")
     exe = Path(build["bin_dir"]) / build["binaries"]["server"]
     with machine_lock.held(f"serving cell {label}") as waited:
-        result = measure(exe, Path(smk.input.model), params, Path(smk.log[0]), timeout=smk.config["serving"]["timeout"])
+        result = measure(exe, Path(smk.input.model), params, Path(smk.log[0]),
+                         timeout=smk.config["serving"]["timeout"], skip=hardware.skip_reason(smk.input))
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {
         "cell": smk.wildcards.cell,
@@ -210,12 +211,18 @@ def run_level(base: str, prompts: list[list[int]], max_tokens: int, concurrency:
 
 
 def measure(exe: Path, model: Path, params: dict[str, Any], log_path: Path, timeout: float = 600,
-            ) -> dict[str, Any]:
-    """Serve, warm up, measure; a failure is recorded (status, error), never raised."""
+            skip: str | None = None) -> dict[str, Any]:
+    """Serve, warm up, measure; a failure is recorded (status, error), never raised.
+
+    ``skip``: why this cell is not run at all (a CUDA build on a host without a GPU).
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {"command": [], "command_line": "", "start": files.now_iso(), "status": "failed",
                               "error": None, "requests": [], "props": None, "server_exit_status": None}
+    if skip:
+        log.warning("skipped: %s", skip)
+        return {**result, "status": "skipped", "error": skip, "end": files.now_iso()}
     deadline = time.monotonic() + timeout
     with machine_lock.held(f"llama-server on port {port}"):
         _serve(exe, model, params, log_path, port, base, deadline, result)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from llamabench import hardware
 
 BUSY_CPU_PERCENT = 20.0  # a process using more than this of one core during the sample is "busy"
 SAMPLE_S = 0.5
@@ -76,12 +76,5 @@ def _cpu_mhz() -> list[float]:
 
 
 def _gpus() -> list[dict[str, str]] | None:
-    if not shutil.which("nvidia-smi"):
-        return None
-    fields = ["name", "clocks.sm", "clocks.mem", "temperature.gpu", "utilization.gpu", "memory.used"]
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return [dict(zip(fields, (v.strip() for v in line.split(",")))) for line in out.stdout.splitlines() if line]
+    return hardware.query_gpus(["name", "clocks.sm", "clocks.mem", "temperature.gpu", "utilization.gpu",
+                                "memory.used"])[0]

@@ -1,0 +1,51 @@
+"""What the node has, detected for real on this machine (nvcc maybe, a GPU never in CI), and the decisions
+that follow from it: the CUDA architectures to compile for, and CUDA cells skipped without a GPU."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import snakemake, write_config
+from llamabench import build, hardware, records
+from llamabench.errors import UserError
+
+CUDA = ["-DGGML_CUDA=ON", "-DGGML_RPC=ON"]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The hardware rule's own record of this machine, written through the workflow."""
+    workdir = tmp_path_factory.mktemp("hardware")
+    write_config(workdir, {})
+    snakemake(workdir, "--cores", "1", "results/hardware/local.json")
+    return records.read(workdir / "results/hardware/local.json", "hardware")
+
+
+def test_the_record_says_what_this_machine_has(node: dict) -> None:
+    assert node["platform"] == "local"
+    assert (node["nvcc"] is not None) == (shutil.which("nvcc") is not None)
+    if node["nvcc"]:
+        assert node["nvcc"]["version"] and Path(node["nvcc"]["path"]).exists()
+    assert bool(node["gpus"]) == (node["gpu_error"] is None)
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA driver")
+def test_without_a_gpu_cuda_cells_are_skipped_and_the_architecture_must_be_given(node: dict) -> None:
+    why = hardware.gpu_missing(node)
+    assert why and "not GPU numbers" in why and node["host"]["hostname"] in why
+    with pytest.raises(UserError, match="CMAKE_CUDA_ARCHITECTURES"):
+        build.cuda_architectures(CUDA, node, "cuda")
+    assert build.cuda_architectures([*CUDA, "-DCMAKE_CUDA_ARCHITECTURES=86"], node, "cuda")[-1].endswith("=86")
+    assert build.cuda_architectures(["-DGGML_RPC=ON"], node, "cpu") == ["-DGGML_RPC=ON"]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("nvidia-smi") is not None,
+                    reason="needs nvcc without a GPU (a build host)")
+def test_a_dry_run_with_nvcc_but_no_gpu_says_the_cuda_cells_will_be_skipped(tmp_path: Path) -> None:
+    write_config(tmp_path, {"builds": {"cpu": {"cmake_options": []}, "cuda": {"cmake_options": CUDA}},
+                            "rpc": {"topologies": {}}})
+    out = snakemake(tmp_path, "-n", "--cores", "2")
+    assert "nvcc is here but no GPU" in out.stdout + out.stderr

@@ -1,0 +1,16 @@
+rule hardware:
+    output:
+        "results/hardware/{platform}.json",
+    log:
+        "results/logs/hardware/{platform}.log",
+    priority: PREPARE_PRIORITY
+    conda:
+        "../../envs/llamabench.yaml"
+    resources:
+        **platform_resources(exclusive=False),
+    params:
+        version=get_rule_version("hardware"),
+    message:
+        "What platform '{wildcards.platform}' has: nvcc and NVIDIA GPUs"
+    script:
+        RULE_SCRIPT

@@ -1,0 +1,73 @@
+"""What the machine that runs the cells has: nvcc and its version, the NVIDIA GPUs (name, memory, driver,
+compute capability), written to ``results/hardware/<platform>.json`` by the rule of that name.
+
+Other rules read it: a CUDA build without ``CMAKE_CUDA_ARCHITECTURES`` compiles
+for the detected compute capabilities only, and a CUDA build's cells on a host
+without a GPU are recorded as skipped with the reason. A CUDA binary on such a
+host silently runs on the CPU; those numbers must never be reported as GPU
+numbers. On a cluster the rule runs on the platform's node, not on the host
+that submits.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from llamabench import build, records
+
+# Bump when what this rule records changes.
+RULE_VERSION = 1
+
+GPU_FIELDS = ["index", "name", "memory.total", "driver_version", "compute_cap"]
+
+
+def hardware(smk: Any) -> None:
+    """Rule ``hardware``: the record of this node's CUDA toolkit and GPUs."""
+    records.write(smk.output[0], "hardware", {"platform": smk.wildcards.platform, **detect()})
+
+
+def detect() -> dict[str, Any]:
+    nvcc = None
+    try:
+        path = build.find_nvcc("any")
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
+        match = re.search(r"release (\d+\.\d+)", version)
+        nvcc = {"path": path, "version": match.group(1) if match else None}
+    except Exception:  # noqa: BLE001 - no nvcc is a finding, not an error
+        pass
+    gpus, why = query_gpus(GPU_FIELDS)
+    return {"nvcc": nvcc, "gpus": gpus or [], "gpu_error": why}
+
+
+def query_gpus(fields: list[str]) -> tuple[list[dict[str, str]] | None, str | None]:
+    """``nvidia-smi --query-gpu`` as one dict per GPU, or None and why there is none."""
+    if not shutil.which("nvidia-smi"):
+        return None, "nvidia-smi is not on PATH (no NVIDIA driver)"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, f"nvidia-smi failed: {err}"
+    if out.returncode != 0:
+        return None, f"nvidia-smi failed: {(out.stderr or out.stdout).strip()[:300]}"
+    rows = [dict(zip(fields, (v.strip() for v in line.split(",")))) for line in out.stdout.splitlines() if line]
+    return rows, None if rows else "nvidia-smi lists no GPU"
+
+
+def gpu_missing(record: dict[str, Any]) -> str | None:
+    """Why a CUDA build's cells cannot be GPU measurements on this host, or None."""
+    if record["gpus"]:
+        return None
+    return (f"no GPU on {record['host']['hostname']} ({record['gpu_error']}): a CUDA binary would run on the CPU, "
+            "and those numbers are not GPU numbers")
+
+
+def skip_reason(inputs: Any) -> str | None:
+    """Why a cell is not run: one of a CUDA build (its rule then has a ``hardware`` input) on a host
+    without a GPU; None otherwise."""
+    if "hardware" not in inputs.keys():
+        return None
+    return gpu_missing(records.read(inputs.hardware, "hardware"))
