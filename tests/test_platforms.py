@@ -29,7 +29,8 @@ def cluster_config() -> dict:
 def test_a_local_config_is_left_alone() -> None:
     config = copy.deepcopy(DEFAULT_CONFIG)
     validate(config, SCHEMA)
-    assert platforms.expand(config) is config and platforms.resources(config, "cpu", True) == {}
+    assert platforms.expand(config) is config
+    assert platforms.resources(config, platforms.platform_of(config, "cpu"), True) == {}
 
 
 def test_every_build_becomes_one_instance_per_platform_and_references_follow() -> None:
@@ -48,11 +49,12 @@ def test_every_build_becomes_one_instance_per_platform_and_references_follow() -
 
 def test_each_job_asks_its_platform_for_the_node() -> None:
     out = platforms.expand(cluster_config())
-    gpu = platforms.resources(out, "cpu+a100", exclusive=True)
+    gpu = platforms.resources(out, platforms.platform_of(out, "cpu+a100"), exclusive=True)
     assert gpu == {"slurm_partition": "gpu-a100", "cpus_per_task": 32, "runtime": 60, "slurm_account": "lab",
                    "gpu": 1, "slurm_extra": "--exclusive"}
-    assert platforms.resources(out, "cpu+epyc", exclusive=True)["slurm_extra"] == ""  # exclusive: false
-    assert platforms.resources(out, None, exclusive=True)["slurm_partition"] == "gpu-a100"  # the first platform
+    assert platforms.resources(out, platforms.platform_of(out, "cpu+epyc"), exclusive=True)["slurm_extra"] == ""
+    # a job that names no build: the first platform
+    assert platforms.resources(out, platforms.platform_of(out, None), exclusive=True)["slurm_partition"] == "gpu-a100"
 
 
 def test_local_beside_a_cluster_is_refused_naming_why() -> None:

@@ -95,14 +95,19 @@ for _model, _cfg in config["models"].items():
     check_names(f"{_where}.build", [_cfg["build"]], BUILDS, "builds")
 
 
+def is_cuda(build):
+    return build_options.option_enabled(
+        config["builds"][build]["cmake_options"], "GGML_CUDA"
+    )
+
+
 def missing_nvcc():
     """The one sentence for a CUDA build whose nvcc is not here, or None."""
-    for name, cfg in config["builds"].items():
-        if build_options.option_enabled(cfg["cmake_options"], "GGML_CUDA"):
-            try:
-                build_options.find_nvcc(name)
-            except UserError as err:
-                return str(err)
+    for name in filter(is_cuda, config["builds"]):
+        try:
+            build_options.find_nvcc(name)
+        except UserError as err:
+            return str(err)
     return None
 
 
@@ -110,10 +115,7 @@ def missing_nvcc():
 # (onstart, which dry runs skip). Where jobs run elsewhere (a cluster), the nodes have their own nvcc.
 if MISSING_NVCC := missing_nvcc():
     logger.warning(MISSING_NVCC)
-elif not platforms.clustered(config) and any(
-    build_options.option_enabled(cfg["cmake_options"], "GGML_CUDA")
-    for cfg in config["builds"].values()
-):
+elif not platforms.clustered(config) and any(map(is_cuda, config["builds"])):
     _gpus, _why = hardware.query_gpus(["name"])
     if _gpus:
         logger.info(f"CUDA builds will run on {', '.join(g['name'] for g in _gpus)}")
@@ -268,20 +270,20 @@ RPC_CELLS = matrix.expand_rpc(config)
 
 
 def platform_resources(exclusive=True):
-    """A job's scheduler resources, from the platform of its build (platforms.py); none on a local run."""
+    """A job's scheduler resources, from its platform (platforms.py); none on a local run."""
     if not CLUSTER:
         return {}
     keys = sorted(
         {
             key
-            for build in BUILDS
-            for key in platforms.resources(config, build, exclusive=exclusive)
+            for name in config["platforms"]
+            for key in platforms.resources(config, name, exclusive=exclusive)
         }
     )
 
     def resource(key):
         def value(wildcards):
-            found = platforms.resources(config, job_build(wildcards), exclusive)
+            found = platforms.resources(config, job_platform(wildcards), exclusive)
             return found.get(key, "" if key.startswith(("slurm_", "constraint")) else 0)
 
         return value
@@ -289,30 +291,23 @@ def platform_resources(exclusive=True):
     return {key: resource(key) for key in keys}
 
 
-def job_build(wildcards):
-    """The build instance a job belongs to: its own, its topology's client, one of its platform's, or none
-    (the first platform)."""
-    if "build" in wildcards.keys():
-        return wildcards.build
+def job_platform(wildcards):
+    """The platform a job runs on: its own, its build's, its topology client's, or the first one."""
     if "platform" in wildcards.keys():
-        return next(
-            (
-                b
-                for b in BUILDS
-                if config["builds"][b].get("platform") == wildcards.platform
-            ),
-            None,
-        )
+        return wildcards.platform
+    if "build" in wildcards.keys():
+        return platforms.platform_of(config, wildcards.build)
     if "topology" in wildcards.keys():
-        return config["rpc"]["topologies"][wildcards.topology]["client"]
-    return None
+        client = config["rpc"]["topologies"][wildcards.topology]["client"]
+        return platforms.platform_of(config, client)
+    return platforms.platform_of(config, None)
 
 
 def get_node_threads(wildcards):
     """All of the node (a build, an RPC cell, the bandwidth probe): the platform's cores on a cluster,
     this machine's here, never the submitting host's."""
     if CLUSTER:
-        return platforms.platform_of(config, job_build(wildcards))["cpus"]
+        return config["platforms"][job_platform(wildcards)]["cpus"]
     return workflow.cores
 
 
@@ -353,18 +348,13 @@ def get_model_inputs(wildcards):
     return found
 
 
-def platform_name(build):
-    """The platform a build instance runs on ("local" here)."""
-    return config["builds"][build].get("platform") or next(iter(config["platforms"]))
-
-
 def get_hardware_input(wildcards):
     """A CUDA build, and its cells, read what its platform's node has (hardware.py)."""
-    if not build_options.option_enabled(
-        config["builds"][wildcards.build]["cmake_options"], "GGML_CUDA"
-    ):
+    if not is_cuda(wildcards.build):
         return {}
-    return {"hardware": f"results/hardware/{platform_name(wildcards.build)}.json"}
+    return {
+        "hardware": f"results/hardware/{platforms.platform_of(config, wildcards.build)}.json"
+    }
 
 
 def get_model_generator(wildcards):

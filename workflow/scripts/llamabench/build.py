@@ -91,9 +91,14 @@ def cuda_architectures(options: list[str], record: dict[str, Any] | None, build_
     return [*options, f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(caps)}"]
 
 
+def nvcc_path() -> str | None:
+    """nvcc: $CUDACXX, or the one on PATH."""
+    return os.environ.get("CUDACXX") or shutil.which("nvcc")
+
+
 def find_nvcc(build_name: str) -> str:
-    """nvcc ($CUDACXX or on PATH), or the one sentence that says it is missing."""
-    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
+    """nvcc, or the one sentence that says ``build_name`` needs it and it is missing."""
+    nvcc = nvcc_path()
     if not nvcc:
         raise UserError(
             f"build '{build_name}' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found: "

@@ -25,9 +25,9 @@ def figures(smk: Any) -> None:
     every_cell = records.read_table(Path(smk.input.stats), "stats_row")
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
     # Sweeps show the current builds; kept versions appear in the comparisons only.
-    cells = current(every_cell)
-    serving = current(records.read_table(Path(smk.input.serving), "serving_row"))
-    rpc = current(records.read_table(Path(smk.input.rpc), "rpc_row"))
+    cells = summary.current(every_cell)
+    serving = summary.current(records.read_table(Path(smk.input.serving), "serving_row"))
+    rpc = summary.current(records.read_table(Path(smk.input.rpc), "rpc_row"))
     base = dict(smk.params.baseline)
     for name in smk.params.comparisons:
         plot_comparison(pairs, every_cell, name, base, Path(smk.output[f"comparison_{name}_png"]),
@@ -48,28 +48,16 @@ def figures(smk: Any) -> None:
         tmp.write_text(shown.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
 
 
-def current(table: pd.DataFrame) -> pd.DataFrame:
-    return table[~table["history"].astype(bool)]
-
-
-def comparison_rows(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
-    """The tested rows of one named comparison (a ratio with its CI)."""
-    mine = pairs[(pairs["comparison"] == "build vs build") & (pairs["name"] == name)]
-    return mine.dropna(subset=["ratio_ci_low", "ratio_ci_high"])
-
-
 def plot_comparison(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path,
                     svg: Path) -> None:
     """Candidate / baseline per cell and test with its 95 % CI, sorted; coloured by the verdict."""
-    rows = comparison_rows(pairs, name).sort_values("ratio")
-    axes = cells.drop_duplicates(["model", "cell"]).set_index(["model", "cell"])
+    rows = stats.named_comparison(pairs, name).dropna(subset=["ratio_ci_low", "ratio_ci_high"]).sort_values("ratio")
     colors = {stats.IMPROVED: "tab:green", stats.REGRESSED: "tab:red"}
     fig, ax = plt.subplots(figsize=(11, max(2.5, 0.32 * len(rows) + 1.4)))
     pairs_shown = sorted(set(zip(rows["candidate_build"], rows["baseline_build"])))
     one_pair = len(pairs_shown) == 1
     labels = [("" if one_pair else f"{r.candidate_build} vs {r.baseline_build} · ") + f"{r.model} · {r.test} · "
-              + (summary.setting_text(axes.loc[(r.model, r.baseline_cell)], base)
-                 if (r.model, r.baseline_cell) in axes.index else r.baseline_cell) for r in rows.itertuples()]
+              + summary.setting_of(cells, r.model, r.baseline_cell, base) for r in rows.itertuples()]
     ax.errorbar(rows["ratio"], range(len(rows)), xerr=[rows["ratio"] - rows["ratio_ci_low"],
                 rows["ratio_ci_high"] - rows["ratio"]], fmt="none", ecolor="grey", capsize=3)
     ax.scatter(rows["ratio"], range(len(rows)), c=[colors.get(v, "grey") for v in rows["verdict"]], zorder=3)

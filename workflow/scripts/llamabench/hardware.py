@@ -31,13 +31,9 @@ def hardware(smk: Any) -> None:
 
 def detect() -> dict[str, Any]:
     nvcc = None
-    try:
-        path = build.find_nvcc("any")
-        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
-        match = re.search(r"release (\d+\.\d+)", version)
+    if path := build.nvcc_path():
+        match = re.search(r"release (\d+\.\d+)", build.tool_version(path, "release"))
         nvcc = {"path": path, "version": match.group(1) if match else None}
-    except Exception:  # noqa: BLE001 - no nvcc is a finding, not an error
-        pass
     gpus, why = query_gpus(GPU_FIELDS)
     return {"nvcc": nvcc, "gpus": gpus or [], "gpu_error": why}
 

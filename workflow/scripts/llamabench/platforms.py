@@ -79,15 +79,15 @@ def expand(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def platform_of(config: dict[str, Any], build: str | None) -> dict[str, Any]:
-    """The platform a build instance runs on (the first one for jobs that name no build)."""
+def platform_of(config: dict[str, Any], build: str | None) -> str:
+    """The name of the platform a build instance runs on (the first one for jobs that name no build)."""
     name = config["builds"][build].get("platform") if build else None
-    return config["platforms"][name or next(iter(config["platforms"]))]
+    return name or next(iter(config["platforms"]))
 
 
-def resources(config: dict[str, Any], build: str | None, exclusive: bool) -> dict[str, Any]:
-    """The Snakemake resources of a job on ``build``'s platform ({} on the local one)."""
-    platform = platform_of(config, build)
+def resources(config: dict[str, Any], name: str, exclusive: bool) -> dict[str, Any]:
+    """The Snakemake resources of a job on platform ``name`` ({} on a local one)."""
+    platform = config["platforms"][name]
     if platform["kind"] == "local":
         return {}
     found = {"slurm_partition": platform["partition"], "cpus_per_task": platform["cpus"],

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import figures, files, matrix, records, summary
+from llamabench import figures, files, matrix, records, stats, summary
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -41,7 +41,7 @@ def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
 def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any]) -> pd.DataFrame:
     """One named comparison, a row per cell and test both builds measured: both means with their CIs,
     the ratio with its CI, the verdict."""
-    mine = pairs[(pairs["comparison"] == "build vs build") & (pairs["name"] == name)]
+    mine = stats.named_comparison(pairs, name)
     stats_of = cells.set_index(["build", "model", "cell", "test"])
 
     def mean_ci(build: str, model: str, cell: str, test: str) -> str:
@@ -54,8 +54,7 @@ def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: 
     rows = []
     for r in mine.sort_values("ratio", na_position="last").itertuples():
         key = (r.model, r.baseline_cell, r.test)
-        setting = (summary.setting_text(stats_of.loc[(r.baseline_build, *key)], base)
-                   if (r.baseline_build, *key) in stats_of.index else r.baseline_cell)
+        setting = summary.setting_of(cells, r.model, r.baseline_cell, base)
         ratio = "" if pd.isna(r.ratio) else f"{r.ratio:.3f}"
         if pd.notna(r.ratio_ci_low):
             ratio += f" [{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]"
@@ -113,7 +112,7 @@ def render(
     nodes: list[dict[str, Any]] | None = None,
 ) -> str:
     ok = table[table["status"] == "ok"]
-    now = table[~table["history"].astype(bool)]
+    now = summary.current(table)
     failed = now[~now["status"].isin(["ok", "skipped"])]
     skipped = now[now["status"] == "skipped"]
     serving_failed = serving[serving["status"] != "ok"]

@@ -125,9 +125,9 @@ def comparisons(table: pd.DataFrame, base: dict[str, Any], alpha: float,
         if cell != base_id and same_workload and (build, model, base_id, test) in keyed:
             rows.append(compare("setting vs defaults", keyed[(build, model, base_id, test)], group,
                                 (build, model, base_id, test), (build, model, cell, test)))
-    current = sorted(set(table.loc[~table["history"].astype(bool), "build"]))
+    builds = sorted(set(summary.current(table)["build"]))
     for name, spec in (named or {}).items():
-        for first, second in build_pairs(spec, current):
+        for first, second in build_pairs(spec, builds):
             for (build, model, cell, test), group in keyed.items():
                 if build == first and (second, model, cell, test) in keyed:
                     rows.append({**compare("build vs build", group, keyed[(second, model, cell, test)],
@@ -139,6 +139,11 @@ def comparisons(table: pd.DataFrame, base: dict[str, Any], alpha: float,
     frame["verdict"] = [verdict(r, alpha) for r in frame.itertuples()]
     return pd.DataFrame([records.new("comparison_row", r) for r in frame.to_dict("records")],
                         columns=records.columns("comparison_row"))
+
+
+def named_comparison(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows of one named build comparison (comparisons: in the config)."""
+    return pairs[(pairs["comparison"] == "build vs build") & (pairs["name"] == name)]
 
 
 def build_pairs(spec: dict[str, Any], current: list[str]) -> list[tuple[str, str]]:
@@ -195,8 +200,9 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]
     rows = []
     base_id = matrix.cell_id(base)
     own = pairs[pairs["comparison"] == "setting vs defaults"]
-    current = cells[(cells["cell"] == base_id) & ~cells["history"].astype(bool)]
-    for (build, model), group in current.groupby(["build", "model"]):
+    now = summary.current(cells)
+    defaults = now[now["cell"] == base_id]
+    for (build, model), group in defaults.groupby(["build", "model"]):
         for _, ref in group.iterrows():
             label = "tg t/s" if str(ref["test"]).startswith("tg") else "pp t/s"
             tested = own[(own["baseline_build"] == build) & (own["model"] == model) & (own["test"] == ref["test"])]
@@ -234,7 +240,7 @@ def answers(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]) -> p
     own = pairs[pairs["comparison"] == "setting vs defaults"]
     base_id = matrix.cell_id(base)
     for name, (x_axis, split, _) in matrix.FIGURES.items():
-        data = sweep(cells[~cells["history"].astype(bool)], {x_axis, split} - {None}, base)
+        data = sweep(summary.current(cells), {x_axis, split} - {None}, base)
         data = data[~data["test"].str.contains("+", regex=False)]
         for (build, model, kind), group in data.groupby(["build", "model", data["test"].str[:2]]):
             if group["cell"].nunique() < 2:

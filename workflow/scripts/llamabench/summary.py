@@ -31,9 +31,15 @@ def summary(smk: Any) -> None:
     write_failed(Path(smk.output.failed), cells, table)
 
 
+def current(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the current builds, without the versions kept in results/history."""
+    return table[~table["history"].astype(bool)]
+
+
 def write_failed(target: Path, cell_paths: list[Path], table: pd.DataFrame) -> None:
     """The cell files whose run failed or could not be read, for ``snakemake --forcerun $(cat ...)``."""
-    failed = table[~table["status"].isin(["ok", "skipped"]) & ~table["history"].astype(bool)]
+    now = current(table)
+    failed = now[~now["status"].isin(["ok", "skipped"])]
     bad = set(zip(failed["build"], failed["model"], failed["cell"]))
     with files.atomic_path(target) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in sorted(cell_paths)
@@ -123,6 +129,13 @@ BEST_COLUMNS = ["build", "model", "metric", "best_cell", "setting", "value", "de
 
 # What a cell measures, as opposed to how: settings are compared within one workload only.
 WORKLOAD = ["n_prompt", "n_gen", "n_depth"]
+
+
+def setting_of(cells: pd.DataFrame, model: str, cell: str, base: dict[str, Any]) -> str:
+    """The setting text of cell ``cell`` of ``model`` as a stats table has it, or the id where it has none
+    (a cell's id spells its parameters, so any build's row will do)."""
+    found = cells[(cells["model"] == model) & (cells["cell"] == cell)]
+    return setting_text(found.iloc[0], base) if len(found) else cell
 
 
 def setting_text(row: pd.Series, base: dict[str, Any]) -> str:
