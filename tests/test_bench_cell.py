@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,20 @@ def test_failing_cell_keeps_its_reason(bin_dir: Path, gemma: Path, tmp_path: Pat
     assert result["records"] == []
     assert "exit status 1" in result["error"]
     assert "-ctk" in result["error"]  # llama-bench's own words: invalid parameter for argument: -ctk
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
+def test_a_cell_that_runs_out_of_memory_says_so(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    """A real allocation failure: a 2M-token context needs ~6 GB of KV cache, and the address space is capped
+    at 1.5 GB. It is an expected outcome of a sweep, listed apart from failures and not rerun by them."""
+    params = {**SMALL, "n_prompt": 0, "n_gen": 1, "n_depth": 2_000_000, "repetitions": 1}
+    cmd = ["prlimit", "--as=1500000000", *bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0)]
+    result = bench_cell.measure(cmd, tmp_path / "cell.log")
+    assert result["status"] == "out_of_memory", result.get("error")
+    assert "failed to create context" in result["error"] and result["records"] == []
+    assert "insufficient memory" in (tmp_path / "cell.log").read_text()
+    table = pd.DataFrame([{"status": s} for s in ("ok", "skipped", "out_of_memory", "failed")])
+    assert list(summary.failed_rows(table)["status"]) == ["failed"]
 
 
 # A quiet machine, as system_state.snapshot() describes one.

@@ -49,3 +49,17 @@ def test_a_dry_run_with_nvcc_but_no_gpu_says_the_cuda_cells_will_be_skipped(tmp_
                             "rpc": {"topologies": {}}})
     out = snakemake(tmp_path, "-n", "--cores", "2")
     assert "nvcc is here but no GPU" in out.stdout + out.stderr
+
+
+def test_the_query_parses_published_real_output_of_two_gpus() -> None:
+    """tests/data/README.md: two GPUs (a TITAN V and an RTX 5880 Ada), names with spaces."""
+    text = (Path(__file__).parent / "data" / "nvidia-smi-query-gpu-2x.csv").read_text()
+    header, *lines = text.splitlines()
+    fields = [f.strip() for f in header.split(",")]
+    gpus = hardware.parse_query("\n".join(lines) + "\n", fields)
+    assert [g["name"] for g in gpus] == ["NVIDIA TITAN V", "NVIDIA RTX 5880 Ada Generation"]
+    assert [g["compute_cap"] for g in gpus] == ["7.0", "8.9"] and gpus[1]["index"] == "1"
+    node = {"gpus": [{**g, "memory.total": None} for g in gpus], "gpu_error": None, "host": {"hostname": "n"}}
+    assert hardware.gpu_missing(node) is None
+    assert build.cuda_architectures(CUDA, node, "cuda")[-1] == "-DCMAKE_CUDA_ARCHITECTURES=70;89"
+

@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from snakemake.utils import validate
 
 from conftest import DEFAULT_CONFIG, ROOT
 from llamabench import matrix
+from llamabench.errors import Unsupported
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -69,7 +71,7 @@ def test_llama_bench_args_are_explicit_for_every_axis() -> None:
     args = matrix.llama_bench_args(matrix.baseline(bench_config()))
     assert args[args.index("-ub") + 1] == "512"
     assert args[args.index("-fa") + 1] == "auto"
-    assert len(args) == 2 * len(matrix.AXES)
+    assert len(args) == 2 * (len(matrix.AXES) - len(matrix.OPTIONAL_AXES))  # an optional axis only when set
 
 
 def test_yaml_booleans_become_on_off_and_key_order_does_not_matter() -> None:
@@ -87,3 +89,55 @@ def test_bare_on_in_exclude_matches_bare_on_elsewhere() -> None:
     bench = bench_config(defaults=defaults, groups={"t": {"threads": [1, 2]}},
                          exclude=[{"threads": 1, "flash_attn": True}])
     assert [p["threads"] for p in matrix.cells_for(bench, "cpu").values()] == [2]
+
+
+def test_an_optional_axis_at_its_default_renames_no_cell() -> None:
+    """Cells measured before ``no_op_offload`` existed keep their ids (and results): it is spelled only when set."""
+    base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
+    assert "no_op_offload" not in base
+    assert matrix.cell_id(base) == "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
+    assert matrix.normalize({**base, "no_op_offload": 0}) == base
+    cpu_baseline = matrix.normalize({**base, "n_gpu_layers": 0, "no_op_offload": 1})
+    assert matrix.cell_id(cpu_baseline) == "t2_b2048_ub512_ngl0_nopo1_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
+    args = matrix.llama_bench_args(cpu_baseline)
+    assert args[args.index("-ngl"):args.index("-ngl") + 4] == ["-ngl", "0", "-nopo", "1"]
+    assert "-nopo" not in matrix.llama_bench_args(base)
+
+
+def test_no_op_offload_on_a_llama_bench_without_the_flag_is_skipped() -> None:
+    cell = matrix.normalize({**matrix.baseline(DEFAULT_CONFIG["benchmark"]), "no_op_offload": 1})
+    with pytest.raises(Unsupported, match="-nopo"):
+        matrix.llama_bench_args(cell, "usage: llama-bench [options]\n  -ngl, --n-gpu-layers <n>\n")
+
+
+def test_all_and_shares_of_the_layers_come_from_the_models_block_count() -> None:
+    """Gemma 3 270M has 18 blocks: 19 layers with the output layer; llama.cpp offloads at most that many."""
+    base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
+    assert matrix.gpu_layers("all", 18) == 19 and matrix.gpu_layers("50%", 18) == 10
+    assert matrix.gpu_layers("0%", 18) == 0 and matrix.gpu_layers(7, 18) == 7
+    cell = matrix.normalize({**base, "n_gpu_layers": "all"})
+    assert matrix.cell_id(cell).startswith("t2_b2048_ub512_ngl-all_fa")
+    assert matrix.cell_id({**cell, "n_gpu_layers": "25%"}).startswith("t2_b2048_ub512_ngl-25pct_fa")
+    assert matrix.for_model(cell, 18)["n_gpu_layers"] == 19 and matrix.for_model(base, None) == base
+    with pytest.raises(Unsupported, match="block count"):
+        matrix.for_model(cell, None)
+    gpu = matrix.placement(cell, 18, offload=True)
+    assert gpu == {"requested": "all", "n_gpu_layers": 19, "model_layers": 18, "offloaded_layers": 19,
+                   "cpu_layers": 0, "op_offload": True}
+    assert matrix.placement(base, 18, offload=True)["offloaded_layers"] == 19  # 99 is more than there are
+    assert matrix.placement({**base, "n_gpu_layers": 5}, 18, offload=True)["cpu_layers"] == 14
+    cpu = matrix.placement({**base, "n_gpu_layers": 0, "no_op_offload": 1}, 18, offload=True)
+    assert cpu["offloaded_layers"] == 0 and cpu["op_offload"] is False  # the true CPU baseline of a GPU build
+    assert matrix.placement(cell, 18, offload=False)["offloaded_layers"] == 0  # no GPU: nothing is offloaded
+
+
+def test_the_schema_takes_all_shares_and_counts_and_refuses_the_rest() -> None:
+    for value in ("all", "50%", "12.5%", 0, 99, -1):
+        config = copy.deepcopy(DEFAULT_CONFIG)
+        config["benchmark"]["groups"] = {"gpu": {"n_gpu_layers": [value]}}
+        validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    for value in ("most", "50", -2, "%"):
+        config = copy.deepcopy(DEFAULT_CONFIG)
+        config["benchmark"]["groups"] = {"gpu": {"n_gpu_layers": [value]}}
+        with pytest.raises(Exception, match="n_gpu_layers|is not valid"):
+            validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))

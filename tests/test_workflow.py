@@ -25,7 +25,7 @@ import pytest
 from snakemake.utils import validate
 
 from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
-from llamabench import files, matrix, records
+from llamabench import files, matrix, progress, records
 
 # What a workflow copy needs; the copy lets a test edit code without touching the checkout.
 WORKFLOW_FILES = ["Snakefile", "workflow", "envs", "profiles"]
@@ -154,7 +154,7 @@ def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
-    """Benchmark cells (the matrix's 3 and the serving partner), serving cells and RPC cells, one at a time."""
+    """Benchmark cells (the matrix's 6 and the serving partner), serving cells and RPC cells, one at a time."""
     spans = [(cell["llama_bench"]["start_epoch"], cell["llama_bench"]["end_epoch"])
              for cell in map(files.read_json, (run_dir / "results/cells").rglob("*.json"))]
     spans += [(datetime.fromisoformat(cell["serving"]["start"]).timestamp(),
@@ -163,7 +163,7 @@ def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
     spans += [(cell["rpc"]["llama_bench"]["start_epoch"], cell["rpc"]["llama_bench"]["end_epoch"])
               for cell in map(files.read_json, (run_dir / "results/rpc").rglob("*.json"))]
     spans.sort()
-    assert len(spans) == 8
+    assert len(spans) == 11
     for (_, end), (next_start, _) in zip(spans, spans[1:]):
         assert end <= next_start
 
@@ -185,6 +185,28 @@ def test_cell_records_what_explains_its_numbers(run_dir: Path) -> None:
     assert record["n_threads"] == base["threads"] and record["n_batch"] == base["batch_size"]
 
 
+def test_cells_record_where_the_layers_went_and_what_the_sampler_saw(run_dir: Path) -> None:
+    """ngl all is the model's block count + 1 (Gemma 3 270M: 18 + 1), passed to llama-bench as a number; on a
+    build without a GPU nothing is offloaded whatever ngl says; -nopo reaches llama-bench only where set."""
+    cells = run_dir / "results/cells/cpu-rpc/gemma3-270m"
+    everything = records.read(next(cells.glob("*_ngl-all_*.json")), "bench_cell")
+    assert everything["offload"] == {"requested": "all", "n_gpu_layers": 19, "model_layers": 18,
+                                     "offloaded_layers": 0, "cpu_layers": 19, "op_offload": False}
+    run = everything["llama_bench"]
+    assert "-ngl 19" in run["command_line"] and "-nopo" not in run["command_line"]
+    assert all(r["n_gpu_layers"] == 19 for r in run["records"])
+    baseline = records.read(next(cells.glob("*_ngl0_nopo1_*.json")), "bench_cell")
+    assert baseline["params"]["no_op_offload"] == 1 and "-nopo 1" in baseline["llama_bench"]["command_line"]
+    assert all(r["no_op_offload"] == 1 for r in baseline["llama_bench"]["records"])
+    samples = run["samples"]
+    assert samples["host"]["t"] and samples["gpu_error"].startswith("not sampled")  # a CPU build
+    assert {progress.phase_of(m["label"]) for m in samples["marks"]} >= {"load", "prompt", "generation"}
+    table = pd.read_csv(run_dir / "results/summary.csv")
+    rows = table[table["cell"].str.contains("_ngl-all_")]
+    assert set(rows["n_gpu_layers"]) == {"all"} and set(rows["offloaded_layers"]) == {0}
+    assert rows["energy_j_per_token"].isna().all() and rows["peak_vram_mib"].isna().all()  # no GPU here
+
+
 def test_nothing_reruns_after_a_complete_run(run_dir: Path) -> None:
     assert dry_run(run_dir, small_config()) == {}
 
@@ -202,7 +224,7 @@ def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
     config["models"] = {"gemma3-270m": {"kind": "path", "path": str(model.resolve())}}
     jobs = dry_run(run_dir, config)
     assert "build" not in jobs and "source" not in jobs
-    assert jobs["model"] == 1 and jobs["bench_cell"] == 4 and jobs["serve_cell"] == 2 and jobs["rpc_cell"] == 2
+    assert jobs["model"] == 1 and jobs["bench_cell"] == 7 and jobs["serve_cell"] == 2 and jobs["rpc_cell"] == 2
 
 
 def test_changing_the_smoke_prompt_reruns_only_the_smoke_runs(run_dir: Path) -> None:
@@ -302,7 +324,7 @@ def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothin
     module = snakefile.parent / "workflow/scripts/llamabench/bench_cell.py"
     module.write_text(re.sub(r"^RULE_VERSION = (\d+)", lambda m: f"RULE_VERSION = {int(m.group(1)) + 1}",
                              module.read_text(), flags=re.MULTILINE))
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 4, "summary": 1, "serving_summary": 1,
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "summary": 1, "serving_summary": 1,
                                                           "stats": 1, "export": 1, "figures": 1, "report_html": 1,
                                                           "all": 1}
 

@@ -22,15 +22,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from llamabench import commands, files, hardware, machine_lock, matrix, records, system_state
+from llamabench import commands, files, hardware, machine_lock, matrix, progress, records, sampler, system_state
+from llamabench.build import option_enabled, slow_kv_path
 from llamabench.entry import announce_failure
-from llamabench.errors import Unsupported
+from llamabench.errors import OUT_OF_MEMORY, Unsupported
 
 log = logging.getLogger(__name__)
 
 # Bump when what a cell measures changes (flags, warm-up, what is timed): every cell
 # is measured again. Code edits that leave the measurement alone rerun nothing.
 RULE_VERSION = 2  # 2: rounds, the machine-wide lock, the system state before each cell
+
+# JSON on stdout; on stderr the phase markers (the sampler's energy boundaries) and llama.cpp's own log,
+# which says where the layers went, how big each buffer was, and why an allocation failed. It is
+# written while the model loads and the context is made, never inside a timed repetition.
+LOGGING = ["-o", "json", "--progress", "-v"]
+
+# What llama.cpp logs when memory runs out: ggml's CPU allocator, the CUDA allocator, llama's buffers.
+OOM_PATTERNS = ("insufficient memory", "out of memory", "failed to allocate", "cudamalloc failed",
+                "std::bad_alloc", "unable to allocate")
 
 # The build and model record fields a cell keeps, under the same names: what explains its numbers.
 BUILD_FACTS = ("name", "commit", "build_number", "options", "compiler", "cmake", "cache_key", "devices")
@@ -51,12 +61,14 @@ def bench_cell(smk: Any) -> None:
         try:
             if why := hardware.skip_reason(smk.input):
                 raise Unsupported(why)
-            cmd = command(exe, Path(smk.input.model), params, smk.params.delay)
+            cmd = command(exe, Path(smk.input.model), matrix.for_model(params, model["gguf"].get("layers")),
+                          smk.params.delay)
         except Unsupported as err:
             log.warning("cell %s skipped: %s", label, err)
             result = skipped([str(exe), "-m", str(smk.input.model)], str(err))
         else:
-            result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"])
+            result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"],
+                             gpus=uses_gpu(build), interval_s=smk.config["benchmark"]["sample_interval_ms"] / 1000)
     announce_failure(f"cell {label}", result)
     if why := system_state.busy(state):
         log.warning("cell %s ran on a busy machine: %s", label, why)
@@ -70,6 +82,8 @@ def bench_cell(smk: Any) -> None:
         "round_position": order.index((smk.wildcards.build, smk.wildcards.model, base)) + 1
         if (smk.wildcards.build, smk.wildcards.model, base) in order else None,
         "params": params,
+        "offload": matrix.placement(params, model["gguf"].get("layers"), uses_gpu(build)),
+        "notes": [note for note in [slow_kv_path(build["options"], params)] if note],
         "delay": smk.params.delay,
         "lock_wait_s": round(waited, 3),
         "system": state,
@@ -79,14 +93,18 @@ def bench_cell(smk: Any) -> None:
     })
 
 
+def uses_gpu(build_record: dict[str, Any]) -> bool:
+    """Whether a build's runs are GPU runs, whose GPUs the sampler reads (energy, VRAM)."""
+    return option_enabled(build_record["options"], "GGML_CUDA")
+
+
 def facts(build: dict[str, Any], model: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The build and model record fields a cell keeps, under their own names."""
     return {"build": {key: build[key] for key in BUILD_FACTS}, "model": {key: model[key] for key in MODEL_FACTS}}
 
 
 def command(bench_exe: Path, model: Path, params: dict[str, Any], delay: int) -> list[str]:
-    cmd = [str(bench_exe), "-m", str(model), "-o", "json",
-           *matrix.llama_bench_args(params, commands.help_text(bench_exe))]
+    cmd = [str(bench_exe), "-m", str(model), *LOGGING, *matrix.llama_bench_args(params, commands.help_text(bench_exe))]
     if delay:
         cmd += ["--delay", str(delay)]
     return cmd
@@ -97,26 +115,33 @@ def measure(
     log_path: Path | None,
     timeout: float | None = None,
     on_progress: Callable[[str], None] | None = None,
+    gpus: bool = False,
+    interval_s: float = 0.1,
 ) -> dict[str, Any]:
-    """Run llama-bench; return its records, exit status and the OS's peak-RSS accounting.
+    """Run llama-bench; return its records, exit status, the OS's peak-RSS accounting and what the sampler saw.
 
-    With ``on_progress``, llama-bench's stderr passes through this process on its way
-    to the log, and each ``--progress`` line is handed to it as it arrives (an RPC
-    cell reads the link's byte counters at these boundaries).
+    llama-bench's stderr passes through this process on its way to the log, and each
+    ``--progress`` line is a mark for the sampler (each GPU's energy counter) and is
+    handed to ``on_progress`` as it arrives (an RPC cell reads the link's byte
+    counters there). With ``gpus``, the node's GPUs are sampled too.
     """
     stderr_path = log_path or Path(os.devnull)
     start_wall, start = files.now_iso(), time.time()
     log.info("$ %s", shlex.join(cmd))
     with machine_lock.held(shlex.join(cmd[:1])), tempfile.TemporaryFile("w+") as out, \
-            open(stderr_path, "a") as err_out:
+            open(stderr_path, "a") as err_out, sampler.sampling(interval_s, gpus) as samples:
+
+        def marked(line: str) -> None:
+            samples.mark(line)
+            if on_progress:
+                on_progress(line)
+
         # A session of its own: Ctrl-C in the terminal or a cancelled job reaches only
         # this step, whose cleanup below must stop llama-bench (tests check that it does).
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE if on_progress else err_out, text=True,
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, errors="replace",
                                 start_new_session=True)
-        relay = threading.Thread(target=_relay, args=(proc.stderr, err_out, on_progress), daemon=True) \
-            if on_progress else None
-        if relay:
-            relay.start()
+        relay = threading.Thread(target=_relay, args=(proc.stderr, err_out, marked), daemon=True)
+        relay.start()
         timed_out = threading.Event()
 
         def expire() -> None:
@@ -137,8 +162,7 @@ def measure(
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
-        if relay:
-            relay.join()
+        relay.join()
         out.seek(0)
         stdout = out.read()
     end = time.time()
@@ -153,6 +177,7 @@ def measure(
         "exit_status": proc.returncode,
         "timed_out": timed_out.is_set(),
         "peak_rss_mib": round(peak_kib / 1024, 1),
+        "samples": samples.result(),
     }
     try:
         records = json.loads(stdout) if stdout.strip() else []
@@ -165,7 +190,19 @@ def measure(
     result["status"] = "ok" if ok else "failed"
     if not ok:
         result["error"] = failure_reason(proc.returncode, stderr_path, result)
+        if out_of_memory(stderr_path):
+            result["status"] = OUT_OF_MEMORY
     return result
+
+
+def out_of_memory(stderr_path: Path) -> bool:
+    """Whether llama.cpp's log says an allocation failed: an expected outcome of a sweep (too many layers on
+    the GPU, too long a context), not a crash."""
+    try:
+        text = Path(stderr_path).read_text(errors="replace").lower()
+    except OSError:
+        return False
+    return any(pattern in text for pattern in OOM_PATTERNS)
 
 
 def skipped(cmd: list[str], reason: str) -> dict[str, Any]:
@@ -178,7 +215,7 @@ def skipped(cmd: list[str], reason: str) -> dict[str, Any]:
 
 def _relay(stream: IO[str], sink: IO[str], on_progress: Callable[[str], None]) -> None:
     for line in stream:
-        if line.startswith("llama-bench: benchmark "):
+        if line.startswith(progress.MARKER):
             on_progress(line.strip())
         sink.write(line)
         sink.flush()  # the log shows progress as it happens
@@ -201,7 +238,8 @@ def failure_reason(returncode: int, stderr_path: Path, result: dict[str, Any]) -
     if result.get("timed_out"):
         head = "timed out (benchmark.timeout) and was killed"
     elif returncode < 0:
-        head = f"killed by signal {-returncode}"
+        head = f"killed by signal {-returncode}" + (" (the kernel's out-of-memory killer sends this)"
+                                                    if returncode == -signal.SIGKILL else "")
     elif returncode:
         head = f"exit status {returncode}"
     elif "parse_error" in result:

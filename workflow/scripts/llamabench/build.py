@@ -65,6 +65,38 @@ def option_enabled(options: list[str], name: str) -> bool:
     return (option_value(options, name) or "").upper() in _TRUE
 
 
+# The K/V type pairs a CUDA build compiles flash-attention kernels for unless told otherwise
+# (GGML_CUDA_FA_QUANTS; older trees: the same pairs, or all with GGML_CUDA_FA_ALL_QUANTS=ON).
+FA_KV_PAIRS_DEFAULT = ("f16-f16", "q4_0-q4_0", "q8_0-q8_0", "bf16-bf16")
+
+
+def flash_attn_kv_pairs(options: list[str]) -> tuple[str, ...] | None:
+    """The K/V type pairs this build has CUDA flash-attention kernels for, ("all",) for every pair; None for
+    a build without CUDA."""
+    if not option_enabled(options, "GGML_CUDA"):
+        return None
+    if option_enabled(options, "GGML_CUDA_FA_ALL_QUANTS"):
+        return ("all",)
+    chosen = option_value(options, "GGML_CUDA_FA_QUANTS")
+    if chosen is None:
+        return FA_KV_PAIRS_DEFAULT
+    pairs = [p.strip().lower() for p in chosen.replace(",", ";").split(";") if p.strip()]
+    return ("all",) if "all" in pairs else tuple(dict.fromkeys(["f16-f16", *pairs]))
+
+
+def slow_kv_path(options: list[str], params: dict[str, Any]) -> str | None:
+    """Why a cell's K/V cache types take a slow flash-attention path on this build, or None: a pair without a
+    compiled kernel is converted to f16 (current trees) or runs attention on the CPU (older trees), silently."""
+    pairs = flash_attn_kv_pairs(options)
+    pair = f"{params['cache_type_k']}-{params['cache_type_v']}".lower()
+    if pairs is None or "all" in pairs or pair in pairs or str(params["flash_attn"]) in ("off", "0"):
+        return None
+    return (f"K/V types {pair} have no CUDA flash-attention kernel in this build (it has {', '.join(pairs)}): "
+            "llama.cpp converts them to f16 or, in older trees, runs attention on the CPU; build with "
+            f"-DGGML_CUDA_FA_QUANTS={pair} (or all; -DGGML_CUDA_FA_ALL_QUANTS=ON in older trees) to measure "
+            "their own kernel")
+
+
 def check_toolchain(options: list[str], build_name: str) -> dict[str, str]:
     """Find cmake, ninja, the compilers (and nvcc for CUDA); a missing one is one clear sentence."""
     tools = {
@@ -83,7 +115,7 @@ def cuda_architectures(options: list[str], record: dict[str, Any] | None, build_
     so that nothing is compiled for every architecture."""
     if not option_enabled(options, "GGML_CUDA") or option_value(options, "CMAKE_CUDA_ARCHITECTURES"):
         return options
-    caps = sorted({gpu["compute_cap"].replace(".", "") for gpu in (record or {}).get("gpus", [])})
+    caps = sorted({gpu["compute_cap"].replace(".", "") for gpu in (record or {}).get("gpus", []) if gpu["compute_cap"]})
     if not caps:
         raise UserError(
             f"build '{build_name}' has no -DCMAKE_CUDA_ARCHITECTURES and no GPU was detected to take it from: "
@@ -222,6 +254,7 @@ def build(smk: Any) -> None:
         "source_kind": src["source_kind"],
         "bin_dir": str(bin_dir),
         "devices": list_devices(bin_dir, entry["binaries"]),
+        "flash_attn_kv_pairs": flash_attn_kv_pairs(entry["options"]),
         **{key: entry[key] for key in ("options", "compiler", "cmake", "nvcc", "ccache", "cache_key", "cache_dir",
                                        "cache_hit", "binaries")},
     })

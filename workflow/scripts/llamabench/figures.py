@@ -99,12 +99,25 @@ def swept(cells: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
     return any(data[a].nunique() > 1 for a in axes)
 
 
+# An axis whose figure is drawn over what the cells did rather than what they asked for.
+X_LABELS = {"n_gpu_layers": "layers offloaded to the GPU (of the block count + 1)"}
+
+
+def x_values(data: pd.DataFrame, x_axis: str) -> pd.Series:
+    """The numbers to draw along x: for n_gpu_layers the layers actually offloaded (``all`` and ``50%`` are
+    resolved per model; 99 on an 18-layer model is 19), the value asked for where a record predates that."""
+    asked = pd.to_numeric(data[x_axis], errors="coerce")
+    if x_axis == "n_gpu_layers" and "offloaded_layers" in data:
+        return pd.to_numeric(data["offloaded_layers"], errors="coerce").fillna(asked)
+    return asked
+
+
 def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
     """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right; error bars
     are the 95 % CI over rounds (the repetitions' stddev where a cell has one round)."""
     x_axis, split, log_x = matrix.FIGURES[name]
     data = stats.sweep(cells, {x_axis, split} - {None}, base)
-    data = data.assign(x=pd.to_numeric(data[x_axis]))
+    data = data.assign(x=x_values(data, x_axis))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (kind, label) in zip(panels, [("pp", "prompt processing"), ("tg", "text generation")]):
         part = data[data["test"].str.startswith(kind) & ~data["test"].str.contains("+", regex=False)]
@@ -115,7 +128,7 @@ def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: P
             ax.errorbar(line["x"], line["mean_ts"], yerr=[line["err_low"], line["err_high"]], marker="o", capsize=3,
                         label=text)
         ax.set_title(f"{label} vs {x_axis}")
-        ax.set_xlabel(x_axis)
+        ax.set_xlabel(X_LABELS.get(x_axis, x_axis))
         kinds = sorted(set(part["err_kind"]))
         ax.set_ylabel("tokens/s: mean of rounds, bars " + (kinds[0] if len(kinds) == 1 else "95 % CI or stddev"))
         ax.grid(alpha=0.3)

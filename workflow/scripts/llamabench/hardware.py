@@ -49,8 +49,19 @@ def query_gpus(fields: list[str]) -> tuple[list[dict[str, str]] | None, str | No
         return None, f"nvidia-smi failed: {err}"
     if out.returncode != 0:
         return None, f"nvidia-smi failed: {(out.stderr or out.stdout).strip()[:300]}"
-    rows = [dict(zip(fields, (v.strip() for v in line.split(",")))) for line in out.stdout.splitlines() if line]
+    rows = parse_query(out.stdout, fields)
     return rows, None if rows else "nvidia-smi lists no GPU"
+
+
+def parse_query(text: str, fields: list[str]) -> list[dict[str, str]]:
+    """``--query-gpu=<fields> --format=csv,noheader,nounits`` output: a line per GPU, values in field order.
+    Names hold no commas; ``[N/A]`` and ``[Not Supported]`` mark values a GPU does not report, kept as None."""
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            values = [v.strip() for v in line.split(",")]
+            rows.append({f: None if v.startswith("[") else v for f, v in zip(fields, values)})
+    return rows
 
 
 def gpu_missing(record: dict[str, Any]) -> str | None:

@@ -23,6 +23,7 @@ AXES: dict[str, tuple[str, str]] = {
     "batch_size": ("-b", "b"),
     "ubatch_size": ("-ub", "ub"),
     "n_gpu_layers": ("-ngl", "ngl"),
+    "no_op_offload": ("-nopo", "nopo"),
     "flash_attn": ("-fa", "fa"),
     "cache_type_k": ("-ctk", "ctk"),
     "cache_type_v": ("-ctv", "ctv"),
@@ -31,6 +32,10 @@ AXES: dict[str, tuple[str, str]] = {
     "n_depth": ("-d", "d"),
     "repetitions": ("-r", "r"),
 }
+
+# Axes added after cells were first measured, with their default: spelled in a cell's id, kept in its
+# parameters and passed to llama-bench only when not at the default, so adding one renamed no cell.
+OPTIONAL_AXES: dict[str, Any] = {"no_op_offload": 0}
 
 
 # Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and
@@ -59,8 +64,64 @@ def spell(partial: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalize(params: dict[str, Any]) -> dict[str, Any]:
-    """Every axis, in id order (params are compared by repr), flash_attn spelled out."""
-    return spell({axis: params[axis] for axis in AXES})
+    """Every axis, in id order (params are compared by repr), flash_attn spelled out; an optional axis
+    only where it differs from its default."""
+    return spell({axis: params[axis] for axis in AXES if not at_default(params, axis)})
+
+
+def at_default(params: dict[str, Any], axis: str) -> bool:
+    """Whether ``axis`` is an optional axis that ``params`` leaves at (or does not give beyond) its default."""
+    return axis in OPTIONAL_AXES and params.get(axis, OPTIONAL_AXES[axis]) == OPTIONAL_AXES[axis]
+
+
+def value(params: dict[str, Any], axis: str) -> Any:
+    """An axis's value in a cell's parameters, an optional axis's default where they leave it out."""
+    return params.get(axis, OPTIONAL_AXES.get(axis))
+
+
+def text(axis: str, value: Any) -> str:
+    """An axis value as text, for comparing values read back from tables: whole numbers without the ``.0``
+    a CSV column with gaps gives them, an optional axis's default where a row predates the axis."""
+    if axis in OPTIONAL_AXES and (value is None or value != value):  # None or NaN
+        value = OPTIONAL_AXES[axis]
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def gpu_layers(requested: int | str, model_layers: int) -> int:
+    """``n_gpu_layers`` as llama-bench takes it: ``all`` is every repeating layer plus the output layer
+    (block count + 1, read from the model, not guessed), ``50%`` that share of them, rounded."""
+    if requested == "all":
+        return model_layers + 1
+    if isinstance(requested, str) and requested.endswith("%"):
+        return round(float(requested[:-1]) / 100 * (model_layers + 1))
+    return int(requested)
+
+
+def for_model(params: dict[str, Any], model_layers: int | None) -> dict[str, Any]:
+    """The cell's parameters as run on one model: ``n_gpu_layers`` resolved (``all``, ``N%``) for its layers."""
+    requested = params["n_gpu_layers"]
+    if isinstance(requested, int):
+        return dict(params)
+    if not model_layers:
+        raise Unsupported(f"n_gpu_layers: {requested} needs the model's block count, which its GGUF does not give")
+    return {**params, "n_gpu_layers": gpu_layers(requested, model_layers)}
+
+
+def placement(params: dict[str, Any], model_layers: int | None, offload: bool) -> dict[str, Any]:
+    """Where a run's layers went, as llama.cpp places them: ``n_gpu_layers`` of the block count + 1 layers
+    (repeating layers and the output layer; which of them first differs between versions) go to the GPU or
+    RPC devices (``offload``: the run has some), the rest stay on the CPU; -1 leaves it to llama.cpp.
+    ``op_offload``: whether large prompt matrix products still go to the GPU from layers kept on the CPU
+    (llama.cpp's default); ``no_op_offload: 1`` with ``n_gpu_layers: 0`` is a GPU build's true CPU baseline."""
+    requested = params["n_gpu_layers"]
+    n_gpu = gpu_layers(requested, model_layers) if model_layers else requested
+    fact = {"requested": requested, "n_gpu_layers": n_gpu, "model_layers": model_layers, "offloaded_layers": None,
+            "cpu_layers": None, "op_offload": offload and not value(params, "no_op_offload")}
+    if model_layers is None or not isinstance(n_gpu, int) or n_gpu < 0:
+        return fact
+    total = model_layers + 1
+    offloaded = min(n_gpu, total) if offload else 0
+    return {**fact, "offloaded_layers": offloaded, "cpu_layers": total - offloaded}
 
 
 # The cell key beyond the parameters, in id order: what later kinds of cell add
@@ -81,13 +142,13 @@ def cell_id(params: dict[str, Any], labels: dict[str, str] | None = None, **comp
     if unknown:
         raise ValueError(f"unknown cell key components {sorted(unknown)}")
     labels = labels or {axis: label for axis, (_, label) in AXES.items()}
-    parts = [_label(label, params[axis]) for axis, label in labels.items()]
+    parts = [_label(label, params[axis]) for axis, label in labels.items() if not at_default(params, axis)]
     parts += [_label(f"{name}-", components[name]) for name in KEY_COMPONENTS if components.get(name) is not None]
     return "_".join(parts)
 
 
 def _label(label: str, value: Any) -> str:
-    text = re.sub(r"[^A-Za-z0-9.+]", "-", str(value))
+    text = re.sub(r"[^A-Za-z0-9.+]", "-", str(value).replace("%", "pct"))
     return f"{label}{text}" if isinstance(value, int) or label.endswith("-") else f"{label}-{text}"
 
 
@@ -95,9 +156,15 @@ def llama_bench_args(params: dict[str, Any], help_text: str = "") -> list[str]:
     """The cell's parameters as llama-bench flags, every axis explicit, spelled for this llama-bench.
 
     ``help_text`` is the tool's ``--help``: trees before late 2025 take ``-fa`` as 0/1 only,
-    so on/off are translated and ``auto``, which they cannot express, raises Unsupported.
+    so on/off are translated and ``auto``, which they cannot express, raises Unsupported; an
+    optional axis is passed only when set, and raises Unsupported where the tool lacks its flag.
     """
     params = dict(params)
+    for axis in OPTIONAL_AXES:
+        flag = AXES[axis][0]
+        if not at_default(params, axis) and help_text and f"{flag}," not in help_text:
+            raise Unsupported(f"this llama-bench has no {flag} ({axis}): leave {axis} at its default "
+                              "to measure this cell on it")
     if "--flash-attn <0|1>" in help_text:
         fa = params["flash_attn"]
         if fa == "auto":
@@ -106,7 +173,8 @@ def llama_bench_args(params: dict[str, Any], help_text: str = "") -> list[str]:
         params["flash_attn"] = 1 if fa in ("on", 1, True) else 0
     args = []
     for axis, (flag, _) in AXES.items():
-        args += [flag, str(params[axis])]
+        if not at_default(params, axis):
+            args += [flag, str(params[axis])]
     return args
 
 

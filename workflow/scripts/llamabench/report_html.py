@@ -10,6 +10,7 @@ import jinja2
 import pandas as pd
 
 from llamabench import figures, files, matrix, records, stats, summary
+from llamabench.errors import OUT_OF_MEMORY
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -22,13 +23,15 @@ RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", 
                "local_tg_ts", "pp_ratio_to_local", "tg_ratio_to_local", "load_mb", "mb_per_prompt_token",
                "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling"]
 STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "mean_ts", "ci_low", "ci_high", "pi_low", "pi_high", "cv",
-                 "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction"]
+                 "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction", "energy_j_per_token", "gpu_power_w",
+                 "peak_vram_mib"]
 COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline_cell", "candidate_build",
                       "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio",
                       "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
 SUMMARY_COLUMNS = ["round", "build", "model", "synthetic", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms",
-                   "peak_rss_mib", "threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "cache_type_k",
-                   "cache_type_v", "n_depth", "repetitions"]
+                   "energy_j_per_token", "gpu_power_w", "peak_rss_mib", "peak_vram_mib", "threads", "batch_size",
+                   "ubatch_size", "n_gpu_layers", "no_op_offload", "offloaded_layers", "model_layers", "op_offload",
+                   "flash_attn", "cache_type_k", "cache_type_v", "n_depth", "repetitions", "notes"]
 
 
 def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
@@ -113,7 +116,7 @@ def render(
 ) -> str:
     ok = table[table["status"] == "ok"]
     now = summary.current(table)
-    failed = now[~now["status"].isin(["ok", "skipped"])]
+    failed = summary.failed_rows(now)
     skipped = now[now["status"] == "skipped"]
     serving_failed = serving[serving["status"] != "ok"]
     pngs = {p.stem: p for p in figure_pngs}
@@ -163,5 +166,6 @@ def render(
         summary_table=html_table(ok, SUMMARY_COLUMNS),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
+        out_of_memory=now[now["status"] == OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),
         n_cells=len(table.drop_duplicates(["build", "model", "cell"])),
     )

@@ -16,12 +16,11 @@ what falls outside them (context teardown) is kept as ``other``.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench_cell, commands, hardware, machine_lock, matrix, records, rpc_workers
+from llamabench import bench_cell, commands, hardware, machine_lock, matrix, progress, records, rpc_workers
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
 from llamabench.errors import Unsupported
@@ -30,10 +29,6 @@ log = logging.getLogger(__name__)
 
 # Bump when what an RPC cell measures changes: every RPC cell is measured again.
 RULE_VERSION = 1
-
-PHASES = {"starting": "load", "warmup prompt run": "warmup", "warmup generation run": "warmup",
-          "prompt run": "prompt", "generation run": "generation", "depth run": "depth"}
-
 
 def rpc_cell(smk: Any) -> None:
     """Rule ``rpc_cell``: one RPC cell, recorded even when it fails or cannot run here."""
@@ -45,9 +40,12 @@ def rpc_cell(smk: Any) -> None:
     workers = [resolve(spec, worker_builds) for spec in rpc["workers"]]
     with machine_lock.held(f"RPC cell {label}") as waited:
         bin_dir = Path(client["bin_dir"])
-        result = measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model), params, workers, rpc,
+        result = measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
+                         matrix.for_model(params, model["gguf"].get("layers")), workers, rpc,
                          Path(smk.log[0]), smk.config["rpc"]["timeout"], bin_dir / client["binaries"]["completion"],
-                         skip=hardware.skip_reason(smk.input))
+                         skip=hardware.skip_reason(smk.input),
+                         gpus=any(map(bench_cell.uses_gpu, [client, *worker_builds.values()])),
+                         interval_s=smk.config["benchmark"]["sample_interval_ms"] / 1000)
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
@@ -56,6 +54,7 @@ def rpc_cell(smk: Any) -> None:
         "topology": rpc["topology"],
         "link_rate": rpc["link_rate"],
         "devices": rpc["devices"],
+        "offload": matrix.placement(params, model["gguf"].get("layers"), rpc["devices"] != "none"),
         **bench_cell.facts(client, model),
         "log": smk.log[0],
         "rpc": result,
@@ -81,17 +80,18 @@ def command(bench_exe: Path, model: Path, params: dict[str, Any], addresses: lis
         if devices != "none" and devices.count("RPC") != len(addresses):
             raise WorkerFailed(f"this llama-bench has no -dev: it runs on all workers or none, not {devices}")
         rpc = [] if devices == "none" else ["--rpc", ",".join(addresses)]
-    return [str(bench_exe), *rpc, "-m", str(model), "-o", "json", "--progress",
+    return [str(bench_exe), *rpc, "-m", str(model), *bench_cell.LOGGING,
             *matrix.llama_bench_args(params, commands.help_text(bench_exe))]
 
 
 
 def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[dict[str, Any]],
             rpc: dict[str, Any], log_path: Path, timeout: float, completion_exe: Path | None = None,
-            skip: str | None = None) -> dict[str, Any]:
+            skip: str | None = None, gpus: bool = False, interval_s: float = 0.1) -> dict[str, Any]:
     """Start the workers, check the handshake, run llama-bench, attribute the bytes; never raises for a failure.
 
-    ``skip``: why this cell is not run at all (a CUDA client on a host without a GPU).
+    ``skip``: why this cell is not run at all (a CUDA client on a host without a GPU); ``gpus``: whether
+    the client or a worker runs on this node's GPUs, which the sampler then reads.
     """
     result: dict[str, Any] = {"status": "failed", "error": None, "workers": [], "rpc_devices": {},
                               "llama_bench": None, "traffic": None}
@@ -104,12 +104,13 @@ def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[
             addresses = [w["address"] for w in running]
             tools = [bench_exe] + ([completion_exe] if completion_exe else [])
             result["rpc_devices"] = rpc_workers.rpc_devices(tools, addresses)
-            marks: list[tuple[str, float, list[dict[str, int] | None]]] = [("before", time.time(),
+            marks: list[tuple[str, float, list[dict[str, int] | None]]] = [(progress.BEFORE, time.time(),
                                                                             rpc_workers.counters(running))]
             run = bench_cell.measure(
                 command(bench_exe, model, params, addresses, rpc["devices"]), log_path, timeout=timeout,
-                on_progress=lambda line: marks.append((line, time.time(), rpc_workers.counters(running))))
-            marks.append(("end", time.time(), rpc_workers.counters(running)))
+                on_progress=lambda line: marks.append((line, time.time(), rpc_workers.counters(running))),
+                gpus=gpus, interval_s=interval_s)
+            marks.append((progress.END, time.time(), rpc_workers.counters(running)))
             dead = [w["index"] for w in running if not rpc_workers.alive(w)]
             result["llama_bench"] = run
             result["traffic"] = traffic(marks, params, running)
@@ -135,12 +136,6 @@ def worker_facts(worker: dict[str, Any]) -> dict[str, Any]:
             "listening": worker.get("listening"), "command_line": worker.get("command_line")}
 
 
-def phase_of(line: str) -> str:
-    text = re.sub(r"^llama-bench: benchmark \d+/\d+: ", "", line)
-    text = re.sub(r" \d+/\d+( \(cached\))?$", "", text)
-    return PHASES.get(text, "other")
-
-
 def traffic(marks: list[tuple[str, float, list[dict[str, int] | None]]], params: dict[str, Any],
             workers: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Bytes per phase and per worker link (sent = client to worker), and per token."""
@@ -151,10 +146,9 @@ def traffic(marks: list[tuple[str, float, list[dict[str, int] | None]]], params:
         if not worker.get("iface"):
             continue
         phases: dict[str, dict[str, int]] = {}
-        for (line, _, before), (_, _, after) in zip(marks, marks[1:]):
+        for phase, _, before, _, after in progress.stretches(marks):
             if before[index] is None or after[index] is None:
                 continue
-            phase = "other" if line == "before" else phase_of(line)
             into = phases.setdefault(phase, {"sent_bytes": 0, "received_bytes": 0})
             into["sent_bytes"] += after[index]["tx_bytes"] - before[index]["tx_bytes"]
             into["received_bytes"] += after[index]["rx_bytes"] - before[index]["rx_bytes"]

@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from llamabench import bench_cell, commands, files, hardware, machine_lock, records
+from llamabench import bench_cell, commands, files, hardware, machine_lock, matrix, records
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def serve_cell(smk: Any) -> None:
         raise ValueError(f"build {build['name']} has no llama-server")
     exe = Path(build["bin_dir"]) / build["binaries"]["server"]
     with machine_lock.held(f"serving cell {label}") as waited:
-        result = measure(exe, Path(smk.input.model), params, Path(smk.log[0]),
+        result = measure(exe, Path(smk.input.model), matrix.for_model(params, model["gguf"].get("layers")),
+                         Path(smk.log[0]),
                          timeout=smk.config["serving"]["timeout"], skip=hardware.skip_reason(smk.input))
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {

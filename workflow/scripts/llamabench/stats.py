@@ -63,6 +63,16 @@ def interval(values: list[float], prediction: bool) -> tuple[float | None, float
     return mean - half, mean + half
 
 
+# Where a cell's layers went: the same in every round.
+PLACEMENT = ("offloaded_layers", "model_layers", "op_offload")
+
+
+def mean_of(values: pd.Series) -> float | None:
+    """The mean over the rounds that have a value, None where none has."""
+    present = values.dropna()
+    return float(present.mean()) if len(present) else None
+
+
 def cell_stats(table: pd.DataFrame, noisy_cv: float) -> pd.DataFrame:
     rows = []
     means = round_means(table)
@@ -82,6 +92,10 @@ def cell_stats(table: pd.DataFrame, noisy_cv: float) -> pd.DataFrame:
         rows.append(records.new("stats_row", {
             "build": build, "history": bool(first["history"]), "model": model, "cell": base, "test": test,
             **{axis: first[axis] for axis in matrix.AXES},
+            **{column: first[column] for column in PLACEMENT},
+            **{column: mean_of(group[column]) for column in ("energy_j_per_token", "gpu_power_w")},
+            "peak_vram_mib": group["peak_vram_mib"].max() if group["peak_vram_mib"].notna().any() else None,
+            "energy_source": first["energy_source"],
             "rounds": len(values), "round_means": json.dumps([round(v, 3) for v in values]),
             "mean_ts": mean, "ci_low": ci[0], "ci_high": ci[1], "pi_low": pi[0], "pi_high": pi[1], "cv": cv,
             "noisy": bool(cv is not None and cv > noisy_cv),
@@ -228,8 +242,14 @@ def sweep(cells: pd.DataFrame, free: set[str], base: dict[str, Any]) -> pd.DataF
     mask = pd.Series(True, index=ok.index)
     for axis in matrix.AXES:
         if axis not in free:
-            mask &= ok[axis].astype(str) == str(base[axis])
+            mask &= axis_text(ok, axis) == matrix.text(axis, matrix.value(base, axis))
     return ok[mask]
+
+
+def axis_text(table: pd.DataFrame, axis: str) -> pd.Series:
+    """An axis column as matrix.text spells its values (rows that predate an optional axis included)."""
+    values = table[axis] if axis in table else pd.Series(None, index=table.index, dtype=object)
+    return values.astype(object).map(lambda v: matrix.text(axis, v))
 
 
 def answers(cells: pd.DataFrame, pairs: pd.DataFrame, base: dict[str, Any]) -> pd.DataFrame:

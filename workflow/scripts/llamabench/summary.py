@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import files, history, matrix, records, system_state
+from llamabench import files, history, matrix, records, sampler, system_state
+from llamabench.errors import OUT_OF_MEMORY
 from llamabench.records import RecordError
 
 MEASURES = ["avg_ts", "stddev_ts", "avg_ns", "stddev_ns"]
@@ -36,10 +37,15 @@ def current(table: pd.DataFrame) -> pd.DataFrame:
     return table[~table["history"].astype(bool)]
 
 
+def failed_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of cells that failed: not those that ran, could not run here (skipped), or ran out of memory
+    (an expected outcome of a sweep, which a rerun would not change)."""
+    return table[~table["status"].isin(["ok", "skipped", OUT_OF_MEMORY])]
+
+
 def write_failed(target: Path, cell_paths: list[Path], table: pd.DataFrame) -> None:
     """The cell files whose run failed or could not be read, for ``snakemake --forcerun $(cat ...)``."""
-    now = current(table)
-    failed = now[~now["status"].isin(["ok", "skipped"])]
+    failed = failed_rows(current(table))
     bad = set(zip(failed["build"], failed["model"], failed["cell"]))
     with files.atomic_path(target) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in sorted(cell_paths)
@@ -82,7 +88,8 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "round": cell["round"],
         "status": run["status"],
         "busy": system_state.busy(cell["system"]),
-        **{axis: cell["params"][axis] for axis in matrix.AXES},
+        **{axis: matrix.value(cell["params"], axis) for axis in matrix.AXES},
+        **offload_columns(cell.get("offload")),
         "commit": cell["build"]["commit"],
         "options": " ".join(cell["build"]["options"]),
         "compiler": cell["build"]["compiler"],
@@ -91,9 +98,11 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "cpu": cell["host"]["cpu"],
         "model_sha256": cell["model"]["sha256"],
         "peak_rss_mib": run["peak_rss_mib"],
+        "peak_vram_mib": ((run.get("samples") or {}).get("vram") or {}).get("peak_increase_mib"),
         "duration_s": run["duration_s"],
         "command_line": run["command_line"],
         "error": run.get("error"),
+        "notes": "; ".join(cell.get("notes", [])) or None,
     }
     if run["status"] != "ok":
         return [records.new("summary_row", common)]
@@ -103,9 +112,28 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         row.update({key: rec.get(key) for key in MEASURES + LLAMA_BENCH_FACTS})
         row["gpu_info"] = rec.get("gpu_info") or None
         row["samples_ts"] = json.dumps(rec.get("samples_ts"))
+        row.update(energy_columns(run.get("samples"), rec))
         rows.append(row)
     add_ttft_estimate(rows)
     return [records.new("summary_row", row) for row in rows]
+
+
+def offload_columns(offload: dict[str, Any] | None) -> dict[str, Any]:
+    """Where the layers went (records from before placement was recorded have none)."""
+    offload = offload or {}
+    return {"offloaded_layers": offload.get("offloaded_layers"), "model_layers": offload.get("model_layers"),
+            "op_offload": offload.get("op_offload")}
+
+
+def energy_columns(samples: dict[str, Any] | None, rec: dict[str, Any]) -> dict[str, Any]:
+    """GPU energy per token and mean power of one llama-bench test, from its timed phase (prompt runs for a
+    pp test, generation runs for a tg test) over all repetitions; none for a combined pp+tg test."""
+    energy = (samples or {}).get("energy")
+    n_prompt, n_gen, reps = int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)), len(rec.get("samples_ns") or [])
+    phase, tokens = ("prompt", n_prompt) if not n_gen else ("generation", n_gen) if not n_prompt else (None, 0)
+    found = sampler.per_token(energy, phase, tokens * reps) if phase else sampler.per_token(None, "", 0)
+    return {"energy_j_per_token": found["j_per_token"], "gpu_power_w": found["power_w"],
+            "energy_source": energy["source"] if energy and found["j_per_token"] is not None else None}
 
 
 def add_ttft_estimate(rows: list[dict[str, Any]]) -> None:
@@ -140,5 +168,6 @@ def setting_of(cells: pd.DataFrame, model: str, cell: str, base: dict[str, Any])
 
 def setting_text(row: pd.Series, base: dict[str, Any]) -> str:
     """What differs from the defaults, e.g. ``threads=2, batch_size=512``; ``defaults`` if nothing."""
-    diffs = [f"{axis}={row[axis]}" for axis in matrix.AXES if str(row[axis]) != str(base[axis])]
+    diffs = [f"{axis}={matrix.text(axis, row.get(axis))}" for axis in matrix.AXES
+             if matrix.text(axis, row.get(axis)) != matrix.text(axis, matrix.value(base, axis))]
     return ", ".join(diffs) or "defaults"

@@ -1,0 +1,45 @@
+"""llama-bench's ``--progress`` markers: which phase of a run (load, warm-up, prompt, generation) each stretch
+of time belongs to.
+
+llama-bench prints a marker as each phase starts, so the stretch from one marker
+to the next is that phase. Whatever is read at every marker (the bytes an RPC
+link carried, a GPU's energy counter) is attributed phase by phase this way, and
+the phases add up to the whole run by construction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+MARKER = "llama-bench: benchmark "
+
+PHASES = {"starting": "load", "warmup prompt run": "warmup", "warmup generation run": "warmup",
+          "prompt run": "prompt", "generation run": "generation", "depth run": "depth"}
+
+# Labels of the marks taken before llama-bench starts and after it ends.
+BEFORE, END = "before", "end"
+
+T = TypeVar("T")
+
+
+def phase_of(line: str) -> str:
+    """``llama-bench: benchmark 2/4: generation run 3/5`` -> ``generation``; anything unknown -> ``other``."""
+    text = re.sub(r"^llama-bench: benchmark \d+/\d+: ", "", line)
+    text = re.sub(r" \d+/\d+( \(cached\))?$", "", text)
+    return PHASES.get(text, "other")
+
+
+def stretches(marks: list[tuple[str, float, T]]) -> Iterator[tuple[str, float, T, float, T]]:
+    """(phase, start time, reading at start, end time, reading at end) for each stretch between two marks."""
+    for (line, start, first), (_, end, last) in zip(marks, marks[1:]):
+        yield ("other" if line == BEFORE else phase_of(line)), start, first, end, last
+
+
+def phase_seconds(marks: list[tuple[str, float, Any]]) -> dict[str, float]:
+    """Wall time per phase."""
+    seconds: dict[str, float] = {}
+    for phase, start, _, end, _ in stretches(marks):
+        seconds[phase] = seconds.get(phase, 0.0) + end - start
+    return seconds
