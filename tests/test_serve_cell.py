@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llamabench import serve_cell, serving_summary
+from llamabench import progress, serve_cell, serving_summary
 
 SMALL = {"threads": 2, "batch_size": 2048, "ubatch_size": 512, "n_gpu_layers": 99, "flash_attn": "auto",
          "ctx_size": 2048, "parallel": 2, "prompt_tokens": 32, "max_tokens": 8, "concurrency": 1, "requests": 3,
@@ -45,6 +45,10 @@ def test_real_cell_measures_ttft_on_prompts_of_exact_length(bin_dir: Path, gemma
     assert "--host 127.0.0.1" in result["command_line"] and "-np 2" in result["command_line"]
     assert result["props"]["total_slots"] == 2
     assert not servers_on(gemma)
+    # The sampler ran over the whole cell: the server's load, the warm-up, the measured requests, its stop.
+    marks = [m["label"] for m in result["samples"]["marks"]]
+    assert marks == [progress.BEFORE, "load", "warmup", progress.REQUESTS, "stop", progress.END]
+    assert result["samples"]["host"]["t"] and result["samples"]["energy"] is None  # no GPU asked for
 
 
 def test_warm_cells_reuse_the_primed_prefix(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:

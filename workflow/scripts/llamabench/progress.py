@@ -21,11 +21,18 @@ PHASES = {"starting": "load", "warmup prompt run": "warmup", "warmup generation 
 # Labels of the marks taken before llama-bench starts and after it ends.
 BEFORE, END = "before", "end"
 
+# Phases a mark may name directly (a serving cell marks its own: load, warm-up, the measured requests).
+REQUESTS = "requests"
+NAMED = {*PHASES.values(), REQUESTS}
+
 T = TypeVar("T")
 
 
 def phase_of(line: str) -> str:
-    """``llama-bench: benchmark 2/4: generation run 3/5`` -> ``generation``; anything unknown -> ``other``."""
+    """``llama-bench: benchmark 2/4: generation run 3/5`` -> ``generation``; a phase's own name -> itself;
+    anything unknown -> ``other``."""
+    if line in NAMED:
+        return line
     text = re.sub(r"^llama-bench: benchmark \d+/\d+: ", "", line)
     text = re.sub(r" \d+/\d+( \(cached\))?$", "", text)
     return PHASES.get(text, "other")

@@ -18,10 +18,11 @@ SERVING_COLUMNS = ["build", "model", "cache", "prompt_tokens", "max_tokens", "co
                    "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "p90_is_max", "p99_is_max", "itl_p50_ms",
                    "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "request_tps_p50", "aggregate_tps",
                    "server_prompt_ms_p50", "overhead_ms_p50", "bench_ttft_estimate_ms", "ttft_measured_over_estimate",
-                   "bench_tg_ts", "tps_serving_over_bench"]
+                   "bench_tg_ts", "tps_serving_over_bench", "energy_j_per_token", "gpu_power_w", "peak_vram_mib"]
 RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", "pp_ts", "tg_ts", "local_pp_ts",
                "local_tg_ts", "pp_ratio_to_local", "tg_ratio_to_local", "load_mb", "mb_per_prompt_token",
-               "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling"]
+               "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling", "pp_j_per_token",
+               "tg_j_per_token", "peak_vram_mib"]
 STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "mean_ts", "ci_low", "ci_high", "pi_low", "pi_high", "cv",
                  "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction", "energy_j_per_token", "gpu_power_w",
                  "peak_vram_mib"]

@@ -94,7 +94,20 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
             row["link_ceiling_tg_ts"] = bits / 8 / busiest
             if row.get("tg_ts"):
                 row["tg_fraction_of_ceiling"] = row["tg_ts"] / row["link_ceiling_tg_ts"]
+    row.update(energy(run))
     return records.new("rpc_row", row)
+
+
+def energy(run: dict[str, Any]) -> dict[str, Any]:
+    """GPU joules per prompt and per generated token and the cell's peak VRAM, where the GPUs were sampled."""
+    bench = run["llama_bench"] or {}
+    samples = bench.get("samples") or {}
+    found: dict[str, Any] = {"peak_vram_mib": (samples.get("vram") or {}).get("peak_increase_mib")}
+    for rec in bench.get("records", []) if run["status"] == "ok" else []:
+        test = summary.test_name(int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)))
+        if "+" not in test:
+            found[f"{test[:2]}_j_per_token"] = summary.energy_columns(samples, rec)["energy_j_per_token"]
+    return found
 
 
 def rpc_vs_local(table: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
+import pynvml
 
 from llamabench import progress
 
@@ -116,34 +117,42 @@ class Sampler:
 
     def _open_nvml(self) -> None:
         try:
-            import pynvml
-        except ImportError:
-            self.gpu_error = "nvidia-ml-py is not installed (envs/requirements.txt has it)"
-            return
-        try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as err:
             self.gpu_error = f"NVML is not available ({err}): no NVIDIA driver on this host"
             return
         self._nvml = pynvml
-        driver = self._call(pynvml.nvmlSystemGetDriverVersion)
-        cuda = self._call(pynvml.nvmlSystemGetCudaDriverVersion)
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = self._call(pynvml.nvmlDeviceGetUUID, handle)
-            if not visible(index, uuid):
-                continue
-            memory = self._call(pynvml.nvmlDeviceGetMemoryInfo, handle)
-            self._handles.append(handle)
-            self.gpus.append({
-                "index": index, "name": self._call(pynvml.nvmlDeviceGetName, handle), "uuid": uuid,
-                "memory_total_mib": round(memory.total / 2**20) if memory else None, "driver": driver,
-                "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda else None,
-                "energy_counter": self._call(pynvml.nvmlDeviceGetTotalEnergyConsumption, handle) is not None,
-                "series": {"t": [], **{name: [] for name in GPU_SERIES}},
-            })
+        try:
+            self._enumerate()
+        except pynvml.NVMLError as err:
+            self.gpu_error = f"NVML could not list the GPUs ({err})"
+            self.gpus, self._handles = [], []
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
+            self._nvml = None
+            return
         if not self.gpus:
             self.gpu_error = "NVML lists no GPU visible to this job (CUDA_VISIBLE_DEVICES)"
+
+    def _enumerate(self) -> None:
+        """Every GPU CUDA sees, with what explains its numbers (name, memory, driver and its CUDA version)."""
+        nvml = self._nvml
+        driver = self._call(nvml.nvmlSystemGetDriverVersion)
+        cuda = self._call(nvml.nvmlSystemGetCudaDriverVersion)
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = self._call(nvml.nvmlDeviceGetUUID, handle)
+            if not visible(index, uuid):
+                continue
+            memory = self._call(nvml.nvmlDeviceGetMemoryInfo, handle)
+            self._handles.append(handle)
+            self.gpus.append({
+                "index": index, "name": self._call(nvml.nvmlDeviceGetName, handle), "uuid": uuid,
+                "memory_total_mib": round(memory.total / 2**20) if memory else None, "driver": driver,
+                "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda else None,
+                "energy_counter": self._call(nvml.nvmlDeviceGetTotalEnergyConsumption, handle) is not None,
+                "series": {"t": [], **{name: [] for name in GPU_SERIES}},
+            })
 
     def result(self) -> dict[str, Any]:
         """The record part: every series, every mark, and what follows from them (energy per phase, peak VRAM)."""

@@ -27,13 +27,14 @@ import shlex
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from llamabench import bench_cell, commands, files, hardware, machine_lock, matrix, records
+from llamabench import bench_cell, commands, files, hardware, machine_lock, matrix, progress, records, sampler
 from llamabench.entry import announce_failure
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ def serve_cell(smk: Any) -> None:
     with machine_lock.held(f"serving cell {label}") as waited:
         result = measure(exe, Path(smk.input.model), matrix.for_model(params, model["gguf"].get("layers")),
                          Path(smk.log[0]),
-                         timeout=smk.config["serving"]["timeout"], skip=hardware.skip_reason(smk.input))
+                         timeout=smk.config["serving"]["timeout"], skip=hardware.skip_reason(smk.input),
+                         gpus=bench_cell.uses_gpu(build),
+                         interval_s=smk.config["benchmark"]["sample_interval_ms"] / 1000)
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {
         "cell": smk.wildcards.cell,
@@ -212,10 +215,11 @@ def run_level(base: str, prompts: list[list[int]], max_tokens: int, concurrency:
 
 
 def measure(exe: Path, model: Path, params: dict[str, Any], log_path: Path, timeout: float = 600,
-            skip: str | None = None) -> dict[str, Any]:
+            skip: str | None = None, gpus: bool = False, interval_s: float = 0.1) -> dict[str, Any]:
     """Serve, warm up, measure; a failure is recorded (status, error), never raised.
 
-    ``skip``: why this cell is not run at all (a CUDA build on a host without a GPU).
+    ``skip``: why this cell is not run at all (a CUDA build on a host without a GPU). The sampler runs
+    throughout (with ``gpus``, the node's GPUs too), marking the load, the warm-up and the measured requests.
     """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -225,19 +229,21 @@ def measure(exe: Path, model: Path, params: dict[str, Any], log_path: Path, time
         log.warning("skipped: %s", skip)
         return {**result, "status": "skipped", "error": skip, "end": files.now_iso()}
     deadline = time.monotonic() + timeout
-    with machine_lock.held(f"llama-server on port {port}"):
-        _serve(exe, model, params, log_path, port, base, deadline, result)
+    with machine_lock.held(f"llama-server on port {port}"), sampler.sampling(interval_s, gpus) as samples:
+        _serve(exe, model, params, log_path, port, base, deadline, result, samples.mark)
+    result["samples"] = samples.result()
     if result["status"] != "ok":
         result["server_log_tail"] = _tail(log_path)
     return result
 
 
 def _serve(exe: Path, model: Path, params: dict[str, Any], log_path: Path, port: int, base: str, deadline: float,
-           result: dict[str, Any]) -> None:
+           result: dict[str, Any], mark: Callable[[str], None]) -> None:
     proc = None
     try:
         cmd = server_command(exe, model, params, port)
         result.update(command=cmd, command_line=shlex.join(cmd))
+        mark("load")
         proc = start(cmd, log_path)
         wait_ready(base, proc, min(deadline, time.monotonic() + READY_TIMEOUT))
         with requests.Session() as session:
@@ -245,8 +251,11 @@ def _serve(exe: Path, model: Path, params: dict[str, Any], log_path: Path, port:
             result["props"] = _effective_settings(props.json() if props.ok else {})
             warm = params["cache"] == "warm"
             prompts = make_prompts(session, base, params["prompt_tokens"], params["requests"] + 1, warm)
+            mark("warmup")
             complete(session, base, prompts[0], params["max_tokens"], warm)  # warm-up (primes a warm prefix)
+        mark(progress.REQUESTS)
         done, wall = run_level(base, prompts[1:], params["max_tokens"], params["concurrency"], warm)
+        mark("stop")
         if time.monotonic() > deadline:
             raise ServerFailed("the cell did not finish within serving.timeout")
         result.update(requests=done, wall_s=wall, status="ok")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llamabench import history, matrix, records, summary
+from llamabench import history, matrix, progress, records, sampler, summary
 from llamabench.records import RecordError
 
 
@@ -81,6 +81,10 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
         server_prompt_ms_p50=float(np.median([r["timings"]["prompt_ms"] for r in reqs])),
         overhead_ms_p50=float(np.median([r["ttft_ms"] - r["timings"]["prompt_ms"] for r in reqs])),
     )
+    samples = run.get("samples") or {}
+    used = sampler.per_token(samples.get("energy"), progress.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
+    row.update(energy_j_per_token=used["j_per_token"], gpu_power_w=used["power_w"],
+               peak_vram_mib=(samples.get("vram") or {}).get("peak_increase_mib"))
     if row.get("bench_ttft_estimate_ms"):
         row["ttft_measured_over_estimate"] = row["ttft_p50_ms"] / row["bench_ttft_estimate_ms"]
     if row.get("bench_tg_ts") and row["request_tps_p50"]:
