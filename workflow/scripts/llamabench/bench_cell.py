@@ -51,6 +51,7 @@ def bench_cell(smk: Any) -> None:
     """Rule ``bench_cell``: one round of one parameter set, recorded even when it fails."""
     build = records.read(smk.input.build, "build")
     model = records.read(smk.input.model_manifest, "model")
+    layers = model["gguf"].get("layers")
     params = dict(smk.params.cell)
     round_, base = smk.params.round, smk.params.base_cell
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
@@ -61,14 +62,13 @@ def bench_cell(smk: Any) -> None:
         try:
             if why := hardware.skip_reason(smk.input):
                 raise Unsupported(why)
-            cmd = command(exe, Path(smk.input.model), matrix.for_model(params, model["gguf"].get("layers")),
-                          smk.params.delay)
+            cmd = command(exe, Path(smk.input.model), matrix.for_model(params, layers), smk.params.delay)
         except Unsupported as err:
             log.warning("cell %s skipped: %s", label, err)
             result = skipped([str(exe), "-m", str(smk.input.model)], str(err))
         else:
             result = measure(cmd, Path(smk.log[0]), timeout=smk.config["benchmark"]["timeout"],
-                             gpus=uses_gpu(build), interval_s=smk.config["benchmark"]["sample_interval_ms"] / 1000)
+                             gpus=uses_gpu(build), interval_s=sampler.interval_s(smk.config))
     announce_failure(f"cell {label}", result)
     if why := system_state.busy(state):
         log.warning("cell %s ran on a busy machine: %s", label, why)
@@ -82,7 +82,7 @@ def bench_cell(smk: Any) -> None:
         "round_position": order.index((smk.wildcards.build, smk.wildcards.model, base)) + 1
         if (smk.wildcards.build, smk.wildcards.model, base) in order else None,
         "params": params,
-        "offload": matrix.placement(params, model["gguf"].get("layers"), uses_gpu(build)),
+        "offload": matrix.placement(params, layers, uses_gpu(build)),
         "notes": [note for note in [slow_kv_path(build["options"], params)] if note],
         "delay": smk.params.delay,
         "lock_wait_s": round(waited, 3),

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench_cell, commands, hardware, machine_lock, matrix, progress, records, rpc_workers
+from llamabench import bench_cell, commands, hardware, machine_lock, matrix, progress, records, rpc_workers, sampler
 from llamabench.entry import announce_failure
 from llamabench.rpc_workers import WorkerFailed
 from llamabench.errors import Unsupported
@@ -34,6 +34,7 @@ def rpc_cell(smk: Any) -> None:
     """Rule ``rpc_cell``: one RPC cell, recorded even when it fails or cannot run here."""
     client = records.read(smk.input.build, "build")
     model = records.read(smk.input.model_manifest, "model")
+    layers = model["gguf"].get("layers")
     worker_builds = {b["name"]: b for b in (records.read(p, "build") for p in smk.input.worker_builds)}
     params, rpc = dict(smk.params.cell), dict(smk.params.rpc)
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
@@ -41,11 +42,11 @@ def rpc_cell(smk: Any) -> None:
     with machine_lock.held(f"RPC cell {label}") as waited:
         bin_dir = Path(client["bin_dir"])
         result = measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
-                         matrix.for_model(params, model["gguf"].get("layers")), workers, rpc,
+                         matrix.for_model(params, layers), workers, rpc,
                          Path(smk.log[0]), smk.config["rpc"]["timeout"], bin_dir / client["binaries"]["completion"],
                          skip=hardware.skip_reason(smk.input),
                          gpus=any(map(bench_cell.uses_gpu, [client, *worker_builds.values()])),
-                         interval_s=smk.config["benchmark"]["sample_interval_ms"] / 1000)
+                         interval_s=sampler.interval_s(smk.config))
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
@@ -54,7 +55,7 @@ def rpc_cell(smk: Any) -> None:
         "topology": rpc["topology"],
         "link_rate": rpc["link_rate"],
         "devices": rpc["devices"],
-        "offload": matrix.placement(params, model["gguf"].get("layers"), rpc["devices"] != "none"),
+        "offload": matrix.placement(params, layers, rpc["devices"] != "none"),
         **bench_cell.facts(client, model),
         "log": smk.log[0],
         "rpc": result,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import history, matrix, records, rpc_workers, summary
+from llamabench import history, matrix, records, rpc_workers, sampler, summary
 from llamabench.records import RecordError
 
 
@@ -102,7 +102,7 @@ def energy(run: dict[str, Any]) -> dict[str, Any]:
     """GPU joules per prompt and per generated token and the cell's peak VRAM, where the GPUs were sampled."""
     bench = run["llama_bench"] or {}
     samples = bench.get("samples") or {}
-    found: dict[str, Any] = {"peak_vram_mib": (samples.get("vram") or {}).get("peak_increase_mib")}
+    found: dict[str, Any] = {"peak_vram_mib": sampler.peak_vram(samples)}
     for rec in bench.get("records", []) if run["status"] == "ok" else []:
         test = summary.test_name(int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)))
         if "+" not in test:

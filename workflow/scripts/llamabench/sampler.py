@@ -197,22 +197,19 @@ def energy_by_phase(marks: list[tuple[str, float, list[float | None]]], gpus: li
     Each GPU's energy is the counter's difference across the phase where the GPU has
     a counter, else its sampled power integrated over the phase.
     """
-    phases: dict[str, dict[str, float]] = {}
+    joules: dict[str, float] = {}
     for phase, start, first, end, last in progress.stretches(marks):
-        joules = 0.0
         for index, gpu in enumerate(gpus):
             if first[index] is not None and last[index] is not None:
-                joules += (last[index] - first[index]) / 1000
+                used = (last[index] - first[index]) / 1000
             else:
                 series = gpu["series"]
-                joules += integrate(series["t"], series["power_w"], start - start_epoch, end - start_epoch)
-        into = phases.setdefault(phase, {"joules": 0.0, "seconds": 0.0})
-        into["joules"] += joules
-        into["seconds"] += end - start
+                used = integrate(series["t"], series["power_w"], start - start_epoch, end - start_epoch)
+            joules[phase] = joules.get(phase, 0.0) + used
     counters = all(gpu["energy_counter"] for gpu in gpus)
     return {"source": COUNTER if counters else SAMPLED_POWER,
-            "phases": {phase: {key: round(value, 4) for key, value in totals.items()}
-                       for phase, totals in phases.items()}}
+            "phases": {phase: {"joules": round(joules.get(phase, 0.0), 4), "seconds": round(seconds, 4)}
+                       for phase, seconds in progress.phase_seconds(marks).items()}}
 
 
 def integrate(times: list[float], watts: list[float | None], start: float, end: float) -> float:
@@ -240,7 +237,17 @@ def vram(gpus: list[dict[str, Any]]) -> dict[str, Any]:
             "peak_increase_mib": round(sum(g["peak_mib"] - g["before_mib"] for g in per_gpu), 1) if per_gpu else None}
 
 
-def per_token(energy: dict[str, Any] | None, phase: str, tokens: int) -> dict[str, float | None]:
+def interval_s(config: dict[str, Any]) -> float:
+    """The sampling interval the config asks for (``benchmark.sample_interval_ms``), in seconds."""
+    return config["benchmark"]["sample_interval_ms"] / 1000
+
+
+def peak_vram(samples: dict[str, Any] | None) -> float | None:
+    """A sampled run's own peak GPU memory (``vram.peak_increase_mib``); None where no GPU was sampled."""
+    return ((samples or {}).get("vram") or {}).get("peak_increase_mib")
+
+
+def per_token(energy: dict[str, Any] | None, phase: str | None, tokens: int) -> dict[str, float | None]:
     """Joules per token and mean power over one phase (``prompt`` or ``generation``), ``tokens`` in all."""
     totals = (energy or {}).get("phases", {}).get(phase)
     if not totals or not tokens:

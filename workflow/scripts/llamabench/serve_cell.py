@@ -80,7 +80,7 @@ def serve_cell(smk: Any) -> None:
                          Path(smk.log[0]),
                          timeout=smk.config["serving"]["timeout"], skip=hardware.skip_reason(smk.input),
                          gpus=bench_cell.uses_gpu(build),
-                         interval_s=smk.config["benchmark"]["sample_interval_ms"] / 1000)
+                         interval_s=sampler.interval_s(smk.config))
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {
         "cell": smk.wildcards.cell,

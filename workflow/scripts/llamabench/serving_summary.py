@@ -84,7 +84,7 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
     samples = run.get("samples") or {}
     used = sampler.per_token(samples.get("energy"), progress.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
     row.update(energy_j_per_token=used["j_per_token"], gpu_power_w=used["power_w"],
-               peak_vram_mib=(samples.get("vram") or {}).get("peak_increase_mib"))
+               peak_vram_mib=sampler.peak_vram(samples))
     if row.get("bench_ttft_estimate_ms"):
         row["ttft_measured_over_estimate"] = row["ttft_p50_ms"] / row["bench_ttft_estimate_ms"]
     if row.get("bench_tg_ts") and row["request_tps_p50"]:

@@ -98,7 +98,7 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "cpu": cell["host"]["cpu"],
         "model_sha256": cell["model"]["sha256"],
         "peak_rss_mib": run["peak_rss_mib"],
-        "peak_vram_mib": ((run.get("samples") or {}).get("vram") or {}).get("peak_increase_mib"),
+        "peak_vram_mib": sampler.peak_vram(run.get("samples")),
         "duration_s": run["duration_s"],
         "command_line": run["command_line"],
         "error": run.get("error"),
@@ -131,7 +131,7 @@ def energy_columns(samples: dict[str, Any] | None, rec: dict[str, Any]) -> dict[
     energy = (samples or {}).get("energy")
     n_prompt, n_gen, reps = int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)), len(rec.get("samples_ns") or [])
     phase, tokens = ("prompt", n_prompt) if not n_gen else ("generation", n_gen) if not n_prompt else (None, 0)
-    found = sampler.per_token(energy, phase, tokens * reps) if phase else sampler.per_token(None, "", 0)
+    found = sampler.per_token(energy, phase, tokens * reps)
     return {"energy_j_per_token": found["j_per_token"], "gpu_power_w": found["power_w"],
             "energy_source": energy["source"] if energy and found["j_per_token"] is not None else None}
 
