@@ -1,5 +1,5 @@
-# llama.cpp deployment and benchmark workflow: source -> builds -> models ->
-# smoke runs -> benchmark and serving cells -> summaries -> figures -> results/report.html.
+# llama.cpp deployment and benchmark workflow: source -> builds -> models -> smoke runs ->
+# benchmark, serving and RPC cells -> summaries -> statistics -> findings, figures -> results/report.html.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -25,6 +25,7 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/serving_summary.smk"
 include: "workflow/rules/rpc_summary.smk"
+include: "workflow/rules/findings.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report_html.smk"
 
@@ -35,7 +36,7 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
-        "results/report.html",
-        "results/llama-bench.sqlite",
+        layout.path("report_html"),
+        layout.path("export_sqlite"),
         # asked for by name: a checkpoint a finished summary depends on is otherwise never revisited
-        ["results/noisy.json"] if REMEASURE else [],
+        [layout.path("noisy")] if PLAN.remeasure else [],

@@ -23,11 +23,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from llamabench import records, rpc_cell, rpc_workers, summary  # noqa: E402
+from llamabench.core import layout, records  # noqa: E402
+from llamabench.derive import tables  # noqa: E402
+from llamabench.measure import rpc_workers  # noqa: E402
 
 
 def speeds(run: dict) -> dict[str, list[float]]:
-    return {summary.test_name(r["n_prompt"], r["n_gen"]): r["samples_ts"] for r in run["records"]}
+    return {tables.test_of(r): r["samples_ts"] for r in run["records"]}
 
 
 def workflow_run(path: Path) -> tuple[list[str], dict[str, list[float]]]:
@@ -44,20 +46,20 @@ def hand_run(command: list[str], workers: list[dict]) -> dict[str, list[float]]:
         cmd = list(command)
         cmd[cmd.index("--rpc") + 1] = ",".join(w["address"] for w in up)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return {summary.test_name(r["n_prompt"], r["n_gen"]): r["samples_ts"] for r in json.loads(out.stdout)}
+    return {tables.test_of(r): r["samples_ts"] for r in json.loads(out.stdout)}
 
 
 def worker_specs(cell: dict) -> list[dict]:
     """The topology's workers as the config defines them, with their builds' RPC servers."""
     config = yaml.safe_load(Path("config/config.yaml").read_text())
     specs = config["rpc"]["topologies"][cell["topology"]]["workers"]
-    builds = {s["build"]: records.read(Path(f"results/builds/{s['build']}/manifest.json"), "build")
+    builds = {s["build"]: records.read(layout.path("build", build=s["build"]), "build")
               for s in specs if "build" in s}
-    return [rpc_cell.resolve({"threads": 1, **spec}, builds) for spec in specs]
+    return [rpc_workers.resolve({"threads": 1, **spec}, builds) for spec in specs]
 
 
 def main(argv: list[str]) -> int:
-    paths = [Path(p) for p in argv] or sorted(Path("results/rpc").rglob("*.json"))
+    paths = [Path(p) for p in argv] or sorted(layout.cell_dir("rpc_cell").rglob("*.json"))
     cells = [(p, records.read(p, "rpc_cell")) for p in paths]
     cells = [(p, c) for p, c in cells if c["rpc"]["status"] == "ok" and c["devices"] != "none"
              and all(w["kind"] == "local" for w in c["rpc"]["workers"])]

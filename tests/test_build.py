@@ -14,7 +14,9 @@ import pytest
 
 from conftest import RPC_OPTIONS
 from llamabench import build
-from llamabench.errors import UserError
+from llamabench.core import options
+from llamabench.prepare import toolchain
+from llamabench.core.errors import UserError
 
 
 def test_real_build_has_the_workflow_binaries(rpc_build: dict[str, Any], bin_dir: Path) -> None:
@@ -92,12 +94,12 @@ def test_a_tree_without_llama_bench_is_one_sentence() -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "enabled"),
+    ("cmake_options", "enabled"),
     [(["-DGGML_CUDA=ON"], True), (["-DGGML_CUDA:BOOL=1"], True), (["-DGGML_CUDA=ON", "-DGGML_CUDA=OFF"], False),
      (["-DGGML_CUDA_FA_ALL_QUANTS=ON"], False), ([], False)],
 )
-def test_option_enabled(options: list[str], enabled: bool) -> None:
-    assert build.option_enabled(options, "GGML_CUDA") is enabled
+def test_option_enabled(cmake_options: list[str], enabled: bool) -> None:
+    assert options.enabled(cmake_options, "GGML_CUDA") is enabled
 
 
 def path_with_only(tmp_path: Path, *programs: str) -> str:
@@ -113,18 +115,18 @@ def test_missing_cmake_is_one_sentence(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PATH", path_with_only(tmp_path, "ninja", "g++", "gcc"))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-venv" / "python"))  # no pip cmake beside it
     with pytest.raises(UserError, match=r"^cmake was not found on PATH: install it with 'pip install cmake'"):
-        build.check_toolchain([], "cpu")
+        toolchain.check([], "cpu")
 
 
 def test_missing_compiler_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", path_with_only(tmp_path, "cmake", "ninja"))
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(UserError, match=r"^no C\+\+ compiler was found"):
-        build.check_toolchain([], "cpu")
+        toolchain.check([], "cpu")
 
 
 def test_cuda_without_nvcc_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", path_with_only(tmp_path, "cmake", "ninja", "g++", "gcc", "cc", "c++"))
     monkeypatch.delenv("CUDACXX", raising=False)
     with pytest.raises(UserError, match=r"^build 'cuda' asks for CUDA \(-DGGML_CUDA=ON\) but nvcc was not found"):
-        build.check_toolchain(["-DGGML_CUDA=ON"], "cuda")
+        toolchain.check(["-DGGML_CUDA=ON"], "cuda")

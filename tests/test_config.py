@@ -1,40 +1,39 @@
-"""The config schema: defaults filled, unknown keys and wrong types rejected with the key named."""
+"""The config: the schema's defaults filled in, unknown keys and wrong types rejected with the key named,
+every name checked, and equal values equal (core/configuration.py), so the plan (core/plan.py) is too."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+import yaml
 
-from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
-from llamabench import matrix
+from conftest import DEFAULT_CONFIG, load_test_config, snakemake, write_config
+from llamabench.core import configuration, plan
+from llamabench.core.configuration import ConfigError
 
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+def resolved(config: dict[str, Any]) -> dict[str, Any]:
+    return configuration.resolve(copy.deepcopy(config))
 
 
 def test_default_config_is_valid_and_gets_defaults() -> None:
-    config = copy.deepcopy(DEFAULT_CONFIG)
-    validate(config, SCHEMA)
+    config = resolved(DEFAULT_CONFIG)
     assert config["benchmark"]["timeout"] == 1800
     assert config["smoke"]["timeout"] == 600
+    assert config["rpc"]["topologies"]["two-cpu"]["workers"][0]["cache"] is False  # a default inside a list
 
 
-def validated(config: dict) -> dict:
-    config = copy.deepcopy(config)
-    validate(config, SCHEMA)
-    return config
-
-
-def key_paths(tree: dict, prefix: tuple = ()) -> list[tuple]:
-    """Every key of config.yaml, at every depth."""
+def key_paths(tree: Any, prefix: tuple = (), lists: bool = False) -> list[tuple]:
+    """Every key of config.yaml, at every depth; with ``lists``, inside lists too (a worker's threads: 1)."""
     paths = []
-    for key, value in tree.items():
-        paths.append((*prefix, key))
-        if isinstance(value, dict):
-            paths += key_paths(value, (*prefix, key))
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) and lists else []
+    for key, value in items:
+        if isinstance(tree, dict):
+            paths.append((*prefix, key))
+        paths += key_paths(value, (*prefix, key), lists)
     return paths
 
 
@@ -47,79 +46,110 @@ def without(config: dict, path: tuple) -> dict:
     return reduced
 
 
-def cell_ids(config: dict) -> set:
-    """Benchmark cells (with serving partners), serving cells and RPC cells."""
-    cells, serving = matrix.all_cells(config)
-    return set(cells) | {("serving", *key) for key in serving} | {("rpc", *key) for key in matrix.expand_rpc(config)}
+NAMED_MAPS = {("platforms",), ("sources",), ("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"),
+              ("rpc", "topologies")}
+def is_default(config: dict, path: tuple) -> bool:
+    """Whether ``path`` holds a value the schema would fill in by itself."""
+    try:
+        return resolved(without(config, path)) == resolved(config)
+    except ConfigError:
+        return False
 
 
 def test_an_empty_config_is_the_default_config() -> None:
     """The schema is the one source of defaults: config.yaml shows exactly its values."""
-    assert validated({}) == validated(DEFAULT_CONFIG)
+    assert resolved({}) == resolved(DEFAULT_CONFIG)
 
 
-@pytest.mark.parametrize("path", key_paths(DEFAULT_CONFIG), ids=lambda p: ".".join(p))
-def test_removing_any_key_leaves_every_cell_id_unchanged(path: tuple) -> None:
-    """Deleting a line of config.yaml falls back to the schema's default: the same config, the same cells.
+@pytest.mark.parametrize("path", key_paths(DEFAULT_CONFIG), ids=lambda p: ".".join(map(str, p)))
+def test_removing_any_key_leaves_the_plan_unchanged(path: tuple) -> None:
+    """Deleting a line of config.yaml falls back to the schema's default: the same config, the same plan.
 
-    Entries of a named map (a build, a model, a group) and the keys inside them are
-    content, not defaults: removing one drops that entry's cells or is rejected naming
-    the key, but never renames a remaining cell.
+    Entries of a named map (a build, a model, a group) are content, not defaults: removing one drops that
+    entry's cells or is rejected naming the key, but never renames a remaining cell. A key inside one that
+    equals the schema's default (a worker's ``threads: 1``) is a default like any other.
     """
-    full = validated(DEFAULT_CONFIG)
+    full = plan.make(resolved(DEFAULT_CONFIG))
     try:
-        reduced = validated(without(DEFAULT_CONFIG, path))
-    except WorkflowError as err:
-        assert path[-1] in str(err)
+        reduced = resolved(without(DEFAULT_CONFIG, path))
+    except ConfigError as err:  # the key, its entry, or the map it emptied is named
+        assert any(f"{part}" in str(err) for part in path[-2:]) or f"config key {path[0]}:" in str(err)
         return
-    if any(path[:i] in NAMED_MAPS for i in range(1, len(path))):
-        assert cell_ids(reduced) <= cell_ids(full)
+    inside_named = any(path[:i] in NAMED_MAPS for i in range(1, len(path)))
+    if inside_named and reduced != resolved(DEFAULT_CONFIG):
+        smaller = plan.make(reduced)
+        for kind in ("bench_cell", "serve_cell", "rpc_cell"):
+            assert {c.key for c in smaller.planned(kind)} <= {c.key for c in full.planned(kind)}
     else:
-        assert reduced == full
+        assert plan.make(reduced) == full
 
 
-NAMED_MAPS = {("platforms",), ("sources",), ("builds",), ("models",), ("benchmark", "groups"), ("serving", "scenarios"),
-              ("rpc", "topologies")}
+def test_about_fifty_keys_are_defaults_and_each_of_them_leaves_the_plan_unchanged() -> None:
+    """The issue's count: deleted one at a time, every default key gives the identical plan."""
+    defaults = [path for path in key_paths(DEFAULT_CONFIG, lists=True) if is_default(DEFAULT_CONFIG, path)]
+    assert len(defaults) >= 45, len(defaults)
+    full = plan.make(resolved(DEFAULT_CONFIG))
+    assert all(plan.make(resolved(without(DEFAULT_CONFIG, path))) == full for path in defaults)
+    assert ("rpc", "topologies", "two-cpu", "workers", 0, "threads") in defaults
+
+
+def sorted_deeply(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: sorted_deeply(value[key]) for key in sorted(value, reverse=True)}
+    if isinstance(value, list):
+        return [sorted_deeply(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("config", [DEFAULT_CONFIG, load_test_config(), load_test_config("failure")],
+                         ids=["default", "test", "failure"])
+def test_key_order_at_any_depth_changes_nothing(config: dict) -> None:
+    """What any YAML tool may do to config.yaml: the same values in another key order, dicts in lists included."""
+    shuffled = yaml.safe_load(yaml.safe_dump(sorted_deeply(config), sort_keys=False))
+    assert resolved(shuffled) == resolved(config)
+    assert plan.make(resolved(shuffled)) == plan.make(resolved(config))
 
 
 def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
     """The check above can fail: a config that differs from a default is not the default config."""
     changed = copy.deepcopy(DEFAULT_CONFIG)
     changed["benchmark"]["repetitions"] = 5
-    assert validated(changed) != validated({})
-    assert cell_ids(validated(changed)) != cell_ids(validated({}))
+    assert resolved(changed) != resolved({})
+    assert plan.make(resolved(changed)).bench != plan.make(resolved({})).bench
 
 
 @pytest.mark.parametrize(
     ("mutate", "named"),
     [
         (lambda c: c["benchmark"].update(treads=[1]), "treads"),
-        (lambda c: c["benchmark"]["defaults"].update(threads="two"), "threads"),
+        (lambda c: c["benchmark"]["defaults"].update(threads="two"), "benchmark.defaults.threads"),
         (lambda c: c["models"]["gemma3-270m"].update(revison="main"), "revison"),
-        (lambda c: c["builds"]["cpu"].update(cmake_options="-DGGML_RPC=ON"), "cmake_options"),
+        (lambda c: c["builds"]["cpu"].update(cmake_options="-DGGML_RPC=ON"), "builds.cpu.cmake_options"),
         (lambda c: c["sources"]["main"].update(kind="svn"), "'svn' is not one of"),
-        (lambda c: c["benchmark"]["groups"]["batch"].update(ubatch_size=[0]), "ubatch_size"),
+        (lambda c: c["benchmark"]["groups"]["batch"].update(ubatch_size=[0]), "benchmark.groups.batch.ubatch_size[0]"),
         (lambda c: c["benchmark"]["groups"]["batch"].update(n_depth=[0.5]), "n_depth"),
         (lambda c: c["models"]["gemma3-270m"].pop("kind"), "'kind' is a required property"),
+        (lambda c: c["benchmark"]["defaults"].update(n_gpu_layers="150%"), "benchmark.defaults.n_gpu_layers"),
     ],
 )
 def test_bad_config_names_the_key(mutate, named: str) -> None:
     config = copy.deepcopy(DEFAULT_CONFIG)
     mutate(config)
-    with pytest.raises(WorkflowError) as err:
-        validate(config, SCHEMA)
+    with pytest.raises(ConfigError) as err:
+        resolved(config)
     assert named in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["", "failure"])
 def test_test_configs_are_valid(name: str) -> None:
-    validated(load_test_config(name))
+    resolved(load_test_config(name))
 
 
 def test_bare_on_off_from_yaml_are_accepted() -> None:
     config = copy.deepcopy(DEFAULT_CONFIG)
     config["benchmark"]["groups"]["fa"] = {"flash_attn": [True, False]}  # what `flash_attn: [on, off]` parses to
-    validate(config, SCHEMA)
+    cells = plan.make(resolved(config)).bench.values()
+    assert {c.params["flash_attn"] for c in cells} == {"on", "off", "auto"}
 
 
 def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:
@@ -174,3 +204,71 @@ def test_a_comparison_may_name_a_version_this_run_will_keep(tmp_path: Path) -> N
     write_config(tmp_path, {"comparisons": {"up": {"baseline": "cpu@0000000", "builds": ["cpu"]}}})
     out = snakemake(tmp_path, "-n")
     assert "comparisons.up: cpu@0000000 is not in results/history yet" in out.stdout + out.stderr
+
+
+def schema_keys() -> set[str]:
+    """Every key of the config schema as a dotted path (``<name>`` for a named entry, ``[]`` for a list item),
+    following its references into the generated axes schema."""
+    docs = {p.name: yaml.safe_load(p.read_text()) for p in configuration.SCHEMA_DIR.glob("*.schema.yaml")}
+
+    def deref(node: Any, doc: dict) -> tuple[Any, dict]:
+        while isinstance(node, dict) and "$ref" in node:
+            file, _, fragment = node["$ref"].partition("#")
+            doc = docs[file] if file else doc
+            target = doc
+            for part in fragment.strip("/").split("/"):
+                target = target[part]
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return node, doc
+
+    found: set[str] = set()
+
+    def walk(node: Any, doc: dict, prefix: str) -> None:
+        node, doc = deref(node, doc)
+        if not isinstance(node, dict):
+            return
+        for key, sub in (node.get("properties") or {}).items():
+            found.add(f"{prefix}.{key}" if prefix else key)
+            walk(sub, doc, f"{prefix}.{key}" if prefix else key)
+        for branch in [c.get("then", {}) for c in node.get("allOf", [])] + node.get("anyOf", []) + node.get("oneOf", []):
+            walk(branch, doc, prefix)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], doc, f"{prefix}.<name>")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], doc, f"{prefix}[]")
+
+    walk(docs["config.schema.yaml"], docs["config.schema.yaml"], "")
+    return found
+
+
+def test_every_key_of_the_schema_is_documented_in_the_config_reference() -> None:
+    """config/README.md names each key; an axis inside defaults, a group, a scenario or a partial assignment is
+    documented once, in its Axes table, and the place that holds it by its own name."""
+    from llamabench.core import axes
+
+    text = (configuration.SCHEMA_DIR.parents[1] / "config" / "README.md").read_text()
+    keys = schema_keys()
+    assert len(keys) > 150 and "rpc.topologies.<name>.workers[].threads" in keys
+    missing = []
+    for key in sorted(keys):
+        holder, _, last = key.rpartition(".")
+        if last in axes.AXES and holder.split(".")[-1] in ("defaults", "<name>", "exclude[]", "include[]", "cells[]") \
+                and not holder.startswith(("rpc.topologies", "models", "builds")):
+            if f"| `{last}`" not in text and f"`{last}`, " not in text and f", `{last}`" not in text:
+                missing.append(f"the axis {last}")
+            continue
+        if f"`{key}`" not in text:
+            missing.append(key)
+    assert not missing, missing
+
+
+def test_config_yaml_shows_every_default_of_the_sections_it_shows() -> None:
+    """config.yaml is the schema's defaults written out: every key the schema fills in, outside named entries,
+    is there (so a user sees the default of every axis)."""
+    def leaves(tree: Any, prefix: tuple = ()) -> set[tuple]:
+        if not isinstance(tree, dict) or prefix[:1] in {(k,) for k in ("sources", "platforms", "builds", "models")} \
+                or prefix[-1:] in (("groups",), ("scenarios",), ("topologies",)):
+            return {prefix}
+        return {path for key, value in tree.items() for path in leaves(value, (*prefix, key))}
+
+    assert leaves(resolved({})) == leaves(resolved(DEFAULT_CONFIG)) == leaves(copy.deepcopy(DEFAULT_CONFIG))

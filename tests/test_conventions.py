@@ -8,15 +8,20 @@ import re
 import yaml
 
 from conftest import ROOT
-from llamabench import code_version, records
+from llamabench.core import code_version, layout, records
+from llamabench.core.status import Status
 
 RULES_DIR = ROOT / "workflow" / "rules"
 PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
-# declares a RULE_VERSION), and rules derived from them (versioned by a hash of their code).
+# declares its version in workflow/versions.yaml), and rules derived from them (versioned by a code hash).
 MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke",
              "bandwidth", "noisy")
-DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "figures", "report_html")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "findings", "figures", "report_html")
+RULES = (*MEASURING, *DERIVED)
+# The layers (package docstrings say why): what each may import from the package.
+LAYERS = {"core": {"core"}, "derive": {"core", "derive"}, "measure": {"core", "measure"},
+          "prepare": {"core", "prepare", "measure"}}
 
 
 def rules() -> dict[str, str]:
@@ -29,9 +34,15 @@ def rules() -> dict[str, str]:
     return found
 
 
+def modules() -> list[str]:
+    """Every module of the package by dotted name below it (``core.axes``, ``bench_cell``)."""
+    return sorted(".".join(p.relative_to(PACKAGE_DIR).with_suffix("").parts) for p in PACKAGE_DIR.rglob("*.py")
+                  if p.name != "__init__.py")
+
+
 def test_a_rule_leads_to_its_file_module_and_function_by_name() -> None:
     """Rule X lives in workflow/rules/X.smk and runs llamabench/X.py's function X, through the one script."""
-    assert set(rules()) == {*MEASURING, *DERIVED}
+    assert set(rules()) == set(RULES)
     for name, text in rules().items():
         assert (RULES_DIR / f"{name}.smk").is_file(), name
         module = ast.parse((PACKAGE_DIR / f"{name}.py").read_text())
@@ -42,19 +53,63 @@ def test_a_rule_leads_to_its_file_module_and_function_by_name() -> None:
     assert [p.name for p in (ROOT / "workflow" / "scripts").glob("*.py")] == ["rule.py"]
 
 
+def test_rule_modules_are_thin_and_layers_import_downwards_only() -> None:
+    """A rule module never imports another (no rule doubles as a library); a derived module never imports the
+    measuring library, so an edit there reruns no aggregation, and the reverse."""
+    top_level = {m for m in modules() if "." not in m}
+    for module in modules():
+        imported = code_version.package_imports(module)
+        layer = module.split(".")[0] if "." in module else None
+        if layer is None:
+            assert not imported & (top_level - {"entry", "preflight"}), (module, imported & top_level)
+        else:
+            assert {name.split(".")[0] for name in imported} <= LAYERS[layer], (module, imported)
+
+
+def test_aggregations_never_reach_the_measuring_or_build_code() -> None:
+    for rule in DERIVED:
+        reached = code_version.imports_closure(rule)
+        assert not any(name.startswith(("measure.", "prepare.")) for name in reached), (rule, reached)
+        assert not reached & set(MEASURING), (rule, reached)
+
+
 def test_each_rule_that_writes_a_record_has_a_schema_of_its_name() -> None:
     for kind in records.KINDS:
         assert records.version(kind) >= 1
     assert set(MEASURING) <= set(records.KINDS)
 
 
-def test_expensive_rules_declare_a_version_and_the_others_hash_their_code() -> None:
+def test_measuring_rules_declare_a_version_and_the_others_hash_their_code() -> None:
+    assert set(code_version.declared()) == set(MEASURING)
     for name in MEASURING:
-        assert isinstance(code_version.rule_version(name), int), name
+        assert isinstance(code_version.declared_version(name), int), name
     for name in DERIVED:
         assert re.fullmatch(r"[0-9a-f]{16}", code_version.rule_version(name)), name
-    assert "summary" in code_version.imports_closure("report_html")
-    assert "records" in code_version.imports_closure("summary")
+    assert "derive.tables" in code_version.imports_closure("report_html")
+    assert "core.records" in code_version.imports_closure("summary")
+
+
+def test_the_results_layout_is_spelled_in_one_place() -> None:
+    """No module but the layout spells a record directory under results/."""
+    spelled = re.compile(r"""["'](?:results/)?(cells|serving|rpc|smoke|builds|models|sources)/\{""")
+    for module in modules():
+        if module != "core.layout":
+            assert not spelled.search((PACKAGE_DIR / f"{module.replace('.', '/')}.py").read_text()), module
+    for smk in RULES_DIR.glob("*.smk"):
+        assert '"results/' not in smk.read_text(), smk.name
+    assert set(layout.CELL_DIRS) == {"bench_cell", "serve_cell", "rpc_cell"}
+
+
+def test_statuses_are_the_enum_not_literals() -> None:
+    """Statuses are compared and written through core/status.py; record schemas take its values."""
+    literal = re.compile(r"""\[["']status["']\]\s*[!=]=\s*["'](\w+)["']|status=["'](\w+)["']""")
+    for module in modules():
+        text = (PACKAGE_DIR / f"{module.replace('.', '/')}.py").read_text()
+        found = [m.group(0) for m in literal.finditer(text) if "Status." not in m.group(0)]
+        assert not found, (module, found)
+    for kind in ("bench_cell", "summary_row", "serving_row", "rpc_row", "smoke"):
+        text = yaml.safe_dump(records.schema(kind))
+        assert all(status.value in text for status in Status), kind
 
 
 def test_conda_environment_is_self_contained_and_pins_what_requirements_pin() -> None:
@@ -64,3 +119,12 @@ def test_conda_environment_is_self_contained_and_pins_what_requirements_pin() ->
     assert not any(line.startswith("-r") for line in pip)
     pinned = [line.split("#")[0].strip() for line in (ROOT / "envs" / "requirements.txt").read_text().splitlines()]
     assert sorted(pip) == sorted(line for line in pinned if line)
+
+
+def test_the_readme_is_a_front_page_that_leads_to_every_topic() -> None:
+    """At most 250 lines; every topic page and the config reference are linked, and every link leads somewhere."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    linked = set(re.findall(r"`((?:docs|config|tests)/[\w./-]+\.md)`", text))
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} | {"config/README.md"} <= linked
+    assert all((ROOT / path).is_file() for path in linked), linked

@@ -9,10 +9,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
+from conftest import DEFAULT_CONFIG, ROOT
 from llamabench import export
+from llamabench.core import matrix
 
 DATA = ROOT / "tests" / "data"
+# The cell the recorded runs measured (tests/data/README.md): the defaults with flash attention on.
+CELL = {**matrix.baseline(DEFAULT_CONFIG["benchmark"]), "flash_attn": "on"}
 
 
 def recorded(commit: str) -> list[dict[str, Any]]:
@@ -29,7 +32,7 @@ def upstream_key_properties(source_manifest: dict[str, Any]) -> list[str]:
 
 def rows() -> list[dict[str, Any]]:
     return export.one_model_type([
-        {**export.normalize(record), "build": build, "model_sha256": "gemma"}
+        {**export.normalize(record, CELL), "build": build, "model_sha256": "gemma"}
         for build, commit in [("cpu@0.3.14", "79e0b68"), ("cpu@0.3.36", "0c1e570")] for record in recorded(commit)])
 
 
@@ -44,7 +47,7 @@ def test_records_of_two_versions_join_on_every_key_property(source_manifest: dic
 
 def test_fields_an_older_tree_lacks_get_llama_benchs_defaults_and_its_own_are_dropped() -> None:
     old = recorded("79e0b68")[0]
-    row = export.normalize(old)
+    row = export.normalize(old, CELL)
     assert "n_cpu_moe" not in old and row["n_cpu_moe"] == 0 and row["load_mode"] == "auto"
     assert "use_mmap" not in row and list(row)[:len(export.FIELDS)] == list(export.FIELDS)
     assert row["samples_ts"] == old["samples_ts"]

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import snakemake, write_config
-from llamabench import build, hardware, records
-from llamabench.errors import UserError
+from llamabench import build
+from llamabench.core import records
+from llamabench.measure import gpus as gpu_query
+from llamabench.core.errors import UserError
 
 CUDA = ["-DGGML_CUDA=ON", "-DGGML_RPC=ON"]
 
@@ -34,7 +36,7 @@ def test_the_record_says_what_this_machine_has(node: dict) -> None:
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA driver")
 def test_without_a_gpu_cuda_cells_are_skipped_and_the_architecture_must_be_given(node: dict) -> None:
-    why = hardware.gpu_missing(node)
+    why = gpu_query.gpu_missing(node)
     assert why and "not GPU numbers" in why and node["host"]["hostname"] in why
     with pytest.raises(UserError, match="CMAKE_CUDA_ARCHITECTURES"):
         build.cuda_architectures(CUDA, node, "cuda")
@@ -56,10 +58,10 @@ def test_the_query_parses_published_real_output_of_two_gpus() -> None:
     text = (Path(__file__).parent / "data" / "nvidia-smi-query-gpu-2x.csv").read_text()
     header, *lines = text.splitlines()
     fields = [f.strip() for f in header.split(",")]
-    gpus = hardware.parse_query("\n".join(lines) + "\n", fields)
+    gpus = gpu_query.parse_query("\n".join(lines) + "\n", fields)
     assert [g["name"] for g in gpus] == ["NVIDIA TITAN V", "NVIDIA RTX 5880 Ada Generation"]
     assert [g["compute_cap"] for g in gpus] == ["7.0", "8.9"] and gpus[1]["index"] == "1"
     node = {"gpus": [{**g, "memory.total": None} for g in gpus], "gpu_error": None, "host": {"hostname": "n"}}
-    assert hardware.gpu_missing(node) is None
+    assert gpu_query.gpu_missing(node) is None
     assert build.cuda_architectures(CUDA, node, "cuda")[-1] == "-DCMAKE_CUDA_ARCHITECTURES=70;89"
 

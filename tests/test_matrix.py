@@ -1,4 +1,4 @@
-"""The benchmark matrix: stable readable ids, groups, exclude/include, the defaults cell."""
+"""The matrix (core/matrix.py): stable readable ids, groups, exclude/include, the defaults cell, placement."""
 
 from __future__ import annotations
 
@@ -6,20 +6,18 @@ import copy
 from typing import Any
 
 import pytest
-from snakemake.utils import validate
 
-from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import matrix
-from llamabench.errors import Unsupported
-
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+from conftest import DEFAULT_CONFIG
+from llamabench.core import axes, configuration, matrix
+from llamabench.core.configuration import ConfigError
+from llamabench.core.errors import Unsupported
+from llamabench.measure import llama_bench
 
 
 def bench_config(**changes: Any) -> dict[str, Any]:
     config = copy.deepcopy(DEFAULT_CONFIG)
     config["benchmark"].update(changes)
-    validate(config, SCHEMA)
-    return config["benchmark"]
+    return configuration.resolve(config)["benchmark"]
 
 
 def test_cell_id_is_readable_and_built_from_values() -> None:
@@ -29,7 +27,7 @@ def test_cell_id_is_readable_and_built_from_values() -> None:
 
 
 def test_default_matrix_shares_the_defaults_cell_between_groups() -> None:
-    cells = matrix.cells_for(bench_config(), "cpu")
+    cells = matrix.bench_cells(bench_config(), "cpu")
     threads = sorted(p["threads"] for p in cells.values())
     assert threads == [1, 2, 2, 2]  # t1, defaults, and two batch cells at the default thread count
     batches = {(p["batch_size"], p["ubatch_size"]) for p in cells.values()}
@@ -37,17 +35,17 @@ def test_default_matrix_shares_the_defaults_cell_between_groups() -> None:
 
 
 def test_adding_an_axis_value_adds_exactly_the_new_cells() -> None:
-    before = matrix.cells_for(bench_config(), "cpu")
+    before = matrix.bench_cells(bench_config(), "cpu")
     groups = copy.deepcopy(DEFAULT_CONFIG["benchmark"]["groups"])
     groups["threads"]["threads"].append(4)
-    after = matrix.cells_for(bench_config(groups=groups), "cpu")
+    after = matrix.bench_cells(bench_config(groups=groups), "cpu")
     assert set(before) < set(after)
     assert [after[c]["threads"] for c in set(after) - set(before)] == [4]
 
 
 def test_include_adds_and_exclude_never_drops_the_defaults_cell() -> None:
     base = matrix.baseline(bench_config())
-    cells = matrix.cells_for(
+    cells = matrix.bench_cells(
         bench_config(exclude=[{"threads": 2}], include=[{"threads": 1, "batch_size": 64}]), "cpu"
     )
     assert matrix.cell_id(base) in cells
@@ -56,30 +54,26 @@ def test_include_adds_and_exclude_never_drops_the_defaults_cell() -> None:
 
 
 def test_group_restricted_to_builds() -> None:
-    groups = {"ngl": {"builds": ["cuda"], "n_gpu_layers": [0, 99]}}
+    groups = {"ngl": {"builds": ["cpu-rpc"], "n_gpu_layers": [0, 99]}}
     bench = bench_config(groups=groups)
-    assert len(matrix.cells_for(bench, "cpu")) == 1
-    assert {p["n_gpu_layers"] for p in matrix.cells_for(bench, "cuda").values()} == {0, 99}
-
-
-def test_expand_crosses_benchmarked_builds_and_models() -> None:
-    cells = matrix.expand(bench_config(builds=[], models=[]), ["cpu", "cpu-rpc"], ["a", "b"])
-    assert {(b, m) for b, m, _ in cells} == {("cpu", "a"), ("cpu", "b"), ("cpu-rpc", "a"), ("cpu-rpc", "b")}
+    assert len(matrix.bench_cells(bench, "cpu")) == 1
+    assert {p["n_gpu_layers"] for p in matrix.bench_cells(bench, "cpu-rpc").values()} == {0, 99}
 
 
 def test_llama_bench_args_are_explicit_for_every_axis() -> None:
-    args = matrix.llama_bench_args(matrix.baseline(bench_config()))
+    args = llama_bench.arguments(matrix.baseline(bench_config()))
     assert args[args.index("-ub") + 1] == "512"
     assert args[args.index("-fa") + 1] == "auto"
-    assert len(args) == 2 * (len(matrix.AXES) - len(matrix.OPTIONAL_AXES))  # an optional axis only when set
+    optional = [a for a in axes.of(axes.BENCHMARK) if a.optional]
+    assert len(args) == 2 * (len(axes.names(axes.BENCHMARK)) - len(optional))  # an optional axis only when set
 
 
 def test_yaml_booleans_become_on_off_and_key_order_does_not_matter() -> None:
     bench = bench_config(groups={"fa": {"flash_attn": [True, False]}})
-    cells = matrix.cells_for(bench, "cpu")
+    cells = matrix.bench_cells(bench, "cpu")
     assert {p["flash_attn"] for p in cells.values()} == {"on", "off", "auto"}
     reordered = dict(reversed(list(bench["defaults"].items())))
-    again = matrix.cells_for({**bench, "defaults": reordered}, "cpu")
+    again = matrix.bench_cells({**bench, "defaults": reordered}, "cpu")
     assert [repr(p) for p in again.values()] == [repr(p) for p in cells.values()]
 
 
@@ -88,34 +82,34 @@ def test_bare_on_in_exclude_matches_bare_on_elsewhere() -> None:
     defaults = {**DEFAULT_CONFIG["benchmark"]["defaults"], "flash_attn": True}
     bench = bench_config(defaults=defaults, groups={"t": {"threads": [1, 2]}},
                          exclude=[{"threads": 1, "flash_attn": True}])
-    assert [p["threads"] for p in matrix.cells_for(bench, "cpu").values()] == [2]
+    assert [p["threads"] for p in matrix.bench_cells(bench, "cpu").values()] == [2]
 
 
 def test_an_optional_axis_at_its_default_renames_no_cell() -> None:
     """Cells measured before ``no_op_offload`` existed keep their ids (and results): it is spelled only when set."""
-    base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
+    base = matrix.baseline(bench_config())
     assert "no_op_offload" not in base
     assert matrix.cell_id(base) == "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
-    assert matrix.normalize({**base, "no_op_offload": 0}) == base
-    cpu_baseline = matrix.normalize({**base, "n_gpu_layers": 0, "no_op_offload": 1})
+    assert axes.normalize({**base, "no_op_offload": 0}, axes.BENCHMARK) == base
+    cpu_baseline = axes.normalize({**base, "n_gpu_layers": 0, "no_op_offload": 1}, axes.BENCHMARK)
     assert matrix.cell_id(cpu_baseline) == "t2_b2048_ub512_ngl0_nopo1_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
-    args = matrix.llama_bench_args(cpu_baseline)
+    args = llama_bench.arguments(cpu_baseline)
     assert args[args.index("-ngl"):args.index("-ngl") + 4] == ["-ngl", "0", "-nopo", "1"]
-    assert "-nopo" not in matrix.llama_bench_args(base)
+    assert "-nopo" not in llama_bench.arguments(base)
 
 
 def test_no_op_offload_on_a_llama_bench_without_the_flag_is_skipped() -> None:
-    cell = matrix.normalize({**matrix.baseline(DEFAULT_CONFIG["benchmark"]), "no_op_offload": 1})
+    cell = axes.normalize({**matrix.baseline(bench_config()), "no_op_offload": 1}, axes.BENCHMARK)
     with pytest.raises(Unsupported, match="-nopo"):
-        matrix.llama_bench_args(cell, "usage: llama-bench [options]\n  -ngl, --n-gpu-layers <n>\n")
+        llama_bench.arguments(cell, "usage: llama-bench [options]\n  -ngl, --n-gpu-layers <n>\n")
 
 
 def test_all_and_shares_of_the_layers_come_from_the_models_block_count() -> None:
     """Gemma 3 270M has 18 blocks: 19 layers with the output layer; llama.cpp offloads at most that many."""
-    base = matrix.baseline(DEFAULT_CONFIG["benchmark"])
+    base = matrix.baseline(bench_config())
     assert matrix.gpu_layers("all", 18) == 19 and matrix.gpu_layers("50%", 18) == 10
     assert matrix.gpu_layers("0%", 18) == 0 and matrix.gpu_layers(7, 18) == 7
-    cell = matrix.normalize({**base, "n_gpu_layers": "all"})
+    cell = axes.normalize({**base, "n_gpu_layers": "all"}, axes.BENCHMARK)
     assert matrix.cell_id(cell).startswith("t2_b2048_ub512_ngl-all_fa")
     assert matrix.cell_id({**cell, "n_gpu_layers": "25%"}).startswith("t2_b2048_ub512_ngl-25pct_fa")
     assert matrix.for_model(cell, 18)["n_gpu_layers"] == 19 and matrix.for_model(base, None) == base
@@ -132,12 +126,17 @@ def test_all_and_shares_of_the_layers_come_from_the_models_block_count() -> None
 
 
 def test_the_schema_takes_all_shares_and_counts_and_refuses_the_rest() -> None:
-    for value in ("all", "50%", "12.5%", 0, 99, -1):
-        config = copy.deepcopy(DEFAULT_CONFIG)
-        config["benchmark"]["groups"] = {"gpu": {"n_gpu_layers": [value]}}
-        validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    for value in ("most", "50", -2, "%"):
-        config = copy.deepcopy(DEFAULT_CONFIG)
-        config["benchmark"]["groups"] = {"gpu": {"n_gpu_layers": [value]}}
-        with pytest.raises(Exception, match="n_gpu_layers|is not valid"):
-            validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    for value in ("all", "50%", "12.5%", "100%", 0, 99, -1):
+        bench_config(groups={"gpu": {"n_gpu_layers": [value]}})
+    for value in ("most", "50", -2, "%", "150%", "100.5%"):
+        with pytest.raises(ConfigError, match=r"benchmark\.groups\.gpu\.n_gpu_layers\[0\]"):
+            bench_config(groups={"gpu": {"n_gpu_layers": [value]}})
+
+
+def test_round_order_is_a_shuffle_seeded_by_round() -> None:
+    """Every round shuffles anew (drift spreads over all cells), the same seed the same way (a rerun agrees)."""
+    cells = [("cpu", "m", f"c{i}") for i in range(8)]
+    first, second = matrix.round_order(cells, 1, 0), matrix.round_order(cells, 2, 0)
+    assert sorted(first) == sorted(cells) and first != second
+    assert matrix.round_order(list(reversed(cells)), 1, 0) == first
+    assert matrix.round_order(cells, 1, 1) != first

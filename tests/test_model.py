@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import GEMMA
-from llamabench import files, model
-from llamabench.errors import UserError
+from llamabench import model
+from llamabench.core import files
+from llamabench.core.errors import UserError
 
 COMMIT = "1234567890abcdef1234567890abcdef12345678"
 SERVED = ["model.gguf", "Q4_K_M/model.gguf"]  # a file at the top and one in a subfolder
@@ -122,7 +123,7 @@ def hub(gemma: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def fetch_in_child(cfg: dict, dest: Path) -> subprocess.CompletedProcess:
     """huggingface_hub reads HF_ENDPOINT at import, so the download runs in a fresh process, as in a rule."""
     code = (
-        "import json, sys; from pathlib import Path; from llamabench import model, files;"
+        "import json, sys; from pathlib import Path; from llamabench import model; from llamabench.core import files;"
         "m = model.fetch('tiny', json.loads(sys.argv[1]), Path(sys.argv[2])); files.write_json(sys.argv[3], m)"
     )
     import json

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import DEFAULT_CONFIG, snakemake, write_config
-from llamabench import records
+from llamabench.core import records
 
 
 def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:

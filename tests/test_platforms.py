@@ -6,12 +6,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-from snakemake.utils import validate
 
-from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import platforms
-
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+from conftest import DEFAULT_CONFIG
+from llamabench.core import configuration, plan, platforms
 TWO = {"a100": {"kind": "slurm", "partition": "gpu-a100", "cpus": 32, "gpus": 1, "account": "lab"},
        "epyc": {"kind": "slurm", "partition": "cpu", "cpus": 64, "exclusive": False}}
 
@@ -22,15 +19,14 @@ def cluster_config() -> dict:
     config["models"]["synth"] = {"kind": "synthetic", "shape": "qwen3-0.6b", "type": "Q8_0", "build": "cpu"}
     config["comparisons"] = {"rpc": {"baseline": "cpu", "builds": ["cpu-rpc"]},
                              "across": {"baseline": "cpu+a100", "builds": ["cpu+epyc"]}}
-    validate(config, SCHEMA)
-    return config
+    return configuration.resolve(config)
 
 
 def test_a_local_config_is_left_alone() -> None:
-    config = copy.deepcopy(DEFAULT_CONFIG)
-    validate(config, SCHEMA)
+    config = configuration.resolve(DEFAULT_CONFIG)
     assert platforms.expand(config) is config
-    assert platforms.resources(config, platforms.platform_of(config, "cpu"), True) == {}
+    the_plan = plan.make(config)
+    assert platforms.resources(the_plan.platforms[the_plan.platform_of("cpu")], True) == {}
 
 
 def test_every_build_becomes_one_instance_per_platform_and_references_follow() -> None:
@@ -48,17 +44,19 @@ def test_every_build_becomes_one_instance_per_platform_and_references_follow() -
 
 
 def test_each_job_asks_its_platform_for_the_node() -> None:
-    out = platforms.expand(cluster_config())
-    gpu = platforms.resources(out, platforms.platform_of(out, "cpu+a100"), exclusive=True)
-    assert gpu == {"slurm_partition": "gpu-a100", "cpus_per_task": 32, "runtime": 60, "slurm_account": "lab",
-                   "gpu": 1, "slurm_extra": "--exclusive"}
-    assert platforms.resources(out, platforms.platform_of(out, "cpu+epyc"), exclusive=True)["slurm_extra"] == ""
-    # a job that names no build: the first platform
-    assert platforms.resources(out, platforms.platform_of(out, None), exclusive=True)["slurm_partition"] == "gpu-a100"
+    the_plan = plan.make(cluster_config())
+
+    def resources(build: str | None) -> dict:
+        return platforms.resources(the_plan.platforms[the_plan.platform_of(build)], exclusive=True)
+
+    assert resources("cpu+a100") == {"slurm_partition": "gpu-a100", "cpus_per_task": 32, "runtime": 60,
+                                     "slurm_account": "lab", "gpu": 1, "slurm_extra": "--exclusive"}
+    assert resources("cpu+epyc")["slurm_extra"] == ""
+    assert resources(None)["slurm_partition"] == "gpu-a100"  # a job that names no build: the first platform
 
 
 def test_local_beside_a_cluster_is_refused_naming_why() -> None:
-    config = cluster_config()
-    config["platforms"]["local"] = {"kind": "local"}
-    with pytest.raises(ValueError, match="one executor"):
-        platforms.check(config)
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["platforms"] = {**copy.deepcopy(TWO), "local": {"kind": "local"}}
+    with pytest.raises(configuration.ConfigError, match="one executor"):
+        configuration.resolve(config)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, snakemake
-from llamabench import presets
+from llamabench.core import presets
 from test_workflow import job_counts
 
 PRESETS = ROOT / "presets"

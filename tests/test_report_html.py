@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from conftest import DEFAULT_CONFIG
-from llamabench import matrix, records, report_html, stats, summary
+from llamabench import findings, report_html, stats, summary
+from llamabench.core import matrix, records
 from test_bench_cell import recorded_cell
 
 BASE = matrix.baseline(DEFAULT_CONFIG["benchmark"])
 
 
 def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) -> str:
-    table = pd.DataFrame([row for cell in cells for row in summary.cell_rows(cell)],
-                         columns=records.columns("summary_row"))
-    serving = pd.DataFrame(columns=records.columns("serving_row"))
-    rpc = pd.DataFrame(columns=records.columns("rpc_row"))
+    table = records.frame([row for cell in cells for row in summary.cell_rows(cell)], "summary_row")
+    serving = records.frame([], "serving_row")
+    rpc = records.frame([], "rpc_row")
     cell_stats, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, BASE, 0.05)
+    found = records.frame(findings.best_settings(cell_stats, pairs, BASE), "finding_row")
     return report_html.render(table=table, cells=cell_stats, pairs=pairs, bandwidth=None, serving=serving, rpc=rpc,
-                              rpc_smokes=[], best=stats.best_settings(cell_stats, pairs, BASE), figure_pngs=[],
+                              rpc_smokes=[], found=found, figure_pngs=[],
                               baseline=BASE, builds=[], models=[], smokes=smokes or [], sources=[source],
                               comparison_names=[])
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, load_test_config, snakemake, write_config
-from llamabench import files, records
+from llamabench.core import files, records
 from test_workflow import dry_run, workflow_copy
 
 TINY = {"repetitions": 1, "rounds": 2, "defaults": {"n_prompt": 16, "n_gen": 4}, "groups": {"t": {"threads": [1, 2]}},
@@ -55,7 +55,7 @@ def test_round_two_starts_after_round_one_of_every_cell(rounds_dir: Path) -> Non
 
 def test_adding_a_round_runs_only_that_round(rounds_dir: Path) -> None:
     assert dry_run(rounds_dir, tiny_config(rounds=3)) == {"bench_cell": 2, "summary": 1, "stats": 1, "export": 1,
-                                                          "figures": 1, "report_html": 1, "all": 1}
+                                                          "findings": 1, "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_adding_a_cell_runs_only_its_rounds(rounds_dir: Path) -> None:
@@ -73,11 +73,16 @@ def test_noisy_cells_are_measured_again_with_their_partner(rounds_dir: Path) -> 
     finally:
         write_config(rounds_dir, tiny_config())
     noisy = records.read(rounds_dir / "results/noisy.json", "noisy")
-    assert len(noisy["noisy_cells"]) == 2 and len(noisy["extra_cells"]) == 2
-    assert all("_round-3" in path for path in noisy["extra_cells"])
-    for path in noisy["extra_cells"]:
-        assert records.read(rounds_dir / path, "bench_cell")["round"] == 3
+    assert len(noisy["noisy_cells"]) == 2 and len(noisy["remeasured"]) == 2
+    extra = sorted((rounds_dir / "results/cells").rglob("*_round-3.json"))
+    assert len(extra) == 2 and all(records.read(path, "bench_cell")["round"] == 3 for path in extra)
     assert set(pd.read_csv(rounds_dir / "results/stats.csv")["rounds"]) == {3}
+    # What the decision depends on is its params: changing either after the run decides again.
+    for changed in ({"noisy_cv": 0.5, "remeasure": {"enabled": True, "max_rounds": 3}},
+                    {"noisy_cv": 0.0, "remeasure": {"enabled": True, "max_rounds": 4}}):
+        assert dry_run(rounds_dir, tiny_config(**changed)).get("noisy") == 1, changed
+    unchanged = tiny_config(noisy_cv=0.0, remeasure={"enabled": True, "max_rounds": 3}, timeout=600, seed=5)
+    assert dry_run(rounds_dir, unchanged) == {}  # bookkeeping (a timeout, the seed) decides nothing again
 
 
 def test_two_checkouts_never_measure_at_the_same_time(rpc_build: dict[str, Any], tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, RPC_OPTIONS, load_test_config, snakemake, write_config
-from llamabench import build, records, rpc_cell, rpc_workers, source
+from llamabench import build, source
+from llamabench.core import records
+from llamabench.measure import rpc_bench, rpc_workers
 
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 32, "n_gen": 8, "repetitions": 2,
          "flash_attn": "auto"}
@@ -93,7 +95,7 @@ def test_a_worker_killed_mid_cell_fails_the_cell(local_workers: list[dict[str, A
     killer = threading.Thread(target=kill_first_worker)
     killer.start()
     rpc = {"topology": "t", "link_rate": "unlimited", "devices": "RPC0/RPC1"}
-    result = rpc_cell.measure(bin_dir / "llama-bench", gemma, params, local_workers, rpc, log, timeout=300)
+    result = rpc_bench.measure(bin_dir / "llama-bench", gemma, params, local_workers, rpc, log, timeout=300)
     killer.join()
     assert result["status"] == "failed"
     assert "died during the cell" in result["error"] and str(log) in result["error"]
@@ -112,7 +114,7 @@ def test_a_worker_that_prints_usage_and_exits_0_is_a_failure(local_workers: list
     wrapper.chmod(0o755)
     rpc = {"topology": "t", "link_rate": "unlimited", "devices": "RPC0"}
     log = tmp_path / "cell.log"
-    result = rpc_cell.measure(bin_dir / "llama-bench", gemma, SMALL, [{**LOCAL, "rpc_server": str(wrapper)}], rpc,
+    result = rpc_bench.measure(bin_dir / "llama-bench", gemma, SMALL, [{**LOCAL, "rpc_server": str(wrapper)}], rpc,
                               log, 60)
     assert result["status"] == "failed" and "exited with status 0" in result["error"]
     assert "Usage:" in log.read_text() or "usage" in log.read_text().lower()
@@ -136,7 +138,7 @@ def test_a_worker_of_another_protocol_is_refused(old_rpc_server: Path, bin_dir: 
     try:
         time.sleep(1.0)
         rpc = {"topology": "t", "link_rate": "unlimited", "devices": "RPC0"}
-        result = rpc_cell.measure(bin_dir / "llama-bench", gemma, SMALL,
+        result = rpc_bench.measure(bin_dir / "llama-bench", gemma, SMALL,
                                   [{"kind": "static", "address": f"127.0.0.1:{port}"}], rpc, tmp_path / "c.log", 60)
     finally:
         server.kill()
@@ -211,7 +213,7 @@ def test_an_ssh_worker_is_started_over_ssh_and_stopped(sshd: dict[str, Any], rpc
     worker = {"kind": "ssh", **sshd, "rpc_server": str(bin_dir / rpc_build["binaries"]["rpc_server"]),
               "port": port, "bind": "127.0.0.1", "device": "CPU", "threads": 1}
     rpc = {"topology": "t", "link_rate": "unlimited", "devices": "RPC0"}
-    result = rpc_cell.measure(bin_dir / "llama-bench", gemma, SMALL, [worker], rpc, tmp_path / "cell.log", 300)
+    result = rpc_bench.measure(bin_dir / "llama-bench", gemma, SMALL, [worker], rpc, tmp_path / "cell.log", 300)
     assert result["status"] == "ok", result["error"]
     assert result["rpc_devices"] == {"RPC0": f"127.0.0.1:{port}"}
     assert result["llama_bench"]["records"][0]["devices"] == "RPC0"
@@ -223,7 +225,7 @@ def test_an_ssh_worker_is_started_over_ssh_and_stopped(sshd: dict[str, Any], rpc
 def test_no_worker_survives_a_sigkilled_step(local_workers: list[dict[str, Any]], tmp_path: Path) -> None:
     """Workers die with the step that started them, even when it gets no chance to clean up."""
     code = (
-        "import sys, json, time; from pathlib import Path; from llamabench import rpc_workers;"
+        "import sys, json, time; from pathlib import Path; from llamabench.measure import rpc_workers;"
         "ws = json.loads(sys.argv[1]);"
         "ctx = rpc_workers.running(ws, 'unlimited', Path(sys.argv[2])); ctx.__enter__(); print('up', flush=True);"
         "time.sleep(300)"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from llamabench import bench_cell, progress, sampler
+from llamabench.core import progress
+from llamabench.derive import samples as sampled
+from llamabench.measure import llama_bench, sampler
 from test_bench_cell import SMALL
 
 NO_GPU = shutil.which("nvidia-smi") is None
@@ -24,8 +26,8 @@ def sampler_threads() -> list[threading.Thread]:
 def real_run(bin_dir: Path, gemma: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One real cell with GPU sampling asked for: on a host without a GPU the sampler says why."""
     log = tmp_path_factory.mktemp("sampler") / "cell.log"
-    cmd = bench_cell.command(bin_dir / "llama-bench", gemma, SMALL, delay=0)
-    return bench_cell.measure(cmd, log, gpus=True, interval_s=0.05)
+    cmd = llama_bench.command(bin_dir / "llama-bench", gemma, SMALL, delay=0)
+    return llama_bench.measure(cmd, log, gpus=True, interval_s=0.05)
 
 
 def test_a_real_run_is_sampled_between_llama_benchs_phase_markers(real_run: dict) -> None:
@@ -52,7 +54,7 @@ def test_without_a_gpu_the_record_says_why_and_has_no_energy(real_run: dict) -> 
 
 
 def test_a_cpu_run_does_not_sample_gpus(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
-    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, SMALL, delay=0),
+    result = llama_bench.measure(llama_bench.command(bin_dir / "llama-bench", gemma, SMALL, delay=0),
                                 tmp_path / "cell.log", gpus=False)
     assert result["samples"]["gpu_error"].startswith("not sampled") and result["samples"]["gpus"] == []
 
@@ -70,7 +72,7 @@ def test_the_thread_stops_when_the_block_fails(error: type[BaseException]) -> No
 
 def test_a_failing_llama_bench_stops_the_sampler(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     params = {**SMALL, "cache_type_k": "nonsense"}
-    result = bench_cell.measure(bench_cell.command(bin_dir / "llama-bench", gemma, params, delay=0),
+    result = llama_bench.measure(llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0),
                                 tmp_path / "cell.log", gpus=True)
     assert result["status"] == "failed" and result["samples"]["marks"][-1]["label"] == progress.END
     assert not sampler_threads()
@@ -92,7 +94,7 @@ def test_energy_per_phase_from_real_markers(real_run: dict) -> None:
         assert totals["seconds"] == pytest.approx(seconds[phase], abs=1e-3)
         assert totals["joules"] == pytest.approx(250 * seconds[phase], rel=1e-3, abs=1e-3)
     tokens = SMALL["n_gen"] * SMALL["repetitions"]
-    found = sampler.per_token(energy, "generation", tokens)
+    found = sampled.per_token(energy, "generation", tokens)
     assert found["power_w"] == pytest.approx(250, rel=1e-3)
     assert found["j_per_token"] == pytest.approx(250 * seconds["generation"] / tokens, rel=1e-3)
 

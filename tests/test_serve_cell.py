@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from llamabench import progress, serve_cell, serving_summary
+from llamabench import serving_summary
+from llamabench.core import progress
+from llamabench.measure import llama_server
 
 SMALL = {"threads": 2, "batch_size": 2048, "ubatch_size": 512, "n_gpu_layers": 99, "flash_attn": "auto",
          "ctx_size": 2048, "parallel": 2, "prompt_tokens": 32, "max_tokens": 8, "concurrency": 1, "requests": 3,
@@ -31,7 +33,7 @@ def servers_on(model: Path) -> list[int]:
 
 
 def test_real_cell_measures_ttft_on_prompts_of_exact_length(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
-    result = serve_cell.measure(server(bin_dir), gemma, SMALL, tmp_path / "serve.log")
+    result = llama_server.measure(server(bin_dir), gemma, SMALL, tmp_path / "serve.log")
     assert result["status"] == "ok", result["error"]
     assert len(result["requests"]) == 3
     for req in result["requests"]:
@@ -53,14 +55,14 @@ def test_real_cell_measures_ttft_on_prompts_of_exact_length(bin_dir: Path, gemma
 
 def test_warm_cells_reuse_the_primed_prefix(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     params = {**SMALL, "prompt_tokens": 64, "cache": "warm", "parallel": 1}
-    result = serve_cell.measure(server(bin_dir), gemma, params, tmp_path / "serve.log")
+    result = llama_server.measure(server(bin_dir), gemma, params, tmp_path / "serve.log")
     assert result["status"] == "ok", result["error"]
     assert all(req["timings"]["cache_n"] > 0 for req in result["requests"])
     assert "-cram" not in result["command"]
 
 
 def failed_cell(bin_dir: Path, model: Path, params: dict[str, Any], log: Path) -> dict[str, Any]:
-    result = serve_cell.measure(server(bin_dir), model, params, log)
+    result = llama_server.measure(server(bin_dir), model, params, log)
     assert result["status"] == "failed"
     assert result["server_log_tail"] and str(log) in result["error"]
     assert not servers_on(model), "a failed server was left running"
@@ -84,7 +86,7 @@ def test_port_taken_fails_the_cell(bin_dir: Path, gemma: Path, tmp_path: Path,
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        monkeypatch.setattr(serve_cell, "free_port", lambda: holder.getsockname()[1])
+        monkeypatch.setattr(llama_server, "free_port", lambda: holder.getsockname()[1])
         result = failed_cell(bin_dir, gemma, SMALL, tmp_path / "serve.log")
     assert "exited" in result["error"]
 
@@ -93,9 +95,10 @@ def test_sigterm_to_the_step_stops_the_server(bin_dir: Path, gemma: Path, tmp_pa
     """Cancelling the job signals its step; the server runs in its own session, so only cleanup stops it."""
     params = {**SMALL, "requests": 500, "max_tokens": 64}
     code = (
-        "import sys, json, types; from pathlib import Path; from llamabench import serve_cell, entry;"
+        "import sys, json, types; from pathlib import Path; from llamabench import entry;"
+        "from llamabench.measure import llama_server;"
         "smk = types.SimpleNamespace(log=[sys.argv[1]]);"
-        "entry.run_step(smk, lambda s: serve_cell.measure(Path(sys.argv[2]), Path(sys.argv[3]),"
+        "entry.run_step(smk, lambda s: llama_server.measure(Path(sys.argv[2]), Path(sys.argv[3]),"
         " json.loads(sys.argv[4]), Path(s.log[0])))"
     )
     step = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "step.log"), str(server(bin_dir)),

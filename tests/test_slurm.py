@@ -14,7 +14,7 @@ import pytest
 
 import slurm_cluster
 from conftest import RPC_OPTIONS, ROOT, snakemake, write_config
-from llamabench import records
+from llamabench.core import records
 
 
 def tiny(platforms: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llamabench import smoke
+from llamabench.measure import completion as smoke
 
 
 def test_smoke_run_answers_with_timings(rpc_build: dict[str, Any], bin_dir: Path, gemma: Path, tmp_path: Path) -> None:

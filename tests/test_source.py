@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from llamabench import source
-from llamabench.errors import UserError
+from llamabench.core.errors import UserError
 
 
 def git(repo: Path, *args: str) -> str:

@@ -14,8 +14,11 @@ import pytest
 from gguf import GGUFReader
 
 from conftest import DEFAULT_CONFIG, RPC_OPTIONS, snakemake, write_config
-from llamabench import bench_cell, build, matrix, records, serve_cell, smoke, source, synthetic
-from llamabench.errors import UserError
+from llamabench import build, source
+from llamabench.core import matrix, records, shapes
+from llamabench.measure import completion, llama_bench, llama_server
+from llamabench.prepare import synthetic
+from llamabench.core.errors import UserError
 
 # Every dimension a multiple of 256, so that the K-quant types apply as on a real model.
 SERVED = {"threads": 2, "batch_size": 512, "ubatch_size": 512, "n_gpu_layers": 99, "ctx_size": 512, "parallel": 1,
@@ -39,7 +42,7 @@ def tool(entry: dict[str, Any], role: str) -> Path:
     return Path(entry["cache_dir"]) / "bin" / entry["binaries"][role]
 
 
-@pytest.mark.parametrize("architecture", synthetic.ARCHITECTURES)
+@pytest.mark.parametrize("architecture", shapes.ARCHITECTURES)
 def test_every_architecture_runs_in_llama_bench_the_one_shot_tool_and_the_server_of_both_trees(
         builds: dict[str, dict[str, Any]], architecture: str, tmp_path: Path) -> None:
     for tree, entry in builds.items():
@@ -49,20 +52,20 @@ def test_every_architecture_runs_in_llama_bench_the_one_shot_tool_and_the_server
         assert origin["synthetic"] and GGUFReader(path).fields["general.architecture"].contents() == architecture
         params = {**matrix.baseline(DEFAULT_CONFIG["benchmark"]), "n_prompt": 8, "n_gen": 4, "repetitions": 1,
                   "flash_attn": "off"}
-        run = bench_cell.measure(bench_cell.command(tool(entry, "bench"), path, params, 0), tmp_path / "bench.log",
-                                 timeout=300)
+        run = llama_bench.measure(llama_bench.command(tool(entry, "bench"), path, params, 0), tmp_path / "bench.log",
+                                  timeout=300)
         assert run["status"] == "ok", (tree, run.get("error"))
-        one_shot = smoke.command(tool(entry, "completion"), path, "Hello", 4, 42, 2)
+        one_shot = completion.command(tool(entry, "completion"), path, "Hello", 4, 42, 2)
         out = subprocess.run(one_shot, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
         assert out.returncode == 0, (tree, out.stderr[-2000:])
-        served = serve_cell.measure(tool(entry, "server"), path, {**SERVED, "flash_attn": 0}, tmp_path / "serve.log",
-                                    timeout=300)
+        served = llama_server.measure(tool(entry, "server"), path, {**SERVED, "flash_attn": 0},
+                                      tmp_path / "serve.log", timeout=300)
         assert served["status"] == "ok", (tree, served["error"], served.get("server_log_tail"))
 
 
 def test_a_gemma3_shape_without_a_global_attention_layer_is_refused() -> None:
     with pytest.raises(UserError, match="at least 6 layers"):
-        synthetic.shape_of({"architecture": "gemma3", **TINY})
+        shapes.shape_of({"architecture": "gemma3", **TINY})
 
 
 def test_a_synthetic_copy_of_the_bundled_gemma_has_its_shape_and_every_tensors_type(

@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 from conftest import RPC_OPTIONS, ROOT, snakemake, write_config
-from llamabench import export, records, stats
+from llamabench import export
+from llamabench.core import records
+from llamabench.derive import statistics
 from test_workflow import job_counts
 
 PRESET = ROOT / "presets" / "compare-versions" / "config" / "config.yaml"
@@ -68,7 +70,7 @@ def test_the_named_comparison_covers_every_shared_cell(versions_dir: Path) -> No
     assert len(upgrade) == (shared == 2).sum() == 4  # 2 cells x pp, tg
     assert set(upgrade["baseline_build"]) == {OLD} and set(upgrade["candidate_build"]) == {NEW}
     assert set(upgrade["paired_rounds"]) == {2} and upgrade["ratio_ci_low"].notna().all()
-    assert set(upgrade["verdict"]) <= {stats.IMPROVED, stats.REGRESSED, stats.NO_DIFFERENCE}
+    assert set(upgrade["verdict"]) <= {statistics.IMPROVED, statistics.REGRESSED, statistics.NO_DIFFERENCE}
     assert (versions_dir / "results/figures/comparison_upgrade.png").stat().st_size > 0
     table = pd.read_csv(versions_dir / "results/figures_table.csv")
     assert table["metric"].str.startswith("largest significant change").sum() == 2  # pp and tg
@@ -129,8 +131,8 @@ def test_adding_a_third_source_runs_only_its_build_and_cells(versions_dir: Path)
     finally:
         write_config(versions_dir, preset_config())
     assert job_counts(out.stdout + out.stderr) == {"source": 1, "build": 1, "smoke": 1, "bench_cell": 4,
-                                                   "summary": 1, "stats": 1, "export": 1, "figures": 1,
-                                                   "report_html": 1, "all": 1}
+                                                   "summary": 1, "stats": 1, "export": 1, "findings": 1,
+                                                   "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_changing_a_builds_source_keeps_its_old_cells_as_history(versions_dir: Path, tmp_path: Path) -> None:
@@ -172,3 +174,4 @@ def test_a_mid_2025_llama_bench_cannot_run_an_auto_flash_attention_cell(versions
     assert summary.loc[OLD, "status"] == "skipped" and "-fa 0/1 only" in summary.loc[OLD, "error"]
     assert set(summary.loc[NEW, "status"]) == {"ok"}
     assert (workdir / "results/failed_cells.txt").read_text() == ""
+

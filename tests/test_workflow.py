@@ -8,7 +8,6 @@ config or code change calls for.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -22,10 +21,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from snakemake.utils import validate
+import yaml
 
 from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
-from llamabench import files, matrix, progress, records
+from llamabench.core import configuration, files, matrix, plan, progress, records
 
 # What a workflow copy needs; the copy lets a test edit code without touching the checkout.
 WORKFLOW_FILES = ["Snakefile", "workflow", "envs", "profiles"]
@@ -150,7 +149,7 @@ def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path
     failed = (failure_dir / "results/failed_cells.txt").read_text().split()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", *failed)
     assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1,
-                                                   "figures": 1, "report_html": 1, "all": 1}
+                                                   "findings": 1, "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
@@ -211,11 +210,48 @@ def test_nothing_reruns_after_a_complete_run(run_dir: Path) -> None:
     assert dry_run(run_dir, small_config()) == {}
 
 
+def deeply_sorted(value: Any) -> Any:
+    """The same values, every mapping's keys sorted, inside lists too: what a YAML tool may write."""
+    if isinstance(value, dict):
+        return {key: deeply_sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [deeply_sorted(item) for item in value]
+    return value
+
+
+def test_the_same_config_with_sorted_keys_reruns_nothing(run_dir: Path) -> None:
+    """The RPC workers' dicts are written kind, build, device, threads: sorted, they must still be equal."""
+    config = small_config()
+    assert list(config["rpc"]["topologies"]["two-cpu"]["workers"][0]) != sorted(
+        config["rpc"]["topologies"]["two-cpu"]["workers"][0])
+    assert dry_run(run_dir, deeply_sorted(config)) == {}
+
+
+def test_deleting_a_default_key_reruns_nothing(run_dir: Path) -> None:
+    """A worker's threads: 1 is the schema's default: left out, it is filled in and the params are equal."""
+    config = small_config()
+    for worker in config["rpc"]["topologies"]["two-cpu"]["workers"]:
+        del worker["threads"]
+    assert dry_run(run_dir, config) == {}
+
+
+def test_the_same_config_through_configfile_reruns_nothing(run_dir: Path) -> None:
+    """config/config.yaml empty, the config given with --configfile (sorted, as another tool wrote it)."""
+    elsewhere = run_dir.parent / f"{run_dir.name}-elsewhere.yaml"
+    elsewhere.write_text(yaml.safe_dump(deeply_sorted(small_config())))
+    (run_dir / "config" / "config.yaml").write_text("{}\n")
+    try:
+        out = snakemake(run_dir, "-n", "--cores", "8", "--configfile", str(elsewhere))
+    finally:
+        write_config(run_dir, small_config())
+    assert "Nothing to be done" in out.stdout + out.stderr, out.stdout[-3000:]
+
+
 def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     config = small_config()
     config["benchmark"]["groups"]["threads"]["threads"].append(3)
-    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1, "figures": 1,
-                                        "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1, "findings": 1,
+                                        "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
@@ -277,31 +313,75 @@ def test_a_failed_rpc_cell_is_listed_and_rerun_alone(failure_dir: Path) -> None:
     assert "did not accept connections" in cell["rpc"]["error"]
     assert "127.0.0.1:9" in (failure_dir / "results/report.html").read_text()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", listed[0])
-    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, "rpc_summary": 1, "figures": 1, "report_html": 1,
-                                                   "all": 1}
+    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, "rpc_summary": 1, "findings": 1, "figures": 1,
+                                                   "report_html": 1, "all": 1}
 
 
 def test_one_more_concurrency_level_runs_only_its_serving_cell(run_dir: Path) -> None:
     config = small_config()
     config["serving"]["scenarios"]["short"]["concurrency"] = [1, 3]
-    assert dry_run(run_dir, config) == {"serve_cell": 1, "serving_summary": 1, "figures": 1, "report_html": 1,
-                                        "all": 1}
+    assert dry_run(run_dir, config) == {"serve_cell": 1, "serving_summary": 1, "findings": 1, "figures": 1,
+                                        "report_html": 1, "all": 1}
 
 
 def test_unchanged_copy_of_the_code_reruns_nothing(run_dir: Path, tmp_path: Path) -> None:
     """The baseline of the code-edit tests below: a copy elsewhere is the same code."""
     snakefile = workflow_copy(tmp_path)
-    edit(snakefile.parent / "workflow/scripts/llamabench/summary.py", "# What a cell measures, as opposed to how",
+    edit(snakefile.parent / "workflow/scripts/llamabench/derive/tables.py", "# What a cell measures, as opposed to how",
          "# A comment edit reruns nothing: what a cell measures, as opposed to how")
     assert dry_run(run_dir, small_config(), snakefile) == {}
 
 
 def test_editing_the_aggregation_code_reruns_summary_figures_and_report_only(run_dir: Path, tmp_path: Path) -> None:
+    """The summary rule's own module: it and what reads its table rerun, no other summary (none imports it)."""
     snakefile = workflow_copy(tmp_path)
     edit(snakefile.parent / "workflow/scripts/llamabench/summary.py",
          '"samples_ts"] = json.dumps(rec.get("samples_ts"))', '"samples_ts"] = json.dumps(rec.get("samples_ts") or [])')
+    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "stats": 1, "findings": 1, "figures": 1,
+                                                          "report_html": 1, "all": 1}
+
+
+def test_editing_the_table_vocabulary_reruns_every_aggregation_and_no_cell(run_dir: Path, tmp_path: Path) -> None:
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/derive/tables.py", 'return f"{test_kind(test)} t/s"',
+         'return f"{test_kind(test)} t/s".strip()')
     assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "serving_summary": 1, "rpc_summary": 1,
-                                                          "stats": 1, "figures": 1, "report_html": 1, "all": 1}
+                                                          "stats": 1, "findings": 1, "figures": 1,
+                                                          "report_html": 1, "all": 1}
+
+
+def test_a_statement_in_the_build_module_reruns_nothing_and_asks_for_a_decision(run_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """No aggregation imports the build rule's module. The build's own version is declared (its results are
+    cached by content): the edit reruns nothing, and the code-version check names the rule until someone
+    decides."""
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/build.py", "    files.remove(work)\n    return {",
+         "    files.remove(work)\n    work = None\n    return {")
+    assert dry_run(run_dir, small_config(), snakefile) == {}
+    assert undecided(snakefile) == ["build"]
+
+
+def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(run_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """llama-bench's arguments are built for benchmark and RPC cells alike: both kinds are measured again
+    (and what reads them), nothing else; the check names exactly those two rules."""
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/measure/llama_bench.py",
+         "    return axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)",
+         "    found = axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)\n    return found")
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, "summary": 1,
+                                                          "serving_summary": 1, "rpc_summary": 1, "stats": 1,
+                                                          "export": 1, "findings": 1, "figures": 1,
+                                                          "report_html": 1, "all": 1}
+    assert undecided(snakefile) == ["bench_cell", "rpc_cell"]
+
+
+def undecided(snakefile: Path) -> list[str]:
+    """The rules whose code differs from what workflow/versions.yaml declares, in a workflow copy."""
+    out = subprocess.run([sys.executable, "-m", "llamabench.core.code_version", "status"], capture_output=True,
+                         text=True, cwd=snakefile.parent / "workflow" / "scripts", check=True)
+    return sorted(line.split(":")[0] for line in out.stdout.splitlines())
 
 
 def test_editing_the_report_template_reruns_only_the_report(run_dir: Path, tmp_path: Path) -> None:
@@ -321,12 +401,12 @@ def test_a_log_message_in_the_cell_code_remeasures_nothing(run_dir: Path, tmp_pa
 def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothing(run_dir: Path,
                                                                                    tmp_path: Path) -> None:
     snakefile = workflow_copy(tmp_path)
-    module = snakefile.parent / "workflow/scripts/llamabench/bench_cell.py"
-    module.write_text(re.sub(r"^RULE_VERSION = (\d+)", lambda m: f"RULE_VERSION = {int(m.group(1)) + 1}",
-                             module.read_text(), flags=re.MULTILINE))
+    versions = snakefile.parent / "workflow/versions.yaml"
+    versions.write_text(re.sub(r"^  bench_cell: \{version: (\d+)", lambda m: f"  bench_cell: {{version: {int(m[1]) + 1}",
+                               versions.read_text(), flags=re.MULTILINE))
     assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "summary": 1, "serving_summary": 1,
-                                                          "stats": 1, "export": 1, "figures": 1, "report_html": 1,
-                                                          "all": 1}
+                                                          "stats": 1, "export": 1, "findings": 1, "figures": 1,
+                                                          "report_html": 1, "all": 1}
 
 
 def test_snakemake_report_is_built(run_dir: Path) -> None:
@@ -384,13 +464,9 @@ def start_long_job(run_dir: Path, section: str, changes: dict[str, Any], pattern
 
 
 def planned_cells(config: dict[str, Any]) -> set[str]:
-    """The result files of every benchmark and serving cell that ``config`` plans."""
-    config = copy.deepcopy(config)
-    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    cells, serving = matrix.all_cells(config)
-    return {f"results/cells/{b}/{m}/{c}.json" for b, m, c in cells} | {
-        f"results/serving/{b}/{m}/{c}.json" for b, m, c in serving} | {
-        f"results/rpc/{b}/{m}/{c}.json" for b, m, c in matrix.expand_rpc(config)}
+    """The result files of every benchmark, serving and RPC cell that ``config`` plans."""
+    the_plan = plan.make(configuration.resolve(config))
+    return {cell.path for kind in ("bench_cell", "serve_cell", "rpc_cell") for cell in the_plan.planned(kind)}
 
 
 def pids_of(pattern: str) -> list[int]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import GEMMA, RPC_OPTIONS, snakemake, write_config
-from llamabench import records
+from llamabench.core import records
 from test_model import HubHandler, hub  # noqa: F401 (hub is a fixture)
 
 FIXED_IDENTITY = {

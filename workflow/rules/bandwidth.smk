@@ -1,8 +1,8 @@
 rule bandwidth:
     output:
-        "results/bandwidth.json",
+        layout.pattern("bandwidth"),
     log:
-        "results/logs/bandwidth.log",
+        layout.log_pattern("bandwidth"),
     conda:
         "../../envs/llamabench.yaml"
     threads: get_node_threads

@@ -3,25 +3,27 @@
 rule bench_cell:
     input:
         unpack(get_hardware_input),
-        build="results/builds/{build}/manifest.json",
-        model=ancient("results/models/{model}/model.gguf"),
-        model_manifest="results/models/{model}/manifest.json",
+        build=layout.pattern("build"),
+        model=ancient(layout.pattern("model_file")),
+        model_manifest=layout.pattern("model"),
     output:
-        "results/cells/{build}/{model}/{cell}.json",
+        layout.pattern("bench_cell"),
     log:
-        "results/logs/bench_cell/{build}/{model}/{cell}.log",
-    priority: get_cell_priority
+        layout.log_pattern("bench_cell"),
+    priority: lambda wildcards: get_cell(wildcards).priority
     conda:
         "../../envs/llamabench.yaml"
-    threads: get_cell_threads
+    threads: lambda wildcards: get_cell(wildcards).params["threads"]
     resources:
         **platform_resources(),
         bench_slot=1,
     params:
-        cell=lambda wildcards: get_cell(wildcards)["params"],
-        round=lambda wildcards: get_cell(wildcards)["round"],
-        base_cell=lambda wildcards: get_cell(wildcards)["base"],
-        delay=BENCH["delay"],
+        # What the cell is and measures; its place in the round, the seed and the timeout are bookkeeping,
+        # which the job reads from the plan.
+        cell=lambda wildcards: plan.thaw(get_cell(wildcards).params),
+        round=lambda wildcards: get_cell(wildcards).round,
+        base_cell=lambda wildcards: get_cell(wildcards).base,
+        delay=PLAN.benchmark["delay"],
         version=get_rule_version("bench_cell"),
     message:
         "Benchmark cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"

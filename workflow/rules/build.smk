@@ -3,12 +3,12 @@ rule build:
         unpack(get_hardware_input),
         source=get_build_source,
     output:
-        manifest="results/builds/{build}/manifest.json",
-        bin=directory("results/builds/{build}/bin"),
+        manifest=layout.pattern("build"),
+        bin=directory(layout.pattern("build_bin")),
     log:
-        "results/logs/build/{build}.log",
+        layout.log_pattern("build"),
     benchmark:
-        "results/benchmarks/build/{build}.tsv"
+        layout.benchmark("build")
     priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
@@ -16,8 +16,8 @@ rule build:
     resources:
         **platform_resources(),
     params:
-        cmake_options=lookup(dpath="builds/{build}/cmake_options", within=config),
-        source=lookup(dpath="builds/{build}/source", within=config),
+        cmake_options=lambda wildcards: list(PLAN.builds[wildcards.build].cmake_options),
+        source=lambda wildcards: PLAN.builds[wildcards.build].source,
         version=get_rule_version("build"),
     message:
         "Building llama.cpp variant '{wildcards.build}'"

@@ -2,11 +2,11 @@ rule export:
     input:
         cells=get_measured_cell_files,
     output:
-        jsonl="results/llama-bench.jsonl",
-        sqlite="results/llama-bench.sqlite",
-        builds_sqlite="results/llama-bench-builds.sqlite",
+        jsonl=layout.pattern("export_jsonl"),
+        sqlite=layout.pattern("export_sqlite"),
+        builds_sqlite=layout.pattern("export_builds_sqlite"),
     log:
-        "results/logs/export.log",
+        layout.log_pattern("export"),
     conda:
         "../../envs/llamabench.yaml"
     params:

@@ -1,44 +1,29 @@
-FIGURE_NAMES = (
-    list(matrix.FIGURES)
-    + list(matrix.SERVING_FIGURES)
-    + list(matrix.RPC_FIGURES)
-    + [f"comparison_{name}" for name in config["comparisons"]]
-)
-
-
 rule figures:
     input:
-        stats="results/stats.csv",
-        comparisons="results/comparisons.csv",
-        serving="results/serving_summary.csv",
-        rpc="results/rpc_summary.csv",
+        stats=layout.pattern("stats"),
+        comparisons=layout.pattern("comparisons"),
+        serving=layout.pattern("serving_summary"),
+        rpc=layout.pattern("rpc_summary"),
     output:
         **{
             f"{name}_png": report(
-                f"results/figures/{name}.png",
+                layout.path("figure_png", name=name),
                 caption="../report/figure.rst",
                 category="Figures",
                 labels={"figure": name},
             )
-            for name in FIGURE_NAMES
+            for name in PLAN.figures
         },
-        **{f"{name}_svg": f"results/figures/{name}.svg" for name in FIGURE_NAMES},
-        table_csv="results/figures_table.csv",
-        table_md=report(
-            "results/figures_table.md",
-            caption="../report/figures_table.rst",
-            category="Best settings",
-        ),
+        **{f"{name}_svg": layout.path("figure_svg", name=name) for name in PLAN.figures},
     log:
-        "results/logs/figures.log",
+        layout.log_pattern("figures"),
     conda:
         "../../envs/llamabench.yaml"
     params:
-        baseline=matrix.baseline(BENCH),
-        ttft_p90_limit_ms=config["serving"]["ttft_p90_limit_ms"],
-        comparisons=list(config["comparisons"]),
+        baseline=matrix.baseline(PLAN.benchmark),
+        comparisons=list(PLAN.comparisons),
         version=get_rule_version("figures"),
     message:
-        "Drawing figures and the best-settings table"
+        "Drawing figures"
     script:
         RULE_SCRIPT

@@ -1,8 +1,8 @@
 rule hardware:
     output:
-        "results/hardware/{platform}.json",
+        layout.pattern("hardware"),
     log:
-        "results/logs/hardware/{platform}.log",
+        layout.log_pattern("hardware"),
     priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"

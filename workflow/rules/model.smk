@@ -2,12 +2,12 @@ rule model:
     input:
         unpack(get_model_inputs),
     output:
-        gguf="results/models/{model}/model.gguf",
-        manifest="results/models/{model}/manifest.json",
+        gguf=layout.pattern("model_file"),
+        manifest=layout.pattern("model"),
     log:
-        "results/logs/model/{model}.log",
+        layout.log_pattern("model"),
     benchmark:
-        "results/benchmarks/model/{model}.tsv"
+        layout.benchmark("model")
     priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
@@ -15,7 +15,7 @@ rule model:
         # hashing and parsing a multi-GB file must not run beside a measurement
         bench_slot=1,
     params:
-        model=lambda wildcards: canonical(config["models"][wildcards.model]),
+        model=lambda wildcards: plan.thaw(PLAN.models[wildcards.model]),
         file_state=get_model_file_state,
         generator=get_model_generator,
         version=get_rule_version("model"),

@@ -2,13 +2,16 @@ checkpoint noisy:
     input:
         cells=get_cell_files(),
     output:
-        "results/noisy.json",
+        layout.pattern("noisy"),
     log:
-        "results/logs/noisy.log",
+        layout.log_pattern("noisy"),
     conda:
         "../../envs/llamabench.yaml"
     params:
-        params={f"{b}/{m}/{c}": p for (b, m, c), p in BASE_CELLS.items()},
+        # what the decision depends on: changing one after a run decides again
+        noisy_cv=PLAN.benchmark["noisy_cv"],
+        max_rounds=PLAN.benchmark["remeasure"]["max_rounds"],
+        defaults_cell=PLAN.defaults_cell,
         version=get_rule_version("noisy"),
     message:
         "Finding noisy cells to measure again"

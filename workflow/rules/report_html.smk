@@ -1,38 +1,38 @@
 rule report_html:
     input:
-        csv="results/summary.csv",
-        stats="results/stats.csv",
-        comparisons="results/comparisons.csv",
-        bandwidth="results/bandwidth.json",
-        serving="results/serving_summary.csv",
-        rpc="results/rpc_summary.csv",
-        rpc_smokes=expand(
-            "results/rpc_smoke/{topology}/{model}.json",
-            topology=list(config["rpc"]["topologies"]),
-            model=config["rpc"]["models"] or MODELS,
-        ),
-        table="results/figures_table.csv",
-        figures=expand("results/figures/{name}.png", name=FIGURE_NAMES),
-        sources=expand("results/sources/{source}/manifest.json", source=SOURCES),
-        hardware=expand(
-            "results/hardware/{platform}.json", platform=list(config["platforms"])
-        ),
-        builds=expand("results/builds/{build}/manifest.json", build=BUILDS),
-        models=expand("results/models/{model}/manifest.json", model=MODELS),
-        smokes=expand("results/smoke/{build}/{model}.json", build=BUILDS, model=MODELS),
+        csv=layout.pattern("summary"),
+        stats=layout.pattern("stats"),
+        comparisons=layout.pattern("comparisons"),
+        bandwidth=layout.pattern("bandwidth"),
+        serving=layout.pattern("serving_summary"),
+        rpc=layout.pattern("rpc_summary"),
+        rpc_smokes=[
+            layout.path("rpc_smoke", topology=t, model=m) for t, m in PLAN.rpc_smokes
+        ],
+        findings=layout.pattern("findings"),
+        figures=[layout.path("figure_png", name=name) for name in PLAN.figures],
+        sources=[layout.path("source", source=name) for name in PLAN.sources],
+        hardware=[layout.path("hardware", platform=name) for name in PLAN.platforms],
+        builds=[layout.path("build", build=name) for name in PLAN.builds],
+        models=[layout.path("model", model=name) for name in PLAN.models],
+        smokes=[
+            layout.path("smoke", build=b, model=m)
+            for b in PLAN.builds
+            for m in PLAN.models
+        ],
     output:
         report(
-            "results/report.html",
+            layout.pattern("report_html"),
             caption="../report/report_html.rst",
             category="Report",
         ),
     log:
-        "results/logs/report_html.log",
+        layout.log_pattern("report_html"),
     conda:
         "../../envs/llamabench.yaml"
     params:
-        baseline=matrix.baseline(BENCH),
-        comparisons=list(config["comparisons"]),
+        baseline=matrix.baseline(PLAN.benchmark),
+        comparisons=list(PLAN.comparisons),
         version=get_rule_version("report_html"),
     message:
         "Writing results/report.html"

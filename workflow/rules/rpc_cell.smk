@@ -3,14 +3,14 @@
 rule rpc_cell:
     input:
         unpack(get_hardware_input),
-        build="results/builds/{build}/manifest.json",
+        build=layout.pattern("build"),
         worker_builds=get_rpc_worker_builds,
-        model=ancient("results/models/{model}/model.gguf"),
-        model_manifest="results/models/{model}/manifest.json",
+        model=ancient(layout.pattern("model_file")),
+        model_manifest=layout.pattern("model"),
     output:
-        "results/rpc/{build}/{model}/{cell}.json",
+        layout.pattern("rpc_cell"),
     log:
-        "results/logs/rpc_cell/{build}/{model}/{cell}.log",
+        layout.log_pattern("rpc_cell"),
     conda:
         "../../envs/llamabench.yaml"
     # the client and every worker share this machine: the cell takes all of it
@@ -19,8 +19,8 @@ rule rpc_cell:
         **platform_resources(),
         bench_slot=1,
     params:
-        cell=lambda wildcards: get_rpc_cell(wildcards)["params"],
-        rpc=lambda wildcards: canonical(get_rpc_cell(wildcards)["rpc"]),
+        cell=lambda wildcards: plan.thaw(get_rpc_cell(wildcards).params),
+        rpc=lambda wildcards: plan.thaw(get_rpc_cell(wildcards).setup),
         version=get_rule_version("rpc_cell"),
     message:
         "RPC cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"

@@ -1,19 +1,15 @@
 rule rpc_smoke:
     input:
-        build=lambda wildcards: "results/builds/{}/manifest.json".format(
-            config["rpc"]["topologies"][wildcards.topology]["client"]
+        build=lambda wildcards: layout.path(
+            "build", build=PLAN.topologies[wildcards.topology]["client"]
         ),
-        worker_builds=lambda wildcards: [
-            f"results/builds/{w['build']}/manifest.json"
-            for w in config["rpc"]["topologies"][wildcards.topology]["workers"]
-            if "build" in w
-        ],
-        model=ancient("results/models/{model}/model.gguf"),
-        model_manifest="results/models/{model}/manifest.json",
+        worker_builds=get_rpc_worker_builds,
+        model=ancient(layout.pattern("model_file")),
+        model_manifest=layout.pattern("model"),
     output:
-        "results/rpc_smoke/{topology}/{model}.json",
+        layout.pattern("rpc_smoke"),
     log:
-        "results/logs/rpc_smoke/{topology}/{model}.log",
+        layout.log_pattern("rpc_smoke"),
     conda:
         "../../envs/llamabench.yaml"
     threads: get_node_threads
@@ -21,10 +17,8 @@ rule rpc_smoke:
         **platform_resources(),
         bench_slot=1,
     params:
-        topology=lambda wildcards: canonical(
-            config["rpc"]["topologies"][wildcards.topology]
-        ),
-        smoke=canonical({k: v for k, v in config["smoke"].items() if k != "timeout"}),
+        topology=lambda wildcards: plan.thaw(PLAN.topologies[wildcards.topology]),
+        smoke=plan.thaw(PLAN.smoke),
         version=get_rule_version("rpc_smoke"),
     message:
         "RPC smoke run: {wildcards.model} through topology '{wildcards.topology}'"

@@ -1,16 +1,16 @@
 rule rpc_summary:
     input:
-        cells=get_rpc_cell_files(),
+        cells=get_files("rpc_cell"),
     output:
-        csv="results/rpc_summary.csv",
-        failed="results/failed_rpc_cells.txt",
+        csv=layout.pattern("rpc_summary"),
+        failed=layout.pattern("failed_rpc_cells"),
     log:
-        "results/logs/rpc_summary.log",
+        layout.log_pattern("rpc_summary"),
     conda:
         "../../envs/llamabench.yaml"
     params:
         version=get_rule_version("rpc_summary"),
     message:
-        "Aggregating {n} RPC cells".format(n=len(RPC_CELLS))
+        "Aggregating {n} RPC cells".format(n=len(PLAN.rpc))
     script:
         RULE_SCRIPT

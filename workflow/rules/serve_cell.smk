@@ -3,21 +3,21 @@
 rule serve_cell:
     input:
         unpack(get_hardware_input),
-        build="results/builds/{build}/manifest.json",
-        model=ancient("results/models/{model}/model.gguf"),
-        model_manifest="results/models/{model}/manifest.json",
+        build=layout.pattern("build"),
+        model=ancient(layout.pattern("model_file")),
+        model_manifest=layout.pattern("model"),
     output:
-        "results/serving/{build}/{model}/{cell}.json",
+        layout.pattern("serve_cell"),
     log:
-        "results/logs/serve_cell/{build}/{model}/{cell}.log",
+        layout.log_pattern("serve_cell"),
     conda:
         "../../envs/llamabench.yaml"
-    threads: get_serve_cell_threads
+    threads: lambda wildcards: get_serve_cell(wildcards).params["threads"]
     resources:
         **platform_resources(),
         bench_slot=1,
     params:
-        cell=get_serve_cell_params,
+        cell=lambda wildcards: plan.thaw(get_serve_cell(wildcards).params),
         version=get_rule_version("serve_cell"),
     message:
         "Serving cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"

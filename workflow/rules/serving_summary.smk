@@ -1,19 +1,19 @@
 rule serving_summary:
     input:
-        cells=get_serve_cell_files(),
+        cells=get_files("serve_cell"),
         partners=list(get_serving_partners().values()),
     output:
-        csv="results/serving_summary.csv",
-        failed="results/failed_serving_cells.txt",
+        csv=layout.pattern("serving_summary"),
+        failed=layout.pattern("failed_serving_cells"),
     log:
-        "results/logs/serving_summary.log",
+        layout.log_pattern("serving_summary"),
     conda:
         "../../envs/llamabench.yaml"
     params:
         partners=get_serving_partners(),
-        min_requests=config["serving"]["min_requests"],
+        min_requests=plan.thaw(PLAN.config["serving"]["min_requests"]),
         version=get_rule_version("serving_summary"),
     message:
-        "Aggregating {n} serving cells".format(n=len(SERVE_CELLS))
+        "Aggregating {n} serving cells".format(n=len(PLAN.serving))
     script:
         RULE_SCRIPT

@@ -2,22 +2,22 @@
 # inode: its mtime says nothing, so it is ancient() and the model record (sha256) decides.
 rule smoke:
     input:
-        build="results/builds/{build}/manifest.json",
-        model=ancient("results/models/{model}/model.gguf"),
-        model_manifest="results/models/{model}/manifest.json",
+        build=layout.pattern("build"),
+        model=ancient(layout.pattern("model_file")),
+        model_manifest=layout.pattern("model"),
     output:
-        "results/smoke/{build}/{model}.json",
+        layout.pattern("smoke"),
     log:
-        "results/logs/smoke/{build}/{model}.log",
+        layout.log_pattern("smoke"),
     conda:
         "../../envs/llamabench.yaml"
-    threads: config["smoke"]["threads"]
+    threads: PLAN.smoke["threads"]
     resources:
         **platform_resources(),
         bench_slot=1,
     params:
-        # timeout is read from the config in the step: changing it must not rerun anything.
-        smoke=canonical({k: v for k, v in config["smoke"].items() if k != "timeout"}),
+        # its timeout is bookkeeping, read from the plan in the job: changing it reruns nothing
+        smoke=plan.thaw(PLAN.smoke),
         version=get_rule_version("smoke"),
     message:
         "Smoke run: {wildcards.model} on build '{wildcards.build}'"

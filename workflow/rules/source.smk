@@ -1,17 +1,17 @@
 rule source:
     output:
-        manifest="results/sources/{source}/manifest.json",
+        manifest=layout.pattern("source"),
     log:
-        "results/logs/source/{source}.log",
+        layout.log_pattern("source"),
     benchmark:
-        "results/benchmarks/source/{source}.tsv"
+        layout.benchmark("source")
     priority: PREPARE_PRIORITY
     conda:
         "../../envs/llamabench.yaml"
     resources:
         bench_slot=1,
     params:
-        source=lambda wildcards: canonical(config["sources"][wildcards.source]),
+        source=lambda wildcards: plan.thaw(PLAN.sources[wildcards.source]),
         tree_state=get_source_tree_state,
         version=get_rule_version("source"),
     message:

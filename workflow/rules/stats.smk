@@ -1,18 +1,20 @@
 rule stats:
     input:
-        csv="results/summary.csv",
-        bandwidth="results/bandwidth.json",
-        models=expand("results/models/{model}/manifest.json", model=MODELS),
+        csv=layout.pattern("summary"),
+        bandwidth=layout.pattern("bandwidth"),
+        models=[layout.path("model", model=name) for name in PLAN.models],
     output:
-        stats="results/stats.csv",
-        comparisons="results/comparisons.csv",
+        stats=layout.pattern("stats"),
+        comparisons=layout.pattern("comparisons"),
     log:
-        "results/logs/stats.log",
+        layout.log_pattern("stats"),
     conda:
         "../../envs/llamabench.yaml"
     params:
-        benchmark=canonical(BENCH),
-        comparisons=canonical(config["comparisons"]),
+        baseline=matrix.baseline(PLAN.benchmark),
+        alpha=PLAN.benchmark["alpha"],
+        noisy_cv=PLAN.benchmark["noisy_cv"],
+        comparisons=plan.thaw(PLAN.comparisons),
         version=get_rule_version("stats"),
     message:
         "Statistics over rounds, paired comparisons, roofline"

@@ -2,10 +2,10 @@ rule summary:
     input:
         cells=get_measured_cell_files,
     output:
-        csv="results/summary.csv",
-        failed="results/failed_cells.txt",
+        csv=layout.pattern("summary"),
+        failed=layout.pattern("failed_cells"),
     log:
-        "results/logs/summary.log",
+        layout.log_pattern("summary"),
     conda:
         "../../envs/llamabench.yaml"
     params:

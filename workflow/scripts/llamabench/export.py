@@ -4,8 +4,8 @@ So that llama.cpp's tools read the workflow's results, e.g. upstream's
 ``scripts/compare-llama-bench.py -i results/llama-bench.sqlite -b <commit> -c <commit>``.
 That script joins two commits' rows only where every key property is equal,
 so records of older trees are normalised to the current schema: fields they
-lack get llama-bench's defaults, fields renamed or retyped since get one
-spelling, and a model gets one ``model_type`` (older trees print ``?B`` for
+lack get the cell's own value where they are an axis (core/axes.py ``json_field``)
+and llama-bench's defaults otherwise, fields renamed or retyped since get one spelling, and a model gets one ``model_type`` (older trees print ``?B`` for
 sizes they do not know). Benchmark cells only: RPC cells are another experiment.
 
 ``llama-bench-builds.sqlite`` is the same table with ``build_commit`` replaced
@@ -22,8 +22,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llamabench import files, history
-from llamabench.records import RecordError
+from llamabench.core import axes, files, history
+from llamabench.core.records import RecordError
+from llamabench.core.status import Status
 
 # llama-bench's llama_bench table (tools/llama-bench/llama-bench.cpp at 0c1e570, the default
 # source: test::get_fields and get_field_type), in its column order, with SQLite types.
@@ -39,10 +40,10 @@ FIELDS: dict[str, str] = {
     "n_gen": "INTEGER", "n_depth": "INTEGER", "test_time": "TEXT", "avg_ns": "INTEGER", "stddev_ns": "INTEGER",
     "avg_ts": "REAL", "stddev_ts": "REAL",
 }
-# Its cmd_params_defaults for the fields older trees do not print.
+# Its cmd_params_defaults for the fields older trees do not print and no axis gives.
 DEFAULTS: dict[str, Any] = {
-    "n_cpu_moe": 0, "devices": "auto", "load_mode": "auto", "lazy_mode": "auto", "embeddings": False,
-    "no_op_offload": 0, "no_host": False, "repack": True, "fit_target": 0, "fit_min_ctx": 0,
+    "n_cpu_moe": 0, "devices": "auto", "load_mode": "auto", "lazy_mode": "auto", "embeddings": False, "no_host": False, "repack": True,
+    "fit_target": 0, "fit_min_ctx": 0,
 }
 # The per-repetition samples: in the JSON formats, not in the table.
 SAMPLES = ("samples_ns", "samples_ts")
@@ -50,7 +51,7 @@ SAMPLES = ("samples_ns", "samples_ts")
 
 def export(smk: Any) -> None:
     """Rule ``export``: results/llama-bench.jsonl, llama-bench.sqlite and llama-bench-builds.sqlite."""
-    rows = collect([Path(p) for p in smk.input.cells] + history.kept(Path(smk.output.sqlite).parent, "cells"))
+    rows = collect(history.current_and_kept(smk.input.cells, "bench_cell", Path(smk.output.sqlite).parent))
     write_jsonl(Path(smk.output.jsonl), rows)
     write_sqlite(Path(smk.output.sqlite), rows)
     write_sqlite(Path(smk.output.builds_sqlite), by_build(rows), extra=("source_commit",))
@@ -64,16 +65,19 @@ def collect(cell_paths: list[Path]) -> list[dict[str, Any]]:
             cell = history.read(path, "bench_cell")
         except RecordError:
             continue  # listed as unreadable in the summary; nothing to export
-        if cell["llama_bench"]["status"] != "ok":
+        if cell["llama_bench"]["status"] != Status.OK:
             continue
         for record in cell["llama_bench"]["records"]:
-            rows.append({**normalize(record), "build": cell["build"]["name"], "model_sha256": cell["model"]["sha256"]})
+            rows.append({**normalize(record, cell["params"]), "build": cell["build"]["name"],
+                         "model_sha256": cell["model"]["sha256"]})
     return one_model_type(rows)
 
 
-def normalize(record: dict[str, Any]) -> dict[str, Any]:
-    """One llama-bench record in the current schema (field order, defaults, one spelling per value)."""
-    row = {field: record.get(field, DEFAULTS.get(field)) for field in FIELDS}
+def normalize(record: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """One llama-bench record in the current schema (field order, defaults, one spelling per value); a field
+    this tree does not print takes the cell's value where it is an axis."""
+    own = {axis.json_field: axes.value(params, axis.name) for axis in axes.of(axes.BENCHMARK) if axis.json_field}
+    row = {field: record.get(field, own.get(field, DEFAULTS.get(field))) for field in FIELDS}
     if isinstance(row["flash_attn"], bool):  # mid-2025 trees print true/false, later ones -1/0/1
         row["flash_attn"] = int(row["flash_attn"])
     # Older trees list RPC among the backends whenever it is compiled in; a benchmark cell never uses it.

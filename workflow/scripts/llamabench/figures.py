@@ -7,7 +7,6 @@ produces, so points on one line differ in that one parameter only.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,47 +16,40 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from llamabench import files, matrix, records, rpc_summary, rpc_workers, serving_summary, stats, summary  # noqa: E402
+from llamabench.core import axes, options, records  # noqa: E402
+from llamabench.core.status import Status  # noqa: E402
+from llamabench.derive import statistics, tables  # noqa: E402
 
 
 def figures(smk: Any) -> None:
-    """Rule ``figures``: one PNG and SVG per figure, and the best-settings table."""
+    """Rule ``figures``: one PNG and SVG per figure."""
     every_cell = records.read_table(Path(smk.input.stats), "stats_row")
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
     # Sweeps show the current builds; kept versions appear in the comparisons only.
-    cells = summary.current(every_cell)
-    serving = summary.current(records.read_table(Path(smk.input.serving), "serving_row"))
-    rpc = summary.current(records.read_table(Path(smk.input.rpc), "rpc_row"))
+    cells = tables.current(every_cell)
+    serving = tables.current(records.read_table(Path(smk.input.serving), "serving_row"))
+    rpc = tables.current(records.read_table(Path(smk.input.rpc), "rpc_row"))
     base = dict(smk.params.baseline)
     for name in smk.params.comparisons:
         plot_comparison(pairs, every_cell, name, base, Path(smk.output[f"comparison_{name}_png"]),
                         Path(smk.output[f"comparison_{name}_svg"]))
-    for name in matrix.FIGURES:
+    for name in axes.FIGURES:
         plot(cells, name, base, Path(smk.output[f"{name}_png"]), Path(smk.output[f"{name}_svg"]))
     plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
     plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
     plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
-    parts = [stats.best_settings(cells, pairs, base),
-             serving_summary.best_serving(serving, smk.params.ttft_p90_limit_ms), rpc_summary.rpc_vs_local(rpc),
-             largest_changes(pairs), stats.answers(cells, pairs, base)]
-    best = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
-    records.write_table(Path(smk.output.table_csv), best)
-    # Markdown for people: yes/no where a test decided, blank where none did (serving, RPC), not 0/1.
-    shown = best.assign(significant=best["significant"].map(lambda v: "" if pd.isna(v) else "yes" if v else "no"))
-    with files.atomic_path(Path(smk.output.table_md)) as tmp:
-        tmp.write_text(shown.to_markdown(index=False) + "\n" if not best.empty else "No successful cells.\n")
 
 
 def plot_comparison(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path,
                     svg: Path) -> None:
     """Candidate / baseline per cell and test with its 95 % CI, sorted; coloured by the verdict."""
-    rows = stats.named_comparison(pairs, name).dropna(subset=["ratio_ci_low", "ratio_ci_high"]).sort_values("ratio")
-    colors = {stats.IMPROVED: "tab:green", stats.REGRESSED: "tab:red"}
+    rows = tables.named_comparison(pairs, name).dropna(subset=["ratio_ci_low", "ratio_ci_high"]).sort_values("ratio")
+    colors = {statistics.IMPROVED: "tab:green", statistics.REGRESSED: "tab:red"}
     fig, ax = plt.subplots(figsize=(11, max(2.5, 0.32 * len(rows) + 1.4)))
     pairs_shown = sorted(set(zip(rows["candidate_build"], rows["baseline_build"])))
     one_pair = len(pairs_shown) == 1
     labels = [("" if one_pair else f"{r.candidate_build} vs {r.baseline_build} · ") + f"{r.model} · {r.test} · "
-              + summary.setting_of(cells, r.model, r.baseline_cell, base) for r in rows.itertuples()]
+              + tables.setting_of(cells, r.model, r.baseline_cell, base) for r in rows.itertuples()]
     ax.errorbar(rows["ratio"], range(len(rows)), xerr=[rows["ratio"] - rows["ratio_ci_low"],
                 rows["ratio_ci_high"] - rows["ratio"]], fmt="none", ecolor="grey", capsize=3)
     ax.scatter(rows["ratio"], range(len(rows)), c=[colors.get(v, "grey") for v in rows["verdict"]], zorder=3)
@@ -69,34 +61,6 @@ def plot_comparison(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: d
     if rows.empty:
         empty_note(ax, "no cell measured on both builds over two or more rounds")
     save(fig, png, svg)
-
-
-def largest_changes(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Figures-table rows: per named comparison, candidate and metric, the largest significant change."""
-    rows = []
-    tested = pairs[pairs["comparison"] == "build vs build"]
-    for (name, baseline, candidate, model), group in tested.groupby(["name", "baseline_build", "candidate_build",
-                                                                      "model"]):
-        for metric in ("pp", "tg"):
-            part = group[group["test"].str.startswith(metric) & group["verdict"].isin([stats.IMPROVED,
-                                                                                      stats.REGRESSED])]
-            row = {"build": candidate, "model": model,
-                   "metric": f"largest significant change in {metric} t/s vs {baseline} ({name}), ratio"}
-            if part.empty:
-                rows.append({**row, "setting": stats.NO_DIFFERENCE, "significant": False})
-                continue
-            top = part.loc[(part["ratio"].map(math.log).abs()).idxmax()]
-            rows.append({**row, "best_cell": top["candidate_cell"], "setting": f"{top['test']}: {top['verdict']}",
-                         "value": round(top["ratio"], 3), "significant": True, "p_adjusted": top["p_adjusted"]})
-    return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)
-
-
-def swept(cells: pd.DataFrame, name: str, base: dict[str, Any]) -> bool:
-    """Whether figure ``name`` has more than the default value of its axis to show."""
-    x_axis, split, _ = matrix.FIGURES[name]
-    axes = [a for a in (x_axis, split) if a]
-    data = stats.sweep(cells, set(axes), base)
-    return any(data[a].nunique() > 1 for a in axes)
 
 
 # An axis whose figure is drawn over what the cells did rather than what they asked for.
@@ -115,12 +79,13 @@ def x_values(data: pd.DataFrame, x_axis: str) -> pd.Series:
 def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: Path) -> None:
     """Draw figure ``name`` as PNG and SVG: prompt processing left, text generation right; error bars
     are the 95 % CI over rounds (the repetitions' stddev where a cell has one round)."""
-    x_axis, split, log_x = matrix.FIGURES[name]
-    data = stats.sweep(cells, {x_axis, split} - {None}, base)
+    x_axis, split, log_x = axes.FIGURES[name]
+    data = tables.sweep(cells, {x_axis, split} - {None}, base)
     data = data.assign(x=x_values(data, x_axis))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (kind, label) in zip(panels, [("pp", "prompt processing"), ("tg", "text generation")]):
-        part = data[data["test"].str.startswith(kind) & ~data["test"].str.contains("+", regex=False)]
+        part = tables.single_tests(data)
+        part = part[part["kind"] == kind]
         keys = ["build", "model"] + ([split] if split else [])
         for key, line in part.groupby(keys):
             line = line.sort_values("x")
@@ -167,7 +132,7 @@ def finish(ax: Any, empty: bool, note: str) -> None:
 def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
     """Measured TTFT (median, bar up to p90) vs prompt length, one line per build/model/concurrency,
     with llama-bench's estimate dashed beside it."""
-    ok = serving[serving["status"] == "ok"]
+    ok = serving[serving["status"] == Status.OK]
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for (build, model, concurrency), line in ok.groupby(["build", "model", "concurrency"]):
         line = line.sort_values("prompt_tokens")
@@ -187,7 +152,7 @@ def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
 
 def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
     """The latency-throughput curve over concurrency: TTFT p90 and inter-token p99 vs aggregate tokens/s."""
-    ok = serving[serving["status"] == "ok"]
+    ok = serving[serving["status"] == Status.OK]
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (column, label) in zip(panels, [("ttft_p90_ms", "TTFT p90 (or max: p90_is_max)"),
                                             ("itl_p99_ms", "inter-token p99")]):
@@ -207,7 +172,7 @@ def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
 def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
     """pp and tg per topology and device selection beside the local partner; tg against the link rate
     with its bandwidth ceiling; megabytes per generated token against the workers used."""
-    ok = rpc[rpc["status"] == "ok"].copy()
+    ok = rpc[rpc["status"] == Status.OK].copy()
     fig, panels = plt.subplots(2, 2, figsize=(12, 8))
     ok["label"] = ok["topology"] + ok["link_rate"].map(lambda r: "" if r == "unlimited" else f" {r}") + " -dev " + \
         ok["devices"]
@@ -222,7 +187,7 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
             empty_note(ax, "no successful RPC cells")
     ax = panels[1][0]
     links = ok[(ok["devices"] != "none")].dropna(subset=["tg_ts"])
-    links = links.assign(rate=links["link_rate"].map(lambda r: (rpc_workers.rate_bits(r) or float("nan")) / 1e6))
+    links = links.assign(rate=links["link_rate"].map(lambda r: (options.rate_bits(r) or float("nan")) / 1e6))
     links = links.dropna(subset=["rate"])
     for (topology, devices), line in links.groupby(["topology", "devices"]):
         line = line.sort_values("rate")

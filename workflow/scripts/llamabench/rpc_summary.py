@@ -13,17 +13,18 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench import history, matrix, records, rpc_workers, sampler, summary
-from llamabench.records import RecordError
+from llamabench.core import history, matrix, options, records
+from llamabench.core.records import RecordError
+from llamabench.core.status import Status
+from llamabench.derive import samples, tables
 
 
 def rpc_summary(smk: Any) -> None:
     """Rule ``rpc_summary``: results/rpc_summary.csv."""
-    cells = [Path(p) for p in smk.input.cells]
-    kept = history.kept(Path(smk.output.csv).parent, "rpc")
-    table = summarize(cells + kept)
+    paths = history.current_and_kept(smk.input.cells, "rpc_cell", Path(smk.output.csv).parent)
+    table = summarize(paths)
     records.write_table(Path(smk.output.csv), table)
-    summary.write_failed(Path(smk.output.failed), cells, table)
+    tables.write_failed(Path(smk.output.failed), "rpc_cell", smk.input.cells, table)
 
 
 def summarize(cell_paths: list[Path]) -> pd.DataFrame:
@@ -32,12 +33,12 @@ def summarize(cell_paths: list[Path]) -> pd.DataFrame:
         try:
             cells.append(history.read(path, "rpc_cell"))
         except RecordError as err:
-            rows.append(history.unreadable("rpc_row", path, err))
+            rows.append(history.unreadable("rpc_row", "rpc_cell", path, err))
     measured = {partner_key(c): speeds(c) for c in cells}
     for cell in cells:
         local = measured.get(partner_key(cell, devices="none"), {})
         rows.append(cell_row(cell, measured[partner_key(cell)], local))
-    return pd.DataFrame(rows, columns=records.columns("rpc_row"))
+    return records.frame(rows, "rpc_row")
 
 
 def partner_key(cell: dict[str, Any], devices: str | None = None) -> tuple:
@@ -48,14 +49,10 @@ def partner_key(cell: dict[str, Any], devices: str | None = None) -> tuple:
 def speeds(cell: dict[str, Any]) -> dict[str, float]:
     """{"pp": (mean, stddev), "tg": ...} from the cell's llama-bench records."""
     run = cell["rpc"]["llama_bench"]
-    if cell["rpc"]["status"] != "ok" or not run:
+    if cell["rpc"]["status"] != Status.OK or not run:
         return {}
-    found = {}
-    for rec in run["records"]:
-        test = summary.test_name(int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)))
-        if "+" not in test:
-            found[test[:2]] = (rec["avg_ts"], rec["stddev_ts"])
-    return found
+    return {tables.test_kind(tables.test_of(rec)): (rec["avg_ts"], rec["stddev_ts"]) for rec in run["records"]
+            if tables.test_kind(tables.test_of(rec)) != tables.BOTH}
 
 
 def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple]) -> dict[str, Any]:
@@ -88,7 +85,7 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
         for key, column in [("bytes_per_prompt_token", "mb_per_prompt_token"),
                             ("bytes_per_generated_token", "mb_per_generated_token")]:
             row[column] = traffic[key] / megabyte if traffic[key] is not None else None
-        bits = rpc_workers.rate_bits(cell["link_rate"])
+        bits = options.rate_bits(cell["link_rate"])
         busiest = traffic["max_link_bytes_per_generated_token"]
         if bits and busiest and row["workers_used"]:  # the local partner sends nothing that limits it
             row["link_ceiling_tg_ts"] = bits / 8 / busiest
@@ -101,25 +98,10 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
 def energy(run: dict[str, Any]) -> dict[str, Any]:
     """GPU joules per prompt and per generated token and the cell's peak VRAM, where the GPUs were sampled."""
     bench = run["llama_bench"] or {}
-    samples = bench.get("samples") or {}
-    found: dict[str, Any] = {"peak_vram_mib": sampler.peak_vram(samples)}
-    for rec in bench.get("records", []) if run["status"] == "ok" else []:
-        test = summary.test_name(int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)))
-        if "+" not in test:
-            found[f"{test[:2]}_j_per_token"] = summary.energy_columns(samples, rec)["energy_j_per_token"]
+    sampled = bench.get("samples") or {}
+    found: dict[str, Any] = {"peak_vram_mib": samples.peak_vram(sampled)}
+    for rec in bench.get("records", []) if run["status"] == Status.OK else []:
+        kind = tables.test_kind(tables.test_of(rec))
+        if kind != tables.BOTH:
+            found[f"{kind}_j_per_token"] = samples.energy_columns(sampled, rec)["energy_j_per_token"]
     return found
-
-
-def rpc_vs_local(table: pd.DataFrame) -> pd.DataFrame:
-    """Figures-table rows: per client build, model and topology, the best RPC tg against the local partner."""
-    ok = table[(table["status"] == "ok") & (table["devices"] != "none")].dropna(subset=["tg_ts"])
-    rows = []
-    for (build, model, topology), group in ok.groupby(["build", "model", "topology"]):
-        best = group.loc[group["tg_ts"].idxmax()]
-        rows.append({"build": build, "model": model, "metric": f"RPC vs local tg t/s ({topology})",
-                     "best_cell": best["cell"], "setting": f"-dev {best['devices']}, link {best['link_rate']}",
-                     "value": round(float(best["tg_ts"]), 2),
-                     "defaults_value": round(float(best["local_tg_ts"]), 2) if pd.notna(best["local_tg_ts"]) else None,
-                     "speedup_vs_defaults": round(float(best["tg_ratio_to_local"]), 3)
-                     if pd.notna(best["tg_ratio_to_local"]) else None})
-    return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)

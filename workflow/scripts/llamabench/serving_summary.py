@@ -15,18 +15,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llamabench import history, matrix, progress, records, sampler, summary
-from llamabench.records import RecordError
+from llamabench.core import axes, history, progress, records
+from llamabench.core.records import RecordError
+from llamabench.core.status import Status
+from llamabench.derive import samples, tables
 
 
 def serving_summary(smk: Any) -> None:
     """Rule ``serving_summary``: results/serving_summary.csv."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
-    cells = [Path(p) for p in smk.input.cells]
-    kept = history.kept(Path(smk.output.csv).parent, "serving")
-    table = summarize(cells + kept, partners, dict(smk.params.min_requests))
+    paths = history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent)
+    table = summarize(paths, partners, dict(smk.params.min_requests))
     records.write_table(Path(smk.output.csv), table)
-    summary.write_failed(Path(smk.output.failed), cells, table)
+    tables.write_failed(Path(smk.output.failed), "serve_cell", smk.input.cells, table)
 
 
 def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int]) -> pd.DataFrame:
@@ -35,11 +36,11 @@ def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: 
         try:
             cell = history.read(path, "serve_cell")
         except RecordError as err:
-            rows.append(history.unreadable("serving_row", path, err))
+            rows.append(history.unreadable("serving_row", "serve_cell", path, err))
             continue
         partner = records.read(partners[path], "bench_cell") if path in partners else None
         rows.append(cell_row(cell, partner, min_requests))
-    return pd.DataFrame(rows, columns=records.columns("serving_row"))
+    return records.frame(rows, "serving_row")
 
 
 def tail(values: list[float], q: int, needed: int) -> tuple[float | None, bool]:
@@ -55,13 +56,14 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
     run, params = cell["serving"], cell["params"]
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
-        "cell": cell["cell"], "status": run["status"], **{axis: params[axis] for axis in matrix.SERVING_AXES},
+        "cell": cell["cell"], "status": run["status"],
+        **{axis: axes.value(params, axis) for axis in axes.names(axes.SERVING)},
         "hostname": cell["host"]["hostname"], "cpu": cell["host"]["cpu"], "commit": cell["build"]["commit"],
         "command_line": run["command_line"], "error": run["error"],
     }
     if partner is not None:
         row.update(partner_facts(partner))
-    if run["status"] != "ok":
+    if run["status"] != Status.OK:
         return records.new("serving_row", row)
     reqs = run["requests"]
     ttft = [r["ttft_ms"] for r in reqs]
@@ -81,10 +83,10 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
         server_prompt_ms_p50=float(np.median([r["timings"]["prompt_ms"] for r in reqs])),
         overhead_ms_p50=float(np.median([r["ttft_ms"] - r["timings"]["prompt_ms"] for r in reqs])),
     )
-    samples = run.get("samples") or {}
-    used = sampler.per_token(samples.get("energy"), progress.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
+    sampled = run.get("samples") or {}
+    used = samples.per_token(sampled.get("energy"), progress.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
     row.update(energy_j_per_token=used["j_per_token"], gpu_power_w=used["power_w"],
-               peak_vram_mib=sampler.peak_vram(samples))
+               peak_vram_mib=samples.peak_vram(sampled))
     if row.get("bench_ttft_estimate_ms"):
         row["ttft_measured_over_estimate"] = row["ttft_p50_ms"] / row["bench_ttft_estimate_ms"]
     if row.get("bench_tg_ts") and row["request_tps_p50"]:
@@ -93,32 +95,9 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
 
 
 def partner_facts(partner: dict[str, Any]) -> dict[str, Any]:
-    """The llama-bench partner's cell id, first-token estimate and tg, from its summary rows."""
-    rows = summary.cell_rows(partner)
-    tg = next((r for r in rows if (r.get("test") or "").startswith("tg")), None)
-    return {"bench_cell": partner["cell"], "bench_ttft_estimate_ms": rows[0].get("ttft_estimate_ms"),
+    """The llama-bench partner's cell id, first-token estimate and tg, from its own records."""
+    run = partner["llama_bench"]
+    tests = {tables.test_of(rec): rec for rec in run["records"]} if run["status"] == Status.OK else {}
+    tg = next((rec for test, rec in tests.items() if tables.test_kind(test) == tables.TG), None)
+    return {"bench_cell": partner["cell"], "bench_ttft_estimate_ms": tables.ttft_estimate(tests),
             "bench_tg_ts": tg["avg_ts"] if tg else None}
-
-
-def best_serving(serving: pd.DataFrame, ttft_p90_limit_ms: float) -> pd.DataFrame:
-    """Figures-table rows per build and model: the lowest measured TTFT, and the highest aggregate
-    throughput among cells whose TTFT p90 stays under the limit."""
-    ok = serving[serving["status"] == "ok"].dropna(subset=["ttft_p50_ms"])
-    rows = []
-    for (build, model), group in ok.groupby(["build", "model"]):
-        fastest = group.loc[group["ttft_p50_ms"].idxmin()]
-        rows.append(best_row(build, model, "lowest measured TTFT p50 ms", fastest, fastest["ttft_p50_ms"]))
-        within = group[group["ttft_p90_ms"] <= ttft_p90_limit_ms]
-        metric = f"highest aggregate t/s with measured TTFT p90 <= {ttft_p90_limit_ms:g} ms"
-        if within.empty:
-            rows.append({"build": build, "model": model, "metric": metric, "setting": "no cell within the limit"})
-        else:
-            best = within.loc[within["aggregate_tps"].idxmax()]
-            rows.append(best_row(build, model, metric, best, best["aggregate_tps"]))
-    return pd.DataFrame(rows, columns=summary.BEST_COLUMNS)
-
-
-def best_row(build: str, model: str, metric: str, row: pd.Series, value: float) -> dict[str, Any]:
-    setting = f"prompt {row['prompt_tokens']}, concurrency {row['concurrency']}, parallel {row['parallel']}"
-    return {"build": build, "model": model, "metric": metric, "best_cell": row["cell"], "setting": setting,
-            "value": round(float(value), 2)}

@@ -18,13 +18,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files, records
-from llamabench.errors import UserError
+from llamabench.core import files, records
+from llamabench.core.errors import UserError
+from llamabench.measure import processes
 
 log = logging.getLogger(__name__)
 
-# Bump when the tree or the facts this rule records change (README: what reruns when).
-RULE_VERSION = 1
 
 VENDOR_PREFIX = "vendor/llama.cpp/"
 
@@ -63,7 +62,7 @@ def _fetch_sdist(package: str, version: str, dest: Path) -> None:
     try:
         # --no-binary for this package only: ":all:" would also force pip to compile the
         # sdist's build dependencies (cmake itself) from source just to read its metadata.
-        commands.run_logged(
+        processes.run_logged(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package,
              "--dest", download, f"{package}=={version}"],
             what=f"pip download of {package}=={version}",
@@ -129,24 +128,24 @@ def _commit_from_changelog(archive: Path) -> str | None:
 
 def _git(url: str, ref: str, root: Path) -> dict[str, Any]:
     """Shallow-fetch ``ref`` (tag, branch or commit); fall back to a full clone for servers that refuse."""
-    git = commands.require("git", "install git (Debian: apt-get install git) or use a pypi-sdist source")
+    git = processes.require("git", "install git (Debian: apt-get install git) or use a pypi-sdist source")
     staging = files.make_temp_dir(root, "git")
     try:
-        commands.run_logged([git, "init", "-q", staging], what="git init")
-        commands.run_logged([git, "-C", staging, "remote", "add", "origin", url], what="git remote add")
+        processes.run_logged([git, "init", "-q", staging], what="git init")
+        processes.run_logged([git, "-C", staging, "remote", "add", "origin", url], what="git remote add")
         try:
-            commands.run_logged([git, "-C", staging, "fetch", "-q", "--depth", "1", "origin", ref],
+            processes.run_logged([git, "-C", staging, "fetch", "-q", "--depth", "1", "origin", ref],
                          what=f"shallow git fetch of {ref}")
         except UserError:
             log.info("shallow fetch refused; fetching full history")
-            commands.run_logged([git, "-C", staging, "fetch", "-q", "--tags", "origin",
+            processes.run_logged([git, "-C", staging, "fetch", "-q", "--tags", "origin",
                           "+refs/heads/*:refs/remotes/origin/*"], what=f"git fetch of {url}")
-            commands.run_logged([git, "-C", staging, "checkout", "-q", ref], what=f"git checkout of {ref}")
+            processes.run_logged([git, "-C", staging, "checkout", "-q", ref], what=f"git checkout of {ref}")
         else:
-            commands.run_logged([git, "-C", staging, "checkout", "-q", "FETCH_HEAD"], what="git checkout")
-        commit = commands.output([git, "-C", staging, "rev-parse", "HEAD"])
-        shallow = commands.output([git, "-C", staging, "rev-parse", "--is-shallow-repository"]) == "true"
-        build_number = None if shallow else int(commands.output([git, "-C", staging, "rev-list", "--count", "HEAD"]))
+            processes.run_logged([git, "-C", staging, "checkout", "-q", "FETCH_HEAD"], what="git checkout")
+        commit = processes.output([git, "-C", staging, "rev-parse", "HEAD"])
+        shallow = processes.output([git, "-C", staging, "rev-parse", "--is-shallow-repository"]) == "true"
+        build_number = None if shallow else int(processes.output([git, "-C", staging, "rev-list", "--count", "HEAD"]))
         dest = root / f"git-{commit}"
         with files.file_lock(root / f".git-{commit}.lock"):
             if not dest.exists():
@@ -162,11 +161,11 @@ def _path(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not a llama.cpp checkout (no CMakeLists.txt)")
     commit, build_number, dirty = None, None, None
     if (path / ".git").exists():
-        git = commands.require("git", "install git so that the checkout's commit can be recorded")
-        commit = commands.output([git, "-C", path, "rev-parse", "HEAD"])
-        dirty = bool(commands.output([git, "-C", path, "status", "--porcelain", "--untracked-files=no"]))
-        if commands.output([git, "-C", path, "rev-parse", "--is-shallow-repository"]) != "true":
-            build_number = int(commands.output([git, "-C", path, "rev-list", "--count", "HEAD"]))
+        git = processes.require("git", "install git so that the checkout's commit can be recorded")
+        commit = processes.output([git, "-C", path, "rev-parse", "HEAD"])
+        dirty = bool(processes.output([git, "-C", path, "status", "--porcelain", "--untracked-files=no"]))
+        if processes.output([git, "-C", path, "rev-parse", "--is-shallow-repository"]) != "true":
+            build_number = int(processes.output([git, "-C", path, "rev-list", "--count", "HEAD"]))
     return {
         "commit": commit,
         "build_number": build_number,

@@ -19,6 +19,7 @@ hardware while many nodes measure at once.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 SEPARATOR = "+"
@@ -79,15 +80,8 @@ def expand(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def platform_of(config: dict[str, Any], build: str | None) -> str:
-    """The name of the platform a build instance runs on (the first one for jobs that name no build)."""
-    name = config["builds"][build].get("platform") if build else None
-    return name or next(iter(config["platforms"]))
-
-
-def resources(config: dict[str, Any], name: str, exclusive: bool) -> dict[str, Any]:
-    """The Snakemake resources of a job on platform ``name`` ({} on a local one)."""
-    platform = config["platforms"][name]
+def resources(platform: Mapping[str, Any], exclusive: bool) -> dict[str, Any]:
+    """The Snakemake resources of a job on ``platform`` ({} on a local one)."""
     if platform["kind"] == "local":
         return {}
     found = {"slurm_partition": platform["partition"], "cpus_per_task": platform["cpus"],

@@ -128,16 +128,3 @@ def host_info() -> dict[str, Any]:
         # The scheduler's job that ran it, on a cluster (platforms.py): what to ask `scontrol show job` about.
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-
-
-def manifest(kind: str, **fields: Any) -> dict[str, Any]:
-    """The common head of every manifest: what it describes, when and where it was made."""
-    from llamabench import __version__
-
-    return {
-        "kind": kind,
-        "created": now_iso(),
-        "host": host_info(),
-        "llamabench_version": __version__,
-        **fields,
-    }

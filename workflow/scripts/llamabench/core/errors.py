@@ -7,8 +7,3 @@ class UserError(Exception):
 
 class Unsupported(Exception):
     """A cell this build's tool cannot run (a flag its llama.cpp version lacks): recorded as skipped, with why."""
-
-
-# The status of a run whose allocation failed (llama.cpp's log says so): an expected outcome of a sweep
-# (too many layers on the GPU, too long a context), listed apart from failures and never rerun by them.
-OUT_OF_MEMORY = "out_of_memory"

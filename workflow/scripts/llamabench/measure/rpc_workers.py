@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ipaddress
 import logging
 import os
 import re
@@ -38,7 +37,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llamabench import commands, files
+from llamabench.core import files
+from llamabench.core.options import rate_bits
+from llamabench.measure import processes
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,6 @@ def netns_unavailable() -> str | None:
     if missing:
         return f"netns workers need {', '.join(missing)} (Debian: apt-get install iproute2 util-linux)"
     return None
-
-
-def needs_public_opt_in(address: str) -> bool:
-    """0.0.0.0, :: or a globally routable address: reachable beyond this machine or a private network."""
-    ip = ipaddress.ip_address(address)
-    return ip.is_unspecified or ip.is_global
-
-
-def rate_bits(rate: str) -> int | None:
-    """'100mbit' -> 100_000_000; 'unlimited' -> None."""
-    if rate == "unlimited":
-        return None
-    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg]?)bit", rate).groups()
-    return int(float(number) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit])
 
 
 def _die_with_parent() -> None:
@@ -247,7 +234,7 @@ def alive(worker: dict[str, Any]) -> bool:
 def stop(worker: dict[str, Any]) -> None:
     """SIGTERM then SIGKILL to the worker's process group; a netns link goes with its namespace."""
     if worker["proc"] is not None:
-        commands.stop_group(worker["proc"], STOP_GRACE)
+        processes.stop_group(worker["proc"], STOP_GRACE)
     if worker.get("iface") and Path(f"/sys/class/net/{worker['iface']}").exists():
         time.sleep(0.2)  # the kernel removes the pair with the namespace, shortly after
         if Path(f"/sys/class/net/{worker['iface']}").exists():
@@ -319,3 +306,19 @@ def rpc_devices(client_tools: list[Path], addresses: list[str]) -> dict[str, str
         raise WorkerFailed(f"the client build's handshake did not reach {', '.join(missing) or 'every worker'} "
                            f"(a worker of another llama.cpp RPC protocol version is refused): {detail}")
     return devices
+
+
+def resolve(spec: dict[str, Any], builds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A worker spec with the path of its build's RPC server, for the kinds the workflow starts from its builds."""
+    if spec["kind"] in ("local", "netns"):
+        build = builds[spec["build"]]
+        return {**spec, "rpc_server": str(Path(build["bin_dir"]) / build["binaries"]["rpc_server"])}
+    return dict(spec)
+
+
+def facts(worker: dict[str, Any]) -> dict[str, Any]:
+    spec = worker["spec"]
+    return {"index": worker["index"], "kind": worker["kind"], "address": worker["address"],
+            "build": spec.get("build"), "device": spec.get("device"), "threads": spec.get("threads"),
+            "cache": bool(spec.get("cache")), "link_rate": worker["link_rate"], "interface": worker["iface"],
+            "listening": worker.get("listening"), "command_line": worker.get("command_line")}

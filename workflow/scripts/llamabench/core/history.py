@@ -19,13 +19,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from llamabench import records
+from llamabench.core import layout, records
 
 log = logging.getLogger(__name__)
 
-HISTORY = "history"
-# Record directory under results/ -> the rule that writes it (its logs live in results/logs/<rule>/).
-KINDS = {"cells": "bench_cell", "serving": "serve_cell", "rpc": "rpc_cell"}
 COMMIT_LENGTH = 7
 
 
@@ -37,23 +34,24 @@ def label(build: str, commit: str) -> str:
 def archive(results: Path, build: str, commit: str | None) -> list[Path]:
     """Move ``build``'s records of any other commit into the history; returns where they went."""
     moved = []
-    for kind, rule in KINDS.items():
-        for path in sorted((results / kind / build).glob("*/*.json")):
+    for kind, directory in layout.CELL_DIRS.items():
+        for path in sorted((layout.cell_dir(kind, results) / build).glob("*/*.json")):
             old = _commit(path)
             if not old or not commit or old == commit:
                 continue
-            target = results / HISTORY / label(build, old) / kind / path.parent.name / path.name
+            kept = layout.kept_dir(label(build, old), results)
+            target = kept / directory / path.parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            log_path = results / "logs" / rule / build / path.parent.name / f"{path.stem}.log"
+            log_path = Path(layout.log(kind, results, build=build, model=path.parent.name, cell=path.stem))
             if log_path.exists():
-                log_target = results / HISTORY / label(build, old) / "logs" / rule / path.parent.name / log_path.name
+                log_target = kept / "logs" / kind / path.parent.name / log_path.name
                 log_target.parent.mkdir(parents=True, exist_ok=True)
                 log_path.replace(log_target)
             path.replace(target)  # a rename: the record is either here or there, never half
             moved.append(target)
     if moved:
         log.info("kept %d records of earlier commits of build '%s' under %s/", len(moved), build,
-                 results / HISTORY)
+                 results / layout.HISTORY)
     return moved
 
 
@@ -65,35 +63,29 @@ def _commit(path: Path) -> str | None:
         return None
 
 
-def kept(results: Path, kind: str) -> list[Path]:
-    """Every kept record of one kind (``cells``, ``serving`` or ``rpc``), in a stable order."""
-    return sorted((results / HISTORY).glob(f"*/{kind}/*/*.json"))
-
-
 def labels(results: Path) -> list[str]:
     """The versions kept, as comparisons name them."""
-    return sorted(p.name for p in (results / HISTORY).glob("*@*") if p.is_dir())
-
-
-def label_of(path: Path) -> str | None:
-    """The history label of a kept record's path, or None for a current cell."""
-    parts = Path(path).parts  # .../history/<label>/<kind>/<model>/<record>.json
-    return parts[-4] if len(parts) >= 5 and parts[-5] == HISTORY else None
+    return sorted(p.name for p in (Path(results) / layout.HISTORY).glob("*@*") if p.is_dir())
 
 
 def read(path: Path, kind: str) -> dict[str, Any]:
     """A cell record as the aggregates see it: a kept one carries its history label as build name,
     so it never pairs with, or averages into, the current build's cells."""
     record = records.read(path, kind)
-    label = label_of(path)
+    label = layout.kept_label(path)
     record["history"] = label is not None
     if label:
         record["build"] = {**record["build"], "name": label}
     return record
 
 
-def unreadable(kind: str, path: Path, err: records.RecordError) -> dict[str, Any]:
+def unreadable(row_kind: str, cell_kind: str, path: Path, err: records.RecordError) -> dict[str, Any]:
     """The row of a record that could not be read, under its history label when it is a kept one."""
-    row = records.unreadable(kind, path, err)
-    label = label_of(path)
+    row = records.unreadable(row_kind, cell_kind, path, err)
+    label = layout.kept_label(path)
     return {**row, "build": label, "history": True} if label else row
+
+
+def current_and_kept(paths: list[str], kind: str, results: Path) -> list[Path]:
+    """A summary's input: the run's cell records and every kept one of the same kind."""
+    return [Path(p) for p in paths] + layout.kept(kind, results)

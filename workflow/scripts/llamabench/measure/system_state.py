@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from llamabench import hardware
+from llamabench.measure import gpus
 
 BUSY_CPU_PERCENT = 20.0  # a process using more than this of one core during the sample is "busy"
 SAMPLE_S = 0.5
@@ -50,16 +50,6 @@ def busy_processes() -> list[dict[str, Any]]:
     return sorted(busy, key=lambda p: -p["cpu_percent"])
 
 
-def busy(state: dict[str, Any] | None) -> str | None:
-    """Why a cell's machine was not quiet, in a few words, or None."""
-    if not state:
-        return None
-    reasons = [f"{p['name']} ({p['cpu_percent']:.0f} % CPU)" for p in state["busy_processes"]]
-    if state["logical_cpus"] and state["loadavg"][0] > state["logical_cpus"]:
-        reasons.append(f"load average {state['loadavg'][0]}")
-    return ", ".join(reasons) or None
-
-
 def _read(path: str) -> str | None:
     try:
         return Path(path).read_text().strip()
@@ -76,5 +66,5 @@ def _cpu_mhz() -> list[float]:
 
 
 def _gpus() -> list[dict[str, str]] | None:
-    return hardware.query_gpus(["name", "clocks.sm", "clocks.mem", "temperature.gpu", "utilization.gpu",
+    return gpus.query(["name", "clocks.sm", "clocks.mem", "temperature.gpu", "utilization.gpu",
                                 "memory.used"])[0]

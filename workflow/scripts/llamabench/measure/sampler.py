@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pynvml
 
-from llamabench import progress
+from llamabench.core import progress
 
 # Bump when what a sample holds or how energy is derived changes.
 SAMPLER_VERSION = 1
@@ -235,22 +235,3 @@ def vram(gpus: list[dict[str, Any]]) -> dict[str, Any]:
             per_gpu.append({"index": gpu["index"], "before_mib": used[0], "peak_mib": max(used)})
     return {"gpus": per_gpu,
             "peak_increase_mib": round(sum(g["peak_mib"] - g["before_mib"] for g in per_gpu), 1) if per_gpu else None}
-
-
-def interval_s(config: dict[str, Any]) -> float:
-    """The sampling interval the config asks for (``benchmark.sample_interval_ms``), in seconds."""
-    return config["benchmark"]["sample_interval_ms"] / 1000
-
-
-def peak_vram(samples: dict[str, Any] | None) -> float | None:
-    """A sampled run's own peak GPU memory (``vram.peak_increase_mib``); None where no GPU was sampled."""
-    return ((samples or {}).get("vram") or {}).get("peak_increase_mib")
-
-
-def per_token(energy: dict[str, Any] | None, phase: str | None, tokens: int) -> dict[str, float | None]:
-    """Joules per token and mean power over one phase (``prompt`` or ``generation``), ``tokens`` in all."""
-    totals = (energy or {}).get("phases", {}).get(phase)
-    if not totals or not tokens:
-        return {"j_per_token": None, "power_w": None}
-    return {"j_per_token": totals["joules"] / tokens,
-            "power_w": totals["joules"] / totals["seconds"] if totals["seconds"] else None}

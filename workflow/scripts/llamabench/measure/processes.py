@@ -1,4 +1,4 @@
-"""Running external programs with their output kept in the rule's log."""
+"""Running external programs: output kept in the rule's log, and stopped with their job on every path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from llamabench.errors import UserError
+from llamabench.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

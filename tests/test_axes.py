@@ -1,0 +1,94 @@
+"""The axis registry (core/axes.py): one definition of every axis, from which the config schema's axis blocks,
+the tables' axis columns, the export and every tree's spelling derive. Spellings are checked against the
+recorded ``--help`` of both trees the tests build (tests/data/README.md)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import DEFAULT_CONFIG, ROOT
+from llamabench import export, report_html
+from llamabench.core import axes, configuration, matrix, records
+from llamabench.core.errors import Unsupported
+
+HELP = ROOT / "tests" / "data" / "help"
+CURRENT, MID_2025 = "0c1e570", "79e0b68"
+
+
+def help_text(tool: str, tree: str) -> str:
+    return (HELP / f"{tool}-{tree}.txt").read_text()
+
+
+def spelled(axis: str, value: object, tool: str, tree: str) -> list[str]:
+    """How one tree's tool says one axis value."""
+    return axes.spelling(axis, tool, help_text(tool, tree)).arguments(axis, value, tool)
+
+
+def command_line(kind: str, tool: str, tree: str, **changes: object) -> list[str]:
+    """The flags of the defaults cell of ``kind`` with ``changes``, as one tree's tool takes them."""
+    config = configuration.resolve(DEFAULT_CONFIG)
+    base = matrix.baseline(config["benchmark"]) if kind == axes.BENCHMARK else config["serving"]["defaults"]
+    return axes.arguments(axes.normalize({**base, **changes}, kind), kind, tool, help_text(tool, tree))
+
+
+def test_the_config_schema_axis_blocks_are_generated_from_the_registry() -> None:
+    """workflow/schemas/axes.schema.yaml is what `python -m llamabench.core.axes` writes."""
+    assert yaml.safe_load((ROOT / "workflow/schemas/axes.schema.yaml").read_text()) == axes.schema_document()
+
+
+def test_defaults_and_sweepable_axes_come_from_the_registry() -> None:
+    config = configuration.resolve({})
+    for kind, section in [(axes.BENCHMARK, "benchmark"), (axes.SERVING, "serving")]:
+        swept = [a.name for a in axes.of(kind) if a.sweep]
+        assert list(config[section]["defaults"]) == sorted(swept)
+        assert all(config[section]["defaults"][name] == axes.AXES[name].default for name in swept)
+
+
+def test_each_kinds_labels_are_unique_and_the_defaults_ids_unchanged() -> None:
+    for kind in (axes.BENCHMARK, axes.SERVING):
+        labels = [a.label for a in axes.of(kind)]
+        assert len(set(labels)) == len(labels)
+    config = configuration.resolve(DEFAULT_CONFIG)
+    assert matrix.cell_id(matrix.baseline(config["benchmark"])) == \
+        "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
+    serving = matrix.serving_cells(config["serving"])
+    assert sorted(serving) == sorted(f"t2_b2048_ub512_ngl99_fa-auto_c4096_np2_pt{p}_mt16_cc{c}_rq6_cache-cold"
+                                     for p in (32, 128) for c in (1, 2))
+
+
+@pytest.mark.parametrize(("kind", "row"), [(axes.BENCHMARK, "summary_row"), (axes.BENCHMARK, "stats_row"),
+                                           (axes.SERVING, "serving_row")])
+def test_table_columns_hold_every_axis_in_id_order(kind: str, row: str) -> None:
+    columns = records.columns(row)
+    positions = [columns.index(name) for name in axes.names(kind)]
+    assert positions == sorted(positions) and positions[-1] - positions[0] == len(positions) - 1
+
+
+def test_the_report_and_export_take_their_axes_from_the_registry() -> None:
+    assert set(axes.names(axes.SERVING)) <= set(report_html.SERVING_COLUMNS)
+    assert {"no_op_offload", "threads"} <= set(report_html.SUMMARY_COLUMNS)
+    fields = {a.json_field for a in axes.of(axes.BENCHMARK) if a.json_field}
+    assert fields <= set(export.FIELDS) and "no_op_offload" in fields
+
+
+def test_flash_attention_spelled_per_tree() -> None:
+    assert spelled("flash_attn", "auto", axes.LLAMA_BENCH, CURRENT) == ["-fa", "auto"]
+    assert spelled("flash_attn", "on", axes.LLAMA_BENCH, MID_2025) == ["-fa", "1"]
+    with pytest.raises(Unsupported, match="-fa 0/1 only"):
+        command_line(axes.BENCHMARK, axes.LLAMA_BENCH, MID_2025)
+    assert spelled("flash_attn", "on", axes.LLAMA_SERVER, CURRENT) == ["-fa", "on"]
+    assert spelled("flash_attn", "on", axes.LLAMA_SERVER, MID_2025) == ["-fa"]
+    assert spelled("flash_attn", 0, axes.LLAMA_SERVER, MID_2025) == []
+    with pytest.raises(Unsupported, match="switch"):
+        command_line(axes.SERVING, axes.LLAMA_SERVER, MID_2025)
+
+
+def test_a_tool_without_the_flag_at_all_is_unsupported() -> None:
+    with pytest.raises(Unsupported, match="has no -nopo"):
+        axes.spelling("no_op_offload", axes.LLAMA_BENCH, "usage: llama-bench [options]\n")
+
+
+def test_every_axis_a_tool_takes_is_on_the_command_line_in_id_order() -> None:
+    flags = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT, no_op_offload=1)[::2]
+    assert flags == ["-t", "-b", "-ub", "-ngl", "-nopo", "-fa", "-ctk", "-ctv", "-p", "-n", "-d", "-r"]

@@ -1,0 +1,110 @@
+"""The plan (core/plan.py): every job of a run from the validated config, computed once, immutable, and the
+only source of cells, partners, rounds and paths - for the Snakefile and for a job reading its bookkeeping."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+
+from conftest import DEFAULT_CONFIG, load_test_config
+from llamabench.core import configuration, layout, matrix, plan
+
+
+def make(config: dict[str, Any] | None = None, **bench: Any) -> plan.Plan:
+    config = copy.deepcopy(config or DEFAULT_CONFIG)
+    config["benchmark"].update(bench)
+    return plan.make(configuration.resolve(config))
+
+
+def test_the_default_plan() -> None:
+    """Four matrix cells and two serving partners, three rounds each; four serving cells; three RPC cells."""
+    the_plan = make()
+    assert len(the_plan.planned("bench_cell")) == 6 * 3 and len(the_plan.planned("serve_cell")) == 4
+    assert len(the_plan.planned("rpc_cell")) == 3 and list(the_plan.builds) == ["cpu", "cpu-rpc"]
+    assert the_plan.defaults_cell == "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
+    assert the_plan.rpc_smokes == [("two-cpu", "gemma3-270m")]
+
+
+def test_it_is_immutable_and_the_same_every_time() -> None:
+    the_plan = make()
+    assert make() == the_plan and plan.of(the_plan.config) is plan.of(plan.thaw(the_plan.config))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        the_plan.rounds = 5  # type: ignore[misc]
+    cell = next(iter(the_plan.bench.values()))
+    with pytest.raises(TypeError):
+        cell.params["threads"] = 7  # type: ignore[index]
+
+
+def test_every_round_of_a_cell_and_each_rounds_shuffled_order() -> None:
+    the_plan = make()
+    by_round: dict[int, list[plan.Cell]] = {}
+    for cell in the_plan.bench.values():
+        by_round.setdefault(cell.round, []).append(cell)
+    assert sorted(by_round) == [1, 2, 3]
+    for round_, cells in by_round.items():
+        assert sorted(c.position for c in cells) == list(range(1, len(cells) + 1))
+        assert all(("_round-" in c.id) == (round_ > 1) and c.id.startswith(c.base) for c in cells)
+    orders = [[c.base for c in sorted(cells, key=lambda c: c.position)] for _, cells in sorted(by_round.items())]
+    assert orders[0] != orders[1]  # each round shuffles anew
+    lowest_first = min(c.priority for c in by_round[1])
+    assert all(c.priority < lowest_first for c in by_round[2])  # round 2 only after all of round 1
+
+
+def test_bookkeeping_moves_cells_in_their_order_but_never_changes_what_they_measure() -> None:
+    """The seed places cells in their rounds; it is not a param: changing it reruns nothing."""
+    first, second = make(), make(seed=1)
+    assert {k: c.params for k, c in first.bench.items()} == {k: c.params for k, c in second.bench.items()}
+    assert {k: c.position for k, c in first.bench.items()} != {k: c.position for k, c in second.bench.items()}
+    assert make(timeout=60).timeouts["bench_cell"] == 60 and make(timeout=60).bench == first.bench
+
+
+def test_partners_are_planned_cells() -> None:
+    the_plan = make()
+    for cell in the_plan.serving.values():
+        partner = the_plan.bench[cell.partner]
+        assert partner.params["n_prompt"] == cell.params["prompt_tokens"]
+        assert partner.params["n_gen"] == cell.params["max_tokens"] and partner.round == 1
+    for cell in the_plan.rpc.values():
+        partner = the_plan.rpc[cell.partner]
+        assert partner.setup["devices"] == "none" and partner.params == cell.params
+        assert partner.setup["link_rate"] == cell.setup["link_rate"]
+
+
+def test_extra_rounds_are_a_function_of_the_checkpoints_decision() -> None:
+    the_plan = make(remeasure={"enabled": True, "max_rounds": 5})
+    assert the_plan.last_round == 5 and len(the_plan.planned("bench_cell")) == 6 * 3
+    base = next(c for c in the_plan.bench.values() if c.round == 1)
+    extra = the_plan.extra_rounds([(base.build, base.model, base.base)])
+    assert [c.round for c in extra] == [4, 5] and all(c.base == base.base for c in extra)
+    assert extra[0].path == layout.path("bench_cell", build=base.build, model=base.model, cell=f"{base.id}_round-4")
+
+
+def test_every_cell_path_comes_from_the_layout() -> None:
+    the_plan = make(load_test_config())
+    for kind, cells in [("bench_cell", the_plan.bench), ("serve_cell", the_plan.serving), ("rpc_cell", the_plan.rpc)]:
+        for cell in cells.values():
+            assert cell.path == f"results/{layout.CELL_DIRS[kind]}/{cell.build}/{cell.model}/{cell.id}.json"
+            assert layout.parse(kind, cell.path) == {"build": cell.build, "model": cell.model, "cell": cell.id}
+
+
+def test_a_cluster_plans_one_build_instance_per_platform() -> None:
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["platforms"] = {"a": {"kind": "slurm", "partition": "pa", "cpus": 4},
+                           "b": {"kind": "slurm", "partition": "pb", "cpus": 8}}
+    the_plan = plan.make(configuration.resolve(config))
+    assert the_plan.cluster and sorted(the_plan.builds) == ["cpu+a", "cpu+b", "cpu-rpc+a", "cpu-rpc+b"]
+    assert {the_plan.builds[b].platform for b in the_plan.builds} == {"a", "b"}
+    assert {c.build for c in the_plan.bench.values()} == {"cpu+a", "cpu+b"}
+    assert sorted(the_plan.topologies) == ["two-cpu+a", "two-cpu+b"]
+
+
+def test_the_cell_params_a_rule_gets_are_in_the_registrys_order() -> None:
+    """Snakemake compares params by repr: a cell's params keep the axis order they always had."""
+    cell = make().bench[("cpu", "gemma3-270m", "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3")]
+    assert list(plan.thaw(cell.params)) == ["threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn",
+                                           "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth",
+                                           "repetitions"]
+    assert matrix.cell_id(cell.params) == cell.id

@@ -1,0 +1,281 @@
+"""The one registry of axes: every parameter a cell can vary, defined once.
+
+An axis is a setting of llama-bench or llama-server (threads, batch size, how
+the model is loaded, ...) or of a serving cell's load (prompt length,
+concurrency, ...). Everything else derives from this table:
+
+- cell ids (``label``, in each kind's id order) and the matrix (``core.matrix``);
+- the config schema's axis blocks: ``workflow/schemas/axes.schema.yaml`` is
+  generated from here (``python -m llamabench.core.axes``; a test keeps it equal);
+- the axis columns of the summary, stats and serving tables (``records`` inserts
+  them where a row schema says ``x-axes``) and of the report;
+- the llama-bench export (``json_field``: its JSON/SQLite field);
+- how each tree's tools spell a value (``Spelling``): flags were renamed over
+  llama.cpp's history, so a tool's ``--help`` decides, never a version number.
+
+An *optional* axis was added after cells had been measured: at its default it is
+neither spelled in a cell's id nor passed to a tool, so adding it renamed and
+re-measured nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamabench.core.errors import Unsupported
+
+BENCHMARK, SERVING = "benchmark", "serving"
+LLAMA_BENCH, LLAMA_SERVER = "llama-bench", "llama-server"
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How one era of a tool takes an axis.
+
+    ``when``: text of the tool's ``--help`` that shows it speaks this spelling (None: every tool that has
+    the axis at all). ``flag``: the flag, followed by the value as text, unless ``values`` maps each value
+    that can be said to its arguments; a value missing there cannot be said (``unsupported`` says why).
+    """
+
+    when: str | None
+    flag: str
+    values: Mapping[str, tuple[str, ...]] | None = None
+    unsupported: str = ""
+
+    def arguments(self, axis: str, value: Any, tool: str) -> list[str]:
+        if self.values is None:
+            return [self.flag, str(value)]
+        if str(value) not in self.values:
+            raise Unsupported(self.unsupported or f"this {tool} cannot say {axis} {value} "
+                                                   f"(it takes {', '.join(self.values)})")
+        return list(self.values[str(value)])
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    label: str  # in cell ids: t2, b2048, fa-auto, ...
+    schema: dict[str, Any]  # JSON schema of one value
+    column: tuple[str, ...]  # JSON types of its table column
+    description: str
+    default: Any = None
+    optional: bool = False  # added after cells existed: spelled and passed only when not at its default
+    sweep: bool = True  # in defaults, groups, scenarios and partial assignments
+    json_field: str | None = None  # llama-bench's JSON/SQLite field
+    # tool -> its spellings, the first whose ``when`` the tool's --help shows is used
+    spellings: Mapping[str, tuple[Spelling, ...]] = field(default_factory=dict)
+
+
+INT = ("integer", "null")
+TEXT = ("string", "null")
+CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
+
+
+def _flag(flag: str, *tools: str) -> dict[str, tuple[Spelling, ...]]:
+    """A flag every tree of these tools has, taking the value as it is."""
+    return {tool: (Spelling(None, flag),) for tool in tools}
+
+
+AXES: dict[str, Axis] = {axis.name: axis for axis in [
+    Axis("threads", "t", {"type": "integer", "minimum": 1}, INT, "CPU threads (-t)", 2,
+         json_field="n_threads", spellings=_flag("-t", LLAMA_BENCH, LLAMA_SERVER)),
+    Axis("batch_size", "b", {"type": "integer", "minimum": 1}, INT, "logical batch size (-b)", 2048,
+         json_field="n_batch", spellings=_flag("-b", LLAMA_BENCH, LLAMA_SERVER)),
+    Axis("ubatch_size", "ub", {"type": "integer", "minimum": 1}, INT,
+         "physical batch size (-ub), at most the batch size", 512,
+         json_field="n_ubatch", spellings=_flag("-ub", LLAMA_BENCH, LLAMA_SERVER)),
+    Axis("n_gpu_layers", "ngl",
+         {"description": "layers offloaded to the GPU: a count, all (the model's block count + 1 for the output "
+                         "layer, read from the model), or a share of those up to 100% (rounded); 0 keeps every "
+                         "layer on the CPU",
+          "oneOf": [{"type": "integer", "minimum": -1}, {"const": "all"},
+                    {"type": "string", "pattern": "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"}]},
+         ("integer", "string", "null"), "layers offloaded to the GPU (-ngl), as the cell asks", 99,
+         json_field="n_gpu_layers", spellings=_flag("-ngl", LLAMA_BENCH, LLAMA_SERVER)),
+    Axis("no_op_offload", "nopo", {"enum": [0, 1]}, INT,
+         "1: large prompt matrix products stay on the CPU with the layers kept there (-nopo 1); with "
+         "n_gpu_layers 0 a GPU build's true CPU baseline", 0, optional=True, json_field="no_op_offload",
+         spellings={LLAMA_BENCH: (Spelling("-nopo,", "-nopo"),)}),
+    Axis("flash_attn", "fa",
+         {"description": "on/off/auto (llama.cpp from late 2025), or 0/1 (any version); YAML's bare on/off "
+                         "arrive as booleans",
+          "enum": [0, 1, "on", "off", "auto", True, False]},
+         ("string", "integer", "null"), "flash attention (-fa)", "auto", json_field="flash_attn",
+         spellings={
+             LLAMA_BENCH: (
+                 Spelling("--flash-attn <0|1>", "-fa", {"on": ("-fa", "1"), "1": ("-fa", "1"), "off": ("-fa", "0"),
+                                                         "0": ("-fa", "0")},
+                          "this llama-bench takes -fa 0/1 only (no auto): set flash_attn to on or off to measure "
+                          "this cell on it"),
+                 Spelling(None, "-fa"),
+             ),
+             LLAMA_SERVER: (
+                 Spelling("--flash-attn [", "-fa"),
+                 Spelling(None, "-fa", {"on": ("-fa",), "1": ("-fa",), "off": (), "0": ()},
+                          "this llama-server takes flash attention as a switch (on/off) only, not auto"),
+             ),
+         }),
+    Axis("cache_type_k", "ctk", CACHE_TYPE, TEXT, "K cache type (-ctk)", "f16", json_field="type_k",
+         spellings=_flag("-ctk", LLAMA_BENCH)),
+    Axis("cache_type_v", "ctv", CACHE_TYPE, TEXT, "V cache type (-ctv)", "f16", json_field="type_v",
+         spellings=_flag("-ctv", LLAMA_BENCH)),
+    Axis("n_prompt", "p", {"type": "integer", "minimum": 0}, INT, "prompt tokens of the pp test (-p)", 128,
+         json_field="n_prompt", spellings=_flag("-p", LLAMA_BENCH)),
+    Axis("n_gen", "n", {"type": "integer", "minimum": 0}, INT, "generated tokens of the tg test (-n)", 32,
+         json_field="n_gen", spellings=_flag("-n", LLAMA_BENCH)),
+    Axis("n_depth", "d", {"type": "integer", "minimum": 0}, INT, "tokens already in the context (-d)", 0,
+         json_field="n_depth", spellings=_flag("-d", LLAMA_BENCH)),
+    Axis("repetitions", "r", {"type": "integer", "minimum": 1}, INT,
+         "llama-bench -r: repetitions inside one measurement (benchmark.repetitions)", 3, sweep=False,
+         spellings=_flag("-r", LLAMA_BENCH)),
+    Axis("ctx_size", "c", {"type": "integer", "minimum": 1}, INT, "llama-server -c: shared by the slots (-np)",
+         4096, spellings=_flag("-c", LLAMA_SERVER)),
+    Axis("parallel", "np", {"type": "integer", "minimum": 1}, INT, "llama-server -np: requests served at once", 2,
+         spellings=_flag("-np", LLAMA_SERVER)),
+    Axis("prompt_tokens", "pt", {"type": "integer", "minimum": 1}, INT,
+         "prompt length in this model's tokens, BOS included", 128),
+    Axis("max_tokens", "mt", {"type": "integer", "minimum": 1}, INT, "tokens generated per request (EOS ignored)",
+         16),
+    Axis("concurrency", "cc", {"type": "integer", "minimum": 1}, INT, "requests in flight at once", 1),
+    Axis("requests", "rq", {"type": "integer", "minimum": 1}, INT, "measured requests per cell, after the warm-up",
+         6),
+    Axis("cache", "cache", {"enum": ["cold", "warm"]}, TEXT,
+         "cold: every prompt processed in full (cache_n == 0 checked); warm: prompts share a prefix the "
+         "warm-up primed", "cold"),
+]}
+
+# Each kind's axes, in cell-id order (the order never changes: ids are kept results).
+ORDER: dict[str, tuple[str, ...]] = {
+    BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "flash_attn",
+                "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth", "repetitions"),
+    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "ctx_size",
+              "parallel", "prompt_tokens", "max_tokens", "concurrency", "requests", "cache"),
+}
+
+# The settings a serving cell shares with its llama-bench partner (the source of its estimate).
+SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn")
+
+# Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and ubatch are swept together
+# (ubatch is capped at batch), so the batch figure draws one line per ubatch size.
+FIGURES: dict[str, tuple[str, str | None, bool]] = {
+    "threads": ("threads", None, False),
+    "batch": ("batch_size", "ubatch_size", True),
+    "gpu_layers": ("n_gpu_layers", None, False),
+}
+
+
+def of(kind: str) -> list[Axis]:
+    return [AXES[name] for name in ORDER[kind]]
+
+
+def names(kind: str) -> tuple[str, ...]:
+    return ORDER[kind]
+
+
+def canonical(name: str, value: Any) -> Any:
+    """One spelling per value: YAML reads a bare ``on``/``off`` as a boolean, so flash_attn says on/off."""
+    if name == "flash_attn" and isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+def canonical_partial(partial: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: canonical(name, value) for name, value in partial.items()}
+
+
+def at_default(params: Mapping[str, Any], name: str) -> bool:
+    """Whether ``name`` is an optional axis that ``params`` leaves at (or does not give beyond) its default."""
+    axis = AXES[name]
+    return axis.optional and params.get(name, axis.default) == axis.default
+
+
+def value(params: Mapping[str, Any], name: str) -> Any:
+    """An axis's value in a cell's parameters, an optional axis's default where they leave it out."""
+    return params.get(name, AXES[name].default if AXES[name].optional else None)
+
+
+def normalize(params: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A cell's parameters: every axis of ``kind`` in id order, canonical values, optional ones only when set."""
+    return {name: canonical(name, params[name]) for name in ORDER[kind] if not at_default(params, name)}
+
+
+def arguments(params: Mapping[str, Any], kind: str, tool: str, help_text: str) -> list[str]:
+    """The cell's parameters as ``tool``'s flags, every axis it takes explicit, spelled for this tree.
+
+    ``help_text`` is the tool's ``--help`` (empty: unknown). An optional axis
+    at its default is not passed at all; a value this tree cannot say raises Unsupported with the reason.
+    """
+    found: list[str] = []
+    for name in ORDER[kind]:
+        spellings = AXES[name].spellings.get(tool)
+        if not spellings or at_default(params, name):
+            continue
+        found += spelling(name, tool, help_text).arguments(name, params[name], tool)
+    return found
+
+
+def spelling(name: str, tool: str, help_text: str) -> Spelling:
+    """The spelling of axis ``name`` that this ``tool`` (its ``--help``) speaks; with no help text (the tool
+    cannot run: the cell then fails with its own reason) the one every tree takes, else the newest."""
+    spellings = AXES[name].spellings[tool]
+    if not help_text:
+        return next((s for s in spellings if s.when is None), spellings[0])
+    for candidate in spellings:
+        if candidate.when is None or candidate.when in help_text:
+            return candidate
+    flags = "/".join(s.flag for s in spellings)
+    raise Unsupported(f"this {tool} has no {flags} ({name}): leave {name} at its default to measure this cell on it")
+
+
+def columns(kind: str) -> dict[str, dict[str, Any]]:
+    """The axis columns of a table of ``kind`` cells (row schemas insert them where they say ``x-axes``)."""
+    return {axis.name: {"type": list(axis.column), "description": axis.description} for axis in of(kind)}
+
+
+def schema_defs() -> dict[str, Any]:
+    """The config schema's axis blocks, as ``workflow/schemas/axes.schema.yaml`` holds them."""
+    sweepable = {kind: [a for a in of(kind) if a.sweep] for kind in (BENCHMARK, SERVING)}
+    values = {a.name: {**({"description": a.description} if "description" not in a.schema else {}), **a.schema}
+              for a in AXES.values()}
+    ref = {name: {"$ref": f"#/$defs/{name}"} for name in AXES}
+    lists = {name: {"type": "array", "minItems": 1, "items": ref[name]} for name in AXES}
+    groups = {a.name: lists[a.name] for a in sweepable[BENCHMARK]}
+    groups["builds"] = {"description": "restrict this group to these builds (e.g. an n_gpu_layers sweep for GPU "
+                                       "builds only)", "type": "array", "minItems": 1, "items": {"type": "string"}}
+    return {
+        **values,
+        "benchmark_defaults": _defaults(sweepable[BENCHMARK],
+                                        "the value of every axis a group does not sweep; the defaults cell is the "
+                                        "reference for speed-ups"),
+        "serving_defaults": _defaults(sweepable[SERVING], "the value of every serving axis a scenario does not sweep"),
+        "group": {"description": "a named sweep: it crosses its own axes (lists), the others keep their defaults",
+                  "type": "object", "additionalProperties": False, "properties": groups},
+        "scenario": {"description": "a named serving sweep: it crosses its own axes (lists), the others keep "
+                                    "serving.defaults",
+                     "type": "object", "additionalProperties": False,
+                     "properties": {a.name: lists[a.name] for a in sweepable[SERVING]}},
+        "partial": {"description": "a partial assignment of benchmark axes to single values", "type": "object",
+                    "additionalProperties": False, "minProperties": 1,
+                    "properties": {a.name: ref[a.name] for a in sweepable[BENCHMARK]}},
+    }
+
+
+def _defaults(axes: list[Axis], description: str) -> dict[str, Any]:
+    return {"description": description, "type": "object", "additionalProperties": False,
+            "properties": {a.name: {"$ref": f"#/$defs/{a.name}", "default": a.default} for a in axes}}
+
+
+def schema_document() -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "description": "Generated from llamabench/core/axes.py (python -m llamabench.core.axes > "
+                           "workflow/schemas/axes.schema.yaml); tests/test_axes.py keeps the two equal.",
+            "$defs": schema_defs()}
+
+
+if __name__ == "__main__":
+    import yaml
+
+    yaml.safe_dump(schema_document(), sys.stdout, sort_keys=False, width=120)

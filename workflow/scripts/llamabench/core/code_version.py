@@ -1,0 +1,201 @@
+"""What reruns a rule when the code behind it changes.
+
+Snakemake's code trigger sees only a rule's script, which is the same one-line
+dispatcher for every rule, so each rule gets a ``version`` param instead.
+
+**Derived rules** (summaries, statistics, findings, figures, the report, the
+export) are versioned by a hash of their module and every package module it
+imports, transitively, as syntax trees without comments, docstrings or
+formatting, plus their data files (the report template, the record schemas).
+Any edit that can change their output reruns them; a comment does not. They
+never import a measuring or rule module, so an edit there reruns no aggregation.
+
+**Rules that fetch, build or measure** keep a *declared version* in
+``workflow/versions.yaml``, beside the hash of the code it was declared for: the
+rule's module and every module of the measuring library it reaches (llama-bench's
+argument builder, the process lifecycle, the sampler, the axis spellings), with
+log calls, docstrings and comments stripped, and bookkeeping modules (records,
+layout, plan, ...) left out. While the hash matches, the version param is the
+declared version, so measurements survive refactors and log messages. After an
+edit to a *measuring* rule's code the param becomes ``<version>+<hash>``: every
+result of the rule is measured again, the safe side. A *preparing* rule (source,
+hardware, build, model) keeps its declared version: its results are cached by
+content (the build's cache key holds its version), and a rerun would remake every
+cell downstream. Either way someone decides::
+
+    python -m llamabench.core.code_version accept bench_cell   # the edit changes no measurement
+    python -m llamabench.core.code_version bump bench_cell     # it does: measure everything again
+
+``tests/test_code_version.py`` fails while a rule's code and its declared hash
+differ, so no edit reaches main undecided. The declared version is recorded in
+every record the rule writes (``rule_version``); the build's is part of the
+build cache key.
+
+Nothing is imported: the Snakefile reads these versions before any job runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import sys
+from pathlib import Path
+
+import yaml
+
+PACKAGE = "llamabench"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+SCHEMAS = PACKAGE_DIR.parents[1] / "schemas"
+VERSIONS = PACKAGE_DIR.parents[1] / "versions.yaml"
+# Modules whose edits never change what is measured: what records look like, where they go, how the
+# plan is made (its results reach a measuring job as params) and how a job is wired to Snakemake.
+BOOKKEEPING = frozenset({"entry", "core.code_version", "core.configuration", "core.errors", "core.files",
+                         "core.history", "core.layout", "core.plan", "core.platforms", "core.presets",
+                         "core.records", "core.status"})
+LOGGERS = frozenset({"log", "logger", "logging"})
+
+
+@functools.cache
+def _sections() -> dict[str, dict[str, dict[str, object]]]:
+    return yaml.safe_load(VERSIONS.read_text())
+
+
+def declared() -> dict[str, dict[str, object]]:
+    """{rule: {"version": int, "code": hash}} of the rules that fetch, build or measure."""
+    return {**_sections()["measure"], **_sections()["prepare"]}
+
+
+def rule_version(rule: str) -> int | str:
+    """The ``version`` param of ``rule``: see the module's docstring."""
+    entry = declared().get(rule)
+    if entry is None:
+        return code_hash(rule)
+    if rule in _sections()["prepare"] or entry["code"] == measuring_hash(rule):
+        return entry["version"]
+    return f"{entry['version']}+{measuring_hash(rule)}"
+
+
+def declared_version(rule: str) -> int:
+    return int(declared()[rule]["version"])
+
+
+def undecided() -> dict[str, str]:
+    """{rule: its current hash} of every measuring rule whose code differs from what its version declares."""
+    return {rule: measuring_hash(rule) for rule, entry in declared().items() if entry["code"] != measuring_hash(rule)}
+
+
+@functools.cache
+def code_hash(module: str) -> str:
+    """A derived rule's version: its whole import closure, with data files, without docstrings."""
+    digest = hashlib.sha256()
+    for name in sorted(imports_closure(module)):
+        digest.update(f"{name}\n{ast.dump(_strip(_tree(name), logging=False))}\n".encode())
+        for asset in assets(name):
+            digest.update(asset.name.encode() + b"\n" + asset.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def measuring_hash(module: str) -> str:
+    """The code a measuring rule's results depend on: its closure without bookkeeping, logging stripped."""
+    digest = hashlib.sha256()
+    for name in sorted(imports_closure(module, skip=BOOKKEEPING)):
+        digest.update(f"{name}\n{ast.dump(_strip(_tree(name), logging=True))}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def imports_closure(module: str, skip: frozenset[str] = frozenset()) -> set[str]:
+    """``module`` and every package module it imports, directly or not (``skip``: neither them nor theirs)."""
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name not in seen and name not in skip:
+            seen.add(name)
+            pending.extend(package_imports(name))
+    return seen
+
+
+def package_imports(module: str) -> set[str]:
+    """The package modules ``module`` imports, by dotted name below the package (``core.axes``)."""
+    found = set()
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
+            below = node.module.split(".")[1:]
+            found.update(".".join([*below, alias.name]) for alias in node.names)
+            if below:
+                found.add(".".join(below))
+        elif isinstance(node, ast.Import):
+            found.update(".".join(a.name.split(".")[1:]) for a in node.names if a.name.startswith(PACKAGE + "."))
+    return {name for name in found if _source(name).is_file()}
+
+
+def assets(module: str) -> list[Path]:
+    """The data files a module reads: files beside it named after it, and for ``core.records`` the schemas."""
+    path = _source(module)
+    found = [p for p in path.parent.glob(f"{path.stem}.*") if p.suffix != ".py"]
+    if module == "core.records":
+        found += list((SCHEMAS / "records").glob("*.yaml"))
+    return sorted(found)
+
+
+def _source(module: str) -> Path:
+    return PACKAGE_DIR.joinpath(*module.split(".")).with_suffix(".py")
+
+
+@functools.cache
+def _tree(module: str) -> ast.Module:
+    return ast.parse(_source(module).read_text())
+
+
+def _strip(tree: ast.Module, logging: bool) -> ast.Module:
+    """A copy without docstrings (and with ``logging``, without log calls): neither changes a result."""
+    tree = ast.parse(ast.unparse(tree))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        kept = [stmt for i, stmt in enumerate(body)
+                if not (i == 0 and _is_docstring(stmt)) and not (logging and _is_log_call(stmt))]
+        node.body = kept or [ast.Pass()]
+    return tree
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _is_log_call(stmt: ast.stmt) -> bool:
+    """``log.info(...)``, ``logging.warning(...)``, ``print(...)`` as statements."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    func = stmt.value.func
+    if isinstance(func, ast.Name):
+        return func.id == "print"
+    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in LOGGERS
+
+
+def _decide(action: str, rules: list[str]) -> None:
+    """``accept``: the rules' code changed but no measurement did; ``bump``: it did."""
+    text = VERSIONS.read_text()
+    entries = declared()
+    for rule in rules:
+        entry = entries[rule]
+        old = f"{rule}: {{version: {entry['version']}, code: {entry['code']}}}"
+        version = int(entry["version"]) + (action == "bump")
+        new = f"{rule}: {{version: {version}, code: {measuring_hash(rule)}}}"
+        if old not in text:
+            raise SystemExit(f"{VERSIONS} does not spell {rule} as '{old}': edit it by hand")
+        text = text.replace(old, new)
+    VERSIONS.write_text(text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("accept", "bump", "status"):
+        raise SystemExit("usage: python -m llamabench.core.code_version status | accept RULE... | bump RULE...")
+    if sys.argv[1] == "status":
+        for rule, current in sorted(undecided().items()):
+            print(f"{rule}: code {current} differs from its declared hash: accept or bump it")
+    else:
+        _decide(sys.argv[1], sys.argv[2:] or sorted(undecided()))

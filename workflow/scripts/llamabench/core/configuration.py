@@ -1,0 +1,211 @@
+"""The config a run uses: presets merged, the schema's defaults filled in, every reference checked.
+
+One function, :func:`resolve`, turns what the user wrote (``config/config.yaml``,
+``--configfile``, ``--config``) into the validated config that the plan
+(core/plan.py) is computed from and that every job sees. It is canonical: keys
+sorted at every depth, so two configs with equal values are equal whatever their
+key order, and a default written out equals a default left out. A problem is a
+:class:`ConfigError` naming the key, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+from referencing import Registry, Resource
+
+from llamabench.core import options, platforms, presets, shapes
+from llamabench.core.errors import UserError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
+SCHEMA = SCHEMA_DIR / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: the message names the key."""
+
+
+def resolve(raw: Mapping[str, Any], config_dir: Path = Path("config"), kept: Iterable[str] = ()) -> dict[str, Any]:
+    """The validated, canonical config of ``raw``. ``kept``: the versions results/history holds, which a
+    comparison may name."""
+    config = presets.resolve(copy.deepcopy(dict(raw)), config_dir)
+    if "source" in config:
+        raise ConfigError("source: is now sources:, a map of named trees: write 'sources: {main: {kind: ...}}' "
+                          "with the same keys indented under a name")
+    given = copy.deepcopy(config)
+    validate(config)
+    check(config, given, list(kept))
+    return canonical(config)
+
+
+def canonical(value: Any) -> Any:
+    """Keys sorted at every depth, inside lists too: Snakemake compares params by their repr."""
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
+@functools.cache
+def _schema() -> tuple[dict[str, Any], Registry]:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    registry = Registry().with_resources(
+        (path.name, Resource.from_contents(yaml.safe_load(path.read_text())))
+        for path in SCHEMA_DIR.glob("*.schema.yaml"))
+    return schema, registry
+
+
+def _with_defaults(validator_class: Any) -> Any:
+    """A validator that fills in each property's ``default`` as it goes (as Snakemake's validate does)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check ``config`` against the schema, filling in defaults in place; a ConfigError names the key."""
+    schema, registry = _schema()
+    validator = _with_defaults(Draft202012Validator)(schema, registry=registry)
+    error = next(iter(validator.iter_errors(config)), None)  # in schema order: a missing kind before its consequences
+    if error is not None:
+        where = key_name(error.absolute_path)
+        raise ConfigError(f"config key {where}: {error.message}" if where else f"config: {error.message}")
+
+
+def key_name(path: Iterable[Any]) -> str:
+    """``benchmark.groups.batch.ubatch_size[0]``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> None:
+    """Every name the config uses exists; defaults that depend on other entries are filled in."""
+    sources, builds, models = list(config["sources"]), sorted(config["builds"]), list(config["models"])
+
+    def names(where: str, found: Iterable[str], known: Iterable[str], section: str) -> None:
+        """A name that is not defined is a config error, not an empty matrix."""
+        known = set(known)
+        for name in found:
+            if name not in known:
+                default = "" if _given(given, where) else " (its default)"
+                raise ConfigError(f"{where} names '{name}'{default}, which is not under {section}: "
+                                  "name ones that exist, or [] for all of them")
+
+    for name, build in config["builds"].items():
+        if "source" in build:
+            names(f"builds.{name}.source", [build["source"]], sources, "sources")
+        elif len(sources) > 1:
+            raise ConfigError(f"builds.{name}.source is needed: there are several sources ({', '.join(sources)})")
+        else:
+            build["source"] = sources[0]
+    for name, model in config["models"].items():
+        if model["kind"] != "synthetic":
+            continue
+        where = f"models.{name}"
+        if "like" in model:
+            names(f"{where}.like", [model["like"]], models, "models")
+            if config["models"][model["like"]]["kind"] == "synthetic":
+                raise ConfigError(f"{where}.like names a synthetic model: name a real one")
+        else:
+            if "type" not in model:
+                raise ConfigError(f"{where}.type is needed (Q4_K_M, Q6_K, Q8_0, F16, ...)")
+            try:
+                shapes.shape_of(model)
+            except UserError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        model.setdefault("build", builds[0])  # the first by name: key order never means anything
+        names(f"{where}.build", [model["build"]], builds, "builds")
+    instances = builds + ([platforms.instance(b, p) for b in builds for p in config["platforms"]]
+                          if platforms.clustered(config) else [])
+    for name, spec in config["comparisons"].items():
+        named = [spec["baseline"]] if "baseline" in spec else []
+        # build@commit of a current build: a version this very run may keep (its source just changed)
+        later = [n for n in named + spec["builds"] if n.rpartition("@")[0] in instances]
+        names(f"comparisons.{name}", [n for n in named + spec["builds"] if n not in later], instances + kept,
+              "builds (nor a version in results/history)")
+    bench, serving = config["benchmark"], config["serving"]
+    names("benchmark.builds", bench["builds"], builds, "builds")
+    names("benchmark.models", bench["models"], models, "models")
+    names("serving.builds", serving["builds"], builds, "builds")
+    names("serving.models", serving["models"], models, "models")
+    for name, group in bench["groups"].items():
+        names(f"benchmark.groups.{name}.builds", group.get("builds", []), builds, "builds")
+    for name, topology in config["rpc"]["topologies"].items():
+        check_topology(config, name, topology, names)
+    names("rpc.models", config["rpc"]["models"], models, "models")
+    try:
+        platforms.check(config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_topology(config: dict[str, Any], name: str, topology: dict[str, Any], names: Any) -> None:
+    """The builds a topology names exist, are one commit and speak RPC; no worker binds wider than asked."""
+    where = f"rpc.topologies.{name}"
+    roles = [("client", topology["client"])] + [(f"workers[{i}].build", w["build"])
+                                                for i, w in enumerate(topology["workers"]) if "build" in w]
+    for role, build in roles:
+        names(f"{where}.{role}", [build], config["builds"], "builds")
+        source_of, client_source = config["builds"][build]["source"], config["builds"][topology["client"]]["source"]
+        if source_of != client_source:
+            raise ConfigError(f"{where}.{role} names build '{build}' of source '{source_of}', the client's is "
+                              f"'{client_source}': RPC client and workers must be one commit")
+        if not options.enabled(config["builds"][build]["cmake_options"], "GGML_RPC"):
+            raise ConfigError(f"{where}.{role} names build '{build}', which is built without -DGGML_RPC=ON")
+    needed = {"local": ["build"], "netns": ["build"], "ssh": ["host", "rpc_server", "port"], "static": ["address"]}
+    for i, worker in enumerate(topology["workers"]):
+        for key in needed[worker["kind"]]:
+            if key not in worker:
+                raise ConfigError(f"{where}.workers[{i}] ({worker['kind']}) needs '{key}'")
+        bind = worker.get("bind", "127.0.0.1")
+        if options.needs_public_opt_in(bind) and not topology["allow_public_bind"]:
+            raise ConfigError(f"{where}.workers[{i}].bind is {bind}: the RPC server has no authentication or "
+                              "encryption, so binding it beyond loopback or a private network needs "
+                              f"allow_public_bind: true in {where}")
+    if topology["link_rates"] != ["unlimited"] and not any(w["kind"] == "netns" for w in topology["workers"]):
+        raise ConfigError(f"{where}.link_rates caps netns links only, and this topology has no netns worker")
+
+
+def warnings(config: Mapping[str, Any], kept: Iterable[str]) -> list[str]:
+    """What a valid config still deserves a word about before the run."""
+    found = []
+    for name, topology in config["rpc"]["topologies"].items():
+        for i, worker in enumerate(topology["workers"]):
+            bind = worker.get("bind", "127.0.0.1")
+            if options.needs_public_opt_in(bind):
+                found.append(f"rpc.topologies.{name}.workers[{i}] binds {bind}: anyone who reaches it can run "
+                             "computations and read or write tensors on that worker (no authentication, no "
+                             "encryption).")
+    kept = set(kept)
+    for name, spec in config["comparisons"].items():
+        for version in [spec.get("baseline", ""), *spec["builds"]]:
+            if "@" in version and version not in kept and version.rpartition("@")[0] in config["builds"]:
+                found.append(f"comparisons.{name}: {version} is not in results/history yet; its rows stay empty "
+                             "until it is")
+    return found
+
+
+def _given(given: Mapping[str, Any], dotted: str) -> bool:
+    """Whether the user's config sets the dotted key (else the schema's default applies)."""
+    node: Any = given
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True

@@ -1,0 +1,200 @@
+"""Rule ``findings``: every conclusion the report states, one row each, from the statistics and summaries.
+
+The one owner of conclusions: which setting is fastest (and whether a test
+supports it), the best value of each sweep, the lowest served TTFT and the most
+throughput under a TTFT limit, what RPC costs against the local partner, the
+largest change of each version comparison. Each row carries its numbers, its
+interval and test where there is one, and a sentence. ``results/figures_table.csv``
+and ``.md`` are a view of this table; the report renders it and picks rows by
+their ``question``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llamabench.core import axes, files, matrix, records
+from llamabench.core.status import Status
+from llamabench.derive import statistics, tables
+
+def findings(smk: Any) -> None:
+    """Rule ``findings``: results/findings.csv and its figures-table view (CSV and Markdown)."""
+    cells = tables.current(records.read_table(Path(smk.input.stats), "stats_row"))
+    pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
+    serving = tables.current(records.read_table(Path(smk.input.serving), "serving_row"))
+    rpc = tables.current(records.read_table(Path(smk.input.rpc), "rpc_row"))
+    base = dict(smk.params.baseline)
+    rows = [*best_settings(cells, pairs, base), *best_serving(serving, smk.params.ttft_p90_limit_ms),
+            *rpc_vs_local(rpc), *largest_changes(pairs), *best_sweeps(cells, pairs, base)]
+    table = records.frame(rows, "finding_row")
+    records.write_table(Path(smk.output.csv), table)
+    view = tables.figures_table(table)
+    records.write_table(Path(smk.output.table_csv), view)
+    # Markdown for people: yes/no where a test decided, blank where none did (serving, RPC), not 0/1.
+    shown = view.assign(significant=view["significant"].map(lambda v: "" if pd.isna(v) else "yes" if v else "no"))
+    with files.atomic_path(Path(smk.output.table_md)) as tmp:
+        tmp.write_text(shown.to_markdown(index=False) + "\n" if not view.empty else "No successful cells.\n")
+
+
+def finding(question: str, build: str, model: str, label: str, statement: str, **fields: Any) -> dict[str, Any]:
+    return records.new("finding_row", {"question": question, "build": build, "model": model, "label": label,
+                                       "statement": statement, **fields})
+
+
+def _ci(row: Mapping[str, Any]) -> str:
+    low, high = row.get("ratio_ci_low"), row.get("ratio_ci_high")
+    return "" if low is None or pd.isna(low) else f" (95 % CI {low:.2f}-{high:.2f}×)"
+
+
+def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per build, model and test: the setting significantly faster than the defaults (the largest such
+    ratio), or that no setting is."""
+    rows = []
+    base_id = matrix.cell_id(base)
+    own = pairs[pairs["comparison"] == "setting vs defaults"]
+    for _, ref in cells[cells["cell"] == base_id].iterrows():
+        build, model, test = ref["build"], ref["model"], ref["test"]
+        metric = tables.metric(test)
+        tested = own[(own["baseline_build"] == build) & (own["model"] == model) & (own["test"] == test)]
+        winners = tested[tested["verdict"] == statistics.IMPROVED]
+        common = {"metric": metric, "subject": test, "reference_value": round(float(ref["mean_ts"]), 2),
+                  "evidence": "comparisons.csv"}
+        if winners.empty:
+            rows.append(finding(
+                "best_setting", build, model, metric,
+                f"{build} / {model}: no setting is significantly faster than the defaults for {metric} "
+                f"({test}, {ref['mean_ts']:.1f} t/s).",
+                answer=f"defaults ({statistics.NO_DIFFERENCE} found)", cell=base_id, value=common["reference_value"],
+                ratio=1.0, significant=False, verdict=statistics.NO_DIFFERENCE, **common))
+            continue
+        best = winners.loc[winners["ratio"].idxmax()]
+        cell = cells[(cells["build"] == build) & (cells["model"] == model) & (cells["cell"] == best["candidate_cell"])
+                     & (cells["test"] == test)].iloc[0]
+        setting = tables.setting_text(cell, base)
+        fields = {"ratio": round(float(best["ratio"]), 3), "ratio_ci_low": best["ratio_ci_low"],
+                  "ratio_ci_high": best["ratio_ci_high"]}
+        rows.append(finding(
+            "best_setting", build, model, metric,
+            f"{build} / {model}: {setting} is the fastest setting for {metric} ({test}): {fields['ratio']:.2f}× "
+            f"the defaults{_ci(fields)}.",
+            answer=setting, cell=best["candidate_cell"], value=round(float(best["candidate_mean_ts"]), 2),
+            p_adjusted=best["p_adjusted"], verdict=best["verdict"], significant=True, **fields, **common))
+    return rows
+
+
+def best_sweeps(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The lab report's questions: per swept figure (best threads, best batch, best GPU layers), build, model
+    and metric, the fastest value of that sweep, and whether it beats the defaults significantly."""
+    rows = []
+    own = pairs[pairs["comparison"] == "setting vs defaults"]
+    base_id = matrix.cell_id(base)
+    for name, (x_axis, split, _) in axes.FIGURES.items():
+        data = tables.single_tests(tables.sweep(cells, {x_axis, split} - {None}, base))
+        for (build, model, kind), group in data.groupby(["build", "model", "kind"]):
+            if group["cell"].nunique() < 2:
+                continue  # not swept for this build
+            best = group.loc[group["mean_ts"].idxmax()]
+            ref = group[group["cell"] == base_id]
+            tested = own[(own["candidate_cell"] == best["cell"]) & (own["baseline_build"] == build)
+                         & (own["model"] == model) & (own["test"] == best["test"])]
+            significant = bool(len(tested)) and tested.iloc[0]["verdict"] == statistics.IMPROVED
+            setting = tables.setting_text(best, base)
+            ratio = round(float(best["mean_ts"] / ref.iloc[0]["mean_ts"]), 3) if len(ref) else None
+            verdict = tested.iloc[0]["verdict"] if len(tested) else None
+            label = f"best {name} for {kind} t/s"
+            rows.append(finding(
+                "best_sweep", build, model, label,
+                f"{build} / {model}: the best {name} for {kind} t/s is {setting} ({best['mean_ts']:.1f} t/s"
+                + (f", {ratio:.2f}× the defaults, {verdict or 'not tested'})." if ratio else ")."),
+                subject=name, metric=f"{kind} t/s", answer=setting, cell=best["cell"],
+                value=round(float(best["mean_ts"]), 2),
+                reference_value=round(float(ref.iloc[0]["mean_ts"]), 2) if len(ref) else None, ratio=ratio,
+                significant=significant, verdict=verdict,
+                p_adjusted=tested.iloc[0]["p_adjusted"] if len(tested) else None, evidence=f"figures/{name}.png"))
+    return rows
+
+
+def best_serving(serving: pd.DataFrame, ttft_p90_limit_ms: float) -> list[dict[str, Any]]:
+    """Per build and model: the lowest measured TTFT, and the highest aggregate throughput among cells whose
+    TTFT p90 stays under the limit."""
+    ok = serving[serving["status"] == Status.OK].dropna(subset=["ttft_p50_ms"])
+    rows = []
+    for (build, model), group in ok.groupby(["build", "model"]):
+        fastest = group.loc[group["ttft_p50_ms"].idxmin()]
+        setting = _serving_setting(fastest)
+        rows.append(finding("lowest_ttft", build, model, "lowest measured TTFT p50 ms",
+                            f"{build} / {model}: the lowest measured TTFT p50 is {fastest['ttft_p50_ms']:.0f} ms, "
+                            f"at {setting}.",
+                            metric="TTFT p50 ms", answer=setting, cell=fastest["cell"],
+                            value=round(float(fastest["ttft_p50_ms"]), 2), evidence="figures/serving_ttft.png"))
+        within = group[group["ttft_p90_ms"] <= ttft_p90_limit_ms]
+        label = f"highest aggregate t/s with measured TTFT p90 <= {ttft_p90_limit_ms:g} ms"
+        if within.empty:
+            rows.append(finding("throughput_under_ttft_limit", build, model, label,
+                                f"{build} / {model}: no serving cell kept TTFT p90 under {ttft_p90_limit_ms:g} ms.",
+                                metric="aggregate t/s", answer="no cell within the limit",
+                                evidence="figures/serving_latency.png"))
+            continue
+        best = within.loc[within["aggregate_tps"].idxmax()]
+        setting = _serving_setting(best)
+        rows.append(finding("throughput_under_ttft_limit", build, model, label,
+                            f"{build} / {model}: the most throughput with TTFT p90 under {ttft_p90_limit_ms:g} ms "
+                            f"is {best['aggregate_tps']:.1f} t/s, at {setting}.",
+                            metric="aggregate t/s", answer=setting, cell=best["cell"],
+                            value=round(float(best["aggregate_tps"]), 2), evidence="figures/serving_latency.png"))
+    return rows
+
+
+def _serving_setting(row: pd.Series) -> str:
+    return f"prompt {row['prompt_tokens']}, concurrency {row['concurrency']}, parallel {row['parallel']}"
+
+
+def rpc_vs_local(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per client build, model and topology: the best RPC tg against the local partner."""
+    ok = table[(table["status"] == Status.OK) & (table["devices"] != "none")].dropna(subset=["tg_ts"])
+    rows = []
+    for (build, model, topology), group in ok.groupby(["build", "model", "topology"]):
+        best = group.loc[group["tg_ts"].idxmax()]
+        answer = f"-dev {best['devices']}, link {best['link_rate']}"
+        local = round(float(best["local_tg_ts"]), 2) if pd.notna(best["local_tg_ts"]) else None
+        ratio = round(float(best["tg_ratio_to_local"]), 3) if pd.notna(best["tg_ratio_to_local"]) else None
+        rows.append(finding(
+            "rpc_vs_local", build, model, f"RPC vs local tg t/s ({topology})",
+            f"{build} / {model}: through {topology} ({answer}) generation runs at {best['tg_ts']:.1f} t/s"
+            + (f", {ratio:.2f}× the local partner's {local:.1f} t/s." if ratio else "."),
+            subject=topology, metric="tg t/s", answer=answer, cell=best["cell"], value=round(float(best["tg_ts"]), 2),
+            reference_value=local, ratio=ratio, evidence="figures/rpc.png"))
+    return rows
+
+
+def largest_changes(pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per named comparison, candidate and metric, the largest significant change."""
+    rows = []
+    tested = pairs[pairs["comparison"] == "build vs build"]
+    for (name, baseline, candidate, model), group in tested.groupby(["name", "baseline_build", "candidate_build",
+                                                                      "model"]):
+        for kind in (tables.PP, tables.TG):
+            part = group[group["test"].map(tables.test_kind).eq(kind)
+                         & group["verdict"].isin([statistics.IMPROVED, statistics.REGRESSED])]
+            label = f"largest significant change in {kind} t/s vs {baseline} ({name}), ratio"
+            common = {"subject": name, "metric": f"{kind} t/s", "evidence": f"figures/comparison_{name}.png"}
+            if part.empty:
+                rows.append(finding("largest_change", candidate, model, label,
+                                    f"{candidate} vs {baseline} ({name}), {model}: no significant change in {kind} t/s.",
+                                    answer=statistics.NO_DIFFERENCE, significant=False, **common))
+                continue
+            top = part.loc[(part["ratio"].map(math.log).abs()).idxmax()]
+            fields = {"ratio_ci_low": top["ratio_ci_low"], "ratio_ci_high": top["ratio_ci_high"]}
+            rows.append(finding(
+                "largest_change", candidate, model, label,
+                f"{candidate} vs {baseline} ({name}), {model}: {top['test']} {top['verdict']}, "
+                f"{top['ratio']:.2f}× the baseline{_ci(fields)}.",
+                answer=f"{top['test']}: {top['verdict']}", cell=top["candidate_cell"],
+                value=round(float(top["ratio"]), 3), ratio=round(float(top["ratio"]), 3), significant=True,
+                verdict=top["verdict"], p_adjusted=top["p_adjusted"], **fields, **common))
+    return rows

@@ -1,0 +1,36 @@
+"""What a run needs from this machine, checked before any job: nvcc for CUDA builds, a GPU to measure on.
+
+Called by the Snakefile layer (not a rule): a dry run still plans every job and
+says what is missing; a real run stops before the first job (Snakemake's
+``onstart``, which dry runs skip). Where jobs run elsewhere (a cluster), the nodes
+have their own nvcc and GPUs, and this machine's say nothing.
+"""
+
+from __future__ import annotations
+
+from llamabench.core.errors import UserError
+from llamabench.core.plan import Plan
+from llamabench.measure import gpus
+from llamabench.prepare import toolchain
+
+
+def missing_nvcc(the_plan: Plan) -> str | None:
+    """The one sentence for a CUDA build whose nvcc is not here, or None."""
+    for build in the_plan.builds.values():
+        if build.cuda:
+            try:
+                toolchain.find_nvcc(build.name)
+            except UserError as err:
+                return str(err)
+    return None
+
+
+def gpu_note(the_plan: Plan) -> tuple[str, bool] | None:
+    """What the CUDA builds will run on here, and whether that is a warning (no GPU: their cells are skipped)."""
+    if the_plan.cluster or not any(b.cuda for b in the_plan.builds.values()):
+        return None
+    found, why = gpus.query(["name"])
+    if found:
+        return f"CUDA builds will run on {', '.join(g['name'] for g in found)}", False
+    return (f"nvcc is here but no GPU ({why}): the CUDA builds are built, and their cells are recorded as skipped "
+            "(a CUDA binary without a GPU runs on the CPU)", True)
