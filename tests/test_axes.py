@@ -67,9 +67,41 @@ def test_table_columns_hold_every_axis_in_id_order(kind: str, row: str) -> None:
 
 def test_the_report_and_export_take_their_axes_from_the_registry() -> None:
     assert set(axes.names(axes.SERVING)) <= set(report_html.SERVING_COLUMNS)
-    assert {"no_op_offload", "threads"} <= set(report_html.SUMMARY_COLUMNS)
+    assert {"load_mode", "no_op_offload", "threads"} <= set(report_html.SUMMARY_COLUMNS)
     fields = {a.json_field for a in axes.of(axes.BENCHMARK) if a.json_field}
-    assert fields <= set(export.FIELDS) and "no_op_offload" in fields
+    assert fields <= set(export.FIELDS) and "load_mode" in fields
+
+
+@pytest.mark.parametrize(("tree", "mode", "expected"), [
+    (CURRENT, "none", ["-lm", "none"]), (CURRENT, "mlock", ["-lm", "mlock"]), (CURRENT, "dio", ["-lm", "dio"]),
+    (MID_2025, "mmap", ["-mmp", "1"]), (MID_2025, "none", ["-mmp", "0"]),
+])
+def test_llama_bench_load_mode_spelled_per_tree(tree: str, mode: str, expected: list[str]) -> None:
+    assert spelled("load_mode", mode, axes.LLAMA_BENCH, tree) == expected
+    args = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, tree, load_mode=mode, flash_attn="on")
+    assert args[args.index(expected[0]):args.index(expected[0]) + 2] == expected
+
+
+@pytest.mark.parametrize("mode", ["mlock", "mmap+mlock", "dio"])
+def test_a_load_mode_a_mid_2025_llama_bench_cannot_say_is_unsupported_with_why(mode: str) -> None:
+    with pytest.raises(Unsupported, match="-mmp 0.1 only"):
+        command_line(axes.BENCHMARK, axes.LLAMA_BENCH, MID_2025, load_mode=mode, flash_attn="on")
+
+
+@pytest.mark.parametrize(("tree", "mode", "expected"), [
+    (CURRENT, "mmap+mlock", ["-lm", "mmap+mlock"]), (MID_2025, "none", ["--no-mmap"]),
+    (MID_2025, "mlock", ["--no-mmap", "--mlock"]), (MID_2025, "mmap+mlock", ["--mlock"]), (MID_2025, "mmap", []),
+])
+def test_llama_server_load_mode_spelled_per_tree(tree: str, mode: str, expected: list[str]) -> None:
+    assert spelled("load_mode", mode, axes.LLAMA_SERVER, tree) == expected
+
+
+def test_auto_is_not_passed_on_any_tree_so_no_cell_changed() -> None:
+    for tree in (CURRENT, MID_2025):
+        for tool, kind in [("llama-bench", axes.BENCHMARK), ("llama-server", axes.SERVING)]:
+            plain = command_line(kind, tool, tree, flash_attn="on")
+            assert command_line(kind, tool, tree, flash_attn="on", load_mode="auto") == plain
+            assert not {"-lm", "-mmp", "--no-mmap", "--mlock"} & set(plain)
 
 
 def test_flash_attention_spelled_per_tree() -> None:
@@ -85,10 +117,10 @@ def test_flash_attention_spelled_per_tree() -> None:
 
 
 def test_a_tool_without_the_flag_at_all_is_unsupported() -> None:
-    with pytest.raises(Unsupported, match="has no -nopo"):
-        axes.spelling("no_op_offload", axes.LLAMA_BENCH, "usage: llama-bench [options]\n")
+    with pytest.raises(Unsupported, match="has no -lm/-mmp"):
+        axes.spelling("load_mode", axes.LLAMA_BENCH, "usage: llama-bench [options]\n")
 
 
 def test_every_axis_a_tool_takes_is_on_the_command_line_in_id_order() -> None:
-    flags = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT, no_op_offload=1)[::2]
-    assert flags == ["-t", "-b", "-ub", "-ngl", "-nopo", "-fa", "-ctk", "-ctv", "-p", "-n", "-d", "-r"]
+    flags = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT, load_mode="none")[::2]
+    assert flags == ["-t", "-b", "-ub", "-ngl", "-lm", "-fa", "-ctk", "-ctv", "-p", "-n", "-d", "-r"]

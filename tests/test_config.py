@@ -130,6 +130,7 @@ def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
         (lambda c: c["benchmark"]["groups"]["batch"].update(n_depth=[0.5]), "n_depth"),
         (lambda c: c["models"]["gemma3-270m"].pop("kind"), "'kind' is a required property"),
         (lambda c: c["benchmark"]["defaults"].update(n_gpu_layers="150%"), "benchmark.defaults.n_gpu_layers"),
+        (lambda c: c["benchmark"]["defaults"].update(load_mode="fast"), "benchmark.defaults.load_mode"),
     ],
 )
 def test_bad_config_names_the_key(mutate, named: str) -> None:
@@ -264,7 +265,7 @@ def test_every_key_of_the_schema_is_documented_in_the_config_reference() -> None
 
 def test_config_yaml_shows_every_default_of_the_sections_it_shows() -> None:
     """config.yaml is the schema's defaults written out: every key the schema fills in, outside named entries,
-    is there (so a user sees the default of every axis)."""
+    is there (so a user sees the default of every axis, the load mode included)."""
     def leaves(tree: Any, prefix: tuple = ()) -> set[tuple]:
         if not isinstance(tree, dict) or prefix[:1] in {(k,) for k in ("sources", "platforms", "builds", "models")} \
                 or prefix[-1:] in (("groups",), ("scenarios",), ("topologies",)):

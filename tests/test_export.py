@@ -53,6 +53,15 @@ def test_fields_an_older_tree_lacks_get_llama_benchs_defaults_and_its_own_are_dr
     assert row["samples_ts"] == old["samples_ts"]
 
 
+def test_a_field_an_older_tree_lacks_takes_the_cells_own_axis_value() -> None:
+    """A mid-2025 tree prints use_mmap, never load_mode: the cell's load mode stands in, so its -mmp 0 cell
+    joins a current tree's -lm none cell, and its default cell the current default one."""
+    old = recorded("79e0b68")[0]
+    assert export.normalize(old, {**CELL, "load_mode": "none"})["load_mode"] == "none"
+    current = recorded("0c1e570")[0]
+    assert export.normalize(current, {**CELL, "load_mode": "none"})["load_mode"] == current["load_mode"]
+
+
 def test_the_sqlite_table_is_llama_benchs_and_the_per_build_one_has_equal_length_labels(tmp_path: Path) -> None:
     export.write_sqlite(tmp_path / "a.sqlite", rows())
     export.write_sqlite(tmp_path / "b.sqlite", export.by_build(rows()), extra=("source_commit",))

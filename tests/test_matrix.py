@@ -88,9 +88,9 @@ def test_bare_on_in_exclude_matches_bare_on_elsewhere() -> None:
 def test_an_optional_axis_at_its_default_renames_no_cell() -> None:
     """Cells measured before ``no_op_offload`` existed keep their ids (and results): it is spelled only when set."""
     base = matrix.baseline(bench_config())
-    assert "no_op_offload" not in base
+    assert "no_op_offload" not in base and "load_mode" not in base
     assert matrix.cell_id(base) == "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
-    assert axes.normalize({**base, "no_op_offload": 0}, axes.BENCHMARK) == base
+    assert axes.normalize({**base, "no_op_offload": 0, "load_mode": "auto"}, axes.BENCHMARK) == base
     cpu_baseline = axes.normalize({**base, "n_gpu_layers": 0, "no_op_offload": 1}, axes.BENCHMARK)
     assert matrix.cell_id(cpu_baseline) == "t2_b2048_ub512_ngl0_nopo1_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
     args = llama_bench.arguments(cpu_baseline)

@@ -19,12 +19,12 @@ def test_row_schemas_take_their_axis_columns_and_statuses_from_the_registries() 
     assert records.schema("summary_row")["properties"]["status"]["enum"] == [s.value for s in Status]
     params = records.schema("serve_cell")["properties"]["params"]
     assert set(params["properties"]) == set(axes.names(axes.SERVING))
-    assert "cache" in params["required"]
+    assert "load_mode" not in params["required"]  # optional: only where set
 
 
 def test_a_table_comes_back_with_its_schemas_types(tmp_path: Path) -> None:
     rows = [{"build": "cpu", "history": False, "model": "m", "cell": "a", "status": Status.OK, "round": 2,
-             "n_gpu_layers": "all", "threads": 2, "avg_ts": 10.5, "op_offload": True, "cache_type_k": "none"},
+             "n_gpu_layers": "all", "threads": 2, "avg_ts": 10.5, "op_offload": True, "load_mode": "none"},
             {"build": "cpu", "history": False, "model": "m", "cell": "b", "status": Status.FAILED,
              "n_gpu_layers": 99, "threads": None, "avg_ts": None}]
     table = records.frame([records.new("summary_row", row) for row in rows], "summary_row")
@@ -34,7 +34,7 @@ def test_a_table_comes_back_with_its_schemas_types(tmp_path: Path) -> None:
     assert back["avg_ts"].dtype == float and pd.isna(back.loc[1, "avg_ts"])
     assert list(back["n_gpu_layers"]) == ["all", 99] and isinstance(back.loc[1, "n_gpu_layers"], int)
     assert back.loc[0, "threads"] == 2 and pd.isna(back.loc[1, "threads"])  # whole numbers stay whole
-    assert back.loc[0, "cache_type_k"] == "none" and back.loc[1, "cache_type_k"] is None  # text, not missing
+    assert back.loc[0, "load_mode"] == "none" and back.loc[1, "load_mode"] is None  # "none" is text, not missing
     assert back.loc[0, "status"] == Status.OK and bool(back.loc[0, "op_offload"]) is True
     pd.testing.assert_frame_equal(back, table)
 

@@ -175,3 +175,44 @@ def test_a_mid_2025_llama_bench_cannot_run_an_auto_flash_attention_cell(versions
     assert set(summary.loc[NEW, "status"]) == {"ok"}
     assert (workdir / "results/failed_cells.txt").read_text() == ""
 
+
+LOAD_MODES = ["none", "mmap", "mlock", "mmap+mlock", "dio"]
+
+
+def test_every_load_mode_runs_on_both_trees_or_is_skipped_with_the_reason(versions_dir: Path) -> None:
+    """The load-mode axis, both tools, both trees: a current tree says -lm <mode>; a mid-2025 llama-bench says
+    -mmp 0|1 (mmap and none only: the other modes are skipped with why), its server --no-mmap and --mlock."""
+    config = copy.deepcopy(preset_config())
+    config["benchmark"].update(rounds=1, groups={"load": {"load_mode": LOAD_MODES}})
+    config["serving"] = {"builds": [], "defaults": {"prompt_tokens": 16, "max_tokens": 4, "requests": 2,
+                                                    "ctx_size": 512, "flash_attn": "on"},
+                         "scenarios": {"load": {"load_mode": ["none", "mlock"]}}}
+    config["comparisons"] = {}
+    workdir = versions_dir.parent / "load-modes"
+    write_config(workdir, config)
+    snakemake(workdir, "--cores", "2", timeout=3600)
+    cells = {(c["build"]["name"], c["params"].get("load_mode", "auto")): c
+             for c in map(lambda p: records.read(p, "bench_cell"), (workdir / "results/cells").rglob("*.json"))}
+    for mode in LOAD_MODES:
+        new = cells[(NEW, mode)]["llama_bench"]
+        assert new["status"] == "ok", (mode, new.get("error"))
+        assert f"-lm {mode}" in new["command_line"] and {r["load_mode"] for r in new["records"]} == {mode}
+        old = cells[(OLD, mode)]["llama_bench"]
+        if mode in ("none", "mmap"):
+            assert old["status"] == "ok" and f"-mmp {int(mode == 'mmap')}" in old["command_line"], old.get("error")
+            assert {r["use_mmap"] for r in old["records"]} == {mode == "mmap"}
+        else:
+            assert old["status"] == "skipped" and "-mmp 0|1 only" in old["error"]
+    assert "memlock_limit" in cells[(NEW, "mlock")] and "memlock_limit" not in cells[(NEW, "none")]
+    assert "-lm" not in cells[(NEW, "auto")]["llama_bench"]["command_line"]  # the defaults cell: nothing passed
+    served = {(c["build"]["name"], c["params"]["load_mode"]): c["serving"]
+              for c in map(lambda p: records.read(p, "serve_cell"), (workdir / "results/serving").rglob("*.json"))}
+    assert all(run["status"] == "ok" for run in served.values()), {k: v["error"] for k, v in served.items()}
+    assert "-lm mlock" in served[(NEW, "mlock")]["command_line"]
+    assert "--no-mmap --mlock" in served[(OLD, "mlock")]["command_line"]
+    with sqlite3.connect(workdir / "results/llama-bench.sqlite") as db:
+        exported = set(db.execute("SELECT substr(build_commit, 1, 7), load_mode FROM llama_bench"))
+    assert ("79e0b68", "none") in exported and ("0c1e570", "dio") in exported
+    summary = pd.read_csv(workdir / "results/summary.csv")
+    assert set(summary["load_mode"]) == {"auto", *LOAD_MODES}
+    assert (workdir / "results/failed_cells.txt").read_text() == ""

@@ -10,10 +10,11 @@ model, the system state, the cell's place in its round's shuffled order.
 from __future__ import annotations
 
 import logging
+import resource
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import matrix, options, plan, records
+from llamabench.core import axes, matrix, options, plan, records
 from llamabench.core.errors import Unsupported
 from llamabench.derive import samples
 from llamabench.entry import announce_failure
@@ -61,6 +62,7 @@ def bench_cell(smk: Any) -> None:
         "notes": [note for note in [options.slow_kv_path(build["options"], params)] if note],
         "delay": smk.params.delay,
         "timeout_s": timeout,
+        **memlock(params),
         "lock_wait_s": round(waited, 3),
         "system": state,
         **records.cell_facts(build, model),
@@ -68,3 +70,9 @@ def bench_cell(smk: Any) -> None:
         "llama_bench": result,
     })
 
+
+def memlock(params: dict[str, Any]) -> dict[str, list[int]]:
+    """What an mlock cell may lock (RLIMIT_MEMLOCK, soft and hard, -1 unlimited): too low a limit fails it."""
+    if "mlock" not in str(axes.value(params, "load_mode")):
+        return {}
+    return {"memlock_limit": list(resource.getrlimit(resource.RLIMIT_MEMLOCK))}

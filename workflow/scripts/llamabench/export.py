@@ -4,8 +4,9 @@ So that llama.cpp's tools read the workflow's results, e.g. upstream's
 ``scripts/compare-llama-bench.py -i results/llama-bench.sqlite -b <commit> -c <commit>``.
 That script joins two commits' rows only where every key property is equal,
 so records of older trees are normalised to the current schema: fields they
-lack get the cell's own value where they are an axis (core/axes.py ``json_field``)
-and llama-bench's defaults otherwise, fields renamed or retyped since get one spelling, and a model gets one ``model_type`` (older trees print ``?B`` for
+lack get the cell's own value where they are an axis (core/axes.py ``json_field``:
+``load_mode`` of a mid-2025 tree is the cell's load mode) and llama-bench's
+defaults otherwise, fields renamed or retyped since get one spelling, and a model gets one ``model_type`` (older trees print ``?B`` for
 sizes they do not know). Benchmark cells only: RPC cells are another experiment.
 
 ``llama-bench-builds.sqlite`` is the same table with ``build_commit`` replaced
@@ -42,7 +43,7 @@ FIELDS: dict[str, str] = {
 }
 # Its cmd_params_defaults for the fields older trees do not print and no axis gives.
 DEFAULTS: dict[str, Any] = {
-    "n_cpu_moe": 0, "devices": "auto", "load_mode": "auto", "lazy_mode": "auto", "embeddings": False, "no_host": False, "repack": True,
+    "n_cpu_moe": 0, "devices": "auto", "lazy_mode": "auto", "embeddings": False, "no_host": False, "repack": True,
     "fit_target": 0, "fit_min_ctx": 0,
 }
 # The per-repetition samples: in the JSON formats, not in the table.

@@ -72,6 +72,7 @@ class Axis:
 INT = ("integer", "null")
 TEXT = ("string", "null")
 CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
+LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
 
 
 def _flag(flag: str, *tools: str) -> dict[str, tuple[Spelling, ...]]:
@@ -99,6 +100,24 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "1: large prompt matrix products stay on the CPU with the layers kept there (-nopo 1); with "
          "n_gpu_layers 0 a GPU build's true CPU baseline", 0, optional=True, json_field="no_op_offload",
          spellings={LLAMA_BENCH: (Spelling("-nopo,", "-nopo"),)}),
+    Axis("load_mode", "lm", {"enum": list(LOAD_MODES)}, TEXT,
+         "how the model is loaded: auto (mmap unless a device cannot), none (read into memory), mmap, "
+         "mlock, mmap+mlock, dio (direct I/O); mid-2025 trees say mmap and none only", "auto",
+         optional=True, json_field="load_mode",
+         spellings={
+             LLAMA_BENCH: (
+                 Spelling("--load-mode", "-lm"),
+                 Spelling("-mmp, --mmap", "-mmp", {"mmap": ("-mmp", "1"), "none": ("-mmp", "0")},
+                          "this llama-bench takes -mmp 0|1 only (mid-2025): load_mode mmap or none can be said, "
+                          "no other mode"),
+             ),
+             LLAMA_SERVER: (
+                 Spelling("--load-mode", "-lm"),
+                 Spelling("--no-mmap", "--no-mmap", {"mmap": (), "none": ("--no-mmap",), "mlock": ("--no-mmap", "--mlock"),
+                                                     "mmap+mlock": ("--mlock",)},
+                          "this llama-server has --no-mmap and --mlock only (mid-2025): no direct I/O"),
+             ),
+         }),
     Axis("flash_attn", "fa",
          {"description": "on/off/auto (llama.cpp from late 2025), or 0/1 (any version); YAML's bare on/off "
                          "arrive as booleans",
@@ -149,14 +168,14 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
 
 # Each kind's axes, in cell-id order (the order never changes: ids are kept results).
 ORDER: dict[str, tuple[str, ...]] = {
-    BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "flash_attn",
+    BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "load_mode", "flash_attn",
                 "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth", "repetitions"),
-    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn", "ctx_size",
+    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "ctx_size",
               "parallel", "prompt_tokens", "max_tokens", "concurrency", "requests", "cache"),
 }
 
 # The settings a serving cell shares with its llama-bench partner (the source of its estimate).
-SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "flash_attn")
+SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn")
 
 # Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and ubatch are swept together
 # (ubatch is capped at batch), so the batch figure draws one line per ubatch size.
