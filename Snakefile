@@ -19,7 +19,7 @@ include: "workflow/rules/serve_cell.smk"
 include: "workflow/rules/rpc_cell.smk"
 include: "workflow/rules/rpc_smoke.smk"
 include: "workflow/rules/bandwidth.smk"
-include: "workflow/rules/noisy.smk"
+include: "workflow/rules/remeasure.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/export.smk"
@@ -39,4 +39,4 @@ rule all:
         layout.path("report_html"),
         layout.path("export_sqlite"),
         # asked for by name: a checkpoint a finished summary depends on is otherwise never revisited
-        [layout.path("noisy")] if PLAN.remeasure else [],
+        [layout.path("remeasure")] if PLAN.remeasure else [],

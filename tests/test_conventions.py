@@ -16,7 +16,7 @@ PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
 # declares its version in workflow/versions.yaml), and rules derived from them (versioned by a code hash).
 MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke",
-             "bandwidth", "noisy")
+             "bandwidth", "remeasure")
 DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "findings", "figures", "report_html")
 RULES = (*MEASURING, *DERIVED)
 # The layers (package docstrings say why): what each may import from the package.

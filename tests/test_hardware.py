@@ -12,6 +12,7 @@ from conftest import snakemake, write_config
 from llamabench import build
 from llamabench.core import records
 from llamabench.measure import gpus as gpu_query
+from llamabench.prepare import toolchain
 from llamabench.core.errors import UserError
 
 CUDA = ["-DGGML_CUDA=ON", "-DGGML_RPC=ON"]
@@ -51,6 +52,21 @@ def test_a_dry_run_with_nvcc_but_no_gpu_says_the_cuda_cells_will_be_skipped(tmp_
                             "rpc": {"topologies": {}}})
     out = snakemake(tmp_path, "-n", "--cores", "2")
     assert "nvcc is here but no GPU" in out.stdout + out.stderr
+
+
+NVCC = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(NVCC is None or not toolchain.missing_cuda_parts(NVCC),
+                    reason="needs an nvcc whose toolkit lacks a library llama.cpp links (this VM's pip-wheel nvcc)")
+def test_a_cuda_build_whose_toolkit_lacks_cublas_stops_before_any_job_naming_it(tmp_path: Path) -> None:
+    """This machine's nvcc comes without cuBLAS: CMake would fail minutes into the build; the run stops first."""
+    write_config(tmp_path, {"builds": {"cpu": {"cmake_options": []}, "cuda": {"cmake_options": CUDA}},
+                            "rpc": {"topologies": {}}})
+    out = snakemake(tmp_path, "--cores", "2", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "build 'cuda' asks for CUDA, and the toolkit of" in text and "cuBLAS" in text
+    assert not (tmp_path / "results").exists()
 
 
 def test_the_query_parses_published_real_output_of_two_gpus() -> None:

@@ -15,7 +15,7 @@ from llamabench.core import layout
     ("rpc_cell", {"build": "cpu-rpc", "model": "m", "cell": "c"}, "results/rpc/cpu-rpc/m/c.json"),
     ("build", {"build": "cpu+a100"}, "results/builds/cpu+a100/manifest.json"),
     ("rpc_smoke", {"topology": "two-cpu", "model": "m"}, "results/rpc_smoke/two-cpu/m.json"),
-    ("noisy", {}, "results/noisy.json"),
+    ("remeasure", {}, "results/remeasure.json"),
 ])
 def test_a_kinds_path_and_its_key_are_one_another(kind: str, key: dict, path: str) -> None:
     assert layout.path(kind, **key) == path

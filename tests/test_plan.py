@@ -20,10 +20,13 @@ def make(config: dict[str, Any] | None = None, **bench: Any) -> plan.Plan:
 
 
 def test_the_default_plan() -> None:
-    """Four matrix cells and two serving partners, three rounds each; four serving cells; three RPC cells."""
+    """Four matrix cells and two serving partners, four serving cells (the serving defaults among them) and three
+    RPC cells, three rounds each; a fourth round planned for cells a disturbance makes measure again."""
     the_plan = make()
-    assert len(the_plan.planned("bench_cell")) == 6 * 3 and len(the_plan.planned("serve_cell")) == 4
-    assert len(the_plan.planned("rpc_cell")) == 3 and list(the_plan.builds) == ["cpu", "cpu-rpc"]
+    assert len(the_plan.planned("bench_cell")) == 6 * 3 and len(the_plan.planned("serve_cell")) == 4 * 3
+    assert len(the_plan.planned("rpc_cell")) == 3 * 3 and list(the_plan.builds) == ["cpu", "cpu-rpc"]
+    assert the_plan.last_round == 4 and the_plan.remeasure
+    assert the_plan.serving_defaults_cell in {c.base for c in the_plan.planned("serve_cell")}
     assert the_plan.defaults_cell == "t2_b2048_ub512_ngl99_fa-auto_ctk-f16_ctv-f16_p128_n32_d0_r3"
     assert the_plan.rpc_smokes == [("two-cpu", "gemma3-270m")]
 
@@ -41,9 +44,9 @@ def test_it_is_immutable_and_the_same_every_time() -> None:
 def test_every_round_of_a_cell_and_each_rounds_shuffled_order() -> None:
     the_plan = make()
     by_round: dict[int, list[plan.Cell]] = {}
-    for cell in the_plan.bench.values():
+    for cell in [*the_plan.bench.values(), *the_plan.serving.values(), *the_plan.rpc.values()]:
         by_round.setdefault(cell.round, []).append(cell)
-    assert sorted(by_round) == [1, 2, 3]
+    assert sorted(by_round) == [1, 2, 3, 4]  # the fourth: for a cell a disturbance makes measure again
     for round_, cells in by_round.items():
         assert sorted(c.position for c in cells) == list(range(1, len(cells) + 1))
         assert all(("_round-" in c.id) == (round_ > 1) and c.id.startswith(c.base) for c in cells)
@@ -66,7 +69,7 @@ def test_partners_are_planned_cells() -> None:
     for cell in the_plan.serving.values():
         partner = the_plan.bench[cell.partner]
         assert partner.params["n_prompt"] == cell.params["prompt_tokens"]
-        assert partner.params["n_gen"] == cell.params["max_tokens"] and partner.round == 1
+        assert partner.params["n_gen"] == cell.params["max_tokens"] and partner.round == cell.round
     for cell in the_plan.rpc.values():
         partner = the_plan.rpc[cell.partner]
         assert partner.setup["devices"] == "none" and partner.params == cell.params
@@ -74,12 +77,37 @@ def test_partners_are_planned_cells() -> None:
 
 
 def test_extra_rounds_are_a_function_of_the_checkpoints_decision() -> None:
+    """A chosen cell gets the rounds after the configured ones up to its last round, and so does every cell it is
+    compared with (its defaults cell; a serving cell's serving defaults and llama-bench partner), so they pair."""
     the_plan = make(remeasure={"enabled": True, "max_rounds": 5})
     assert the_plan.last_round == 5 and len(the_plan.planned("bench_cell")) == 6 * 3
-    base = next(c for c in the_plan.bench.values() if c.round == 1)
-    extra = the_plan.extra_rounds([(base.build, base.model, base.base)])
-    assert [c.round for c in extra] == [4, 5] and all(c.base == base.base for c in extra)
-    assert extra[0].path == layout.path("bench_cell", build=base.build, model=base.model, cell=f"{base.id}_round-4")
+    base = next(c for c in the_plan.bench.values() if c.round == 1 and c.base != the_plan.defaults_cell)
+    extra = the_plan.extra_rounds([("bench_cell", base.build, base.model, base.base, 5)])
+    assert sorted((c.base == base.base, c.round) for c in extra) == [(False, 4), (False, 5), (True, 4), (True, 5)]
+    assert {c.base for c in extra} == {base.base, the_plan.defaults_cell}
+    mine = next(c for c in extra if c.base == base.base and c.round == 4)
+    assert mine.path == layout.path("bench_cell", build=base.build, model=base.model, cell=f"{base.id}_round-4")
+    served = next(c for c in the_plan.serving.values() if c.round == 1 and c.base != the_plan.serving_defaults_cell)
+    extra = the_plan.extra_rounds([("serve_cell", served.build, served.model, served.base, 4)])
+    assert sorted((c.kind, c.round) for c in extra) == [("bench_cell", 4), ("serve_cell", 4), ("serve_cell", 4)]
+    disturbed = make().extra_rounds([("serve_cell", served.build, served.model, served.base, 4)])
+    assert len(disturbed) == 3  # one extra round for a disturbed cell: the default action
+
+
+def test_every_kind_has_rounds_interleaved_in_one_order() -> None:
+    """Serving and RPC cells take part in the rounds like benchmark cells, in one shuffled order per round."""
+    the_plan = make()
+    cells = [*the_plan.planned("bench_cell"), *the_plan.planned("serve_cell"), *the_plan.planned("rpc_cell")]
+    for round_ in (1, 2, 3):
+        positions = sorted(c.position for c in cells if c.round == round_)
+        assert positions == list(range(1, len(positions) + 1))
+    first = sorted((c for c in cells if c.round == 1), key=lambda c: c.position)
+    assert len({c.kind for c in first[:6]}) > 1  # kinds interleave
+    assert all(("_round-" in c.id) == (c.round > 1) for c in cells)
+    for cell in the_plan.planned("serve_cell"):
+        assert the_plan.bench[cell.partner].round == cell.round  # the estimate of the same round
+    for cell in the_plan.planned("rpc_cell"):
+        assert the_plan.rpc[cell.partner].round == cell.round
 
 
 def test_every_cell_path_comes_from_the_layout() -> None:

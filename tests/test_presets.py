@@ -34,8 +34,9 @@ def plan(preset: str, tmp_path: Path, env: dict[str, str] | None = None) -> tupl
 def test_the_lab_report_plans_every_job_and_names_the_missing_nvcc(preset: str, tmp_path: Path) -> None:
     jobs, text = plan(preset, tmp_path, without_nvcc())
     assert "build 'cuda-rpc' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found" in text
-    # 2 builds; cells: defaults, threads 1/2/8, batch 4 more, ngl 5 (one is the defaults') x 3 rounds, per build
-    assert jobs["build"] == 2 and jobs["bench_cell"] == 66 and jobs["rpc_cell"] == 4 and jobs["serve_cell"] == 8
+    # 2 builds; cells: defaults, threads 1/2/8, batch 4 more, ngl 5 (one is the defaults') x 3 rounds, per build;
+    # serving (2 prompts x 2 concurrencies, one of them the defaults cell) and RPC cells (4) in the same 3 rounds
+    assert jobs["build"] == 2 and jobs["bench_cell"] == 66 and jobs["rpc_cell"] == 12 and jobs["serve_cell"] == 24
     workdir = tmp_path / "presets" / preset
     out = snakemake(workdir, "--cores", "2", env=without_nvcc(), check=False)
     assert out.returncode != 0 and "nvcc was not found" in out.stderr and not (workdir / "results").exists()
@@ -52,7 +53,7 @@ def test_the_offline_variant_swaps_only_the_source_and_the_model(tmp_path: Path)
 
 def test_the_gpu_variant_is_one_cuda_build_with_short_sweeps(tmp_path: Path) -> None:
     jobs, _ = plan("lab-report-gpu", tmp_path)
-    assert jobs["build"] == 1 and jobs["bench_cell"] == 10 and "serve_cell" not in jobs and jobs["rpc_cell"] == 4
+    assert jobs["build"] == 1 and jobs["bench_cell"] == 10 and "serve_cell" not in jobs and jobs["rpc_cell"] == 8
 
 
 def test_extending_replaces_kinded_and_empty_entries_and_null_removes() -> None:

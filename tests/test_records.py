@@ -52,8 +52,9 @@ def test_an_unreadable_cell_is_named_by_its_path() -> None:
 
 
 def test_a_json_record_carries_kind_version_and_its_rules_version(tmp_path: Path) -> None:
-    path = tmp_path / "noisy.json"
-    records.write(path, "noisy", {"noisy_cv": 0.05, "max_rounds": 6, "noisy_cells": [], "remeasured": []})
+    path = tmp_path / "remeasure.json"
+    records.write(path, "remeasure", {"noisy_cv": 0.05, "max_rounds": 6, "max_share": 0.1, "action": "remeasure",
+                                      "decisions": []})
     data = json.loads(path.read_text())
-    assert (data["kind"], data["version"]) == ("noisy", 2) and data["rule_version"] == records.read(path, "noisy")[
-        "rule_version"]
+    assert (data["kind"], data["version"]) == ("remeasure", 1)
+    assert data["rule_version"] == records.read(path, "remeasure")["rule_version"]

@@ -17,7 +17,8 @@ def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) ->
     cell_stats, pairs = stats.cell_stats(table, 0.05), stats.comparisons(table, BASE, 0.05)
     found = records.frame(findings.best_settings(cell_stats, pairs, BASE), "finding_row")
     return report_html.render(table=table, cells=cell_stats, pairs=pairs, bandwidth=None, serving=serving, rpc=rpc,
-                              rpc_smokes=[], found=found, figure_pngs=[],
+                              rpc_smokes=[], found=found, metrics=records.frame([], "metric_row"),
+                              used={"ok"}, figure_pngs=[],
                               baseline=BASE, builds=[], models=[], smokes=smokes or [], sources=[source],
                               comparison_names=[])
 
@@ -29,7 +30,8 @@ def test_report_for_a_path_source_with_two_builds_and_a_failed_smoke_run() -> No
     smoke = {"build": "cpu", "model": "gemma3-270m", "status": "failed", "error": "llama-cli failed with exit status 1",
              "text": "", "timing_lines": []}
     page = render(cells, source, [smoke])
-    assert "3 cells; 1 failed" in page
+    header = page[page.index("Cell rounds by outcome"):page.index("<h2>Environment")]
+    assert "<td>benchmark</td><td>2</td><td>0</td><td class=\"failed\">1</td>" in header
     assert "path /opt/llama.cpp" in page
     assert "bad -ctk" in page and "Failed: llama-cli failed with exit status 1" in page
     # host and CPU of the cells, not of the machine rendering the report

@@ -1,11 +1,12 @@
-"""Rounds and the machine-wide lock, for real: interleaved rounds, a round added alone, noisy cells measured
-again, and two instances of the workflow from two checkouts that never measure at the same time."""
+"""Rounds and the machine-wide lock, for real: interleaved rounds, a round added alone, noisy and disturbed
+cells measured again, and two instances of the workflow from two checkouts that never measure at the same time."""
 
 from __future__ import annotations
 
 import copy
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import ROOT, load_test_config, snakemake, write_config
 from llamabench.core import files, records
-from test_workflow import dry_run, workflow_copy
+from test_workflow import AFTER_A_CELL, dry_run, workflow_copy
 
 TINY = {"repetitions": 1, "rounds": 2, "defaults": {"n_prompt": 16, "n_gen": 4}, "groups": {"t": {"threads": [1, 2]}},
         "builds": [], "exclude": []}
@@ -53,9 +54,14 @@ def test_round_two_starts_after_round_one_of_every_cell(rounds_dir: Path) -> Non
     assert "95 % CI over rounds" in stats
 
 
+def test_a_quiet_run_decides_nothing_and_drops_no_round(rounds_dir: Path) -> None:
+    assert records.read(rounds_dir / "results/remeasure.json", "remeasure")["decisions"] == []
+    assert set(pd.read_csv(rounds_dir / "results/summary.csv")["status"]) == {"ok"}
+    assert set(pd.read_csv(rounds_dir / "results/stats.csv")["dropped_rounds"].fillna("[]")) == {"[]"}
+
+
 def test_adding_a_round_runs_only_that_round(rounds_dir: Path) -> None:
-    assert dry_run(rounds_dir, tiny_config(rounds=3)) == {"bench_cell": 2, "summary": 1, "stats": 1, "export": 1,
-                                                          "findings": 1, "figures": 1, "report_html": 1, "all": 1}
+    assert dry_run(rounds_dir, tiny_config(rounds=3)) == {"bench_cell": 2, **AFTER_A_CELL}
 
 
 def test_adding_a_cell_runs_only_its_rounds(rounds_dir: Path) -> None:
@@ -72,17 +78,86 @@ def test_noisy_cells_are_measured_again_with_their_partner(rounds_dir: Path) -> 
         snakemake(rounds_dir, "--cores", "2")
     finally:
         write_config(rounds_dir, tiny_config())
-    noisy = records.read(rounds_dir / "results/noisy.json", "noisy")
-    assert len(noisy["noisy_cells"]) == 2 and len(noisy["remeasured"]) == 2
+    decided = records.read(rounds_dir / "results/remeasure.json", "remeasure")["decisions"]
+    assert [(d["reason"], d["last_round"]) for d in decided] == [("noisy", 3)] * 2
     extra = sorted((rounds_dir / "results/cells").rglob("*_round-3.json"))
     assert len(extra) == 2 and all(records.read(path, "bench_cell")["round"] == 3 for path in extra)
     assert set(pd.read_csv(rounds_dir / "results/stats.csv")["rounds"]) == {3}
-    # What the decision depends on is its params: changing either after the run decides again.
+    # What the decision depends on is its params: changing any after the run decides again, measures nothing.
     for changed in ({"noisy_cv": 0.5, "remeasure": {"enabled": True, "max_rounds": 3}},
-                    {"noisy_cv": 0.0, "remeasure": {"enabled": True, "max_rounds": 4}}):
-        assert dry_run(rounds_dir, tiny_config(**changed)).get("noisy") == 1, changed
+                    {"noisy_cv": 0.0, "remeasure": {"enabled": True, "max_rounds": 4}},
+                    {"noisy_cv": 0.0, "remeasure": {"enabled": True, "max_rounds": 3},
+                     "disturbance": {"max_share": 0.5, "action": "remeasure"}}):
+        jobs = dry_run(rounds_dir, tiny_config(**changed))
+        assert jobs.get("remeasure") == 1 and "bench_cell" not in jobs, changed
     unchanged = tiny_config(noisy_cv=0.0, remeasure={"enabled": True, "max_rounds": 3}, timeout=600, seed=5)
     assert dry_run(rounds_dir, unchanged) == {}  # bookkeeping (a timeout, the seed) decides nothing again
+
+
+KINDS = {"bench_cell": "cells", "serve_cell": "serving", "rpc_cell": "rpc"}
+
+
+def round_records(workdir: Path, number: int) -> dict[str, list[Path]]:
+    """Each kind's records of one round (round 1's ids carry no round)."""
+    return {kind: sorted(p for p in (workdir / "results" / folder).rglob("*.json")
+                         if (f"_round-{number}." in p.name if number > 1 else "_round-" not in p.name))
+            for kind, folder in KINDS.items()}
+
+
+@pytest.fixture(scope="module")
+def hog_dir(tmp_path_factory: pytest.TempPathFactory, rpc_build: dict[str, Any]) -> Path:
+    """Every kind of cell in two rounds, a CPU hog (a busy loop of its own, not a child of the workflow) running
+    until round 1 of every cell is recorded: round 1 is disturbed everywhere, the checkpoint adds round 3."""
+    config = load_test_config()
+    config["benchmark"] = {**TINY, "groups": {}}
+    workdir = tmp_path_factory.mktemp("hog")
+    write_config(workdir, config)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                            "--cores", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # 1 bench cell, 2 serving cells (concurrency 1 and 2), 2 RPC cells (the topology and its local partner)
+        while sum(map(len, round_records(workdir, 1).values())) < 5 and run.poll() is None:
+            time.sleep(0.02)
+    finally:
+        hog.kill()
+        hog.wait()
+    out, _ = run.communicate(timeout=1200)
+    assert run.returncode == 0, out[-4000:]
+    return workdir
+
+
+def test_a_cpu_hog_disturbs_every_kind_of_cell_and_its_round_is_measured_again(hog_dir: Path) -> None:
+    first, second = round_records(hog_dir, 1), round_records(hog_dir, 2)
+    run_of = {"bench_cell": lambda r: r["llama_bench"], "serve_cell": lambda r: r["serving"],
+              "rpc_cell": lambda r: r["rpc"]["llama_bench"]}
+    shares = {kind: [run_of[kind](records.read(p, kind))["interference"]["others_share"] for p in paths]
+              for kind, paths in first.items()}
+    assert {kind: len(values) for kind, values in shares.items()} == {"bench_cell": 1, "serve_cell": 2, "rpc_cell": 2}
+    assert all(share > 0.1 for kind in shares for share in shares[kind]), shares
+    decided = records.read(hog_dir / "results/remeasure.json", "remeasure")["decisions"]
+    assert sorted((d["kind"], d["reason"], d["last_round"]) for d in decided) == sorted(
+        [("bench_cell", "disturbed", 3)] + [("serve_cell", "disturbed", 3), ("rpc_cell", "disturbed", 3)] * 2)
+    assert {kind: len(paths) for kind, paths in round_records(hog_dir, 3).items()} == {
+        kind: len(paths) for kind, paths in second.items()}
+    for table in ("summary", "serving_summary", "rpc_summary"):  # each kind's round 1 shows why it was left out
+        rows = pd.read_csv(hog_dir / f"results/{table}.csv")
+        assert set(rows[rows["round"] == 1]["status"]) == {"disturbed"}, table
+        assert set(rows[rows["round"] > 1]["status"]) == {"ok"}, table
+    for table in ("stats", "metrics"):  # the statistics leave the disturbed round out and say so
+        rows = pd.read_csv(hog_dir / f"results/{table}.csv")
+        assert set(rows["rounds_used"]) == {"[2, 3]"} and set(rows["dropped_rounds"]) == {"[1]"}, table
+    report = (hog_dir / "results/report.html").read_text()
+    assert "disturbed" in report
+
+
+def test_serving_and_rpc_comparisons_have_intervals_over_the_used_rounds(hog_dir: Path) -> None:
+    pairs = pd.read_csv(hog_dir / "results/comparisons.csv")
+    for comparison in ("serving setting vs defaults", "served vs estimate", "rpc vs local"):
+        rows = pairs[pairs["comparison"] == comparison]
+        assert len(rows) and set(rows["rounds_used"]) == {"[2, 3]"}, comparison
+        assert (rows["ratio_ci_low"] <= rows["ratio"]).all() and (rows["ratio"] <= rows["ratio_ci_high"]).all()
+        assert rows["p_adjusted"].notna().all(), comparison
 
 
 def test_two_checkouts_never_measure_at_the_same_time(rpc_build: dict[str, Any], tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from llamabench import serving_summary
 from llamabench.core import progress
+from llamabench.derive import latency
 from llamabench.measure import llama_server
 
 SMALL = {"threads": 2, "batch_size": 2048, "ubatch_size": 512, "n_gpu_layers": 99, "flash_attn": "auto",
@@ -51,6 +51,21 @@ def test_real_cell_measures_ttft_on_prompts_of_exact_length(bin_dir: Path, gemma
     marks = [m["label"] for m in result["samples"]["marks"]]
     assert marks == [progress.BEFORE, "load", "warmup", progress.REQUESTS, "stop", progress.END]
     assert result["samples"]["host"]["t"] and result["samples"]["energy"] is None  # no GPU asked for
+
+
+def test_every_slot_is_warmed_until_steady_so_no_measured_request_is_a_cold_outlier(
+        bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
+    """Without the warm-up the server sends the first measured request to its coldest slot; with it, each of
+    the two slots was served until two TTFTs agreed (recorded apart) and every measured TTFT is near the median."""
+    params = {**SMALL, "prompt_tokens": 128, "requests": 8}
+    result = llama_server.measure(server(bin_dir), gemma, params, tmp_path / "serve.log")
+    assert result["status"] == "ok", result["error"]
+    slots = [w["slot"] for w in result["warmup"]]
+    assert set(slots) == {0, 1} and all(slots.count(s) >= 2 for s in (0, 1))
+    ttfts = [r["ttft_ms"] for r in result["requests"]]
+    median = sorted(ttfts)[len(ttfts) // 2]
+    assert max(ttfts) < 2 * median, ttfts
+    assert 0 <= result["interference"]["others_share"] <= 1 and result["interference"]["measured_s"] > 0
 
 
 def test_warm_cells_reuse_the_primed_prefix(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
@@ -121,7 +136,7 @@ def test_sigterm_to_the_step_stops_the_server(bin_dir: Path, gemma: Path, tmp_pa
 
 
 def test_a_percentile_from_too_few_requests_is_the_maximum() -> None:
-    assert serving_summary.tail([1.0, 2.0, 9.0], 90, needed=10) == (9.0, True)
-    value, is_max = serving_summary.tail([float(v) for v in range(1, 101)], 90, needed=10)
+    assert latency.tail([1.0, 2.0, 9.0], 90, needed=10) == (9.0, True)
+    value, is_max = latency.tail([float(v) for v in range(1, 101)], 90, needed=10)
     assert not is_max and 89 < value < 92
-    assert serving_summary.tail([], 99, needed=1) == (None, False)
+    assert latency.tail([], 99, needed=1) == (None, False)

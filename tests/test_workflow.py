@@ -8,6 +8,7 @@ config or code change calls for.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
 from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
 from llamabench.core import configuration, files, matrix, plan, progress, records
+from llamabench.measure import machine_lock
 
 # What a workflow copy needs; the copy lets a test edit code without touching the checkout.
 WORKFLOW_FILES = ["Snakefile", "workflow", "envs", "profiles"]
@@ -86,6 +89,12 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+# What follows any cell measured again: the re-measure decision (which reads every planned cell) and every
+# aggregation after it.
+AFTER_A_CELL = {"remeasure": 1, "summary": 1, "serving_summary": 1, "rpc_summary": 1, "export": 1, "stats": 1,
+                "findings": 1, "figures": 1, "report_html": 1, "all": 1}
+
+
 def test_run_produces_every_output(run_dir: Path) -> None:
     results = run_dir / "results"
     for name in ["report.html", "summary.csv", "figures_table.csv", "figures_table.md", "failed_cells.txt",
@@ -118,9 +127,10 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
     assert kinds == {"source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell",
-                     "rpc_smoke", "bandwidth"}
+                     "rpc_smoke", "bandwidth", "remeasure"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
-                       ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("comparisons.csv", "comparison_row")]:
+                       ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("metrics.csv", "metric_row"),
+                       ("comparisons.csv", "comparison_row"), ("findings.csv", "finding_row")]:
         table = pd.read_csv(run_dir / "results" / name)
         assert list(table.columns) == records.columns(kind)
         for row in table.astype(object).where(table.notna(), None).to_dict("records"):
@@ -148,8 +158,7 @@ def test_failed_cell_is_reported_and_the_others_go_on(failure_dir: Path) -> None
 def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path) -> None:
     failed = (failure_dir / "results/failed_cells.txt").read_text().split()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", *failed)
-    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1,
-                                                   "findings": 1, "figures": 1, "report_html": 1, "all": 1}
+    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, **AFTER_A_CELL}
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
@@ -250,8 +259,7 @@ def test_the_same_config_through_configfile_reruns_nothing(run_dir: Path) -> Non
 def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     config = small_config()
     config["benchmark"]["groups"]["threads"]["threads"].append(3)
-    assert dry_run(run_dir, config) == {"bench_cell": 1, "summary": 1, "stats": 1, "export": 1, "findings": 1,
-                                        "figures": 1, "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"bench_cell": 1, **AFTER_A_CELL}
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
@@ -313,15 +321,13 @@ def test_a_failed_rpc_cell_is_listed_and_rerun_alone(failure_dir: Path) -> None:
     assert "did not accept connections" in cell["rpc"]["error"]
     assert "127.0.0.1:9" in (failure_dir / "results/report.html").read_text()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", listed[0])
-    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, "rpc_summary": 1, "findings": 1, "figures": 1,
-                                                   "report_html": 1, "all": 1}
+    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, **AFTER_A_CELL}
 
 
 def test_one_more_concurrency_level_runs_only_its_serving_cell(run_dir: Path) -> None:
     config = small_config()
     config["serving"]["scenarios"]["short"]["concurrency"] = [1, 3]
-    assert dry_run(run_dir, config) == {"serve_cell": 1, "serving_summary": 1, "findings": 1, "figures": 1,
-                                        "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"serve_cell": 1, **AFTER_A_CELL}
 
 
 def test_unchanged_copy_of_the_code_reruns_nothing(run_dir: Path, tmp_path: Path) -> None:
@@ -345,9 +351,7 @@ def test_editing_the_table_vocabulary_reruns_every_aggregation_and_no_cell(run_d
     snakefile = workflow_copy(tmp_path)
     edit(snakefile.parent / "workflow/scripts/llamabench/derive/tables.py", 'return f"{test_kind(test)} t/s"',
          'return f"{test_kind(test)} t/s".strip()')
-    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "serving_summary": 1, "rpc_summary": 1,
-                                                          "stats": 1, "findings": 1, "figures": 1,
-                                                          "report_html": 1, "all": 1}
+    assert dry_run(run_dir, small_config(), snakefile) == AFTER_A_CELL
 
 
 def test_a_statement_in_the_build_module_reruns_nothing_and_asks_for_a_decision(run_dir: Path,
@@ -370,10 +374,7 @@ def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(
     edit(snakefile.parent / "workflow/scripts/llamabench/measure/llama_bench.py",
          "    return axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)",
          "    found = axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)\n    return found")
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, "summary": 1,
-                                                          "serving_summary": 1, "rpc_summary": 1, "stats": 1,
-                                                          "export": 1, "findings": 1, "figures": 1,
-                                                          "report_html": 1, "all": 1}
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, **AFTER_A_CELL}
     assert undecided(snakefile) == ["bench_cell", "rpc_cell"]
 
 
@@ -404,9 +405,7 @@ def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothin
     versions = snakefile.parent / "workflow/versions.yaml"
     versions.write_text(re.sub(r"^  bench_cell: \{version: (\d+)", lambda m: f"  bench_cell: {{version: {int(m[1]) + 1}",
                                versions.read_text(), flags=re.MULTILINE))
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "summary": 1, "serving_summary": 1,
-                                                          "stats": 1, "export": 1, "findings": 1, "figures": 1,
-                                                          "report_html": 1, "all": 1}
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, **AFTER_A_CELL}
 
 
 def test_snakemake_report_is_built(run_dir: Path) -> None:
@@ -449,15 +448,22 @@ def start_long_job(run_dir: Path, section: str, changes: dict[str, Any], pattern
     """Start Snakemake on one new cell that runs for minutes; return it, the cell file and the measuring pid."""
     config = small_config()
     config[section].update(changes)
-    write_config(run_dir, config)
     before, after = planned_cells(small_config()), planned_cells(config)
     [target] = [cell for cell in after - before if marker in cell]
+    return start_job(run_dir, config, target, pattern)
+
+
+def start_job(run_dir: Path, config: dict[str, Any], target: str, pattern: str, env: dict[str, str] | None = None,
+              ) -> tuple[subprocess.Popen, Path, int]:
+    """Start Snakemake on ``target`` with ``config``; return it, the target and the pid of the first process
+    matching ``pattern`` (the measured program, a compiler) once it runs."""
+    write_config(run_dir, config)
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
                              "--cores", "2", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
+                            start_new_session=True, env=env)
+    deadline = time.monotonic() + 300
     while not (pids := pids_of(pattern)):
-        assert time.monotonic() < deadline and proc.poll() is None, "the cell never started"
+        assert time.monotonic() < deadline and proc.poll() is None, "the job never started"
         time.sleep(0.2)
     time.sleep(2.0)
     return proc, run_dir / target, pids[0]
@@ -508,6 +514,80 @@ def test_cancelling_a_job_leaves_no_process_and_no_result(run_dir: Path, rule: s
         time.sleep(0.5)
         assert not pids_of(pattern), f"{pattern} outlived its cancelled job"
         assert not target.exists()
+    finally:
+        stop_snakemake(proc, run_dir, pattern)
+
+
+def job_step(pattern: str) -> psutil.Process:
+    """The job's own Python process (workflow/scripts/rule.py) above a running process matching ``pattern``,
+    however deep; a compiler may finish while it is looked at, so the next match is tried."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for pid in pids_of(pattern):
+            try:
+                found = psutil.Process(pid)
+                while found is not None and "rule.py" not in " ".join(found.cmdline()):
+                    found = found.parent()
+                if found is not None:
+                    return found
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no job step above a process matching {pattern!r}")
+
+
+def killed_jobs() -> dict[str, tuple[dict[str, Any], str, str]]:
+    """rule: (the small config changed so that the job runs for minutes, its target, its children's pattern)."""
+    long_smoke = {**small_config()["smoke"], "n_predict": 4096}
+    jobs = {}
+    for rule, (section, changes, pattern, marker) in LONG_JOBS.items():
+        config = small_config()
+        config[section].update(changes)
+        [target] = [cell for cell in planned_cells(config) - planned_cells(small_config()) if marker in cell]
+        jobs[rule] = (config, target, pattern)
+    jobs["smoke"] = ({**small_config(), "smoke": long_smoke}, "results/smoke/cpu-rpc/gemma3-270m.json",
+                     "llama-completion -m")
+    jobs["rpc_smoke"] = ({**small_config(), "smoke": long_smoke}, "results/rpc_smoke/two-cpu/gemma3-270m.json",
+                         "llama-completion -m .* --rpc")
+    # A build of its own cache key (an option CMake ignores) in a cache of its own: it compiles.
+    config = small_config()
+    config["builds"]["killed"] = {"cmake_options": ["-DGGML_RPC=ON", "-DLLAMABENCH_KILLED_BUILD=1"]}
+    jobs["build"] = (config, "results/builds/killed/manifest.json", "cc1plus|ninja -C")
+    return jobs
+
+
+@pytest.mark.parametrize("rule", ["bench_cell", "serve_cell", "rpc_cell", "smoke", "rpc_smoke", "build"])
+def test_sigkill_of_a_jobs_process_stops_every_child_and_frees_the_machine_only_then(run_dir: Path, rule: str,
+                                                                                   tmp_path: Path) -> None:
+    """What the OOM killer or kill -9 does to the job's Python process: no cleanup code runs, and still within
+    2 s no process it started is alive and nothing listens on their ports; and the machine's measurement lock
+    is not free while any of them still runs (they hold its descriptor)."""
+    config, target, pattern = killed_jobs()[rule]
+    env = {**os.environ, "LLAMABENCH_CACHE": str(tmp_path / "cache")} if rule == "build" else None
+    proc, target_path, _ = start_job(run_dir, config, target, pattern, env)
+    try:
+        step = job_step(pattern)
+        children = step.children(recursive=True)
+        ports = {c.laddr.port for child in children for c in psutil.Process(child.pid).net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN} if rule in ("serve_cell", "rpc_cell", "rpc_smoke") else set()
+        assert children and (ports or rule not in ("serve_cell", "rpc_cell", "rpc_smoke"))
+        step.kill()
+        killed = time.monotonic()
+        with open(machine_lock.lock_path(), "a") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() - killed < 30, "the lock stayed held"
+                    time.sleep(0.01)
+            alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        assert not alive, f"the lock was free while {alive} still ran"
+        assert time.monotonic() - killed < 2.0
+        listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        assert not ports & listening
+        assert not target_path.exists()
     finally:
         stop_snakemake(proc, run_dir, pattern)
 

@@ -32,15 +32,15 @@ for _warning in configuration.warnings(config, _KEPT):
     logger.warning(_warning)
 
 # A dry run still plans every job and says what is missing; a run here stops before the first job.
-if MISSING_NVCC := preflight.missing_nvcc(PLAN):
-    logger.warning(MISSING_NVCC)
-elif _note := preflight.gpu_note(PLAN):
+if MISSING_CUDA := preflight.missing_cuda(PLAN):
+    logger.warning(MISSING_CUDA)
+if _note := preflight.gpu_note(PLAN):
     (logger.warning if _note[1] else logger.info)(_note[0])
 
 
 onstart:
-    if MISSING_NVCC and workflow.local_exec:
-        raise WorkflowError(MISSING_NVCC)
+    if MISSING_CUDA and workflow.local_exec:
+        raise WorkflowError(MISSING_CUDA)
 
 
 if PLAN.cluster:
@@ -49,7 +49,7 @@ if PLAN.cluster:
     localrules:
         source,
         model,
-        noisy,
+        remeasure,
         summary,
         stats,
         export,
@@ -166,18 +166,27 @@ def get_model_file_state(wildcards):
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def get_cell_files():
-    """The planned rounds of every benchmark cell."""
-    return [cell.path for cell in PLAN.planned("bench_cell")]
+def get_planned(kind):
+    """The planned rounds of every cell of ``kind`` (bench_cell, serve_cell, rpc_cell)."""
+    return [cell.path for cell in PLAN.planned(kind)]
 
 
-def get_measured_cell_files(wildcards):
-    """The planned rounds, and the extra rounds the noisy checkpoint chose (benchmark.remeasure)."""
-    if not PLAN.remeasure:
-        return get_cell_files()
-    decided = records.read(checkpoints.noisy.get().output[0], "noisy")
-    extra = PLAN.extra_rounds(tuple(key) for key in decided["remeasured"])
-    return get_cell_files() + [cell.path for cell in extra]
+def get_measured(kind):
+    """An input function: the planned rounds of ``kind``, and the extra rounds the re-measure checkpoint chose
+    (disturbed or noisy cells, and the cells they are compared with)."""
+
+    def measured(wildcards):
+        if not PLAN.remeasure:
+            return get_planned(kind)
+        decided = records.read(checkpoints.remeasure.get().output[0], "remeasure")
+        chosen = [
+            (d["kind"], d["build"], d["model"], d["cell"], d["last_round"])
+            for d in decided["decisions"]
+        ]
+        extra = [cell.path for cell in PLAN.extra_rounds(chosen) if cell.kind == kind]
+        return get_planned(kind) + extra
+
+    return measured
 
 
 def get_cell(wildcards):
@@ -202,17 +211,19 @@ def get_rpc_worker_builds(wildcards):
     return [layout.path("build", build=name) for name in names]
 
 
-def get_files(kind):
-    return [cell.path for cell in PLAN.planned(kind)]
-
-
 def get_serving_partners():
-    """Each serving cell's file -> its llama-bench partner cell's file."""
+    """Each serving cell's file (every round it may get) -> its llama-bench partner's file of the same round."""
     return {
         cell.path: layout.path("bench_cell", build=b, model=m, cell=c)
-        for cell in PLAN.planned("serve_cell")
+        for cell in PLAN.serving.values()
         for b, m, c in [cell.partner]
     }
+
+
+def get_measured_serving_partners(wildcards):
+    """The llama-bench partners of the serving cells measured (their estimates, round by round)."""
+    partners = get_serving_partners()
+    return [partners[path] for path in get_measured("serve_cell")(wildcards)]
 
 
 wildcard_constraints:

@@ -1,6 +1,6 @@
 rule export:
     input:
-        cells=get_measured_cell_files,
+        cells=get_measured("bench_cell"),
     output:
         jsonl=layout.pattern("export_jsonl"),
         sqlite=layout.pattern("export_sqlite"),
@@ -9,6 +9,8 @@ rule export:
         layout.log_pattern("export"),
     conda:
         "../../envs/llamabench.yaml"
+    resources:
+        bench_slot=1,
     params:
         version=get_rule_version("export"),
     message:

@@ -19,8 +19,12 @@ rule figures:
         layout.log_pattern("figures"),
     conda:
         "../../envs/llamabench.yaml"
+    # never beside a measurement: one job at a time on this machine (profiles/default)
+    resources:
+        bench_slot=1,
     params:
         baseline=matrix.baseline(PLAN.benchmark),
+        action=PLAN.benchmark["disturbance"]["action"],
         comparisons=list(PLAN.comparisons),
         version=get_rule_version("figures"),
     message:

@@ -2,8 +2,7 @@ rule findings:
     input:
         stats=layout.pattern("stats"),
         comparisons=layout.pattern("comparisons"),
-        serving=layout.pattern("serving_summary"),
-        rpc=layout.pattern("rpc_summary"),
+        metrics=layout.pattern("metrics"),
     output:
         csv=layout.pattern("findings"),
         table_csv=layout.pattern("figures_table_csv"),
@@ -16,6 +15,9 @@ rule findings:
         layout.log_pattern("findings"),
     conda:
         "../../envs/llamabench.yaml"
+    # never beside a measurement: one job at a time on this machine (profiles/default)
+    resources:
+        bench_slot=1,
     params:
         baseline=matrix.baseline(PLAN.benchmark),
         ttft_p90_limit_ms=PLAN.config["serving"]["ttft_p90_limit_ms"],

@@ -8,6 +8,7 @@ rule hardware:
         "../../envs/llamabench.yaml"
     resources:
         **platform_resources(exclusive=False),
+        bench_slot=1,
     params:
         version=get_rule_version("hardware"),
     message:

@@ -10,6 +10,7 @@ rule report_html:
             layout.path("rpc_smoke", topology=t, model=m) for t, m in PLAN.rpc_smokes
         ],
         findings=layout.pattern("findings"),
+        metrics=layout.pattern("metrics"),
         figures=[layout.path("figure_png", name=name) for name in PLAN.figures],
         sources=[layout.path("source", source=name) for name in PLAN.sources],
         hardware=[layout.path("hardware", platform=name) for name in PLAN.platforms],
@@ -30,8 +31,12 @@ rule report_html:
         layout.log_pattern("report_html"),
     conda:
         "../../envs/llamabench.yaml"
+    # never beside a measurement: one job at a time on this machine (profiles/default)
+    resources:
+        bench_slot=1,
     params:
         baseline=matrix.baseline(PLAN.benchmark),
+        action=PLAN.benchmark["disturbance"]["action"],
         comparisons=list(PLAN.comparisons),
         version=get_rule_version("report_html"),
     message:

@@ -11,6 +11,7 @@ rule rpc_cell:
         layout.pattern("rpc_cell"),
     log:
         layout.log_pattern("rpc_cell"),
+    priority: lambda wildcards: get_rpc_cell(wildcards).priority
     conda:
         "../../envs/llamabench.yaml"
     # the client and every worker share this machine: the cell takes all of it
@@ -20,6 +21,8 @@ rule rpc_cell:
         bench_slot=1,
     params:
         cell=lambda wildcards: plan.thaw(get_rpc_cell(wildcards).params),
+        round=lambda wildcards: get_rpc_cell(wildcards).round,
+        base_cell=lambda wildcards: get_rpc_cell(wildcards).base,
         rpc=lambda wildcards: plan.thaw(get_rpc_cell(wildcards).setup),
         version=get_rule_version("rpc_cell"),
     message:

@@ -10,6 +10,7 @@ rule serve_cell:
         layout.pattern("serve_cell"),
     log:
         layout.log_pattern("serve_cell"),
+    priority: lambda wildcards: get_serve_cell(wildcards).priority
     conda:
         "../../envs/llamabench.yaml"
     threads: lambda wildcards: get_serve_cell(wildcards).params["threads"]
@@ -18,6 +19,8 @@ rule serve_cell:
         bench_slot=1,
     params:
         cell=lambda wildcards: plan.thaw(get_serve_cell(wildcards).params),
+        round=lambda wildcards: get_serve_cell(wildcards).round,
+        base_cell=lambda wildcards: get_serve_cell(wildcards).base,
         version=get_rule_version("serve_cell"),
     message:
         "Serving cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"

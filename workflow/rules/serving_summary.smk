@@ -1,7 +1,7 @@
 rule serving_summary:
     input:
-        cells=get_files("serve_cell"),
-        partners=list(get_serving_partners().values()),
+        cells=get_measured("serve_cell"),
+        partners=get_measured_serving_partners,
     output:
         csv=layout.pattern("serving_summary"),
         failed=layout.pattern("failed_serving_cells"),
@@ -9,8 +9,11 @@ rule serving_summary:
         layout.log_pattern("serving_summary"),
     conda:
         "../../envs/llamabench.yaml"
+    resources:
+        bench_slot=1,
     params:
         partners=get_serving_partners(),
+        max_share=PLAN.benchmark["disturbance"]["max_share"],
         min_requests=plan.thaw(PLAN.config["serving"]["min_requests"]),
         version=get_rule_version("serving_summary"),
     message:

@@ -1,6 +1,6 @@
 rule summary:
     input:
-        cells=get_measured_cell_files,
+        cells=get_measured("bench_cell"),
     output:
         csv=layout.pattern("summary"),
         failed=layout.pattern("failed_cells"),
@@ -8,7 +8,10 @@ rule summary:
         layout.log_pattern("summary"),
     conda:
         "../../envs/llamabench.yaml"
+    resources:
+        bench_slot=1,
     params:
+        max_share=PLAN.benchmark["disturbance"]["max_share"],
         version=get_rule_version("summary"),
     message:
         "Aggregating the benchmark cells"

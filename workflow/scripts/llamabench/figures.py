@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from llamabench.core import axes, options, records  # noqa: E402
-from llamabench.core.status import Status  # noqa: E402
 from llamabench.derive import statistics, tables  # noqa: E402
 
 
@@ -27,8 +26,9 @@ def figures(smk: Any) -> None:
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
     # Sweeps show the current builds; kept versions appear in the comparisons only.
     cells = tables.current(every_cell)
-    serving = tables.current(records.read_table(Path(smk.input.serving), "serving_row"))
-    rpc = tables.current(records.read_table(Path(smk.input.rpc), "rpc_row"))
+    used = tables.used_statuses(smk.params.action)
+    serving = tables.per_cell(tables.current(records.read_table(Path(smk.input.serving), "serving_row")), used)
+    rpc = tables.per_cell(tables.current(records.read_table(Path(smk.input.rpc), "rpc_row")), used)
     base = dict(smk.params.baseline)
     for name in smk.params.comparisons:
         plot_comparison(pairs, every_cell, name, base, Path(smk.output[f"comparison_{name}_png"]),
@@ -130,9 +130,9 @@ def finish(ax: Any, empty: bool, note: str) -> None:
 
 
 def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
-    """Measured TTFT (median, bar up to p90) vs prompt length, one line per build/model/concurrency,
-    with llama-bench's estimate dashed beside it."""
-    ok = serving[serving["status"] == Status.OK]
+    """Measured TTFT (median, bar up to p90; means over rounds) vs prompt length, one line per
+    build/model/concurrency, with llama-bench's estimate dashed beside it."""
+    ok = serving
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for (build, model, concurrency), line in ok.groupby(["build", "model", "concurrency"]):
         line = line.sort_values("prompt_tokens")
@@ -152,7 +152,7 @@ def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
 
 def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
     """The latency-throughput curve over concurrency: TTFT p90 and inter-token p99 vs aggregate tokens/s."""
-    ok = serving[serving["status"] == Status.OK]
+    ok = serving
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (column, label) in zip(panels, [("ttft_p90_ms", "TTFT p90 (or max: p90_is_max)"),
                                             ("itl_p99_ms", "inter-token p99")]):
@@ -172,7 +172,7 @@ def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
 def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
     """pp and tg per topology and device selection beside the local partner; tg against the link rate
     with its bandwidth ceiling; megabytes per generated token against the workers used."""
-    ok = rpc[rpc["status"] == Status.OK].copy()
+    ok = rpc.copy()
     fig, panels = plt.subplots(2, 2, figsize=(12, 8))
     ok["label"] = ok["topology"] + ok["link_rate"].map(lambda r: "" if r == "unlimited" else f" {r}") + " -dev " + \
         ok["devices"]

@@ -2,8 +2,9 @@
 
 The one owner of conclusions: which setting is fastest (and whether a test
 supports it), the best value of each sweep, the lowest served TTFT and the most
-throughput under a TTFT limit, what RPC costs against the local partner, the
-largest change of each version comparison. Each row carries its numbers, its
+throughput under a TTFT limit, how each serving setting compares with the serving
+defaults, how a measured TTFT compares with llama-bench's estimate, what RPC costs
+against the local partner, the largest change of each version comparison. Each row carries its numbers, its
 interval and test where there is one, and a sentence. ``results/figures_table.csv``
 and ``.md`` are a view of this table; the report renders it and picks rows by
 their ``question``.
@@ -19,18 +20,18 @@ from typing import Any
 import pandas as pd
 
 from llamabench.core import axes, files, matrix, records
-from llamabench.core.status import Status
 from llamabench.derive import statistics, tables
+
 
 def findings(smk: Any) -> None:
     """Rule ``findings``: results/findings.csv and its figures-table view (CSV and Markdown)."""
     cells = tables.current(records.read_table(Path(smk.input.stats), "stats_row"))
+    metrics = tables.current(records.read_table(Path(smk.input.metrics), "metric_row"))
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
-    serving = tables.current(records.read_table(Path(smk.input.serving), "serving_row"))
-    rpc = tables.current(records.read_table(Path(smk.input.rpc), "rpc_row"))
     base = dict(smk.params.baseline)
-    rows = [*best_settings(cells, pairs, base), *best_serving(serving, smk.params.ttft_p90_limit_ms),
-            *rpc_vs_local(rpc), *largest_changes(pairs), *best_sweeps(cells, pairs, base)]
+    rows = [*best_settings(cells, pairs, base), *best_serving(metrics, smk.params.ttft_p90_limit_ms),
+            *serving_vs_defaults(pairs, metrics), *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
+            *largest_changes(pairs), *best_sweeps(cells, pairs, base)]
     table = records.frame(rows, "finding_row")
     records.write_table(Path(smk.output.csv), table)
     view = tables.figures_table(table)
@@ -82,7 +83,7 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, A
             "best_setting", build, model, metric,
             f"{build} / {model}: {setting} is the fastest setting for {metric} ({test}): {fields['ratio']:.2f}× "
             f"the defaults{_ci(fields)}.",
-            answer=setting, cell=best["candidate_cell"], value=round(float(best["candidate_mean_ts"]), 2),
+            answer=setting, cell=best["candidate_cell"], value=round(float(best["candidate_mean"]), 2),
             p_adjusted=best["p_adjusted"], verdict=best["verdict"], significant=True, **fields, **common))
     return rows
 
@@ -119,56 +120,127 @@ def best_sweeps(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, Any
     return rows
 
 
-def best_serving(serving: pd.DataFrame, ttft_p90_limit_ms: float) -> list[dict[str, Any]]:
-    """Per build and model: the lowest measured TTFT, and the highest aggregate throughput among cells whose
-    TTFT p90 stays under the limit."""
-    ok = serving[serving["status"] == Status.OK].dropna(subset=["ttft_p50_ms"])
+def metric_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric of every serving or RPC cell: mean and interval over its rounds, with the setting in words."""
+    return metrics[metrics["metric"] == metric].set_index(["build", "model", "cell"])
+
+
+def _interval(row: Mapping[str, Any], unit: str) -> str:
+    low, high = row.get("ci_low"), row.get("ci_high")
+    return "" if low is None or pd.isna(low) else f" (95 % CI {low:.0f}-{high:.0f} {unit})"
+
+
+def best_serving(metrics: pd.DataFrame, ttft_p90_limit_ms: float) -> list[dict[str, Any]]:
+    """Per build and model: the lowest measured TTFT p50, and the highest aggregate throughput among cells whose
+    TTFT p90 stays under the limit; means over rounds, with their intervals."""
     rows = []
-    for (build, model), group in ok.groupby(["build", "model"]):
-        fastest = group.loc[group["ttft_p50_ms"].idxmin()]
-        setting = _serving_setting(fastest)
+    ttft, p90, throughput = (metric_table(metrics, m) for m in ("ttft_p50_ms", "ttft_p90_ms", "aggregate_tps"))
+    for (build, model), group in ttft.reset_index().groupby(["build", "model"]):
+        fastest = group.loc[group["mean"].idxmin()]
         rows.append(finding("lowest_ttft", build, model, "lowest measured TTFT p50 ms",
-                            f"{build} / {model}: the lowest measured TTFT p50 is {fastest['ttft_p50_ms']:.0f} ms, "
-                            f"at {setting}.",
-                            metric="TTFT p50 ms", answer=setting, cell=fastest["cell"],
-                            value=round(float(fastest["ttft_p50_ms"]), 2), evidence="figures/serving_ttft.png"))
-        within = group[group["ttft_p90_ms"] <= ttft_p90_limit_ms]
+                            f"{build} / {model}: the lowest measured TTFT p50 is {fastest['mean']:.0f} ms"
+                            f"{_interval(fastest, 'ms')}, at {fastest['setting']}.",
+                            metric="TTFT p50 ms", answer=fastest["setting"], cell=fastest["cell"],
+                            value=round(float(fastest["mean"]), 2), evidence="figures/serving_ttft.png"))
         label = f"highest aggregate t/s with measured TTFT p90 <= {ttft_p90_limit_ms:g} ms"
-        if within.empty:
+        within = [cell for cell in group["cell"] if (build, model, cell) in p90.index
+                  and p90.loc[(build, model, cell), "mean"] <= ttft_p90_limit_ms and (build, model, cell) in
+                  throughput.index]
+        if not within:
             rows.append(finding("throughput_under_ttft_limit", build, model, label,
                                 f"{build} / {model}: no serving cell kept TTFT p90 under {ttft_p90_limit_ms:g} ms.",
                                 metric="aggregate t/s", answer="no cell within the limit",
                                 evidence="figures/serving_latency.png"))
             continue
-        best = within.loc[within["aggregate_tps"].idxmax()]
-        setting = _serving_setting(best)
+        best = max(within, key=lambda cell: throughput.loc[(build, model, cell), "mean"])
+        row = throughput.loc[(build, model, best)]
         rows.append(finding("throughput_under_ttft_limit", build, model, label,
                             f"{build} / {model}: the most throughput with TTFT p90 under {ttft_p90_limit_ms:g} ms "
-                            f"is {best['aggregate_tps']:.1f} t/s, at {setting}.",
-                            metric="aggregate t/s", answer=setting, cell=best["cell"],
-                            value=round(float(best["aggregate_tps"]), 2), evidence="figures/serving_latency.png"))
+                            f"is {row['mean']:.1f} t/s{_interval(row, 't/s')}, at {row['setting']}.",
+                            metric="aggregate t/s", answer=row["setting"], cell=best,
+                            value=round(float(row["mean"]), 2), evidence="figures/serving_latency.png"))
     return rows
 
 
-def _serving_setting(row: pd.Series) -> str:
-    return f"prompt {row['prompt_tokens']}, concurrency {row['concurrency']}, parallel {row['parallel']}"
+def _compared(pair: pd.Series) -> dict[str, Any]:
+    """The numbers a finding takes from one comparison row."""
+    return {"ratio": round(float(pair["ratio"]), 3) if pd.notna(pair["ratio"]) else None,
+            "ratio_ci_low": pair["ratio_ci_low"], "ratio_ci_high": pair["ratio_ci_high"],
+            "p_adjusted": pair["p_adjusted"], "verdict": pair["verdict"],
+            "significant": pair["verdict"] in (statistics.IMPROVED, statistics.REGRESSED, statistics.HIGHER,
+                                               statistics.LOWER) if pd.notna(pair["p_adjusted"]) else None}
 
 
-def rpc_vs_local(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per client build, model and topology: the best RPC tg against the local partner."""
-    ok = table[(table["status"] == Status.OK) & (table["devices"] != "none")].dropna(subset=["tg_ts"])
+def serving_vs_defaults(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each serving setting against the serving defaults cell: TTFT p50 and aggregate throughput."""
     rows = []
-    for (build, model, topology), group in ok.groupby(["build", "model", "topology"]):
-        best = group.loc[group["tg_ts"].idxmax()]
-        answer = f"-dev {best['devices']}, link {best['link_rate']}"
-        local = round(float(best["local_tg_ts"]), 2) if pd.notna(best["local_tg_ts"]) else None
-        ratio = round(float(best["tg_ratio_to_local"]), 3) if pd.notna(best["tg_ratio_to_local"]) else None
+    names = {"ttft_p50_ms": ("TTFT p50 ms", "ms"), "aggregate_tps": ("aggregate t/s", "t/s")}
+    settings = metrics.drop_duplicates(["build", "model", "cell"]).set_index(["build", "model", "cell"])["setting"]
+    own = pairs[(pairs["comparison"] == "serving setting vs defaults") & pairs["test"].isin(list(names))]
+    for pair in own.itertuples(index=False):
+        pair = pd.Series(pair._asdict())
+        key = (pair["candidate_build"], pair["model"], pair["candidate_cell"])
+        setting = settings.get(key, pair["candidate_cell"])
+        reference = settings.get((pair["baseline_build"], pair["model"], pair["baseline_cell"]), "the defaults")
+        metric, unit = names[pair["test"]]
+        numbers = _compared(pair)
+        rows.append(finding(
+            "serving_vs_defaults", key[0], key[1], f"{metric}: serving setting vs defaults",
+            f"{key[0]} / {key[1]}: {metric} at {setting} is {pair['candidate_mean']:.1f} {unit}, "
+            f"{numbers['ratio']:.2f}× the defaults' ({reference}){_ci(pair)}: {pair['verdict']}."
+            if numbers["ratio"] else f"{key[0]} / {key[1]}: {metric} at {setting}: {pair['verdict']}.",
+            subject=setting, metric=metric, answer=setting, cell=key[2],
+            value=round(float(pair["candidate_mean"]), 2) if pd.notna(pair["candidate_mean"]) else None,
+            reference_value=round(float(pair["baseline_mean"]), 2) if pd.notna(pair["baseline_mean"]) else None,
+            evidence="metrics.csv", **numbers))
+    return rows
+
+
+def served_vs_estimate(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each serving cell's measured TTFT p50 against llama-bench's estimate of the same round (prompt at pp
+    speed plus one token at tg speed): how far what a user waits is from what llama-bench predicts."""
+    rows = []
+    settings = metrics.drop_duplicates(["build", "model", "cell"]).set_index(["build", "model", "cell"])["setting"]
+    for pair in pairs[pairs["comparison"] == "served vs estimate"].itertuples(index=False):
+        pair = pd.Series(pair._asdict())
+        key = (pair["candidate_build"], pair["model"], pair["candidate_cell"])
+        setting = settings.get(key, key[2])
+        numbers = _compared(pair)
+        if numbers["ratio"] is None:
+            continue
+        rows.append(finding(
+            "served_vs_estimate", key[0], key[1], "measured TTFT / llama-bench estimate",
+            f"{key[0]} / {key[1]}: at {setting} a user waits {pair['candidate_mean']:.0f} ms for the first token, "
+            f"{numbers['ratio']:.2f}× llama-bench's estimate of {pair['baseline_mean']:.0f} ms{_ci(pair)}: "
+            f"{pair['verdict']}.",
+            subject=setting, metric="TTFT p50 ms", answer=setting, cell=key[2],
+            value=round(float(pair["candidate_mean"]), 2), reference_value=round(float(pair["baseline_mean"]), 2),
+            evidence="figures/serving_ttft.png", **numbers))
+    return rows
+
+
+def rpc_vs_local(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per client build, model and topology: generation through its fastest device selection against the
+    client alone on its CPU (-dev none), paired by round."""
+    rows = []
+    settings = metrics.drop_duplicates(["build", "model", "cell"]).set_index(["build", "model", "cell"])["setting"]
+    through = pairs[(pairs["comparison"] == "rpc vs local") & (pairs["test"] == "tg_ts")].dropna(
+        subset=["candidate_mean"])
+    through = through.assign(topology=through["candidate_cell"].str.extract(r"_topology-([^_]+)")[0])
+    for (build, model, topology), group in through.groupby(["candidate_build", "model", "topology"]):
+        pair = group.loc[group["candidate_mean"].astype(float).idxmax()]
+        setting = settings.get((build, model, pair["candidate_cell"]), pair["candidate_cell"])
+        numbers = _compared(pair)
+        cost = (f", {abs(1 - numbers['ratio']):.0%} {'slower' if numbers['ratio'] < 1 else 'faster'}"
+                if numbers["ratio"] else "")
         rows.append(finding(
             "rpc_vs_local", build, model, f"RPC vs local tg t/s ({topology})",
-            f"{build} / {model}: through {topology} ({answer}) generation runs at {best['tg_ts']:.1f} t/s"
-            + (f", {ratio:.2f}× the local partner's {local:.1f} t/s." if ratio else "."),
-            subject=topology, metric="tg t/s", answer=answer, cell=best["cell"], value=round(float(best["tg_ts"]), 2),
-            reference_value=local, ratio=ratio, evidence="figures/rpc.png"))
+            f"{build} / {model}: through {setting} generation runs at {pair['candidate_mean']:.1f} t/s, "
+            f"{numbers['ratio']:.2f}× the local partner's {pair['baseline_mean']:.1f} t/s{_ci(pair)}{cost}: "
+            f"{pair['verdict']}.",
+            subject=topology, metric="tg t/s", answer=setting, cell=pair["candidate_cell"],
+            value=round(float(pair["candidate_mean"]), 2), reference_value=round(float(pair["baseline_mean"]), 2),
+            evidence="figures/rpc.png", **numbers))
     return rows
 
 

@@ -1,4 +1,5 @@
-"""What a run needs from this machine, checked before any job: nvcc for CUDA builds, a GPU to measure on.
+"""What a run needs from this machine, checked before any job: nvcc and cuBLAS for CUDA builds, a GPU to
+measure on.
 
 Called by the Snakefile layer (not a rule): a dry run still plans every job and
 says what is missing; a real run stops before the first job (Snakemake's
@@ -14,8 +15,8 @@ from llamabench.measure import gpus
 from llamabench.prepare import toolchain
 
 
-def missing_nvcc(the_plan: Plan) -> str | None:
-    """The one sentence for a CUDA build whose nvcc is not here, or None."""
+def missing_cuda(the_plan: Plan) -> str | None:
+    """The one sentence for a CUDA build whose nvcc, or a part of its toolkit (cuBLAS), is not here, or None."""
     for build in the_plan.builds.values():
         if build.cuda:
             try:
@@ -27,7 +28,7 @@ def missing_nvcc(the_plan: Plan) -> str | None:
 
 def gpu_note(the_plan: Plan) -> tuple[str, bool] | None:
     """What the CUDA builds will run on here, and whether that is a warning (no GPU: their cells are skipped)."""
-    if the_plan.cluster or not any(b.cuda for b in the_plan.builds.values()):
+    if the_plan.cluster or not any(b.cuda for b in the_plan.builds.values()) or not toolchain.nvcc_path():
         return None
     found, why = gpus.query(["name"])
     if found:

@@ -10,6 +10,7 @@ import jinja2
 import pandas as pd
 
 from llamabench.core import axes, files, plan, records
+from llamabench.core import status
 from llamabench.core.status import Status
 from llamabench.derive import tables
 
@@ -24,12 +25,18 @@ RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", 
                "local_tg_ts", "pp_ratio_to_local", "tg_ratio_to_local", "load_mb", "mb_per_prompt_token",
                "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling", "pp_j_per_token",
                "tg_j_per_token", "peak_vram_mib"]
-STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "mean_ts", "ci_low", "ci_high", "pi_low", "pi_high", "cv",
-                 "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction", "energy_j_per_token", "gpu_power_w",
+STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "rounds_used", "dropped_rounds", "mean_ts", "ci_low",
+                 "ci_high", "pi_low", "pi_high", "cv", "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction", "energy_j_per_token", "gpu_power_w",
                  "peak_vram_mib"]
 COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline_cell", "candidate_build",
-                      "candidate_cell", "paired_rounds", "baseline_mean_ts", "candidate_mean_ts", "ratio",
-                      "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "verdict"]
+                      "candidate_cell", "paired_rounds", "rounds_used", "baseline_mean", "candidate_mean", "ratio",
+                      "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "better", "verdict"]
+METRIC_COLUMNS = ["kind", "build", "model", "setting", "metric", "rounds", "rounds_used", "dropped_rounds", "mean",
+                  "ci_low", "ci_high", "pi_low", "pi_high", "cv", "noisy"]
+# What the report header counts, per kind of cell: rounds by outcome.
+OUTCOMES = {"measured": (Status.OK, Status.DISTURBED), "disturbed": (Status.DISTURBED,),
+            "failed": tuple(status.FAILURES), "skipped": (Status.SKIPPED,),
+            "out of memory": (Status.OUT_OF_MEMORY, Status.PREDICTED_OUT_OF_MEMORY)}
 SUMMARY_COLUMNS = ["round", "build", "model", "synthetic", "cell", "test", "avg_ts", "stddev_ts", "ttft_estimate_ms",
                    "energy_j_per_token", "gpu_power_w", "peak_rss_mib", "peak_vram_mib",
                    *(a for a in axes.names(axes.BENCHMARK) if a not in ("n_prompt", "n_gen")), "offloaded_layers",
@@ -87,6 +94,8 @@ def report_html(smk: Any) -> None:
         rpc=records.read_table(Path(smk.input.rpc), "rpc_row"),
         rpc_smokes=[records.read(p, "rpc_smoke") for p in smk.input.rpc_smokes],
         found=records.read_table(Path(smk.input.findings), "finding_row"),
+        metrics=records.read_table(Path(smk.input.metrics), "metric_row"),
+        used=tables.used_statuses(smk.params.action),
         figure_pngs=[Path(p) for p in smk.input.figures],
         baseline=dict(smk.params.baseline),
         builds=[records.read(p, "build") for p in smk.input.builds],
@@ -109,6 +118,8 @@ def render(
     rpc: pd.DataFrame,
     rpc_smokes: list[dict[str, Any]],
     found: pd.DataFrame,
+    metrics: pd.DataFrame,
+    used: set[str],
     figure_pngs: list[Path],
     baseline: dict[str, Any],
     builds: list[dict[str, Any]],
@@ -122,7 +133,11 @@ def render(
     now = tables.current(table)
     failed = tables.failed_rows(now)
     skipped = now[now["status"] == Status.SKIPPED]
-    serving_failed = serving[serving["status"] != Status.OK]
+    serving_failed = serving[~serving["status"].map(lambda s: Status(s).measured).astype(bool)]
+    kinds = {"benchmark": now.drop_duplicates(["build", "model", "cell"]), "serving": tables.current(serving),
+             "RPC": tables.current(rpc)}
+    disturbed = pd.concat([frame.assign(kind=kind)[frame["status"] == Status.DISTURBED]
+                           for kind, frame in kinds.items()])
     pngs = {p.stem: p for p in figure_pngs}
     gpus = sorted({g for g in ok["gpu_info"].dropna() if g})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -146,13 +161,20 @@ def render(
         models=models,
         smokes=smokes,
         best_table=html_table(tables.figures_table(found)),
-        conclusions=html_table(found[found["question"].isin(["best_sweep", "rpc_vs_local"])], FINDING_COLUMNS),
+        conclusions=html_table(found[found["question"].isin(["best_sweep", "served_vs_estimate", "rpc_vs_local"])],
+                               FINDING_COLUMNS),
+        counts=[{"kind": kind, **{name: int(frame["status"].isin(statuses).sum()) for name, statuses in
+                                  OUTCOMES.items()}} for kind, frame in kinds.items()],
+        disturbed=disturbed[["kind", "build", "model", "cell", "disturbance"]].to_dict("records"),
+        disturbed_dropped=Status.DISTURBED not in used,
+        serving_findings=html_table(found[found["question"] == "serving_vs_defaults"], FINDING_COLUMNS),
+        metrics_table=html_table(metrics, METRIC_COLUMNS),
         figures=[
             {"name": name, "axis": axis, "src": embed_png(pngs[name]) if tables.swept(cells, name, baseline) else None}
             for name, (axis, _, _) in axes.FIGURES.items() if name in pngs
         ],
         serving_figures=[embed_png(pngs[name]) for name in plan.SERVING_FIGURES if name in pngs],
-        serving_table=html_table(serving[serving["status"] == Status.OK], SERVING_COLUMNS),
+        serving_table=html_table(tables.per_cell(serving, used), SERVING_COLUMNS),
         serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_serving=len(serving),
         stats_table=html_table(cells, STATS_COLUMNS),
@@ -162,8 +184,8 @@ def render(
         bandwidth=bandwidth,
         rounds=int(cells["rounds"].max()) if len(cells) else 0,
         rpc_figures=[embed_png(pngs[name]) for name in plan.RPC_FIGURES if name in pngs],
-        rpc_table=html_table(rpc[rpc["status"] == Status.OK], RPC_COLUMNS),
-        rpc_not_ok=rpc[rpc["status"] != Status.OK][["topology", "devices", "link_rate", "status", "error"]].to_dict(
+        rpc_table=html_table(tables.per_cell(rpc, used), RPC_COLUMNS),
+        rpc_not_ok=rpc[~rpc["status"].map(lambda s: Status(s).measured).astype(bool)][["topology", "devices", "link_rate", "status", "error"]].to_dict(
             "records"),
         rpc_smokes=rpc_smokes,
         n_rpc=len(rpc),
@@ -171,5 +193,4 @@ def render(
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
         out_of_memory=now[now["status"] == Status.OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),
-        n_cells=len(table.drop_duplicates(["build", "model", "cell"])),
     )

@@ -30,8 +30,13 @@ def rpc_cell(smk: Any) -> None:
                                    gpus=any(options.uses_gpu(b["options"]) for b in [client, *worker_builds.values()]),
                                    interval_s=the_plan.sample_interval_s)
     announce_failure(f"RPC cell {label}", result)
+    cell = the_plan.cell("rpc_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
     records.write(smk.output[0], "rpc_cell", {
         "cell": smk.wildcards.cell,
+        "base_cell": smk.params.base_cell,
+        "round": smk.params.round,
+        "seed": the_plan.seed,
+        "round_position": cell.position,
         "params": params,
         "timeout_s": timeout,
         "lock_wait_s": round(waited, 3),

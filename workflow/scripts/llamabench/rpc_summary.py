@@ -22,12 +22,12 @@ from llamabench.derive import samples, tables
 def rpc_summary(smk: Any) -> None:
     """Rule ``rpc_summary``: results/rpc_summary.csv."""
     paths = history.current_and_kept(smk.input.cells, "rpc_cell", Path(smk.output.csv).parent)
-    table = summarize(paths)
+    table = summarize(paths, smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     tables.write_failed(Path(smk.output.failed), "rpc_cell", smk.input.cells, table)
 
 
-def summarize(cell_paths: list[Path]) -> pd.DataFrame:
+def summarize(cell_paths: list[Path], max_share: float = 1.0) -> pd.DataFrame:
     cells, rows = [], []
     for path in sorted(cell_paths):
         try:
@@ -37,31 +37,38 @@ def summarize(cell_paths: list[Path]) -> pd.DataFrame:
     measured = {partner_key(c): speeds(c) for c in cells}
     for cell in cells:
         local = measured.get(partner_key(cell, devices="none"), {})
-        rows.append(cell_row(cell, measured[partner_key(cell)], local))
+        rows.append(cell_row(cell, measured[partner_key(cell)], local, max_share))
     return records.frame(rows, "rpc_row")
 
 
 def partner_key(cell: dict[str, Any], devices: str | None = None) -> tuple:
+    """What a cell and its ``-dev none`` partner of the same round share."""
     return (cell["build"]["name"], cell["model"]["name"], cell["topology"], cell["link_rate"],
-            matrix.cell_id(cell["params"]), devices or cell["devices"])
+            matrix.cell_id(cell["params"]), cell.get("round", 1), devices or cell["devices"])
 
 
 def speeds(cell: dict[str, Any]) -> dict[str, float]:
     """{"pp": (mean, stddev), "tg": ...} from the cell's llama-bench records."""
     run = cell["rpc"]["llama_bench"]
-    if cell["rpc"]["status"] != Status.OK or not run:
+    if not Status(cell["rpc"]["status"]).measured or not run:
         return {}
     return {tables.test_kind(tables.test_of(rec)): (rec["avg_ts"], rec["stddev_ts"]) for rec in run["records"]
             if tables.test_kind(tables.test_of(rec)) != tables.BOTH}
 
 
-def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple]) -> dict[str, Any]:
+def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple], max_share: float = 1.0,
+             ) -> dict[str, Any]:
     run, params = cell["rpc"], cell["params"]
     devices = run["rpc_devices"]
     names = {endpoint: name for name, endpoint in devices.items()}
+    window = (run["llama_bench"] or {}).get("interference")
+    disturbance = samples.disturbed(window, max_share)
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
-        "cell": cell["cell"], "status": run["status"], "topology": cell["topology"], "link_rate": cell["link_rate"],
+        "cell": cell["cell"], "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
+        "status": Status.DISTURBED if run["status"] == Status.OK and disturbance else run["status"],
+        "disturbance": disturbance, "others_share": (window or {}).get("others_share"),
+        "topology": cell["topology"], "link_rate": cell["link_rate"],
         "devices": cell["devices"],
         "workers_used": 0 if cell["devices"] == "none" else cell["devices"].count("RPC"),
         "workers": "; ".join(f"{names.get(w['address'], '?')}={w['kind']} {w['address']} {w['device'] or 'all'}"
@@ -100,7 +107,7 @@ def energy(run: dict[str, Any]) -> dict[str, Any]:
     bench = run["llama_bench"] or {}
     sampled = bench.get("samples") or {}
     found: dict[str, Any] = {"peak_vram_mib": samples.peak_vram(sampled)}
-    for rec in bench.get("records", []) if run["status"] == Status.OK else []:
+    for rec in bench.get("records", []) if Status(run["status"]).measured else []:
         kind = tables.test_kind(tables.test_of(rec))
         if kind != tables.BOTH:
             found[f"{kind}_j_per_token"] = samples.energy_columns(sampled, rec)["energy_j_per_token"]

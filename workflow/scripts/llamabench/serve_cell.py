@@ -31,8 +31,13 @@ def serve_cell(smk: Any) -> None:
                                       Path(smk.log[0]), timeout=timeout, skip=gpus.skip_reason(smk.input),
                                       gpus=options.uses_gpu(build["options"]), interval_s=the_plan.sample_interval_s)
     announce_failure(f"serving cell {label}", result)
+    cell = the_plan.cell("serve_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
     records.write(smk.output[0], "serve_cell", {
         "cell": smk.wildcards.cell,
+        "base_cell": smk.params.base_cell,
+        "round": smk.params.round,
+        "seed": the_plan.seed,
+        "round_position": cell.position,
         "params": params,
         "timeout_s": timeout,
         "lock_wait_s": round(waited, 3),

@@ -12,25 +12,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llamabench.core import axes, history, progress, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
-from llamabench.derive import samples, tables
+from llamabench.derive import latency, samples, tables
 
 
 def serving_summary(smk: Any) -> None:
     """Rule ``serving_summary``: results/serving_summary.csv."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
     paths = history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent)
-    table = summarize(paths, partners, dict(smk.params.min_requests))
+    table = summarize(paths, partners, dict(smk.params.min_requests), smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     tables.write_failed(Path(smk.output.failed), "serve_cell", smk.input.cells, table)
 
 
-def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int]) -> pd.DataFrame:
+def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int],
+              max_share: float = 1.0) -> pd.DataFrame:
     rows = []
     for path in sorted(cell_paths):
         try:
@@ -39,50 +39,30 @@ def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: 
             rows.append(history.unreadable("serving_row", "serve_cell", path, err))
             continue
         partner = records.read(partners[path], "bench_cell") if path in partners else None
-        rows.append(cell_row(cell, partner, min_requests))
+        rows.append(cell_row(cell, partner, min_requests, max_share))
     return records.frame(rows, "serving_row")
 
 
-def tail(values: list[float], q: int, needed: int) -> tuple[float | None, bool]:
-    """The q-th percentile, or the maximum where fewer than ``needed`` values exist (flagged True)."""
-    if not values:
-        return None, False
-    if len(values) < needed:
-        return float(np.max(values)), True
-    return float(np.percentile(values, q)), False
-
-
-def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests: dict[str, int]) -> dict[str, Any]:
+def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests: dict[str, int],
+             max_share: float = 1.0) -> dict[str, Any]:
     run, params = cell["serving"], cell["params"]
+    disturbance = samples.disturbed(run.get("interference"), max_share)
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
-        "cell": cell["cell"], "status": run["status"],
+        "cell": cell["cell"], "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
+        "status": Status.DISTURBED if run["status"] == Status.OK and disturbance else run["status"],
+        "disturbance": disturbance, "others_share": (run.get("interference") or {}).get("others_share"),
+        "warmup_requests": len(run.get("warmup", [])) or None,
         **{axis: axes.value(params, axis) for axis in axes.names(axes.SERVING)},
         "hostname": cell["host"]["hostname"], "cpu": cell["host"]["cpu"], "commit": cell["build"]["commit"],
         "command_line": run["command_line"], "error": run["error"],
     }
     if partner is not None:
         row.update(partner_facts(partner))
-    if run["status"] != Status.OK:
+    if not Status(run["status"]).measured:
         return records.new("serving_row", row)
     reqs = run["requests"]
-    ttft = [r["ttft_ms"] for r in reqs]
-    itl = [gap for r in reqs for gap in r["itl_ms"]]
-    e2e = [r["e2e_ms"] for r in reqs]
-    speeds = [(r["text_chunks"] - 1) / ((r["e2e_ms"] - r["ttft_ms"]) / 1000)
-              for r in reqs if r["text_chunks"] > 1 and r["e2e_ms"] > r["ttft_ms"]]
-    row["ttft_p90_ms"], row["p90_is_max"] = tail(ttft, 90, min_requests["p90"])
-    row["ttft_p99_ms"], row["p99_is_max"] = tail(ttft, 99, min_requests["p99"])
-    row["e2e_p99_ms"], _ = tail(e2e, 99, min_requests["p99"])
-    row["itl_p99_ms"], _ = tail(itl, 99, min_requests["p99"])  # gaps are many; their count decides
-    row.update(
-        ttft_p50_ms=float(np.median(ttft)), e2e_p50_ms=float(np.median(e2e)),
-        itl_p50_ms=float(np.median(itl)) if itl else None,
-        request_tps_p50=float(np.median(speeds)) if speeds else None,
-        aggregate_tps=sum(r["timings"]["predicted_n"] for r in reqs) / run["wall_s"],
-        server_prompt_ms_p50=float(np.median([r["timings"]["prompt_ms"] for r in reqs])),
-        overhead_ms_p50=float(np.median([r["ttft_ms"] - r["timings"]["prompt_ms"] for r in reqs])),
-    )
+    row.update(latency.request_metrics(reqs, run["wall_s"], min_requests))
     sampled = run.get("samples") or {}
     used = samples.per_token(sampled.get("energy"), progress.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
     row.update(energy_j_per_token=used["j_per_token"], gpu_power_w=used["power_w"],

@@ -1,11 +1,18 @@
-"""Rule ``stats``: statistics over rounds per cell and test, paired comparisons, the roofline.
+"""Rule ``stats``: statistics over rounds for every kind of cell, paired comparisons, the roofline.
 
-Every statistic is over a cell's round means (derive/statistics.py says why):
-the mean with its confidence and prediction intervals, the coefficient of
-variation that flags noisy cells, and comparisons - every setting against the
-defaults cell of its build, and the config's named build comparisons on every
-cell both measured - paired by round and corrected together over the run.
-Cells from different hosts are not compared.
+Every statistic is over a cell's round values (derive/statistics.py says why):
+the mean with its confidence and prediction intervals, and the coefficient of
+variation that flags noisy cells - per benchmark cell and test
+(``results/stats.csv``), and per serving or RPC cell and metric (TTFT p50/p90,
+inter-token and end-to-end latency, aggregate t/s; pp and tg:
+``results/metrics.csv``). Comparisons pair two cells by round: every benchmark
+setting against the defaults cell of its build, the config's named build
+comparisons, every serving setting against the serving defaults cell, each
+serving cell's measured TTFT against its llama-bench estimate of the same round,
+and each RPC cell against its ``-dev none`` partner. All are corrected together
+over the run (Benjamini-Hochberg). Rounds that something else disturbed are left
+out unless ``benchmark.disturbance.action`` is ``flag``; every row says which
+rounds it used. Cells from different hosts are not compared.
 """
 
 from __future__ import annotations
@@ -20,32 +27,51 @@ import pandas as pd
 
 from llamabench.core import axes, matrix, records
 from llamabench.core.status import Status
-from llamabench.derive import statistics, tables
+from llamabench.derive import latency, statistics, tables
 
 # Where a cell's layers went: the same in every round.
 PLACEMENT = ("offloaded_layers", "model_layers", "op_offload")
 
 
 def stats(smk: Any) -> None:
-    """Rule ``stats``: results/stats.csv (per cell and test) and results/comparisons.csv."""
+    """Rule ``stats``: results/stats.csv, results/metrics.csv and results/comparisons.csv."""
+    p = smk.params
     table = records.read_table(Path(smk.input.csv), "summary_row")
-    cells = cell_stats(table, smk.params.noisy_cv)
+    serving = records.read_table(Path(smk.input.serving), "serving_row")
+    rpc = records.read_table(Path(smk.input.rpc), "rpc_row")
+    used = tables.used_statuses(p.action)
+    cells = cell_stats(table, p.noisy_cv, used)
     cells = add_roofline(cells, records.read(smk.input.bandwidth, "bandwidth"),
-                         {m["name"]: m for m in (records.read(p, "model") for p in smk.input.models)})
-    pairs = comparisons(table, dict(smk.params.baseline), smk.params.alpha, dict(smk.params.comparisons))
+                         {m["name"]: m for m in (records.read(path, "model") for path in smk.input.models)})
+    series = serving_series(serving, used) + rpc_series(rpc, used)
+    pairs = comparisons(table, dict(p.baseline), p.alpha, dict(p.comparisons), used,
+                        serving_pairs(serving, used, p.serving_defaults) + rpc_pairs(rpc, used))
     records.write_table(Path(smk.output.stats), cells)
+    records.write_table(Path(smk.output.metrics), metric_stats(series, p.noisy_cv))
     records.write_table(Path(smk.output.comparisons), pairs)
 
 
-def round_means(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (build, model, base cell, test, round): that round's mean tokens/s and its samples."""
-    ok = table[(table["status"] == Status.OK) & table["test"].notna()]
+def rounds_text(rounds: list[Any]) -> str:
+    return json.dumps([int(r) for r in rounds])
+
+
+def round_means(table: pd.DataFrame, used: set[str]) -> pd.DataFrame:
+    """One row per (build, model, base cell, test, round) the statistics use: that round's mean tokens/s."""
+    ok = table[table["status"].isin(used) & table["test"].notna()]
     return ok.rename(columns={"avg_ts": "round_mean"})
 
 
-def cell_stats(table: pd.DataFrame, noisy_cv: float) -> pd.DataFrame:
+def left_out(table: pd.DataFrame, used: set[str], keys: list[str]) -> dict[tuple, list[int]]:
+    """The rounds of each cell that were measured but are not used (disturbed ones, unless flagged)."""
+    measured = table[table["status"].map(lambda s: Status(s).measured).astype(bool) & ~table["status"].isin(used)]
+    return {key: sorted(int(r) for r in group["round"]) for key, group in measured.groupby(keys)}
+
+
+def cell_stats(table: pd.DataFrame, noisy_cv: float, used: set[str] = frozenset({Status.OK})) -> pd.DataFrame:
     rows = []
-    for (build, model, base, test), group in round_means(table).groupby(["build", "model", "base_cell", "test"]):
+    keys = ["build", "model", "base_cell", "test"]
+    dropped = left_out(table, used, keys)
+    for (build, model, base, test), group in round_means(table, used).groupby(keys):
         group = group.sort_values("round")
         values = [float(v) for v in group["round_mean"]]
         mean = sum(values) / len(values)
@@ -66,6 +92,8 @@ def cell_stats(table: pd.DataFrame, noisy_cv: float) -> pd.DataFrame:
             "peak_vram_mib": group["peak_vram_mib"].max() if group["peak_vram_mib"].notna().any() else None,
             "energy_source": first["energy_source"],
             "rounds": len(values), "round_means": json.dumps([round(v, 3) for v in values]),
+            "rounds_used": rounds_text(list(group["round"])),
+            "dropped_rounds": rounds_text(dropped.get((build, model, base, test), [])),
             "mean_ts": mean, "ci_low": ci[0], "ci_high": ci[1], "pi_low": pi[0], "pi_high": pi[1], "cv": spread,
             "noisy": bool(spread is not None and spread > noisy_cv),
             "err_low": err[0], "err_high": err[1], "err_kind": err[2],
@@ -94,33 +122,127 @@ def add_roofline(cells: pd.DataFrame, bandwidth: Mapping[str, Any], models: Mapp
 
 
 def comparisons(table: pd.DataFrame, base: Mapping[str, Any], alpha: float,
-                named: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+                named: Mapping[str, Mapping[str, Any]] | None = None, used: set[str] = frozenset({Status.OK}),
+                others: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """Every setting against the defaults cell (same build, model and workload), and the config's named
-    build comparisons on every cell both measured; paired by round, tested on log ratios, all corrected
-    together (Benjamini-Hochberg)."""
-    keyed = {key: group.set_index("round")
-             for key, group in round_means(table).groupby(["build", "model", "base_cell", "test"])}
+    build comparisons on every cell both measured, beside ``others`` (serving and RPC comparisons, made by
+    serving_pairs and rpc_pairs); paired by round, tested on log ratios, all corrected together
+    (Benjamini-Hochberg)."""
+    grouped = dict(iter(round_means(table, used).groupby(["build", "model", "base_cell", "test"])))
+    keyed = {key: series(group, "round_mean") for key, group in grouped.items()}
     base_id = matrix.cell_id(base)
     rows = []
-    for (build, model, cell, test), group in keyed.items():
-        first = group.iloc[0]
-        same_workload = all(tables.value(first, axis) == base[axis] for axis in tables.WORKLOAD)
+    for (build, model, cell, test), values in keyed.items():
+        same_workload = all(tables.value(grouped[(build, model, cell, test)].iloc[0], axis) == base[axis]
+                            for axis in tables.WORKLOAD)
         if cell != base_id and same_workload and (build, model, base_id, test) in keyed:
-            rows.append(compare("setting vs defaults", keyed[(build, model, base_id, test)], group,
+            rows.append(compare("setting vs defaults", keyed[(build, model, base_id, test)], values,
                                 (build, model, base_id, test), (build, model, cell, test)))
     builds = sorted(set(tables.current(table)["build"]))
     for name, spec in (named or {}).items():
         for first, second in build_pairs(spec, builds):
-            for (build, model, cell, test), group in keyed.items():
+            for (build, model, cell, test), values in keyed.items():
                 if build == first and (second, model, cell, test) in keyed:
-                    rows.append({**compare("build vs build", group, keyed[(second, model, cell, test)],
+                    rows.append({**compare("build vs build", values, keyed[(second, model, cell, test)],
                                            (first, model, cell, test), (second, model, cell, test)), "name": name})
+    rows += others or []
     tested = [i for i, row in enumerate(rows) if row.get("p_value") is not None]
     for i, adjusted in zip(tested, statistics.adjust([rows[i]["p_value"] for i in tested])):
         rows[i]["p_adjusted"] = adjusted
     for row in rows:
-        row["verdict"] = statistics.verdict(row.get("p_adjusted"), row.get("ratio"), alpha, row.get("note"))
-    return records.frame((records.new("comparison_row", row) for row in rows), "comparison_row")
+        row["verdict"] = statistics.verdict(row.get("p_adjusted"), row.get("ratio"), alpha, row.get("note"),
+                                            row.get("better", "higher"))
+    return records.frame((records.new("comparison_row", {"better": "higher", **row}) for row in rows),
+                         "comparison_row")
+
+
+def series(group: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A cell's values of one column by round, with the host each round ran on."""
+    found = group.dropna(subset=[column])
+    return pd.DataFrame({"value": found[column].astype(float).to_numpy(), "hostname": found["hostname"].to_numpy()},
+                        index=found["round"].astype(int).to_numpy())
+
+
+def serving_series(serving: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
+    """Each serving cell's metrics by round (derive/latency.py METRICS)."""
+    found = []
+    keys = ["build", "model", "base_cell"]
+    dropped = left_out(serving, used, keys)
+    for (build, model, base), group in serving[serving["status"].isin(used)].groupby(keys):
+        first = group.iloc[0]
+        setting = f"prompt {first['prompt_tokens']}, concurrency {first['concurrency']}, parallel {first['parallel']}"
+        for metric, lower in latency.METRICS.items():
+            found.append({"kind": "serve_cell", "build": build, "history": bool(first["history"]), "model": model,
+                          "cell": base, "metric": metric, "better": "lower" if lower else "higher",
+                          "setting": setting, "values": series(group, metric),
+                          "dropped": dropped.get((build, model, base), [])})
+    return found
+
+
+def rpc_series(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
+    """Each RPC cell's pp and tg by round."""
+    found = []
+    keys = ["build", "model", "base_cell"]
+    dropped = left_out(rpc, used, keys)
+    for (build, model, base), group in rpc[rpc["status"].isin(used)].groupby(keys):
+        first = group.iloc[0]
+        setting = f"{first['topology']} -dev {first['devices']}, link {first['link_rate']}"
+        for metric in ("pp_ts", "tg_ts"):
+            found.append({"kind": "rpc_cell", "build": build, "history": bool(first["history"]), "model": model,
+                          "cell": base, "metric": metric, "better": "higher", "setting": setting,
+                          "values": series(group, metric), "dropped": dropped.get((build, model, base), [])})
+    return found
+
+
+def metric_stats(found: list[dict[str, Any]], noisy_cv: float) -> pd.DataFrame:
+    """Mean, intervals and spread over rounds of every serving and RPC metric."""
+    rows = []
+    for item in found:
+        values = [float(v) for v in item["values"]["value"]]
+        if not values:
+            continue
+        ci, pi, spread = statistics.interval(values), statistics.interval(values, prediction=True), statistics.cv(values)
+        rows.append(records.new("metric_row", {
+            **{key: item[key] for key in ("kind", "build", "history", "model", "cell", "metric", "better", "setting")},
+            "rounds": len(values), "rounds_used": rounds_text(list(item["values"].index)),
+            "dropped_rounds": rounds_text(item["dropped"]), "round_values": json.dumps([round(v, 4) for v in values]),
+            "mean": sum(values) / len(values), "ci_low": ci[0], "ci_high": ci[1], "pi_low": pi[0], "pi_high": pi[1],
+            "cv": spread, "noisy": bool(spread is not None and spread > noisy_cv),
+            "hostname": ", ".join(sorted(set(item["values"]["hostname"].dropna()))),
+        }))
+    return records.frame(rows, "metric_row")
+
+
+def serving_pairs(serving: pd.DataFrame, used: set[str], defaults: str) -> list[dict[str, Any]]:
+    """Every serving setting against the serving defaults cell, metric by metric; each cell's measured TTFT
+    p50 against its llama-bench partner's estimate of the same round (neither is better: the verdict says
+    higher or lower)."""
+    rows = []
+    ok = serving[serving["status"].isin(used)]
+    grouped = {key: group for key, group in ok.groupby(["build", "model", "base_cell"])}
+    for (build, model, cell), group in grouped.items():
+        for metric, lower in latency.METRICS.items():
+            if cell != defaults and (build, model, defaults) in grouped:
+                rows.append(compare("serving setting vs defaults",
+                                    series(grouped[(build, model, defaults)], metric), series(group, metric),
+                                    (build, model, defaults, metric), (build, model, cell, metric),
+                                    "lower" if lower else "higher"))
+        rows.append(compare("served vs estimate", series(group, "bench_ttft_estimate_ms"),
+                            series(group, "ttft_p50_ms"), (build, model, group.iloc[0]["bench_cell"], "ttft_p50_ms"),
+                            (build, model, cell, "ttft_p50_ms"), None))
+    return rows
+
+
+def rpc_pairs(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
+    """Each RPC cell's pp and tg against its -dev none partner of the same round (from the partner's row)."""
+    rows = []
+    through = rpc[rpc["status"].isin(used) & (rpc["devices"] != "none")]
+    for (build, model, cell), group in through.groupby(["build", "model", "base_cell"]):
+        partner = f"{cell.rsplit('_devices-', 1)[0]}_devices-none"
+        for test in ("pp", "tg"):
+            rows.append(compare("rpc vs local", series(group, f"local_{test}_ts"), series(group, f"{test}_ts"),
+                                (build, model, partner, f"{test}_ts"), (build, model, cell, f"{test}_ts")))
+    return rows
 
 
 def build_pairs(spec: Mapping[str, Any], current: list[str]) -> list[tuple[str, str]]:
@@ -134,17 +256,18 @@ def build_pairs(spec: Mapping[str, Any], current: list[str]) -> list[tuple[str, 
 
 
 def compare(kind: str, baseline: pd.DataFrame, candidate: pd.DataFrame, base_key: tuple, cand_key: tuple,
-            ) -> dict[str, Any]:
-    """One comparison row: two cells' round means paired by round, unless they come from different hosts."""
+            better: str | None = "higher") -> dict[str, Any]:
+    """One comparison row: two cells' values paired by round, unless they come from different hosts."""
     rounds = sorted(set(baseline.index) & set(candidate.index))
-    a = [float(baseline.loc[r, "round_mean"]) for r in rounds]
-    b = [float(candidate.loc[r, "round_mean"]) for r in rounds]
+    a = [float(baseline.loc[r, "value"]) for r in rounds]
+    b = [float(candidate.loc[r, "value"]) for r in rounds]
     row: dict[str, Any] = {
-        "comparison": kind, "model": base_key[1], "test": base_key[3],
+        "comparison": kind, "model": base_key[1], "test": base_key[3], "better": better,
         "baseline_build": base_key[0], "baseline_cell": base_key[2],
         "candidate_build": cand_key[0], "candidate_cell": cand_key[2], "paired_rounds": len(rounds),
-        "baseline_mean_ts": sum(a) / len(a) if a else None,
-        "candidate_mean_ts": sum(b) / len(b) if b else None,
+        "rounds_used": rounds_text(rounds),
+        "baseline_mean": sum(a) / len(a) if a else None,
+        "candidate_mean": sum(b) / len(b) if b else None,
     }
     hosts = set(baseline["hostname"].dropna()) | set(candidate["hostname"].dropna())
     if len(hosts) > 1:

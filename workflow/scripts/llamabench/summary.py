@@ -28,29 +28,31 @@ LLAMA_BENCH_FACTS = ["build_commit", "build_number", "cpu_info", "gpu_info", "ba
 def summary(smk: Any) -> None:
     """Rule ``summary``: results/summary.csv and the list of failed cell files."""
     paths = history.current_and_kept(smk.input.cells, "bench_cell", Path(smk.output.csv).parent)
-    table = summarize(paths)
+    table = summarize(paths, smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     tables.write_failed(Path(smk.output.failed), "bench_cell", smk.input.cells, table)
 
 
-def summarize(cell_paths: list[Path]) -> pd.DataFrame:
+def summarize(cell_paths: list[Path], max_share: float = 1.0) -> pd.DataFrame:
     """The summary table: a row per cell and test, one row for a cell that failed or could not be read.
 
-    Kept records of earlier versions (core/history.py) get their history label as build name.
+    Kept records of earlier versions (core/history.py) get their history label as build name. A round that
+    something else disturbed beyond ``max_share`` of the CPU is ``disturbed`` (derive/samples.py).
     """
     rows = []
     for path in sorted(cell_paths):
         try:
-            rows += cell_rows(history.read(path, "bench_cell"))
+            rows += cell_rows(history.read(path, "bench_cell"), max_share)
         except RecordError as err:
             rows.append(history.unreadable("summary_row", "bench_cell", path, err))
     frame = records.frame(rows, "summary_row")
     return frame.sort_values(["build", "model", "cell", "test"], na_position="last").reset_index(drop=True)
 
 
-def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
+def cell_rows(cell: dict[str, Any], max_share: float = 1.0) -> list[dict[str, Any]]:
     """The summary rows of one bench_cell record (read through history.read)."""
     run = cell["llama_bench"]
+    disturbance = samples.disturbed(run.get("interference"), max_share)
     common = {
         "build": cell["build"]["name"],
         "history": cell.get("history", False),
@@ -59,8 +61,10 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "cell": cell["cell"],
         "base_cell": cell["base_cell"],
         "round": cell["round"],
-        "status": run["status"],
+        "status": Status.DISTURBED if run["status"] == Status.OK and disturbance else run["status"],
         "busy": samples.busy(cell["system"]),
+        "disturbance": disturbance,
+        "others_share": (run.get("interference") or {}).get("others_share"),
         **{axis: axes.value(cell["params"], axis) for axis in axes.names(axes.BENCHMARK)},
         **offload_columns(cell.get("offload")),
         "commit": cell["build"]["commit"],
@@ -77,7 +81,7 @@ def cell_rows(cell: dict[str, Any]) -> list[dict[str, Any]]:
         "error": run.get("error"),
         "notes": "; ".join(cell.get("notes", [])) or None,
     }
-    if run["status"] != Status.OK:
+    if not Status(run["status"]).measured:
         return [records.new("summary_row", common)]
     rows = []
     for rec in run["records"]:

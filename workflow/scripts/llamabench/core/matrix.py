@@ -110,10 +110,18 @@ def bench_cells(bench: Mapping[str, Any], build: str) -> dict[str, dict[str, Any
     return {cell_id(params): params for params in cells}
 
 
+def serving_defaults_id(serving: Mapping[str, Any]) -> str:
+    """The serving defaults cell's id: every serving setting is compared with it."""
+    return cell_id(axes.normalize(axes.canonical_partial(serving["defaults"]), SERVING), SERVING)
+
+
 def serving_cells(serving: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every serving cell of one (build, model): {cell id: parameters}; scenarios cross their own axes."""
+    """Every serving cell of one (build, model): {cell id: parameters}; scenarios cross their own axes. Where
+    there are any, the defaults cell runs too, as the reference of every other serving setting; without
+    scenarios there are no serving cells."""
     base = axes.canonical_partial(serving["defaults"])
-    cells = {}
+    defaults = axes.normalize(base, SERVING)
+    cells = {cell_id(defaults, SERVING): defaults} if serving["scenarios"] else {}
     for scenario in serving["scenarios"].values():
         for combo in itertools.product(*scenario.values()):
             params = axes.normalize({**base, **axes.canonical_partial(dict(zip(scenario, combo)))}, SERVING)
@@ -130,7 +138,7 @@ def bench_partner(serving_params: Mapping[str, Any], bench: Mapping[str, Any]) -
 
 def rpc_cells(bench: Mapping[str, Any], name: str, topology: Mapping[str, Any], partials: list[Mapping[str, Any]],
               ) -> dict[str, dict[str, Any]]:
-    """The RPC cells of one topology: {cell id: {"params", "link_rate", "devices"}}.
+    """The RPC cells of one topology: {cell id: {"params", "link_rate", "devices", "components"}}.
 
     Each parameter set runs once per link rate and device selection of the topology, and once with
     ``-dev none``: the client alone on its local CPU, the single-node partner of the others. The id is the
@@ -143,8 +151,9 @@ def rpc_cells(bench: Mapping[str, Any], name: str, topology: Mapping[str, Any], 
         for rate in topology["link_rates"]:
             for devices in [*topology["devices"], "none"]:
                 label = name if rate == "unlimited" else f"{name}-{rate}"
-                cid = cell_id(params, topology=label, devices=devices.replace("/", "+"))
-                cells[cid] = {"params": params, "link_rate": rate, "devices": devices}
+                components = {"topology": label, "devices": devices.replace("/", "+")}
+                cells[cell_id(params, **components)] = {"params": params, "link_rate": rate, "devices": devices,
+                                                        "components": components}
     return cells
 
 

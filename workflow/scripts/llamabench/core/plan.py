@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -82,6 +82,7 @@ class Cell:
     partner: Key | None = None  # read beside it: a serving cell's llama-bench cell, an RPC cell's -dev none cell
     position: int | None = None  # its place (from 1) in its round's seeded order
     priority: int = 0
+    compared: tuple[tuple[str, str], ...] = ()  # (kind, base id) of the cells of its build and model it is compared with
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", freeze(self.params))
@@ -112,6 +113,7 @@ class Plan:
     comparisons: Mapping[str, Mapping[str, Any]]
     benchmark: Mapping[str, Any]  # the benchmark section: what statistics over the cells need
     defaults_cell: str  # the base id every speed-up is relative to
+    serving_defaults_cell: str  # the serving cell every serving setting is compared with
     rounds: int
     last_round: int
     seed: int
@@ -119,20 +121,31 @@ class Plan:
     timeouts: Mapping[str, float]
     sample_interval_s: float
 
+    def cells(self, kind: str) -> Mapping[Key, Cell]:
+        """Every cell of ``kind`` (bench_cell, serve_cell, rpc_cell) in every round it may get."""
+        return {"bench_cell": self.bench, "serve_cell": self.serving, "rpc_cell": self.rpc}[kind]
+
     def planned(self, kind: str) -> list[Cell]:
-        """The cells of ``kind`` a run measures up front (benchmark cells: their configured rounds)."""
-        cells = {"bench_cell": self.bench, "serve_cell": self.serving, "rpc_cell": self.rpc}[kind]
-        return [cell for cell in cells.values() if cell.round <= self.rounds]
+        """The cells of ``kind`` a run measures up front: their configured rounds."""
+        return [cell for cell in self.cells(kind).values() if cell.round <= self.rounds]
 
     def cell(self, kind: str, build: str, model: str, cell: str) -> Cell:
-        return {"bench_cell": self.bench, "serve_cell": self.serving, "rpc_cell": self.rpc}[kind][(build, model, cell)]
+        return self.cells(kind)[(build, model, cell)]
 
-    def extra_rounds(self, chosen: Iterable[Key]) -> list[Cell]:
-        """The rounds after the configured ones, up to ``remeasure.max_rounds``, of the base cells a checkpoint
-        chose (build, model, base id): a function of its output, so the plan stays the only source of cells."""
-        bases = {(c.build, c.model, c.base): c for c in self.bench.values() if c.round == 1}
-        return [self.bench[(b, m, matrix.cell_id(bases[(b, m, base)].params, round=r))]
-                for b, m, base in sorted(set(chosen)) for r in range(self.rounds + 1, self.last_round + 1)]
+    def extra_rounds(self, chosen: Iterable[tuple[str, str, str, str, int]]) -> list[Cell]:
+        """The cells a re-measure decision asks for: for each chosen (kind, build, model, base id, last round),
+        the rounds after the configured ones up to that last round, of that cell and of every cell it is
+        compared with (its defaults cell, its partner), so the extra rounds pair. A function of the checkpoint's
+        output: the plan stays the only source of cells."""
+        every = [cell for kind in KINDS for cell in self.cells(kind).values()]
+        firsts = {(c.kind, c.build, c.model, c.base): c for c in every if c.round == 1}
+        rounds = {(c.kind, c.build, c.model, c.base, c.round): c for c in every}
+        wanted: dict[tuple[str, str, str, str], int] = {}
+        for kind, build, model, base, last in chosen:
+            for other_kind, other in [(kind, base), *firsts[(kind, build, model, base)].compared]:
+                if (key := (other_kind, build, model, other)) in firsts:
+                    wanted[key] = max(wanted.get(key, 0), last)
+        return [rounds[(*key, r)] for key, last in sorted(wanted.items()) for r in range(self.rounds + 1, last + 1)]
 
     @property
     def figures(self) -> list[str]:
@@ -168,10 +181,12 @@ def make(config: Mapping[str, Any]) -> Plan:
               for name, cfg in expanded["builds"].items()}
     bench, serving = expanded["benchmark"], expanded["serving"]
     models = list(expanded["models"])
-    remeasure = bench["remeasure"]["enabled"]
-    last_round = max(bench["rounds"], bench["remeasure"]["max_rounds"] if remeasure else 0)
-    served = _serving_cells(serving, bench, list(builds), models)
-    bases = _bench_bases(bench, list(builds), models, served)
+    bases = [*_bench_bases(bench, list(builds), models), *_serving_bases(serving, bench, list(builds), models),
+             *_rpc_bases(expanded, models)]
+    bases += [_bench_base(bench, b.build, b.model, b.partner[1], b.partner_params)
+              for b in bases if b.kind == "serve_cell"]
+    cells = _rounds(bases, last_round(bench), bench["seed"])
+    by_kind = {kind: {key[1:]: cell for key, cell in cells.items() if key[0] == kind} for kind in KINDS}
     return Plan(
         config=freeze(config),
         cluster=platforms.clustered(expanded),
@@ -181,16 +196,17 @@ def make(config: Mapping[str, Any]) -> Plan:
         models=freeze(expanded["models"]),
         smoke=freeze({k: v for k, v in expanded["smoke"].items() if k != "timeout"}),
         topologies=freeze(expanded["rpc"]["topologies"]),
-        bench=freeze(_rounds(bases, last_round, bench["seed"])),
-        serving=freeze(served),
-        rpc=freeze(_rpc_cells(expanded, models)),
+        bench=freeze(by_kind["bench_cell"]),
+        serving=freeze(by_kind["serve_cell"]),
+        rpc=freeze(by_kind["rpc_cell"]),
         comparisons=freeze(expanded["comparisons"]),
         benchmark=freeze(bench),
         defaults_cell=matrix.cell_id(matrix.baseline(bench)),
+        serving_defaults_cell=matrix.serving_defaults_id(serving),
         rounds=bench["rounds"],
-        last_round=last_round,
+        last_round=last_round(bench),
         seed=bench["seed"],
-        remeasure=remeasure,
+        remeasure=remeasures(bench),
         timeouts=freeze({"bench_cell": bench["timeout"], "serve_cell": serving["timeout"],
                          "rpc_cell": expanded["rpc"]["timeout"], "smoke": expanded["smoke"]["timeout"],
                          "rpc_smoke": expanded["smoke"]["timeout"]}),
@@ -198,58 +214,105 @@ def make(config: Mapping[str, Any]) -> Plan:
     )
 
 
-def _serving_cells(serving: dict[str, Any], bench: dict[str, Any], builds: list[str], models: list[str],
-                   ) -> dict[Key, Cell]:
-    """Every serving cell of every served (build, model), with its llama-bench partner."""
-    cells = {}
+KINDS = ("bench_cell", "serve_cell", "rpc_cell")
+# How each kind's ids spell its parameters.
+ID_KIND = {"bench_cell": axes.BENCHMARK, "serve_cell": axes.SERVING, "rpc_cell": axes.BENCHMARK}
+
+
+def remeasures(bench: Mapping[str, Any]) -> bool:
+    """Whether the re-measure checkpoint runs: for noisy cells (remeasure.enabled) or disturbed ones."""
+    return bench["remeasure"]["enabled"] or bench["disturbance"]["action"] == "remeasure"
+
+
+def last_round(bench: Mapping[str, Any]) -> int:
+    """The last round any cell may get: the configured ones, then extra rounds for noisy cells (up to
+    remeasure.max_rounds) or one for a disturbed round."""
+    extra = [bench["remeasure"]["max_rounds"]] if bench["remeasure"]["enabled"] else []
+    extra += [bench["rounds"] + 1] if bench["disturbance"]["action"] == "remeasure" else []
+    return max([bench["rounds"], *extra])
+
+
+@dataclass(frozen=True)
+class _Base:
+    """A cell before its rounds: what every round of it shares."""
+
+    kind: str
+    build: str
+    model: str
+    id: str
+    params: Mapping[str, Any]
+    setup: Mapping[str, Any] | None = None
+    components: Mapping[str, str] = field(default_factory=dict)  # key components of its id (an RPC topology)
+    partner: tuple[str, str] | None = None  # (kind, base id) of the cell it is read beside
+    partner_params: Mapping[str, Any] | None = None
+    compared: tuple[tuple[str, str], ...] = ()  # (kind, base id) of the cells it is compared with
+
+    def cell_id(self, round_: int) -> str:
+        return matrix.cell_id(self.params, ID_KIND[self.kind], **self.components,
+                              round=round_ if round_ > 1 else None)
+
+
+def _bench_base(bench: Mapping[str, Any], build: str, model: str, cid: str, params: Mapping[str, Any]) -> _Base:
+    defaults = matrix.cell_id(matrix.baseline(bench))
+    return _Base("bench_cell", build, model, cid, params, compared=(("bench_cell", defaults),))
+
+
+def _bench_bases(bench: dict[str, Any], builds: list[str], models: list[str]) -> list[_Base]:
+    """The matrix of every benchmarked (build, model)."""
+    return [_bench_base(bench, build, model, cid, params)
+            for build, model in itertools.product(bench["builds"] or builds, bench["models"] or models)
+            for cid, params in matrix.bench_cells(bench, build).items()]
+
+
+def _serving_bases(serving: dict[str, Any], bench: dict[str, Any], builds: list[str], models: list[str],
+                   ) -> list[_Base]:
+    """Every serving cell of every served (build, model), with its llama-bench partner (the estimate's source)
+    and the serving defaults cell it is compared with."""
+    cells = matrix.serving_cells(serving)
+    defaults = matrix.serving_defaults_id(serving)
+    found = []
     for build, model in itertools.product(serving["builds"] or builds, serving["models"] or models):
-        for cid, params in matrix.serving_cells(serving).items():
-            partner = (build, model, matrix.cell_id(matrix.bench_partner(params, bench)))
-            cells[(build, model, cid)] = Cell("serve_cell", build, model, cid, cid, 1, params, partner=partner)
-    return cells
+        for cid, params in cells.items():
+            partner = matrix.bench_partner(params, bench)
+            found.append(_Base("serve_cell", build, model, cid, params, partner=("bench_cell", matrix.cell_id(partner)),
+                               partner_params=partner,
+                               compared=(("serve_cell", defaults), ("bench_cell", matrix.cell_id(partner)))))
+    return found
 
 
-def _bench_bases(bench: dict[str, Any], builds: list[str], models: list[str], served: dict[Key, Cell],
-                 ) -> dict[Key, dict[str, Any]]:
-    """The matrix of every benchmarked (build, model), plus every serving cell's partner: {key: params}."""
-    bases = {(build, model, cid): params
-             for build, model in itertools.product(bench["builds"] or builds, bench["models"] or models)
-             for cid, params in matrix.bench_cells(bench, build).items()}
-    for cell in served.values():
-        partner = matrix.bench_partner(cell.params, bench)
-        bases[cell.partner] = partner
-    return bases
-
-
-def _rounds(bases: dict[Key, dict[str, Any]], last_round: int, seed: int) -> dict[Key, Cell]:
-    """Each base cell once per round (round 1 keeps the plain id: a round is a key component, so adding one
-    adds files and renames none), placed in its round's seeded order: round r before round r+1."""
-    cells = {}
-    for round_ in range(1, last_round + 1):
-        order = matrix.round_order(list(bases), round_, seed)
-        for index, (build, model, base) in enumerate(order):
-            params = bases[(build, model, base)]
-            cid = matrix.cell_id(params, round=round_ if round_ > 1 else None)
-            cells[(build, model, cid)] = Cell("bench_cell", build, model, cid, base, round_, params,
-                                              position=index + 1,
-                                              priority=(last_round - round_ + 1) * ROUND_PRIORITY - index)
-    return cells
-
-
-def _rpc_cells(config: dict[str, Any], models: list[str]) -> dict[Key, Cell]:
-    """Every RPC cell, keyed by (client build, model, id), each with its ``-dev none`` partner."""
+def _rpc_bases(config: dict[str, Any], models: list[str]) -> list[_Base]:
+    """Every RPC cell of every topology, with its ``-dev none`` partner."""
     rpc, bench = config["rpc"], config["benchmark"]
-    cells = {}
+    found = []
     for name, topology in rpc["topologies"].items():
-        client = topology["client"]
         for model in rpc["models"] or models:
-            found = matrix.rpc_cells(bench, name, topology, rpc["cells"])
-            for cid, cell in found.items():
-                partner = next(other for other, c in found.items() if c["devices"] == "none"
+            cells = matrix.rpc_cells(bench, name, topology, rpc["cells"])
+            for cid, cell in cells.items():
+                partner = next(other for other, c in cells.items() if c["devices"] == "none"
                                and c["link_rate"] == cell["link_rate"] and c["params"] == cell["params"])
                 setup = {"devices": cell["devices"], "link_rate": cell["link_rate"], "topology": name,
                          "workers": topology["workers"]}
-                cells[(client, model, cid)] = Cell("rpc_cell", client, model, cid, cid, 1, cell["params"], setup,
-                                                   partner=(client, model, partner))
-    return cells
+                found.append(_Base("rpc_cell", topology["client"], model, cid, cell["params"], setup,
+                                   cell["components"], partner=("rpc_cell", partner),
+                                   compared=(("rpc_cell", partner),)))
+    return found
 
+
+def _rounds(bases: list[_Base], last: int, seed: int) -> dict[tuple[str, str, str, str], Cell]:
+    """Each base cell once per round (round 1 keeps the plain id: a round is a key component, so adding one
+    adds files and renames none), every kind in one seeded order per round: round r before round r+1, and in a
+    round benchmark, serving and RPC cells interleaved."""
+    unique = {(b.kind, b.build, b.model, b.id): b for b in bases}
+    cells = {}
+    for round_ in range(1, last + 1):
+        for index, key in enumerate(matrix.round_order(list(unique), round_, seed)):
+            base = unique[key]
+            partner = None
+            if base.partner:
+                other = unique[(base.partner[0], base.build, base.model, base.partner[1])]
+                partner = (base.build, base.model, other.cell_id(round_))
+            cid = base.cell_id(round_)
+            cells[(base.kind, base.build, base.model, cid)] = Cell(
+                base.kind, base.build, base.model, cid, base.id, round_, base.params, base.setup, partner,
+                position=index + 1, priority=(last - round_ + 1) * ROUND_PRIORITY - index, compared=base.compared)
+    return cells

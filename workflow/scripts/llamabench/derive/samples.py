@@ -43,3 +43,14 @@ def busy(state: Mapping[str, Any] | None) -> str | None:
     if state["logical_cpus"] and state["loadavg"][0] > state["logical_cpus"]:
         reasons.append(f"load average {state['loadavg'][0]}")
     return ", ".join(reasons) or None
+
+
+def disturbed(interference: Mapping[str, Any] | None, max_share: float) -> str | None:
+    """Why a measured window was disturbed (other processes' CPU time, or the VM's steal, above ``max_share``
+    of all cores), or None; None too for a record made before the window was measured."""
+    if not interference:
+        return None
+    reasons = [f"{what} took {interference[key]:.0%} of the CPU" for key, what in
+               (("others_share", "other processes"), ("steal_share", "the hypervisor (steal)"))
+               if interference.get(key, 0) > max_share]
+    return "; ".join(reasons) or None

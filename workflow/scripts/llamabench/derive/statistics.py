@@ -26,8 +26,10 @@ import numpy as np
 from scipy import stats as scistats
 
 NO_DIFFERENCE = "no significant difference"
-# Verdicts on a quantity where higher is better (tokens/s).
+# Verdicts on a quantity where one direction is better (tokens/s up, latency down), and on one where neither is
+# (a measured TTFT against its estimate).
 IMPROVED, REGRESSED = "improved", "regressed"
+HIGHER, LOWER = "higher", "lower"
 
 
 def interval(values: Sequence[float], prediction: bool = False) -> tuple[float | None, float | None]:
@@ -70,11 +72,15 @@ def adjust(p_values: Sequence[float]) -> list[float]:
         p_values) else []
 
 
-def verdict(p_adjusted: float | None, ratio: float | None, alpha: float, note: str | None = None) -> str:
-    """improved / regressed where the corrected test supports it, else no significant difference, else why
-    nothing was tested."""
+def verdict(p_adjusted: float | None, ratio: float | None, alpha: float, note: str | None = None,
+            better: str | None = "higher") -> str:
+    """improved / regressed where the corrected test supports it (``better``: whether a higher or a lower
+    candidate is the better one; None: neither, and the verdict says higher or lower), else no significant
+    difference, else why nothing was tested."""
     if p_adjusted is None or math.isnan(p_adjusted):
         return note or "not tested"
     if p_adjusted >= alpha:
         return NO_DIFFERENCE
-    return IMPROVED if ratio > 1 else REGRESSED
+    if better is None:
+        return HIGHER if ratio > 1 else LOWER
+    return IMPROVED if (ratio > 1) == (better == "higher") else REGRESSED

@@ -55,6 +55,26 @@ def current(table: pd.DataFrame) -> pd.DataFrame:
     return table[~table["history"].fillna(False).astype(bool)]
 
 
+def used_statuses(action: str) -> set[str]:
+    """The statuses whose rounds the statistics use: a disturbed round only where the action is to flag it
+    (benchmark.disturbance.action)."""
+    return {Status.OK, Status.DISTURBED} if action == "flag" else {Status.OK}
+
+
+def per_cell(table: pd.DataFrame, used: set[str]) -> pd.DataFrame:
+    """A row per cell (build, model, base cell) from its rounds' rows the statistics use: numbers averaged
+    over those rounds, everything else as the first round has it."""
+    rows = table[table["status"].isin(used)]
+    if rows.empty:
+        return rows
+    numbers = [c for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c]) and not pd.api.types.is_bool_dtype(
+        rows[c]) and c != "round"]
+    keys = ["build", "model", "base_cell"]
+    first = rows.groupby(keys, as_index=False).first()
+    means = rows.groupby(keys, as_index=False)[numbers].mean()
+    return first.drop(columns=numbers).merge(means, on=keys)[list(rows.columns)]
+
+
 def failed_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Rows whose status a rerun may change (core/status.py): not those that ran, were skipped, ran out of
     memory or were otherwise an expected outcome."""

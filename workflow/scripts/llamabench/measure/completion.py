@@ -30,10 +30,8 @@ def generate(cmd: list[str], log_path: Path, timeout: float = 600) -> dict[str, 
     """Generate once; a failure is recorded (status, error) like a failed benchmark cell, not raised."""
     tool = Path(cmd[0]).name
     try:
-        # Its own session: an interrupted step stops it (subprocess.run kills it), not the terminal.
         with machine_lock.held(f"{tool} generation"):
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+            out = processes.run(cmd, timeout)
         stdout, stderr, error = out.stdout, out.stderr, None
         if out.returncode != 0:
             error = f"{tool} failed with exit status {out.returncode}"

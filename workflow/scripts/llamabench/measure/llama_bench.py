@@ -10,7 +10,6 @@ every path.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from typing import IO, Any
 
 from llamabench.core import axes, files, progress
 from llamabench.core.status import Status
-from llamabench.measure import machine_lock, processes, sampler
+from llamabench.measure import interference, machine_lock, processes, sampler
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +58,17 @@ def measure(
     on_progress: Callable[[str], None] | None = None,
     gpus: bool = False,
     interval_s: float = 0.1,
+    helpers: tuple[Callable[[], float], set[int]] | None = None,
 ) -> dict[str, Any]:
-    """Run llama-bench; return its records, exit status, the OS's peak-RSS accounting and what the sampler saw.
+    """Run llama-bench; return its records, exit status, the OS's peak-RSS accounting, what the sampler saw and
+    what else used the machine meanwhile (measure/interference.py).
 
     llama-bench's stderr passes through this process on its way to the log, and each
     ``--progress`` line is a mark for the sampler (each GPU's energy counter) and is
     handed to ``on_progress`` as it arrives (an RPC cell reads the link's byte
-    counters there). With ``gpus``, the node's GPUs are sampled too.
+    counters there). With ``gpus``, the node's GPUs are sampled too. ``helpers``: the
+    CPU-seconds reader and the pids of other processes that are part of the
+    measurement (an RPC cell's workers), so that they do not count as disturbance.
     """
     stderr_path = log_path or Path(os.devnull)
     start_wall, start = files.now_iso(), time.time()
@@ -78,17 +81,18 @@ def measure(
             if on_progress:
                 on_progress(line)
 
-        # A session of its own: Ctrl-C in the terminal or a cancelled job reaches only
-        # this step, whose cleanup below must stop llama-bench (tests check that it does).
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, errors="replace",
-                                start_new_session=True)
+        seen = interference.Window()
+        helped = helpers[0]() if helpers else 0.0
+        # Ctrl-C in the terminal or a cancelled job reaches only this step, whose cleanup below stops
+        # llama-bench; a killed step takes it along (processes.spawn).
+        proc = processes.spawn(cmd, stdout=out, stderr=subprocess.PIPE, text=True, errors="replace")
         relay = threading.Thread(target=_relay, args=(proc.stderr, err_out, marked), daemon=True)
         relay.start()
         timed_out = threading.Event()
 
         def expire() -> None:
             timed_out.set()
-            stop(proc)
+            processes.kill_group(proc)
 
         timer = threading.Timer(timeout, expire) if timeout else None
         try:
@@ -97,13 +101,15 @@ def measure(
             # wait4, not wait: it returns this child's own resource usage (peak RSS).
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
-            stop(proc)  # an interrupted run must not leave llama-bench behind
+            processes.kill_group(proc)  # an interrupted run must not leave llama-bench behind
             proc.wait()
             raise
         finally:
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
+        seen.measured(usage.ru_utime + usage.ru_stime + (helpers[0]() - helped if helpers else 0.0))
+        disturbance = seen.result(samples.gpu_others({proc.pid, *(helpers[1] if helpers else ())}))
         relay.join()
         out.seek(0)
         stdout = out.read()
@@ -120,6 +126,7 @@ def measure(
         "timed_out": timed_out.is_set(),
         "peak_rss_mib": round(peak_kib / 1024, 1),
         "samples": samples.result(),
+        "interference": disturbance,
     }
     try:
         records = json.loads(stdout) if stdout.strip() else []
@@ -161,11 +168,6 @@ def _relay(stream: IO[str], sink: IO[str], on_progress: Callable[[str], None]) -
             on_progress(line.strip())
         sink.write(line)
         sink.flush()  # the log shows progress as it happens
-
-
-def stop(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def failure_reason(returncode: int, stderr_path: Path, result: dict[str, Any]) -> str:

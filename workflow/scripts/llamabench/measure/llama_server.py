@@ -27,7 +27,7 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,15 @@ import requests
 from llamabench.core import axes, files, progress
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
-from llamabench.measure import machine_lock, processes, sampler
+from llamabench.measure import interference, machine_lock, processes, sampler
 
 log = logging.getLogger(__name__)
 
 # Flags only some versions have, added where --help lists them: no fitting of unset
 # parameters to memory, and no RAM prompt cache (which would make cold prompts warm).
 OPTIONAL_FLAGS = {"-fit": "off", "-cram": "0"}
+# Warm-up: every slot, at the measured prompt length, until two TTFTs in a row agree within STEADY.
+WARMUP_MAX, STEADY = 5, 0.10
 READY_TIMEOUT = 300.0
 STOP_GRACE = 10.0
 # A fixed text to cut prompts from: plain words tokenize alike in every vocabulary.
@@ -80,9 +82,8 @@ class ServerFailed(Exception):
 def start(cmd: list[str], log_path: Path) -> subprocess.Popen:
     log.info("$ %s", shlex.join(cmd))
     with open(log_path, "a") as out:
-        # Its own session: only this step's cleanup stops it, on every path.
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        # Stopped by this step's cleanup on every path, and by the kernel when the step is killed.
+        return processes.spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_ready(base: str, proc: subprocess.Popen, deadline: float) -> None:
@@ -115,10 +116,10 @@ def make_prompts(session: requests.Session, base: str, n_tokens: int, count: int
 
 
 def complete(session: requests.Session, base: str, prompt: list[int], max_tokens: int, cache_prompt: bool,
-             ) -> dict[str, Any]:
-    """One streaming completion, timed on the client's clock from sending to each chunk."""
+             slot: int | None = None) -> dict[str, Any]:
+    """One streaming completion, timed on the client's clock from sending to each chunk (``slot``: on that one)."""
     body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "cache_prompt": cache_prompt,
-            "ignore_eos": True, "temperature": 0.0, "seed": 42}
+            "ignore_eos": True, "temperature": 0.0, "seed": 42, **({"id_slot": slot} if slot is not None else {})}
     sent = time.perf_counter()
     arrivals: list[float] = []
     timings: dict[str, Any] = {}
@@ -147,6 +148,24 @@ def complete(session: requests.Session, base: str, prompt: list[int], max_tokens
         "text_chunks": len(arrivals),
         "timings": timings,
     }
+
+
+def warm_up(session: requests.Session, base: str, prompts: list[list[int]], params: Mapping[str, Any],
+            ) -> list[dict[str, Any]]:
+    """Warm every slot (``id_slot``) at the measured prompt length until steady: the server otherwise sends the
+    first measured request of an unrelated prompt to its least recently used slot, a cold one. Each slot gets
+    requests until its last two TTFTs agree within STEADY (at most WARMUP_MAX); a warm scenario's prefix is
+    primed on every slot. Returns what each warm-up request took, recorded apart from the measured ones."""
+    warm, unused = params["cache"] == "warm", iter(prompts)
+    done = []
+    for slot in range(params["parallel"]):
+        ttfts: list[float] = []
+        while len(ttfts) < 2 or (len(ttfts) < WARMUP_MAX and abs(ttfts[-1] - ttfts[-2]) > STEADY * ttfts[-2]):
+            request = complete(session, base, next(unused), params["max_tokens"], warm, slot=slot)
+            ttfts.append(request["ttft_ms"])
+            done.append({"slot": slot, "ttft_ms": request["ttft_ms"], "e2e_ms": request["e2e_ms"],
+                         "timings": request["timings"]})
+    return done
 
 
 def run_level(base: str, prompts: list[list[int]], max_tokens: int, concurrency: int, cache_prompt: bool,
@@ -185,7 +204,7 @@ def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, t
         return {**result, "status": Status.SKIPPED, "error": skip, "end": files.now_iso()}
     deadline = time.monotonic() + timeout
     with machine_lock.held(f"llama-server on port {port}"), sampler.sampling(interval_s, gpus) as samples:
-        _serve(exe, model, params, log_path, port, base, deadline, result, samples.mark)
+        _serve(exe, model, params, log_path, port, base, deadline, result, samples)
     result["samples"] = samples.result()
     if result["status"] != Status.OK:
         result["server_log_tail"] = _tail(log_path)
@@ -193,24 +212,29 @@ def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, t
 
 
 def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, port: int, base: str, deadline: float,
-           result: dict[str, Any], mark: Callable[[str], None]) -> None:
+           result: dict[str, Any], samples: sampler.Sampler) -> None:
     proc = None
     try:
         cmd = server_command(exe, model, params, port)
         result.update(command=cmd, command_line=shlex.join(cmd))
-        mark("load")
+        samples.mark("load")
         proc = start(cmd, log_path)
         wait_ready(base, proc, min(deadline, time.monotonic() + READY_TIMEOUT))
+        warm = params["cache"] == "warm"
         with requests.Session() as session:
             props = session.get(f"{base}/props", timeout=30)
             result["props"] = _effective_settings(props.json() if props.ok else {})
-            warm = params["cache"] == "warm"
-            prompts = make_prompts(session, base, params["prompt_tokens"], params["requests"] + 1, warm)
-            mark("warmup")
-            complete(session, base, prompts[0], params["max_tokens"], warm)  # warm-up (primes a warm prefix)
-        mark(progress.REQUESTS)
-        done, wall = run_level(base, prompts[1:], params["max_tokens"], params["concurrency"], warm)
-        mark("stop")
+            warmups = params["parallel"] * WARMUP_MAX
+            prompts = make_prompts(session, base, params["prompt_tokens"], params["requests"] + warmups, warm)
+            samples.mark("warmup")
+            result["warmup"] = warm_up(session, base, prompts[params["requests"]:], params)
+        samples.mark(progress.REQUESTS)
+        seen, server_seconds = interference.Window(), interference.tree_seconds(proc.pid)
+        before = server_seconds()
+        done, wall = run_level(base, prompts[:params["requests"]], params["max_tokens"], params["concurrency"], warm)
+        seen.measured(server_seconds() - before)
+        result["interference"] = seen.result(samples.gpu_others({proc.pid}))
+        samples.mark("stop")
         if time.monotonic() > deadline:
             raise ServerFailed("the cell did not finish within serving.timeout")
         result.update(requests=done, wall_s=wall, status=Status.OK)

@@ -30,6 +30,13 @@ def lock_path() -> Path:
 
 
 _exclusive_depth = 0  # this process already holds the lock exclusively: nested holds are free
+_held_fds: list[int] = []  # the descriptors of the holds now open
+
+
+def fds() -> tuple[int, ...]:
+    """The lock's descriptors this process holds: a child that inherits one keeps the lock held until the child
+    is gone too (a flock belongs to its open file description), so no measurement starts beside an orphan."""
+    return tuple(_held_fds)
 
 
 @contextlib.contextmanager
@@ -59,9 +66,11 @@ def held(what: str, shared: bool = False) -> Iterator[float]:
         if not shared:
             _note_holder(path, what)
             _exclusive_depth += 1
+        _held_fds.append(fd)
         try:
             yield waited
         finally:
+            _held_fds.remove(fd)
             if not shared:
                 _exclusive_depth -= 1
     finally:

@@ -1,4 +1,16 @@
-"""Running external programs: output kept in the rule's log, and stopped with their job on every path."""
+"""Running external programs: output kept in the rule's log, and never outliving their job.
+
+Every child a job starts goes through :func:`spawn`. A job's Python process can
+die in ways no cleanup code sees (the OOM killer, ``kill -9``, a cluster's
+time limit), so the kernel does the stopping: the child gets the parent-death
+signal (``setpriv --pdeathsig KILL``), a process tree (a build: cmake, ninja,
+compilers) runs in a PID namespace of its own whose every process dies with its
+first one (``unshare --pid --fork --kill-child``), and the machine lock's
+descriptor is inherited, so the lock stays held until the child is gone and no
+measurement starts beside an orphan. On the normal path the job's own cleanup
+stops its children first (a session of their own: SIGTERM, then SIGKILL, to the
+group).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +23,44 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from llamabench.core.errors import UserError
+from llamabench.measure import machine_lock
 
 log = logging.getLogger(__name__)
+
+PARENT_DEATH = ("setpriv", "--pdeathsig", "KILL", "--")
+PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child")
+
+
+@functools.cache
+def pid_namespace() -> tuple[str, ...]:
+    """How to give a process tree a PID namespace here: as root directly, else in a user namespace of its
+    own; empty (and said once) where neither is allowed, leaving the parent-death signal of the tree's top."""
+    for prefix in (PID_NAMESPACE, (*PID_NAMESPACE[:1], "--user", "--map-root-user", *PID_NAMESPACE[1:])):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
+                return prefix
+    log.warning("no PID namespace here (unshare --pid is not allowed): a killed job's deeper children may "
+                "outlive it")
+    return ()
+
+
+def spawn(cmd: Sequence[str | Path], *, tree: bool = False, **popen: Any) -> subprocess.Popen:
+    """Start ``cmd`` so that it cannot outlive this process, whatever kills it; ``tree``: the command starts
+    processes of its own, which must die too. ``popen``: subprocess.Popen's arguments (stdout, env, ...).
+
+    Call it from the main thread: the parent-death signal fires when the thread that forked dies.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("%s started from a thread: it dies with that thread, not only with the job", cmd[0])
+    wrapper = [*PARENT_DEATH, *(pid_namespace() if tree else ())]
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen([*wrapper, *map(str, cmd)], start_new_session=True, pass_fds=machine_lock.fds(), **popen)
 
 
 def current_log() -> Path | None:
@@ -25,6 +69,29 @@ def current_log() -> Path | None:
         if isinstance(handler, logging.FileHandler):
             return Path(handler.baseFilename)
     return None
+
+
+def run(cmd: Sequence[str | Path], timeout: float) -> subprocess.CompletedProcess:
+    """``cmd``'s exit status and output, like subprocess.run with a timeout, through :func:`spawn`; on a timeout
+    (subprocess.TimeoutExpired, with the output so far) or any interruption its whole group is killed first."""
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        stdout, stderr = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr) from None
+    except BaseException:
+        kill_group(proc)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to a spawned child's whole session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_logged(
@@ -40,15 +107,11 @@ def run_logged(
     target = current_log()
     with open(target or os.devnull, "a") as out:
         sink = out if target else None
-        # A session of its own, so that an interrupted step can stop the whole tree
-        # (cmake -> ninja -> compilers), not just the direct child.
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None,
-                                start_new_session=True)
+        proc = spawn(argv, tree=True, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None)
         try:
             returncode = proc.wait()
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc)
             proc.wait()
             raise
     if returncode != 0:

@@ -24,7 +24,7 @@ from typing import Any
 from llamabench.core import progress
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
-from llamabench.measure import llama_bench, machine_lock, processes, rpc_workers
+from llamabench.measure import interference, llama_bench, machine_lock, processes, rpc_workers
 from llamabench.measure.rpc_workers import WorkerFailed
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,14 @@ def measure(bench_exe: Path, model: Path, params: Mapping[str, Any], workers: li
             result["rpc_devices"] = rpc_workers.rpc_devices(tools, addresses)
             marks: list[tuple[str, float, list[dict[str, int] | None]]] = [(progress.BEFORE, time.time(),
                                                                             rpc_workers.counters(running))]
+            # The workers here are part of the measurement: their CPU time is not a disturbance.
+            local = [w["proc"].pid for w in running if w["proc"] is not None]
+            readers = [interference.tree_seconds(pid) for pid in local]
             run = llama_bench.measure(
                 command(bench_exe, model, params, addresses, rpc["devices"]), log_path, timeout=timeout,
                 on_progress=lambda line: marks.append((line, time.time(), rpc_workers.counters(running))),
-                gpus=gpus, interval_s=interval_s)
+                gpus=gpus, interval_s=interval_s,
+                helpers=(lambda: sum(read() for read in readers), set(local)))
             marks.append((progress.END, time.time(), rpc_workers.counters(running)))
             dead = [w["index"] for w in running if not rpc_workers.alive(w)]
             result["llama_bench"] = run

@@ -23,13 +23,11 @@ on an unknown flag) is a failure like any other early exit.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -68,12 +66,6 @@ def netns_unavailable() -> str | None:
     if missing:
         return f"netns workers need {', '.join(missing)} (Debian: apt-get install iproute2 util-linux)"
     return None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the step that started it dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    os.setsid()
 
 
 def server_args(spec: dict[str, Any], host: str, port: int) -> list[str]:
@@ -154,8 +146,8 @@ def _start(index: int, spec: dict[str, Any], link_rate: str, log_path: Path) -> 
     worker["command_line"] = shlex.join(cmd)
     log.info("worker %d ($ %s)", index, worker["command_line"])
     with open(log_path, "a") as out:
-        worker["proc"] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=env, preexec_fn=_die_with_parent)
+        # Dies with the step, whatever kills it; a netns worker's namespace and server go with it.
+        worker["proc"] = processes.spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     worker["pid"] = worker["proc"].pid
     if kind == "netns":
         _link(worker, index, link_rate)

@@ -48,6 +48,7 @@ class Sampler:
         self.gpu_error: str | None = None
         self._nvml: Any = None
         self._handles: list[Any] = []
+        self._gpu_processes: dict[tuple[int, int], int] = {}  # (GPU index, pid) -> most MiB seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
         if gpus:
@@ -72,6 +73,14 @@ class Sampler:
                 self._nvml.nvmlShutdown()
             self._nvml = None
 
+    def gpu_others(self, mine: set[int]) -> list[dict[str, Any]] | None:
+        """Processes other than ``mine`` seen computing on the sampled GPUs during the measurement (NVML), with
+        the most memory each used; None where no GPU is sampled."""
+        if not self.gpus:
+            return None
+        return [{"gpu": gpu, "pid": pid, "used_mib": used} for (gpu, pid), used in sorted(self._gpu_processes.items())
+                if pid not in mine]
+
     def running(self) -> bool:
         return self._thread.is_alive()
 
@@ -90,6 +99,9 @@ class Sampler:
             return
         nvml = self._nvml
         for gpu, handle in zip(self.gpus, self._handles):
+            for proc in self._call(nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []:
+                key = (gpu["index"], proc.pid)
+                self._gpu_processes[key] = max(self._gpu_processes.get(key, 0), (proc.usedGpuMemory or 0) >> 20)
             memory = self._call(nvml.nvmlDeviceGetMemoryInfo, handle)
             utilization = self._call(nvml.nvmlDeviceGetUtilizationRates, handle)
             power = self._call(nvml.nvmlDeviceGetPowerUsage, handle)

@@ -4,6 +4,7 @@ named in one sentence when missing, and their versions (part of every build's ca
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,14 +34,38 @@ def nvcc_path() -> str | None:
 
 
 def find_nvcc(build_name: str) -> str:
-    """nvcc, or the one sentence that says ``build_name`` needs it and it is missing."""
+    """nvcc with the toolkit parts llama.cpp's CUDA build links, or the one sentence that says what is missing."""
     nvcc = nvcc_path()
     if not nvcc:
         raise UserError(
             f"build '{build_name}' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found: "
             "install the CUDA toolkit and put its bin directory on PATH"
         )
+    if missing := missing_cuda_parts(nvcc):
+        raise UserError(f"build '{build_name}' asks for CUDA, and the toolkit of {nvcc} has no {' and no '.join(missing)}: "
+                        f"llama.cpp's CUDA build links {'it' if len(missing) == 1 else 'them'}; install the full CUDA "
+                        "toolkit (or the missing libraries' development packages)")
     return nvcc
+
+
+# What llama.cpp's CUDA build links (ggml-cuda): the runtime and cuBLAS; a toolkit of pip wheels may lack cuBLAS.
+CUDA_PARTS = {"cuBLAS (libcublas)": "libcublas.so*", "the CUDA runtime (libcudart)": "libcudart.so*"}
+
+
+def missing_cuda_parts(nvcc: str) -> list[str]:
+    """The parts of nvcc's toolkit that CMake will not find beside it: nvcc's own library directories (what its
+    ``-dryrun`` says: TOP/lib64, TOP/lib and its -L paths) are searched, as CMake's FindCUDAToolkit does."""
+    try:
+        out = subprocess.run([nvcc, "-dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []  # nvcc that cannot answer is reported by the build itself
+    text = out.stdout + out.stderr
+    top = re.search(r"^#\$ TOP=(.*)$", text, flags=re.MULTILINE)
+    dirs = [Path(d) for d in re.findall(r'-L"?([^" ]+)"?', text)]
+    if top:
+        dirs += [Path(top.group(1)) / "lib64", Path(top.group(1)) / "lib"]
+    return [part for part, pattern in CUDA_PARTS.items() if not any(any(d.glob(pattern)) for d in dirs if d.is_dir())]
 
 
 def find_compiler(env: str, names: list[str], language: str) -> str:
