@@ -262,7 +262,7 @@ def list_devices(bin_dir: Path, binaries: dict[str, str]) -> dict[str, Any]:
     for role in ("bench", "completion"):
         exe = bin_dir / binaries[role]
         try:
-            out = subprocess.run([exe, "--list-devices"], capture_output=True, text=True, timeout=120)
+            out = processes.run([exe, "--list-devices"], timeout=120)
         except (OSError, subprocess.TimeoutExpired) as err:
             log.warning("%s --list-devices: %s", exe.name, err)
             continue

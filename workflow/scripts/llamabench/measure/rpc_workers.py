@@ -282,7 +282,7 @@ def rpc_devices(client_tools: list[Path], addresses: list[str]) -> dict[str, str
     for tool in client_tools:
         cmd = [str(tool), "--rpc", ",".join(addresses), "--list-devices"]
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            out = processes.run(cmd, timeout=120)
         except subprocess.TimeoutExpired as err:
             raise WorkerFailed(f"the handshake with the workers did not finish: {err}") from err
         text, returncode = out.stdout + out.stderr, out.returncode
