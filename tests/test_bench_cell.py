@@ -17,9 +17,9 @@ import pytest
 
 from conftest import DEFAULT_CONFIG, ROOT
 from llamabench import figures, findings, stats, summary
-from llamabench.core import axes, matrix, records
-from llamabench.derive import tables
-from llamabench.measure import llama_bench
+from llamabench.core import axes, files, matrix, records
+from llamabench.derive import memory, memory_fit, tables
+from llamabench.measure import llama_bench, memory_use
 
 RECORDED = ROOT / "tests" / "data" / "llama-bench-0c1e570-cpu-rpc-gemma3-270m.json"
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "repetitions": 2, "threads": 1}
@@ -48,9 +48,14 @@ def test_failing_cell_keeps_its_reason(bin_dir: Path, gemma: Path, tmp_path: Pat
 
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
 def test_a_cell_that_runs_out_of_memory_says_so(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
-    """A real allocation failure: a 2M-token context needs ~6 GB of KV cache, and the address space is capped
-    at 1.5 GB. It is an expected outcome of a sweep, listed apart from failures and not rerun by them."""
+    """A real allocation failure the prediction let through: a 2M-token context needs ~6 GB of KV cache, which
+    the memory the machine has allows, but the address space is capped at 1.5 GB. It is an expected outcome of
+    a sweep, listed apart from failures and not rerun by them."""
     params = {**SMALL, "n_prompt": 0, "n_gen": 1, "n_depth": 2_000_000, "repetitions": 1}
+    runs = memory_fit.bench_runs(params, 0, None, memory_use.cpu_flags())
+    predicted = memory_fit.predictions(memory.shape(gemma, files.sha256_file(gemma.resolve())), runs)
+    fit = memory_fit.decide(predicted, {"CPU": 8000.0}, run_anyway=False)
+    assert fit["started"] and 5000 < fit["predicted_peak_mib"]["CPU"] < 8000
     cmd = ["prlimit", "--as=1500000000", *llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0)]
     result = llama_bench.measure(cmd, tmp_path / "cell.log")
     assert result["status"] == "out_of_memory", result.get("error")

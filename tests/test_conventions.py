@@ -17,7 +17,8 @@ PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # declares its version in workflow/versions.yaml), and rules derived from them (versioned by a code hash).
 MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke",
              "bandwidth", "remeasure")
-DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "findings", "figures", "report_html")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "findings", "figures",
+           "report_html")
 RULES = (*MEASURING, *DERIVED)
 # The layers (package docstrings say why): what each may import from the package.
 LAYERS = {"core": {"core"}, "derive": {"core", "derive"}, "measure": {"core", "measure"},

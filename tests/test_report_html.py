@@ -18,6 +18,7 @@ def render(cells: list[dict], source: dict, smokes: list[dict] | None = None) ->
     found = records.frame(findings.best_settings(cell_stats, pairs, BASE), "finding_row")
     return report_html.render(table=table, cells=cell_stats, pairs=pairs, bandwidth=None, serving=serving, rpc=rpc,
                               rpc_smokes=[], found=found, metrics=records.frame([], "metric_row"),
+                              memory=records.frame([], "memory_row"), memory_png=None,
                               used={"ok"}, figure_pngs=[],
                               baseline=BASE, builds=[], models=[], smokes=smokes or [], sources=[source],
                               comparison_names=[])

@@ -93,6 +93,8 @@ def edit(path: Path, old: str, new: str) -> None:
 # aggregation after it.
 AFTER_A_CELL = {"remeasure": 1, "summary": 1, "serving_summary": 1, "rpc_summary": 1, "export": 1, "stats": 1,
                 "findings": 1, "figures": 1, "report_html": 1, "all": 1}
+# After a round-1 benchmark cell: the memory table too (it compares round 1 of each cell).
+AFTER_A_FIRST_ROUND = {**AFTER_A_CELL, "memory_table": 1}
 
 
 def test_run_produces_every_output(run_dir: Path) -> None:
@@ -104,7 +106,7 @@ def test_run_produces_every_output(run_dir: Path) -> None:
                  "figures/serving_ttft.png", "figures/serving_latency.svg", "rpc_summary.csv", "figures/rpc.png",
                  "rpc_smoke/two-cpu/gemma3-270m.json", "failed_rpc_cells.txt", "failed_serving_cells.txt",
                  "benchmarks/model/gemma3-270m.tsv", "benchmarks/source/main.tsv", "llama-bench.jsonl",
-                 "llama-bench.sqlite", "llama-bench-builds.sqlite"]:
+                 "llama-bench.sqlite", "llama-bench-builds.sqlite", "memory.csv", "figures/memory.png"]:
         assert (results / name).is_file(), name
     smoke = records.read(results / "smoke/cpu-rpc/gemma3-270m.json", "smoke")
     assert smoke["text"].startswith(DEFAULT_CONFIG["smoke"]["prompt"])
@@ -130,7 +132,8 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
                      "rpc_smoke", "bandwidth", "remeasure"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
                        ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("metrics.csv", "metric_row"),
-                       ("comparisons.csv", "comparison_row"), ("findings.csv", "finding_row")]:
+                       ("comparisons.csv", "comparison_row"), ("findings.csv", "finding_row"),
+                       ("memory.csv", "memory_row")]:
         table = pd.read_csv(run_dir / "results" / name)
         assert list(table.columns) == records.columns(kind)
         for row in table.astype(object).where(table.notna(), None).to_dict("records"):
@@ -155,10 +158,63 @@ def test_failed_cell_is_reported_and_the_others_go_on(failure_dir: Path) -> None
     assert "invalid parameter" in log.read_text()
 
 
+def test_a_cell_predicted_not_to_fit_is_never_started(failure_dir: Path) -> None:
+    """A 2M-token context: its K/V cache alone is predicted at ~6 GB, over memory.limit_mib (4096). llama-bench
+    never started (its log holds no llama.cpp line); the record keeps the numbers, the report lists it apart from
+    failures, the memory table keeps its prediction without a measurement."""
+    results = failure_dir / "results"
+    path = next((results / "cells").rglob("*_d2000000_*.json"))
+    record = records.read(path, "bench_cell")
+    assert record["llama_bench"]["status"] == "predicted_out_of_memory"
+    fit = record["memory"]["fit"]
+    assert not fit["started"] and fit["over"][0]["device"] == "CPU" and fit["over"][0]["limit_mib"] == 4096
+    assert 5000 < fit["over"][0]["predicted_mib"] < 9000
+    assert "llama_context" not in (failure_dir / record["log"]).read_text()
+    assert record["llama_bench"]["duration_s"] == 0 and record["memory"]["logged"] == []
+    assert "d2000000" not in (results / "failed_cells.txt").read_text()
+    report = (results / "report.html").read_text()
+    section = report[report.index("Not started, predicted not to fit"):report.index("<h2>Failed cells")]
+    assert "d2000000" in section and "more than its 4096 MiB" in section
+    table = pd.read_csv(results / "memory.csv")
+    mine = table[table["cell"] == record["base_cell"]]
+    assert len(mine) and mine["measured_mib"].isna().all() and set(mine["status"]) == {"predicted_out_of_memory"}
+
+
+def test_the_memory_table_compares_every_cell_with_what_it_used(run_dir: Path) -> None:
+    """Every benchmark and RPC cell's buffers (each worker's apart) against llama.cpp's log, a benchmark cell's
+    total against its peak RSS; on this model the buffers are predicted within tolerance, and the findings and
+    the report say how well."""
+    table = pd.read_csv(run_dir / "results/memory.csv")
+    cells, rpc = ({p.stem for p in (run_dir / "results" / folder).rglob("*.json") if "_round-" not in p.stem}
+                  for folder in ("cells", "rpc"))
+    assert set(table.loc[table["kind"] == "bench_cell", "cell"]) == cells
+    assert set(table.loc[table["kind"] == "rpc_cell", "cell"]) == rpc
+    components = table[(table["component"] != "total") & (table["predictor"] == "derive/memory.py")]
+    assert components["measured_mib"].notna().all() and components["within_tolerance"].all()
+    assert components["device"].str.startswith("RPC[127.0.0.1:").sum() >= 2 * 2 * 4  # two workers, two tests
+    totals = table[(table["component"] == "total") & (table["kind"] == "bench_cell")]
+    assert len(totals) == len(cells) and (totals["measured_mib"] > 200).all() and totals["file_mib"].notna().all()
+    assert totals["within_tolerance"].all(), totals[["cell", "predicted_mib", "measured_mib"]]
+    found = pd.read_csv(run_dir / "results/findings.csv")
+    assert "derive/memory.py" in set(found.loc[found["question"] == "memory_prediction", "subject"])
+    assert "Memory: predicted against used" in (run_dir / "results/report.html").read_text()
+
+
+def test_improving_the_memory_predictor_rebuilds_the_table_and_measures_nothing(run_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """The job's prediction only decides whether a cell starts; the table predicts again from the records."""
+    snakefile = workflow_copy(tmp_path)
+    edit(snakefile.parent / "workflow/scripts/llamabench/derive/memory.py", "CUDA_CONTEXT_MIB = 300.0",
+         "CUDA_CONTEXT_MIB = 310.0")
+    assert dry_run(run_dir, small_config(), snakefile) == {"memory_table": 1, "findings": 1, "report_html": 1,
+                                                          "all": 1}
+    assert undecided(snakefile) == []
+
+
 def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path) -> None:
     failed = (failure_dir / "results/failed_cells.txt").read_text().split()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", *failed)
-    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, **AFTER_A_CELL}
+    assert job_counts(out.stdout + out.stderr) == {"bench_cell": 1, **AFTER_A_FIRST_ROUND}
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
@@ -259,7 +315,7 @@ def test_the_same_config_through_configfile_reruns_nothing(run_dir: Path) -> Non
 def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     config = small_config()
     config["benchmark"]["groups"]["threads"]["threads"].append(3)
-    assert dry_run(run_dir, config) == {"bench_cell": 1, **AFTER_A_CELL}
+    assert dry_run(run_dir, config) == {"bench_cell": 1, **AFTER_A_FIRST_ROUND}
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
@@ -321,7 +377,7 @@ def test_a_failed_rpc_cell_is_listed_and_rerun_alone(failure_dir: Path) -> None:
     assert "did not accept connections" in cell["rpc"]["error"]
     assert "127.0.0.1:9" in (failure_dir / "results/report.html").read_text()
     out = snakemake(failure_dir, "-n", "--cores", "8", "--forcerun", listed[0])
-    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, **AFTER_A_CELL}
+    assert job_counts(out.stdout + out.stderr) == {"rpc_cell": 1, **AFTER_A_FIRST_ROUND}
 
 
 def test_one_more_concurrency_level_runs_only_its_serving_cell(run_dir: Path) -> None:
@@ -374,7 +430,7 @@ def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(
     edit(snakefile.parent / "workflow/scripts/llamabench/measure/llama_bench.py",
          "    return axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)",
          "    found = axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)\n    return found")
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, **AFTER_A_CELL}
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, **AFTER_A_FIRST_ROUND}
     assert undecided(snakefile) == ["bench_cell", "rpc_cell"]
 
 
@@ -405,7 +461,7 @@ def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothin
     versions = snakefile.parent / "workflow/versions.yaml"
     versions.write_text(re.sub(r"^  bench_cell: \{version: (\d+)", lambda m: f"  bench_cell: {{version: {int(m[1]) + 1}",
                                versions.read_text(), flags=re.MULTILINE))
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, **AFTER_A_CELL}
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, **AFTER_A_FIRST_ROUND}
 
 
 def test_snakemake_report_is_built(run_dir: Path) -> None:

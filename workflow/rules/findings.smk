@@ -3,6 +3,7 @@ rule findings:
         stats=layout.pattern("stats"),
         comparisons=layout.pattern("comparisons"),
         metrics=layout.pattern("metrics"),
+        memory=layout.pattern("memory_table"),
     output:
         csv=layout.pattern("findings"),
         table_csv=layout.pattern("figures_table_csv"),

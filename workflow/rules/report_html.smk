@@ -11,6 +11,8 @@ rule report_html:
         ],
         findings=layout.pattern("findings"),
         metrics=layout.pattern("metrics"),
+        memory=layout.pattern("memory_table"),
+        memory_figure=layout.path("figure_png", name="memory"),
         figures=[layout.path("figure_png", name=name) for name in PLAN.figures],
         sources=[layout.path("source", source=name) for name in PLAN.sources],
         hardware=[layout.path("hardware", platform=name) for name in PLAN.platforms],

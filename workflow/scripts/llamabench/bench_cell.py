@@ -16,9 +16,10 @@ from typing import Any
 
 from llamabench.core import axes, matrix, options, plan, records
 from llamabench.core.errors import Unsupported
-from llamabench.derive import samples
+from llamabench.core.status import Status
+from llamabench.derive import buffers, memory, memory_fit, samples
 from llamabench.entry import announce_failure
-from llamabench.measure import gpus, llama_bench, machine_lock, system_state
+from llamabench.measure import fit_params, gpus, llama_bench, machine_lock, memory_use, system_state
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,15 @@ def bench_cell(smk: Any) -> None:
     exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
     timeout = the_plan.timeouts["bench_cell"]
     gpu_run = options.uses_gpu(build["options"])
+    offload = matrix.placement(params, layers, gpu_run)
+    runs = memory_fit.bench_runs(params, offload["offloaded_layers"] or 0, "CUDA0" if gpu_run else None,
+                                 memory_use.cpu_flags())
     with machine_lock.held(f"cell {label}") as waited:
+        # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it).
         state = system_state.snapshot()
+        predicted, fit = memory_fit.gate(memory.shape(Path(smk.input.model), model["sha256"]), runs,
+                                         the_plan.memory, state["available_memory_mib"],
+                                         gpus.free_mib() if gpu_run else {})
         try:
             if why := gpus.skip_reason(smk.input):
                 raise Unsupported(why)
@@ -46,8 +54,17 @@ def bench_cell(smk: Any) -> None:
             log.warning("cell %s skipped: %s", label, err)
             result = llama_bench.skipped([str(exe), "-m", str(smk.input.model)], str(err))
         else:
-            result = llama_bench.measure(cmd, Path(smk.log[0]), timeout=timeout, gpus=gpu_run,
-                                         interval_s=the_plan.sample_interval_s)
+            if fit["started"]:
+                result = llama_bench.measure(cmd, Path(smk.log[0]), timeout=timeout, gpus=gpu_run,
+                                             interval_s=the_plan.sample_interval_s)
+            else:
+                log.warning("cell %s not started: %s", label, memory_fit.reason(fit))
+                result = llama_bench.skipped(cmd, memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY)
+        projection = None
+        if runs and smk.params.round == 1 and the_plan.memory["fit_params"] and result["status"] != Status.SKIPPED:
+            projection = fit_params.project(fit_params.executable(build), Path(smk.input.model), params,
+                                            max(run["n_ctx"] for run in runs),
+                                            memory_fit.flash_attn(params["flash_attn"]))
     announce_failure(f"cell {label}", result)
     if why := samples.busy(state):
         log.warning("cell %s ran on a busy machine: %s", label, why)
@@ -58,7 +75,7 @@ def bench_cell(smk: Any) -> None:
         "seed": the_plan.seed,
         "round_position": cell.position,
         "params": params,
-        "offload": matrix.placement(params, layers, gpu_run),
+        "offload": offload,
         "notes": [note for note in [options.slow_kv_path(build["options"], params)] if note],
         "delay": smk.params.delay,
         "timeout_s": timeout,
@@ -67,6 +84,8 @@ def bench_cell(smk: Any) -> None:
         "system": state,
         **records.cell_facts(build, model),
         "log": smk.log[0],
+        "memory": {"runs": runs, "predicted": predicted, "fit": fit, "fit_params": projection,
+                   "logged": buffers.logged_file(Path(smk.log[0]))},
         "llama_bench": result,
     })
 

@@ -43,6 +43,8 @@ ROLES: dict[str, list[str]] = {
     "server": ["llama-server"],
     "rpc_server": ["ggml-rpc-server", "rpc-server"],
     "quantize": ["llama-quantize"],
+    # llama.cpp's own memory projection (late-2025 trees on): a second predictor beside derive/memory.py.
+    "fit_params": ["llama-fit-params"],
 }
 REQUIRED_ROLES = {"bench", "completion"}
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from llamabench.core import axes, options, records  # noqa: E402
-from llamabench.derive import statistics, tables  # noqa: E402
+from llamabench.core import axes, options, records
+from llamabench.derive import statistics, tables
+from llamabench.derive.plots import empty_note, finish, plt, save
 
 
 def figures(smk: Any) -> None:
@@ -106,27 +103,6 @@ def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: P
         else:
             empty_note(ax)
     save(fig, png, svg)
-
-
-def save(fig: Any, png: Path, svg: Path) -> None:
-    fig.tight_layout()
-    for path in (png, svg):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def empty_note(ax: Any, text: str = "no successful cells") -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
-
-
-def finish(ax: Any, empty: bool, note: str) -> None:
-    """A grid, and the legend, or the note that says why the panel is empty."""
-    ax.grid(alpha=0.3)
-    if empty:
-        empty_note(ax, note)
-    else:
-        ax.legend(fontsize=7)
 
 
 def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:

@@ -4,7 +4,7 @@ The one owner of conclusions: which setting is fastest (and whether a test
 supports it), the best value of each sweep, the lowest served TTFT and the most
 throughput under a TTFT limit, how each serving setting compares with the serving
 defaults, how a measured TTFT compares with llama-bench's estimate, what RPC costs
-against the local partner, the largest change of each version comparison. Each row carries its numbers, its
+against the local partner, the largest change of each version comparison, how well memory was predicted. Each row carries its numbers, its
 interval and test where there is one, and a sentence. ``results/figures_table.csv``
 and ``.md`` are a view of this table; the report renders it and picks rows by
 their ``question``.
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from llamabench.core import axes, files, matrix, records
-from llamabench.derive import statistics, tables
+from llamabench.derive import memory_accuracy, statistics, tables
 
 
 def findings(smk: Any) -> None:
@@ -31,7 +31,8 @@ def findings(smk: Any) -> None:
     base = dict(smk.params.baseline)
     rows = [*best_settings(cells, pairs, base), *best_serving(metrics, smk.params.ttft_p90_limit_ms),
             *serving_vs_defaults(pairs, metrics), *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
-            *largest_changes(pairs), *best_sweeps(cells, pairs, base)]
+            *largest_changes(pairs), *best_sweeps(cells, pairs, base),
+            *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row"))]
     table = records.frame(rows, "finding_row")
     records.write_table(Path(smk.output.csv), table)
     view = tables.figures_table(table)
@@ -241,6 +242,22 @@ def rpc_vs_local(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, A
             subject=topology, metric="tg t/s", answer=setting, cell=pair["candidate_cell"],
             value=round(float(pair["candidate_mean"]), 2), reference_value=round(float(pair["baseline_mean"]), 2),
             evidence="figures/rpc.png", **numbers))
+    return rows
+
+
+def memory_predictions(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per build, model and predictor: how well memory was predicted, buffer by buffer and in total."""
+    rows = []
+    for acc in memory_accuracy.accuracy(table):
+        what = "buffer sizes" if acc["scope"] == "components" else "peak resident totals"
+        rows.append(finding(
+            "memory_prediction", acc["build"], acc["model"], f"memory predicted by {acc['predictor']}: {what}",
+            f"{acc['build']} / {acc['model']}: {acc['predictor']} predicted {acc['within']} of {acc['compared']} "
+            f"{what} within {memory_accuracy.TOLERANCE:.0%} or {memory_accuracy.SLACK_MIB:.0f} MiB (median error "
+            f"{acc['median_abs_error']:.1%}, worst {acc['worst_error']:+.1%}: {acc['worst_where']}).",
+            subject=acc["predictor"], metric=f"{what}, relative error", answer=f"{acc['within']}/{acc['compared']}",
+            cell=acc["worst_cell"], value=acc["median_abs_error"], reference_value=acc["worst_error"],
+            evidence="memory.csv"))
     return rows
 
 

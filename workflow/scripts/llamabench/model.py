@@ -16,6 +16,7 @@ from typing import Any
 
 from llamabench.core import code_version, files, records
 from llamabench.core.errors import UserError
+from llamabench.derive import memory
 from llamabench.measure import machine_lock, processes
 from llamabench.prepare import synthetic
 
@@ -62,6 +63,7 @@ def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None,
             files.remove(found)
         raise
     metadata = cached_metadata(found.resolve(), digest, cache)
+    memory.shape(found.resolve(), digest, cache)  # read once here, beside no measurement, for the cells' predictions
     if kind == "path":
         # A user's own file is referenced, never copied: it may be many GB.
         with files.atomic_path(dest) as tmp:
@@ -142,11 +144,7 @@ def _package_gguf(target: Path, package: str, filename: str | None) -> Path:
 def cached_metadata(path: Path, digest: str, cache: Path) -> dict[str, Any]:
     """GGUF metadata, remembered by sha256: reading a 262k-token vocabulary takes the gguf package ~10 s."""
     entry = cache / "gguf-metadata" / f"{digest}-v{code_version.declared_version('model')}.json"
-    if entry.exists():
-        return files.read_json(entry)
-    metadata = gguf_metadata(path)
-    files.write_json(entry, metadata)
-    return metadata
+    return files.cached_json(entry, lambda: gguf_metadata(path))
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:

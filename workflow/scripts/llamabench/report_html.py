@@ -41,6 +41,9 @@ SUMMARY_COLUMNS = ["round", "build", "model", "synthetic", "cell", "test", "avg_
                    "energy_j_per_token", "gpu_power_w", "peak_rss_mib", "peak_vram_mib",
                    *(a for a in axes.names(axes.BENCHMARK) if a not in ("n_prompt", "n_gen")), "offloaded_layers",
                    "model_layers", "op_offload", "notes"]
+MEMORY_COLUMNS = ["build", "model", "cell", "n_ctx", "device", "component", "predictor", "predicted_mib", "measured_mib",
+                  "error", "file_mib", "anonymous_mib"]
+MEMORY_WORST = 10  # the rows of memory.csv the report shows: the largest errors
 FINDING_COLUMNS = ["statement", "value", "reference_value", "ratio", "ratio_ci_low", "ratio_ci_high", "significant",
                    "p_adjusted"]
 
@@ -95,6 +98,8 @@ def report_html(smk: Any) -> None:
         rpc_smokes=[records.read(p, "rpc_smoke") for p in smk.input.rpc_smokes],
         found=records.read_table(Path(smk.input.findings), "finding_row"),
         metrics=records.read_table(Path(smk.input.metrics), "metric_row"),
+        memory=records.read_table(Path(smk.input.memory), "memory_row"),
+        memory_png=Path(smk.input.memory_figure),
         used=tables.used_statuses(smk.params.action),
         figure_pngs=[Path(p) for p in smk.input.figures],
         baseline=dict(smk.params.baseline),
@@ -119,6 +124,8 @@ def render(
     rpc_smokes: list[dict[str, Any]],
     found: pd.DataFrame,
     metrics: pd.DataFrame,
+    memory: pd.DataFrame,
+    memory_png: Path | None,
     used: set[str],
     figure_pngs: list[Path],
     baseline: dict[str, Any],
@@ -193,4 +200,10 @@ def render(
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
         out_of_memory=now[now["status"] == Status.OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),
+        predicted_out_of_memory=now[now["status"] == Status.PREDICTED_OUT_OF_MEMORY][
+            ["build", "model", "cell", "error"]].drop_duplicates("cell").to_dict("records"),
+        memory_findings=html_table(found[found["question"] == "memory_prediction"], FINDING_COLUMNS),
+        memory_worst=html_table(memory.dropna(subset=["error"]).assign(abs_error=lambda f: f["error"].abs())
+                                .sort_values("abs_error", ascending=False).head(MEMORY_WORST), MEMORY_COLUMNS),
+        memory_src=embed_png(memory_png) if memory_png else None,
     )

@@ -39,6 +39,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -49,10 +50,13 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SCHEMAS = PACKAGE_DIR.parents[1] / "schemas"
 VERSIONS = PACKAGE_DIR.parents[1] / "versions.yaml"
 # Modules whose edits never change what is measured: what records look like, where they go, how the
-# plan is made (its results reach a measuring job as params) and how a job is wired to Snakemake.
+# plan is made (its results reach a measuring job as params), how a job is wired to Snakemake, and the
+# memory prediction a cell is started by (it decides whether a cell runs, never what it measures; the
+# memory table predicts again, so an improved predictor re-measures nothing).
 BOOKKEEPING = frozenset({"entry", "core.code_version", "core.configuration", "core.errors", "core.files",
                          "core.history", "core.layout", "core.plan", "core.platforms", "core.presets",
-                         "core.records", "core.status"})
+                         "core.records", "core.status", "derive.memory", "derive.memory_fit",
+                         "measure.fit_params"})
 LOGGERS = frozenset({"log", "logger", "logging"})
 
 
@@ -62,8 +66,10 @@ def _sections() -> dict[str, dict[str, dict[str, object]]]:
 
 
 def declared() -> dict[str, dict[str, object]]:
-    """{rule: {"version": int, "code": hash}} of the rules that fetch, build or measure."""
-    return {**_sections()["measure"], **_sections()["prepare"]}
+    """{rule: {"version": int, "code": hash}} of the rules that fetch, build or measure (a hash of digits only
+    reads as a YAML integer: it is taken as text)."""
+    return {rule: {**entry, "code": str(entry["code"])}
+            for rule, entry in {**_sections()["measure"], **_sections()["prepare"]}.items()}
 
 
 def rule_version(rule: str) -> int | str:
@@ -182,12 +188,13 @@ def _decide(action: str, rules: list[str]) -> None:
     entries = declared()
     for rule in rules:
         entry = entries[rule]
-        old = f"{rule}: {{version: {entry['version']}, code: {entry['code']}}}"
+        old = re.compile(rf"{rule}: \{{version: {entry['version']}, code: '?{entry['code']}'?\}}")
         version = int(entry["version"]) + (action == "bump")
-        new = f"{rule}: {{version: {version}, code: {measuring_hash(rule)}}}"
-        if old not in text:
-            raise SystemExit(f"{VERSIONS} does not spell {rule} as '{old}': edit it by hand")
-        text = text.replace(old, new)
+        code = measuring_hash(rule)
+        new = f"{rule}: {{version: {version}, code: {repr(code) if code.isdigit() else code}}}"
+        if not old.search(text):
+            raise SystemExit(f"{VERSIONS} does not spell {rule} as '{old.pattern}': edit it by hand")
+        text = old.sub(new, text, count=1)
     VERSIONS.write_text(text)
 
 

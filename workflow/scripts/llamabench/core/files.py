@@ -17,7 +17,7 @@ import platform
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,15 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def cached_json(path: Path, make: Callable[[], Any]) -> Any:
+    """The JSON at ``path``, made and written first where there is none: a cache entry keyed by its name."""
+    if Path(path).exists():
+        return read_json(path)
+    found = make()
+    write_json(path, found)
+    return found
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ PATHS: dict[str, str] = {
     "rpc_summary": "rpc_summary.csv",
     "failed_rpc_cells": "failed_rpc_cells.txt",
     "findings": "findings.csv",
+    "memory_table": "memory.csv",
     "figures_table_csv": "figures_table.csv",
     "figures_table_md": "figures_table.md",
     "figure_png": "figures/{name}.png",

@@ -120,6 +120,7 @@ class Plan:
     remeasure: bool
     timeouts: Mapping[str, float]
     sample_interval_s: float
+    memory: Mapping[str, Any]  # the fit decision's limits (bookkeeping: a job reads them here)
 
     def cells(self, kind: str) -> Mapping[Key, Cell]:
         """Every cell of ``kind`` (bench_cell, serve_cell, rpc_cell) in every round it may get."""
@@ -211,6 +212,7 @@ def make(config: Mapping[str, Any]) -> Plan:
                          "rpc_cell": expanded["rpc"]["timeout"], "smoke": expanded["smoke"]["timeout"],
                          "rpc_smoke": expanded["smoke"]["timeout"]}),
         sample_interval_s=bench["sample_interval_ms"] / 1000,
+        memory=freeze(expanded["memory"]),
     )
 
 

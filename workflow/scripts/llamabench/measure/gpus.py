@@ -52,3 +52,9 @@ def skip_reason(inputs: Any) -> str | None:
     if "hardware" not in inputs.keys():
         return None
     return gpu_missing(records.read(inputs.hardware, "hardware"))
+
+
+def free_mib() -> dict[str, float]:
+    """Each GPU's free memory in MiB, by llama.cpp's device name (``CUDA<index>``); none without a GPU."""
+    rows, _ = query(["index", "memory.free"])
+    return {f"CUDA{row['index']}": float(row["memory.free"]) for row in rows or [] if row.get("memory.free")}

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from llamabench.core import axes, files, progress
 from llamabench.core.status import Status
-from llamabench.measure import interference, machine_lock, processes, sampler
+from llamabench.measure import interference, machine_lock, memory_use, processes, sampler
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # written while the model loads and the context is made, never inside a timed repetition.
 LOGGING = ["-o", "json", "--progress", "-v"]
 
+# How often the resident split is read (/proc/<pid>/status: microseconds a read).
+RESIDENT_POLL_S = 0.5
 # What llama.cpp logs when memory runs out: ggml's CPU allocator, the CUDA allocator, llama's buffers.
 OOM_PATTERNS = ("insufficient memory", "out of memory", "failed to allocate", "cudamalloc failed",
                 "std::bad_alloc", "unable to allocate")
@@ -69,6 +71,7 @@ def measure(
     counters there). With ``gpus``, the node's GPUs are sampled too. ``helpers``: the
     CPU-seconds reader and the pids of other processes that are part of the
     measurement (an RPC cell's workers), so that they do not count as disturbance.
+    The resident split is read every ``RESIDENT_POLL_S`` (measure/memory_use.py).
     """
     stderr_path = log_path or Path(os.devnull)
     start_wall, start = files.now_iso(), time.time()
@@ -95,18 +98,19 @@ def measure(
             processes.kill_group(proc)
 
         timer = threading.Timer(timeout, expire) if timeout else None
-        try:
-            if timer:
-                timer.start()
-            # wait4, not wait: it returns this child's own resource usage (peak RSS).
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            processes.kill_group(proc)  # an interrupted run must not leave llama-bench behind
-            proc.wait()
-            raise
-        finally:
-            if timer:
-                timer.cancel()
+        with memory_use.watching(proc.pid, RESIDENT_POLL_S) as resident:
+            try:
+                if timer:
+                    timer.start()
+                # wait4, not wait: it returns this child's own resource usage (peak RSS).
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:
+                processes.kill_group(proc)  # an interrupted run must not leave llama-bench behind
+                proc.wait()
+                raise
+            finally:
+                if timer:
+                    timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         seen.measured(usage.ru_utime + usage.ru_stime + (helpers[0]() - helped if helpers else 0.0))
         disturbance = seen.result(samples.gpu_others({proc.pid, *(helpers[1] if helpers else ())}))
@@ -125,6 +129,7 @@ def measure(
         "exit_status": proc.returncode,
         "timed_out": timed_out.is_set(),
         "peak_rss_mib": round(peak_kib / 1024, 1),
+        "resident_at_peak": dict(resident),
         "samples": samples.result(),
         "interference": disturbance,
     }
@@ -154,12 +159,13 @@ def out_of_memory(stderr_path: Path) -> bool:
     return any(pattern in text for pattern in OOM_PATTERNS)
 
 
-def skipped(cmd: list[str], reason: str) -> dict[str, Any]:
-    """The run part of a cell this llama-bench cannot express: nothing ran, and the reason says why."""
+def skipped(cmd: list[str], reason: str, status: Status = Status.SKIPPED) -> dict[str, Any]:
+    """The run part of a cell that was not started: this llama-bench cannot express it, or (``status``
+    predicted_out_of_memory) it is predicted not to fit; the reason says why."""
     now = time.time()
     return {"command": cmd, "command_line": shlex.join(cmd), "start": files.now_iso(), "start_epoch": now,
             "end_epoch": now, "duration_s": 0.0, "exit_status": 0, "timed_out": False, "peak_rss_mib": 0.0,
-            "records": [], "status": Status.SKIPPED, "error": reason}
+            "records": [], "status": status, "error": reason}
 
 
 def _relay(stream: IO[str], sink: IO[str], on_progress: Callable[[str], None]) -> None:

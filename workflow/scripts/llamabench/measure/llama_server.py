@@ -189,11 +189,13 @@ def run_level(base: str, prompts: list[list[int]], max_tokens: int, concurrency:
 
 
 def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, timeout: float = 600,
-            skip: str | None = None, gpus: bool = False, interval_s: float = 0.1) -> dict[str, Any]:
+            skip: str | None = None, gpus: bool = False, interval_s: float = 0.1,
+            skip_status: Status = Status.SKIPPED) -> dict[str, Any]:
     """Serve, warm up, measure; a failure is recorded (status, error), never raised.
 
-    ``skip``: why this cell is not run at all (a CUDA build on a host without a GPU). The sampler runs
-    throughout (with ``gpus``, the node's GPUs too), marking the load, the warm-up and the measured requests.
+    ``skip``: why this cell is not run at all (a CUDA build on a host without a GPU; with ``skip_status``
+    predicted_out_of_memory, a prediction that it cannot fit). The sampler runs throughout (with ``gpus``,
+    the node's GPUs too), marking the load, the warm-up and the measured requests.
     """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -201,7 +203,7 @@ def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, t
                               "error": None, "requests": [], "props": None, "server_exit_status": None}
     if skip:
         log.warning("skipped: %s", skip)
-        return {**result, "status": Status.SKIPPED, "error": skip, "end": files.now_iso()}
+        return {**result, "status": skip_status, "error": skip, "end": files.now_iso()}
     deadline = time.monotonic() + timeout
     with machine_lock.held(f"llama-server on port {port}"), sampler.sampling(interval_s, gpus) as samples:
         _serve(exe, model, params, log_path, port, base, deadline, result, samples)

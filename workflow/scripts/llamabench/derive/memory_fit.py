@@ -1,0 +1,91 @@
+"""Whether a cell fits before it starts: its memory predicted per device against what each device has.
+
+A cell predicted to need more than a device's limit (``memory.limit_mib`` for the
+host, else what is available when the cell starts; a GPU's free memory) is not
+started and is recorded as ``predicted_out_of_memory``, with the numbers;
+``memory.run_anyway`` starts it regardless (it may then fail as ``out_of_memory``,
+which llama-bench's log tells). The job records the prediction it acted on; the
+memory table (``memory_table``) predicts again from the records, so an improved
+predictor changes the table, not the measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from llamabench.core import axes
+from llamabench.derive import memory
+
+log = logging.getLogger(__name__)
+
+
+def flash_attn(value: Any) -> bool:
+    """llama.cpp's resolved flash attention: ``auto`` turns it on where every device supports it (CPU and CUDA
+    do), ``off``/0 leaves it off."""
+    return str(value).lower() not in ("off", "0", "false")
+
+
+def _settings(params: Mapping[str, Any], offloaded: int, gpu: str | None, cpu_flags: Iterable[str]) -> dict[str, Any]:
+    """What every run of a cell shares: batch and ubatch, flash attention, the load mode, the layers offloaded."""
+    return {"n_batch": params["batch_size"], "n_ubatch": params["ubatch_size"],
+            "flash_attn": flash_attn(params["flash_attn"]), "mmap": "none" not in str(axes.value(params, "load_mode")),
+            "gpu_layers": offloaded, "gpu": gpu, "cpu_flags": sorted(cpu_flags)}
+
+
+def bench_runs(params: Mapping[str, Any], offloaded: int, gpu: str | None,
+               cpu_flags: Iterable[str]) -> list[dict[str, Any]]:
+    """One run per llama-bench test of the cell (the prompt test, then the generation test), each with the
+    context llama-bench makes for it: prompt or generation tokens plus the depth."""
+    depth = int(params.get("n_depth") or 0)
+    common = {**_settings(params, offloaded, gpu, cpu_flags), "type_k": params["cache_type_k"],
+              "type_v": params["cache_type_v"]}
+    return [{**common, "n_ctx": int(tokens) + depth, "touched_tokens": int(tokens)}
+            for tokens in (params["n_prompt"], params["n_gen"]) if tokens]
+
+
+def serve_runs(params: Mapping[str, Any], offloaded: int, gpu: str | None,
+               cpu_flags: Iterable[str]) -> list[dict[str, Any]]:
+    """llama-server's one context: ``ctx_size`` shared by ``parallel`` slots, each its own K/V stream (the
+    cells pass ``-np``, so the cache is not unified), f16 K/V (the server's default); the measured prompt is
+    the largest micro-batch."""
+    return [{**_settings(params, offloaded, gpu, cpu_flags), "n_ctx": params["ctx_size"], "n_seq": params["parallel"],
+             "kv_unified": False, "type_k": "f16", "type_v": "f16", "touched_tokens": int(params["prompt_tokens"])}]
+
+
+def predictions(shape: Mapping[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prediction of each run; none where the predictor cannot say (the cell then starts, and llama.cpp
+    decides)."""
+    try:
+        return [memory.predict(shape, run) for run in runs]
+    except memory.Unpredictable as err:
+        log.warning("no memory prediction: %s", err)
+        return []
+
+
+def gate(shape: Mapping[str, Any], runs: list[dict[str, Any]], settings: Mapping[str, Any], available_mib: float,
+         gpu_free_mib: Mapping[str, float]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A cell's predictions and its fit decision, under the ``memory`` settings: the host's limit (or what is
+    ``available_mib``), each GPU's free memory."""
+    predicted = predictions(shape, runs)
+    limit = settings["limit_mib"]
+    limits = {"CPU": float(available_mib if limit is None else limit), **gpu_free_mib}
+    return predicted, decide(predicted, limits, settings["run_anyway"])
+
+
+def decide(predicted: list[dict[str, Any]], limit: Mapping[str, float], run_anyway: bool) -> dict[str, Any]:
+    """The fit decision for a cell's runs: every device's largest predicted peak against its limit."""
+    peaks: dict[str, float] = {}
+    for prediction in predicted:
+        for device, mib in prediction["resident"].items():
+            peaks[device] = max(peaks.get(device, 0.0), mib)
+    over = [{"device": device, "predicted_mib": mib, "limit_mib": limit[device]}
+            for device, mib in sorted(peaks.items()) if device in limit and mib > limit[device]]
+    return {"predicted_peak_mib": peaks, "limit_mib": dict(limit), "fits": not over, "over": over,
+            "started": not over or run_anyway}
+
+
+def reason(decision: Mapping[str, Any]) -> str:
+    return "; ".join(f"{o['device']} predicted {o['predicted_mib']:.0f} MiB, more than its {o['limit_mib']:.0f} "
+                     "MiB (memory.limit_mib; memory.run_anyway starts it regardless)" for o in decision["over"])
