@@ -4,8 +4,9 @@ The one owner of conclusions: which setting is fastest (and whether a test
 supports it), the best value of each sweep, the lowest served TTFT and the most
 throughput under a TTFT limit, how each serving setting compares with the serving
 defaults, how a measured TTFT compares with llama-bench's estimate, what RPC costs
-against the local partner, the largest change of each version comparison, how well memory was predicted. Each row carries its numbers, its
-interval and test where there is one, and a sentence. ``results/figures_table.csv``
+against the local partner, the largest change of each version comparison, how well
+memory was predicted. Each row carries its numbers, its interval and test where
+there is one, and a sentence. ``results/figures_table.csv``
 and ``.md`` are a view of this table; the report renders it and picks rows by
 their ``question``.
 """

@@ -29,7 +29,6 @@ from llamabench.derive import buffers, memory, memory_fit, plots
 from llamabench.derive.memory_accuracy import FIT_PARAMS, OURS, SLACK_MIB, TOLERANCE, error, within
 
 
-
 def memory_table(smk: Any) -> None:
     """Rule ``memory_table``: results/memory.csv."""
     rows, flags = [], {}
