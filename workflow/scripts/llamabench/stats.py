@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,35 +163,33 @@ def series(group: pd.DataFrame, column: str) -> pd.DataFrame:
                         index=found["round"].astype(int).to_numpy())
 
 
-def serving_series(serving: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
-    """Each serving cell's metrics by round (derive/latency.py METRICS)."""
+def kind_series(frame: pd.DataFrame, used: set[str], kind: str, setting: Callable[[pd.Series], str],
+                metrics: Mapping[str, bool]) -> list[dict[str, Any]]:
+    """Each serving or RPC cell's metrics by round (``metrics``: name -> whether lower is better), with the
+    cell in words (``setting`` of its first row) and its rounds left out."""
     found = []
     keys = ["build", "model", "base_cell"]
-    dropped = left_out(serving, used, keys)
-    for (build, model, base), group in serving[serving["status"].isin(used)].groupby(keys):
+    dropped = left_out(frame, used, keys)
+    for (build, model, base), group in frame[frame["status"].isin(used)].groupby(keys):
         first = group.iloc[0]
-        setting = f"prompt {first['prompt_tokens']}, concurrency {first['concurrency']}, parallel {first['parallel']}"
-        for metric, lower in latency.METRICS.items():
-            found.append({"kind": "serve_cell", "build": build, "history": bool(first["history"]), "model": model,
+        for metric, lower in metrics.items():
+            found.append({"kind": kind, "build": build, "history": bool(first["history"]), "model": model,
                           "cell": base, "metric": metric, "better": "lower" if lower else "higher",
-                          "setting": setting, "values": series(group, metric),
+                          "setting": setting(first), "values": series(group, metric),
                           "dropped": dropped.get((build, model, base), [])})
     return found
 
 
+def serving_series(serving: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
+    """Each serving cell's metrics by round (derive/latency.py METRICS)."""
+    return kind_series(serving, used, "serve_cell", lambda first: f"prompt {first['prompt_tokens']}, concurrency "
+                       f"{first['concurrency']}, parallel {first['parallel']}", latency.METRICS)
+
+
 def rpc_series(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
     """Each RPC cell's pp and tg by round."""
-    found = []
-    keys = ["build", "model", "base_cell"]
-    dropped = left_out(rpc, used, keys)
-    for (build, model, base), group in rpc[rpc["status"].isin(used)].groupby(keys):
-        first = group.iloc[0]
-        setting = f"{first['topology']} -dev {first['devices']}, link {first['link_rate']}"
-        for metric in ("pp_ts", "tg_ts"):
-            found.append({"kind": "rpc_cell", "build": build, "history": bool(first["history"]), "model": model,
-                          "cell": base, "metric": metric, "better": "higher", "setting": setting,
-                          "values": series(group, metric), "dropped": dropped.get((build, model, base), [])})
-    return found
+    return kind_series(rpc, used, "rpc_cell", lambda first: f"{first['topology']} -dev {first['devices']}, link "
+                       f"{first['link_rate']}", {"pp_ts": False, "tg_ts": False})
 
 
 def metric_stats(found: list[dict[str, Any]], noisy_cv: float) -> pd.DataFrame:
