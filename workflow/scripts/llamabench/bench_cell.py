@@ -64,7 +64,7 @@ def bench_cell(smk: Any) -> None:
         if runs and smk.params.round == 1 and the_plan.memory["fit_params"] and result["status"] != Status.SKIPPED:
             projection = fit_params.project(fit_params.executable(build), Path(smk.input.model), params,
                                             max(run["n_ctx"] for run in runs),
-                                            memory_fit.flash_attn(params["flash_attn"]))
+                                            not options.flash_attn_off(params["flash_attn"]))
     announce_failure(f"cell {label}", result)
     if why := samples.busy(state):
         log.warning("cell %s ran on a busy machine: %s", label, why)

@@ -58,12 +58,18 @@ def flash_attn_kv_pairs(options: list[str]) -> tuple[str, ...] | None:
     return ("all",) if "all" in pairs else tuple(dict.fromkeys(["f16-f16", *pairs]))
 
 
+def flash_attn_off(value: Any) -> bool:
+    """Whether a cell's (canonical) flash_attn turns it off; ``auto`` turns it on where every device supports
+    it, as the CPU and CUDA do."""
+    return str(value) in ("off", "0")
+
+
 def slow_kv_path(options: list[str], params: Mapping[str, Any]) -> str | None:
     """Why a cell's K/V cache types take a slow flash-attention path on this build, or None: a pair without a
     compiled kernel is converted to f16 (current trees) or runs attention on the CPU (older trees), silently."""
     pairs = flash_attn_kv_pairs(options)
     pair = f"{params['cache_type_k']}-{params['cache_type_v']}".lower()
-    if pairs is None or "all" in pairs or pair in pairs or str(params["flash_attn"]) in ("off", "0"):
+    if pairs is None or "all" in pairs or pair in pairs or flash_attn_off(params["flash_attn"]):
         return None
     return (f"K/V types {pair} have no CUDA flash-attention kernel in this build (it has {', '.join(pairs)}): "
             "llama.cpp converts them to f16 or, in older trees, runs attention on the CPU; build with "

@@ -15,22 +15,17 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from llamabench.core import axes
+from llamabench.core import axes, options
 from llamabench.derive import memory
 
 log = logging.getLogger(__name__)
 
 
-def flash_attn(value: Any) -> bool:
-    """llama.cpp's resolved flash attention: ``auto`` turns it on where every device supports it (CPU and CUDA
-    do), ``off``/0 leaves it off."""
-    return str(value).lower() not in ("off", "0", "false")
-
-
 def _settings(params: Mapping[str, Any], offloaded: int, gpu: str | None, cpu_flags: Iterable[str]) -> dict[str, Any]:
     """What every run of a cell shares: batch and ubatch, flash attention, the load mode, the layers offloaded."""
     return {"n_batch": params["batch_size"], "n_ubatch": params["ubatch_size"],
-            "flash_attn": flash_attn(params["flash_attn"]), "mmap": "none" not in str(axes.value(params, "load_mode")),
+            "flash_attn": not options.flash_attn_off(params["flash_attn"]),
+            "mmap": "none" not in str(axes.value(params, "load_mode")),
             "gpu_layers": offloaded, "gpu": gpu, "cpu_flags": sorted(cpu_flags)}
 
 
