@@ -253,7 +253,10 @@ def test_every_key_of_the_schema_is_documented_in_the_config_reference() -> None
     missing = []
     for key in sorted(keys):
         holder, _, last = key.rpartition(".")
-        if last in axes.AXES and holder.split(".")[-1] in ("defaults", "<name>", "exclude[]", "include[]", "cells[]") \
+        if holder.startswith("tune.<name>.space.") and holder.split(".")[-1] in axes.AXES:
+            key = f"tune.<name>.space.<axis>.{last}"  # a range, the same for every axis
+        elif last in axes.AXES and holder.split(".")[-1] in ("defaults", "<name>", "exclude[]", "include[]", "cells[]",
+                                                              "space", "workload") \
                 and not holder.startswith(("rpc.topologies", "models", "builds")):
             if f"| `{last}`" not in text and f"`{last}`, " not in text and f", `{last}`" not in text:
                 missing.append(f"the axis {last}")
@@ -268,7 +271,7 @@ def test_config_yaml_shows_every_default_of_the_sections_it_shows() -> None:
     is there (so a user sees the default of every axis, the load mode included)."""
     def leaves(tree: Any, prefix: tuple = ()) -> set[tuple]:
         if not isinstance(tree, dict) or prefix[:1] in {(k,) for k in ("sources", "platforms", "builds", "models")} \
-                or prefix[-1:] in (("groups",), ("scenarios",), ("topologies",)):
+                or prefix[-1:] in (("groups",), ("scenarios",), ("topologies",), ("tune",)):
             return {prefix}
         return {path for key, value in tree.items() for path in leaves(value, (*prefix, key))}
 

@@ -37,6 +37,8 @@ def test_the_lab_report_plans_every_job_and_names_the_missing_nvcc(preset: str, 
     # 2 builds; cells: defaults, threads 1/2/8, batch 4 more, ngl 5 (one is the defaults') x 3 rounds, per build;
     # serving (2 prompts x 2 concurrencies, one of them the defaults cell) and RPC cells (4) in the same 3 rounds
     assert jobs["build"] == 2 and jobs["bench_cell"] == 66 and jobs["rpc_cell"] == 12 and jobs["serve_cell"] == 24
+    # two tuning studies (CPU threads and batch, GPU layers): each opens with its first decision
+    assert jobs["tune_round"] == 2 and jobs["tune"] == 2
     workdir = tmp_path / "presets" / preset
     out = snakemake(workdir, "--cores", "2", env=without_nvcc(), check=False)
     assert out.returncode != 0 and "nvcc was not found" in out.stderr and not (workdir / "results").exists()
@@ -54,6 +56,17 @@ def test_the_offline_variant_swaps_only_the_source_and_the_model(tmp_path: Path)
 def test_the_gpu_variant_is_one_cuda_build_with_short_sweeps(tmp_path: Path) -> None:
     jobs, _ = plan("lab-report-gpu", tmp_path)
     assert jobs["build"] == 1 and jobs["bench_cell"] == 10 and "serve_cell" not in jobs and jobs["rpc_cell"] == 8
+
+
+def test_the_cpu_variant_needs_no_gpu_and_tunes_the_cpu_with_two_cpu_rpc_workers(tmp_path: Path) -> None:
+    jobs, text = plan("lab-report-cpu", tmp_path, without_nvcc())
+    assert "nvcc was not found" not in text
+    # cells: defaults, threads 1/2/8, batch 4 more = 10 x 3 rounds; RPC: both workers, one, -dev none x 3 rounds
+    assert jobs["build"] == 1 and jobs["bench_cell"] == 30 and jobs["rpc_cell"] == 9 and jobs["serve_cell"] == 12
+    assert jobs["tune_round"] == 1 and jobs["tune"] == 1
+    config = presets.resolve({"extends": "config.yaml"}, PRESETS / "lab-report-cpu" / "config")
+    workers = config["rpc"]["topologies"]["two-cpu"]["workers"]
+    assert [w["device"] for w in workers] == ["CPU", "CPU"] and list(config["tune"]) == ["cpu-settings"]
 
 
 def test_extending_replaces_kinded_and_empty_entries_and_null_removes() -> None:

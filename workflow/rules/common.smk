@@ -50,6 +50,8 @@ if PLAN.cluster:
         source,
         model,
         remeasure,
+        tune_round,
+        tune,
         summary,
         stats,
         export,
@@ -226,6 +228,48 @@ def get_measured_serving_partners(wildcards):
     return [partners[path] for path in get_measured("serve_cell")(wildcards)]
 
 
+def get_tune_cell(wildcards):
+    return PLAN.tune_cell(
+        wildcards.study, wildcards.build, wildcards.model, wildcards.cell
+    )
+
+
+def get_tune_round_input(wildcards):
+    """Decision r reads decision r - 1 and every cell measured so far (round r's among them)."""
+    round_ = int(wildcards.round)
+    build = layout.path("build", build=wildcards.build)
+    if round_ == 0:
+        return {"build": build}
+    key = dict(study=wildcards.study, build=wildcards.build, model=wildcards.model)
+    previous = checkpoints.tune_round.get(**key, round=round_ - 1).output[0]
+    state = records.read(previous, "tune_round")["state"]
+    chosen = [*state["measured"], *[(c, round_) for c in state["next"]]]
+    cells = PLAN.tune_cells(wildcards.study, wildcards.build, wildcards.model, chosen)
+    return {"build": build, "previous": previous, "cells": [c.path for c in cells]}
+
+
+def get_tune_input(wildcards):
+    """Each race's last decision (the chain of checkpoints walked until one says the study ended) and its cells."""
+    decisions, cells = [], []
+    for study, build, model in PLAN.tune_pairs():
+        if study != wildcards.study:
+            continue
+        round_ = 0
+        while True:
+            path = checkpoints.tune_round.get(
+                study=study, build=build, model=model, round=round_
+            ).output[0]
+            state = records.read(path, "tune_round")["state"]
+            if state["ended"]:
+                break
+            round_ += 1
+        decisions.append(path)
+        cells += [
+            c.path for c in PLAN.tune_cells(study, build, model, state["measured"])
+        ]
+    return {"decisions": decisions, "cells": cells}
+
+
 wildcard_constraints:
     source="[A-Za-z0-9_.-]+",
     platform="[A-Za-z0-9_.-]+",
@@ -233,3 +277,5 @@ wildcard_constraints:
     build="[A-Za-z0-9_.@+-]+",
     model="[A-Za-z0-9_.-]+",
     cell="[A-Za-z0-9_.+-]+",
+    study="[A-Za-z0-9_.-]+",
+    round="[0-9]+",

@@ -4,6 +4,7 @@ rule findings:
         comparisons=layout.pattern("comparisons"),
         metrics=layout.pattern("metrics"),
         memory=layout.pattern("memory_table"),
+        tune=[layout.path("tune", study=name) for name in PLAN.studies],
     output:
         csv=layout.pattern("findings"),
         table_csv=layout.pattern("figures_table_csv"),

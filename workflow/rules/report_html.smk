@@ -13,6 +13,7 @@ rule report_html:
         metrics=layout.pattern("metrics"),
         memory=layout.pattern("memory_table"),
         memory_figure=layout.path("figure_png", name="memory"),
+        tune=[layout.path("tune", study=name) for name in PLAN.studies],
         figures=[layout.path("figure_png", name=name) for name in PLAN.figures],
         sources=[layout.path("source", source=name) for name in PLAN.sources],
         hardware=[layout.path("hardware", platform=name) for name in PLAN.platforms],

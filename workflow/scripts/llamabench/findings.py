@@ -5,7 +5,7 @@ supports it), the best value of each sweep, the lowest served TTFT and the most
 throughput under a TTFT limit, how each serving setting compares with the serving
 defaults, how a measured TTFT compares with llama-bench's estimate, what RPC costs
 against the local partner, the largest change of each version comparison, how well
-memory was predicted. Each row carries its numbers, its interval and test where
+memory was predicted, what each tuning study found. Each row carries its numbers, its interval and test where
 there is one, and a sentence. ``results/figures_table.csv``
 and ``.md`` are a view of this table; the report renders it and picks rows by
 their ``question``.
@@ -33,7 +33,8 @@ def findings(smk: Any) -> None:
     rows = [*best_settings(cells, pairs, base), *best_serving(metrics, smk.params.ttft_p90_limit_ms),
             *serving_vs_defaults(pairs, metrics), *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
             *largest_changes(pairs), *best_sweeps(cells, pairs, base),
-            *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row"))]
+            *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row")),
+            *tuned([records.read(path, "tune") for path in smk.input.tune])]
     table = records.frame(rows, "finding_row")
     records.write_table(Path(smk.output.csv), table)
     view = tables.figures_table(table)
@@ -259,6 +260,25 @@ def memory_predictions(table: pd.DataFrame) -> list[dict[str, Any]]:
             subject=acc["predictor"], metric=f"{what}, relative error", answer=f"{acc['within']}/{acc['compared']}",
             cell=acc["worst_cell"], value=acc["median_abs_error"], reference_value=acc["worst_error"],
             evidence="memory.csv"))
+    return rows
+
+
+def tuned(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per tuning study, build and model: its answer (results/tune/<study>.json), with the winner's speed-up
+    over the defaults and why the study ended."""
+    rows = []
+    for study in studies:
+        metric = {"mix": "pp/tg mix", "ttft": "served TTFT", "throughput": "served t/s under a TTFT limit"}.get(
+            study["objective"]["metric"], f"{study['objective']['metric']} t/s")
+        for found in study["results"]:
+            speed, winner = found["speedup"], found["winner"]
+            low, high = speed.get("ratio_ci_low"), speed.get("ratio_ci_high")
+            rows.append(finding(
+                "tuning", found["build"], found["model"], f"tuned settings ({study['study']})", found["sentence"],
+                subject=study["study"], metric=metric, answer=winner["label"] if winner else None,
+                cell=winner["id"] if winner else None, ratio=speed.get("ratio"), ratio_ci_low=low, ratio_ci_high=high,
+                verdict=found["end_reason"], significant=None if low is None else bool(low > 1 or high < 1),
+                evidence=f"tune/{study['study']}.json"))
     return rows
 
 

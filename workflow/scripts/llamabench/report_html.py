@@ -109,6 +109,7 @@ def report_html(smk: Any) -> None:
         sources=[records.read(p, "source") for p in smk.input.sources],
         nodes=[records.read(p, "hardware") for p in smk.input.hardware],
         comparison_names=list(smk.params.comparisons),
+        studies=[records.read(p, "tune") for p in smk.input.tune],
     )
     with files.atomic_path(Path(smk.output[0])) as tmp:
         tmp.write_text(page)
@@ -135,6 +136,7 @@ def render(
     sources: list[dict[str, Any]],
     comparison_names: list[str],
     nodes: list[dict[str, Any]] | None = None,
+    studies: list[dict[str, Any]] | None = None,
 ) -> str:
     ok = table[table["status"] == Status.OK]
     now = tables.current(table)
@@ -168,7 +170,7 @@ def render(
         models=models,
         smokes=smokes,
         best_table=html_table(tables.figures_table(found)),
-        conclusions=html_table(found[found["question"].isin(["best_sweep", "served_vs_estimate", "rpc_vs_local"])],
+        conclusions=html_table(found[found["question"].isin(["tuning", "best_sweep", "served_vs_estimate", "rpc_vs_local"])],
                                FINDING_COLUMNS),
         counts=[{"kind": kind, **{name: int(frame["status"].isin(statuses).sum()) for name, statuses in
                                   OUTCOMES.items()}} for kind, frame in kinds.items()],
@@ -206,4 +208,5 @@ def render(
         memory_worst=html_table(memory.dropna(subset=["error"]).assign(abs_error=lambda f: f["error"].abs())
                                 .sort_values("abs_error", ascending=False).head(MEMORY_WORST), MEMORY_COLUMNS),
         memory_src=embed_png(memory_png) if memory_png else None,
+        studies=studies or [],
     )

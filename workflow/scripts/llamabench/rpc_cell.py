@@ -32,11 +32,7 @@ def rpc_cell(smk: Any) -> None:
     announce_failure(f"RPC cell {label}", result)
     cell = the_plan.cell("rpc_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
     records.write(smk.output[0], "rpc_cell", {
-        "cell": smk.wildcards.cell,
-        "base_cell": smk.params.base_cell,
-        "round": smk.params.round,
-        "seed": the_plan.seed,
-        "round_position": cell.position,
+        **records.cell_head(cell, the_plan.seed),
         "params": params,
         "timeout_s": timeout,
         "lock_wait_s": round(waited, 3),

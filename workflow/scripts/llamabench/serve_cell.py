@@ -1,62 +1,17 @@
-"""Rule ``serve_cell``: one serving cell, llama-server on loopback and a streaming client, recorded even
-when it fails (the measuring is measure/llama_server.py's)."""
+"""Rule ``serve_cell``: one serving cell, llama-server on loopback and a streaming client (serve_run.py
+measures and records it)."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any
 
-from llamabench.core import matrix, options, plan, records
-from llamabench.core.status import Status
-from llamabench.derive import buffers, memory, memory_fit
-from llamabench.entry import announce_failure
-from llamabench.measure import gpus, llama_server, machine_lock, memory_use, system_state
-
-log = logging.getLogger(__name__)
+from llamabench import serve_run
+from llamabench.core import plan
 
 
 def serve_cell(smk: Any) -> None:
     """Rule ``serve_cell``: one serving scenario cell, recorded even when it fails."""
     the_plan = plan.of(smk.config)
-    build = records.read(smk.input.build, "build")
-    model = records.read(smk.input.model_manifest, "model")
-    params = dict(smk.params.cell)
-    label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
-    log.info("serving cell %s", label)
-    if "server" not in build["binaries"]:
-        raise ValueError(f"build {build['name']} has no llama-server")
-    exe = Path(build["bin_dir"]) / build["binaries"]["server"]
-    timeout = the_plan.timeouts["serve_cell"]
-    gpu_run = options.uses_gpu(build["options"])
-    layers = model["gguf"].get("layers")
-    offload = matrix.placement(params, layers, gpu_run)
-    runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0, "CUDA0" if gpu_run else None,
-                                 memory_use.cpu_flags())
-    with machine_lock.held(f"serving cell {label}") as waited:
-        predicted, fit = memory_fit.gate(memory.shape(Path(smk.input.model), model["sha256"]), runs,
-                                         the_plan.memory, system_state.snapshot()["available_memory_mib"],
-                                         gpus.free_mib() if gpu_run else {})
-        skip, status = gpus.skip_reason(smk.input), Status.SKIPPED
-        if not skip and not fit["started"]:
-            skip, status = memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY
-        result = llama_server.measure(exe, Path(smk.input.model), matrix.for_model(params, layers),
-                                      Path(smk.log[0]), timeout=timeout, skip=skip, skip_status=status,
-                                      gpus=gpu_run, interval_s=the_plan.sample_interval_s)
-    announce_failure(f"serving cell {label}", result)
-    cell = the_plan.cell("serve_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
-    records.write(smk.output[0], "serve_cell", {
-        "cell": smk.wildcards.cell,
-        "base_cell": smk.params.base_cell,
-        "round": smk.params.round,
-        "seed": the_plan.seed,
-        "round_position": cell.position,
-        "params": params,
-        "timeout_s": timeout,
-        "lock_wait_s": round(waited, 3),
-        **records.cell_facts(build, model),
-        "log": smk.log[0],
-        "memory": {"runs": runs, "predicted": predicted, "fit": fit,
-                   "logged": buffers.logged_file(Path(smk.log[0])) if skip is None else []},
-        "serving": result,
-    })
+    serve_run.measure(smk, the_plan,
+                      the_plan.cell("serve_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell),
+                      the_plan.memory)

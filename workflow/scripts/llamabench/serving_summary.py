@@ -53,7 +53,7 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
         "status": Status.DISTURBED if run["status"] == Status.OK and disturbance else run["status"],
         "disturbance": disturbance, "others_share": (run.get("interference") or {}).get("others_share"),
         "warmup_requests": len(run.get("warmup", [])) or None,
-        **{axis: axes.value(params, axis) for axis in axes.names(axes.SERVING)},
+        **{axis: axes.value(params, axis, axes.SERVING) for axis in axes.names(axes.SERVING)},
         "hostname": cell["host"]["hostname"], "cpu": cell["host"]["cpu"], "commit": cell["build"]["commit"],
         "command_line": run["command_line"], "error": run["error"],
     }

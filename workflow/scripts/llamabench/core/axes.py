@@ -63,6 +63,7 @@ class Axis:
     description: str
     default: Any = None
     optional: bool = False  # added after cells existed: spelled and passed only when not at its default
+    optional_in: tuple[str, ...] = ()  # the kinds it joined later, where it is optional in the same way
     sweep: bool = True  # in defaults, groups, scenarios and partial assignments
     json_field: str | None = None  # llama-bench's JSON/SQLite field
     # tool -> its spellings, the first whose ``when`` the tool's --help shows is used
@@ -138,9 +139,9 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
              ),
          }),
     Axis("cache_type_k", "ctk", CACHE_TYPE, TEXT, "K cache type (-ctk)", "f16", json_field="type_k",
-         spellings=_flag("-ctk", LLAMA_BENCH)),
+         optional_in=(SERVING,), spellings=_flag("-ctk", LLAMA_BENCH, LLAMA_SERVER)),
     Axis("cache_type_v", "ctv", CACHE_TYPE, TEXT, "V cache type (-ctv)", "f16", json_field="type_v",
-         spellings=_flag("-ctv", LLAMA_BENCH)),
+         optional_in=(SERVING,), spellings=_flag("-ctv", LLAMA_BENCH, LLAMA_SERVER)),
     Axis("n_prompt", "p", {"type": "integer", "minimum": 0}, INT, "prompt tokens of the pp test (-p)", 128,
          json_field="n_prompt", spellings=_flag("-p", LLAMA_BENCH)),
     Axis("n_gen", "n", {"type": "integer", "minimum": 0}, INT, "generated tokens of the tg test (-n)", 32,
@@ -170,12 +171,14 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
 ORDER: dict[str, tuple[str, ...]] = {
     BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "load_mode", "flash_attn",
                 "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth", "repetitions"),
-    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "ctx_size",
-              "parallel", "prompt_tokens", "max_tokens", "concurrency", "requests", "cache"),
+    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "cache_type_k",
+              "cache_type_v", "ctx_size", "parallel", "prompt_tokens", "max_tokens", "concurrency", "requests",
+              "cache"),
 }
 
 # The settings a serving cell shares with its llama-bench partner (the source of its estimate).
-SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn")
+SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "cache_type_k",
+                 "cache_type_v")
 
 # Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and ubatch are swept together
 # (ubatch is capped at batch), so the batch figure draws one line per ubatch size.
@@ -205,20 +208,25 @@ def canonical_partial(partial: Mapping[str, Any]) -> dict[str, Any]:
     return {name: canonical(name, value) for name, value in partial.items()}
 
 
-def at_default(params: Mapping[str, Any], name: str) -> bool:
-    """Whether ``name`` is an optional axis that ``params`` leaves at (or does not give beyond) its default."""
+def optional(name: str, kind: str | None = None) -> bool:
+    """Whether ``name`` is optional (in cells of ``kind``): left out of ids, params and commands at its default."""
     axis = AXES[name]
-    return axis.optional and params.get(name, axis.default) == axis.default
+    return axis.optional or kind in axis.optional_in
 
 
-def value(params: Mapping[str, Any], name: str) -> Any:
+def at_default(params: Mapping[str, Any], name: str, kind: str | None = None) -> bool:
+    """Whether ``name`` is an optional axis that ``params`` leaves at (or does not give beyond) its default."""
+    return optional(name, kind) and params.get(name, AXES[name].default) == AXES[name].default
+
+
+def value(params: Mapping[str, Any], name: str, kind: str | None = None) -> Any:
     """An axis's value in a cell's parameters, an optional axis's default where they leave it out."""
-    return params.get(name, AXES[name].default if AXES[name].optional else None)
+    return params.get(name, AXES[name].default if optional(name, kind) else None)
 
 
 def normalize(params: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """A cell's parameters: every axis of ``kind`` in id order, canonical values, optional ones only when set."""
-    return {name: canonical(name, params[name]) for name in ORDER[kind] if not at_default(params, name)}
+    return {name: canonical(name, params[name]) for name in ORDER[kind] if not at_default(params, name, kind)}
 
 
 def arguments(params: Mapping[str, Any], kind: str, tool: str, help_text: str) -> list[str]:
@@ -230,7 +238,7 @@ def arguments(params: Mapping[str, Any], kind: str, tool: str, help_text: str) -
     found: list[str] = []
     for name in ORDER[kind]:
         spellings = AXES[name].spellings.get(tool)
-        if not spellings or at_default(params, name):
+        if not spellings or at_default(params, name, kind):
             continue
         found += spelling(name, tool, help_text).arguments(name, params[name], tool)
     return found

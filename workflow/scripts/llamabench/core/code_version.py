@@ -55,7 +55,7 @@ VERSIONS = PACKAGE_DIR.parents[1] / "versions.yaml"
 # memory table predicts again, so an improved predictor re-measures nothing).
 BOOKKEEPING = frozenset({"entry", "core.code_version", "core.configuration", "core.errors", "core.files",
                          "core.history", "core.layout", "core.plan", "core.platforms", "core.presets",
-                         "core.records", "core.status", "derive.memory", "derive.memory_fit",
+                         "core.records", "core.status", "core.tuning", "derive.memory", "derive.memory_fit",
                          "measure.fit_params"})
 LOGGERS = frozenset({"log", "logger", "logging"})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import options, platforms, presets, shapes
+from llamabench.core import axes, options, platforms, presets, shapes, tuning
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -149,10 +150,58 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
     for name, topology in config["rpc"]["topologies"].items():
         check_topology(config, name, topology, names)
     names("rpc.models", config["rpc"]["models"], models, "models")
+    for name, spec in config["tune"].items():
+        check_study(config, name, spec, names)
     try:
         platforms.check(config)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def check_study(config: dict[str, Any], name: str, spec: dict[str, Any], names: Any) -> None:
+    """A study names builds and models that exist, and has something to choose from: at least two valid
+    candidates, the defaults among them, a space small enough to write down."""
+    where = f"tune.{name}"
+    names(f"{where}.builds", spec["builds"], config["builds"], "builds")
+    names(f"{where}.models", spec["models"], config["models"], "models")
+    size = math.prod(len(tuning.values(found)) for found in spec["space"].values())
+    if size > tuning.MAX_SPACE:
+        raise ConfigError(f"{where}.space has {size} combinations, more than {tuning.MAX_SPACE}: narrow an axis")
+    kind = tuning.kind_of(spec)
+    for section in ("space", "candidates", "workload"):
+        partials = spec[section].values() if section == "candidates" else [spec[section]]
+        for axis in sorted({axis for partial in partials for axis in partial} - set(axes.names(kind))):
+            raise ConfigError(f"{where}.{section}: {axis} is not an axis of {kind} cells, which objective "
+                              f"{spec['objective']['metric']} measures")
+    objective = spec["objective"]
+    if objective["metric"] == "throughput" and objective["ttft_p90_limit_ms"] is None:
+        raise ConfigError(f"{where}.objective.ttft_p90_limit_ms is needed: the most throughput under which TTFT limit?")
+    if objective["metric"] == "mix" and not any(objective["weights"].values()):
+        raise ConfigError(f"{where}.objective.weights: give pp or tg a weight above 0")
+    for axis, found in spec["space"].items():
+        if isinstance(found, dict) and "factor" in found and found["from"] < 1:
+            raise ConfigError(f"{where}.space.{axis}: a range with a factor needs from >= 1")
+    study = tuning.study(name, spec, config, sorted(config["builds"]), list(config["models"]))
+    if study.reference not in study.by_id:
+        why = dict(study.excluded).get("defaults", "")
+        raise ConfigError(f"{where}: the defaults with this workload are not a valid candidate ({why})")
+    tests = {"pp": "n_prompt", "tg": "n_gen"}
+    needed = [test for test, w in ({objective["metric"]: 1} if objective["metric"] in tests else
+                                   objective["weights"] if objective["metric"] == "mix" else {}).items() if w]
+    for test in needed:
+        if not study.by_id[study.reference].params[tests[test]]:
+            raise ConfigError(f"{where}: objective {objective['metric']} needs the {test} test, and "
+                              f"{tests[test]} is 0 in its workload")
+    if study.mode == "coordinate" and any(c.name for c in study.candidates):
+        raise ConfigError(f"{where}.candidates: named candidates race all at once, and this space is searched "
+                          f"one axis at a time ({len(study.candidates)} candidates): raise {where}.enumerate to "
+                          f"{len(study.candidates)} or leave them out")
+    if len(study.candidates) < 2:
+        raise ConfigError(f"{where}: {len(study.candidates)} valid candidate(s), nothing to choose from: give "
+                          f"{where}.space an axis with two values, or {where}.candidates")
+    if spec["budget"]["rounds"] < spec["min_rounds"]:
+        raise ConfigError(f"{where}.budget.rounds ({spec['budget']['rounds']}) is below {where}.min_rounds "
+                          f"({spec['min_rounds']}): the winner could never be confirmed")
 
 
 def check_topology(config: dict[str, Any], name: str, topology: dict[str, Any], names: Any) -> None:

@@ -23,12 +23,12 @@ from llamabench.core.axes import BENCHMARK, SERVING
 from llamabench.core.errors import Unsupported
 
 # The cell key beyond the parameters, in id order: what later kinds of cell add
-# (the RPC topology and the devices it uses, the measurement round). A component
+# (the RPC topology and the devices it uses, a tuning study's named candidate, the measurement round). A component
 # left at None is not spelled, so adding a component to the scheme never renames
 # an existing cell: its results stay where they are and are never measured again.
 # The source and the platform are not here: they belong to the build (a version
 # kept in results/history/<build>@<commit>, a platform's build <build>+<platform>).
-KEY_COMPONENTS = ("topology", "devices", "round")
+KEY_COMPONENTS = ("topology", "devices", "candidate", "round")
 
 
 def cell_id(params: Mapping[str, Any], kind: str = BENCHMARK, **components: Any) -> str:
@@ -37,7 +37,7 @@ def cell_id(params: Mapping[str, Any], kind: str = BENCHMARK, **components: Any)
     if unknown:
         raise ValueError(f"unknown cell key components {sorted(unknown)}")
     parts = [_label(axes.AXES[name].label, params[name]) for name in axes.names(kind)
-             if not axes.at_default(params, name)]
+             if not axes.at_default(params, name, kind)]
     parts += [_label(f"{name}-", components[name]) for name in KEY_COMPONENTS if components.get(name) is not None]
     return "_".join(parts)
 
@@ -131,7 +131,7 @@ def serving_cells(serving: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def bench_partner(serving_params: Mapping[str, Any], bench: Mapping[str, Any]) -> dict[str, Any]:
     """The llama-bench cell that measures a serving cell's settings and workload: its estimate's source."""
-    shared = {name: axes.value(serving_params, name) for name in axes.SERVER_SHARED}
+    shared = {name: axes.value(serving_params, name, SERVING) for name in axes.SERVER_SHARED}
     return axes.normalize({**baseline(bench), **shared, "n_prompt": serving_params["prompt_tokens"],
                            "n_gen": serving_params["max_tokens"], "n_depth": 0}, BENCHMARK)
 

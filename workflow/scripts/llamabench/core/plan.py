@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from llamabench.core import axes, layout, matrix, options, platforms
+from llamabench.core import axes, layout, matrix, options, platforms, tuning
 
 # Sources, builds and models come before every cell (a cell's priority is at most a few million): then
 # round 1 of every cell of every build runs before round 2 of any. A priority, not an input, so adding a
 # build or a source never reruns the cells of the others.
 PREPARE_PRIORITY = 1_000_000_000
+# A tuning study's decision (seconds of work) is taken as soon as its round is measured: it unblocks the next.
+DECISION_PRIORITY = PREPARE_PRIORITY
 ROUND_PRIORITY = 1_000_000
 SERVING_FIGURES = ("serving_ttft", "serving_latency")
 RPC_FIGURES = ("rpc",)
@@ -83,6 +85,7 @@ class Cell:
     position: int | None = None  # its place (from 1) in its round's seeded order
     priority: int = 0
     compared: tuple[tuple[str, str], ...] = ()  # (kind, base id) of the cells of its build and model it is compared with
+    study: str | None = None  # a tuning study's candidate cell (results/tune/<study>/cells/)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", freeze(self.params))
@@ -94,6 +97,9 @@ class Cell:
 
     @property
     def path(self) -> str:
+        if self.study:
+            return layout.path(TUNE_KINDS[self.kind], study=self.study, build=self.build, model=self.model,
+                               cell=self.id)
         return layout.path(self.kind, build=self.build, model=self.model, cell=self.id)
 
 
@@ -121,6 +127,7 @@ class Plan:
     timeouts: Mapping[str, float]
     sample_interval_s: float
     memory: Mapping[str, Any]  # the fit decision's limits (bookkeeping: a job reads them here)
+    studies: Mapping[str, tuning.Study]  # tuning studies: their candidates (which rounds get which: derive/race.py)
 
     def cells(self, kind: str) -> Mapping[Key, Cell]:
         """Every cell of ``kind`` (bench_cell, serve_cell, rpc_cell) in every round it may get."""
@@ -132,6 +139,28 @@ class Plan:
 
     def cell(self, kind: str, build: str, model: str, cell: str) -> Cell:
         return self.cells(kind)[(build, model, cell)]
+
+    def tune_cell(self, study: str, build: str, model: str, cell: str) -> Cell:
+        """One round of one candidate of a study: its place in the round is a seeded shuffle of every candidate of
+        the study, so whichever the round measures run in a random order."""
+        found = self.studies[study]
+        base, round_ = tuning.split(cell)
+        candidate = found.by_id[base]
+        position = found.position(base, round_, self.seed)
+        # Round r of a study beside round r of the grid, so the two share the machine's drift.
+        priority = max(1, self.last_round - round_ + 1) * ROUND_PRIORITY - position
+        kind = "serve_cell" if found.kind == axes.SERVING else "bench_cell"
+        return Cell(kind, build, model, cell, base, round_, candidate.params, position=position,
+                    priority=priority, study=study)
+
+    def tune_cells(self, study: str, build: str, model: str, chosen: Iterable[tuple[str, int]]) -> list[Cell]:
+        """The cells of (candidate, round) pairs a study's decisions chose."""
+        return [self.tune_cell(study, build, model, tuning.cell_id(c, r)) for c, r in chosen]
+
+    def tune_pairs(self) -> list[tuple[str, str, str]]:
+        """(study, build, model) of every race a run holds."""
+        return [(name, build, model) for name, found in self.studies.items()
+                for build, model in itertools.product(found.builds, found.models)]
 
     def extra_rounds(self, chosen: Iterable[tuple[str, str, str, str, int]]) -> list[Cell]:
         """The cells a re-measure decision asks for: for each chosen (kind, build, model, base id, last round),
@@ -213,10 +242,14 @@ def make(config: Mapping[str, Any]) -> Plan:
                          "rpc_smoke": expanded["smoke"]["timeout"]}),
         sample_interval_s=bench["sample_interval_ms"] / 1000,
         memory=freeze(expanded["memory"]),
+        studies=freeze({name: tuning.study(name, spec, expanded, list(builds), models)
+                        for name, spec in expanded["tune"].items()}),
     )
 
 
 KINDS = ("bench_cell", "serve_cell", "rpc_cell")
+# A tuning candidate's cell kind -> its path in the layout (and the rule that measures it).
+TUNE_KINDS = {"bench_cell": "tune_cell", "serve_cell": "tune_serve_cell"}
 # How each kind's ids spell its parameters.
 ID_KIND = {"bench_cell": axes.BENCHMARK, "serve_cell": axes.SERVING, "rpc_cell": axes.BENCHMARK}
 

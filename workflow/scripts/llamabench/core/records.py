@@ -28,7 +28,7 @@ from llamabench.core import axes, files, layout, status
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "records"
-KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "remeasure",
+KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune",
          "hardware", "summary_row", "serving_row", "rpc_row", "stats_row", "metric_row", "comparison_row",
          "finding_row", "memory_row")
 # Rows of a CSV; every other kind is a JSON file that starts with the common head.
@@ -67,7 +67,7 @@ def _expand(node: Any) -> Any:
     if "x-params" in node:
         kind = node["x-params"]
         return {"type": "object", "description": node.get("description", ""),
-                "required": [a.name for a in axes.of(kind) if not a.optional],
+                "required": [a.name for a in axes.of(kind) if not axes.optional(a.name, kind)],
                 "properties": {a.name: a.schema for a in axes.of(kind)}, "additionalProperties": False}
     found: dict[str, Any] = {}
     for key, value in node.items():
@@ -228,6 +228,15 @@ def unreadable(kind: str, cell_kind: str, path: str | Path, err: RecordError) ->
     key = layout.parse(cell_kind, path)
     return new(kind, {"build": key.get("build"), "history": False, "model": key.get("model"),
                       "cell": key.get("cell"), "status": status.Status.UNREADABLE, "error": str(err)})
+
+
+def cell_head(cell: Any, seed: int) -> dict[str, Any]:
+    """What every cell record starts with: its id, its id without the round, the round and its place in it, the
+    seed of the rounds' order, and the tuning study it belongs to (none for a grid's, a scenario's or an RPC
+    cell). ``cell`` is the plan's (core/plan.py ``Cell``)."""
+    head = {"cell": cell.id, "base_cell": cell.base, "round": cell.round, "seed": seed,
+            "round_position": cell.position}
+    return {**head, "study": cell.study} if cell.study else head
 
 
 def cell_facts(build: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,78 @@
+"""Checkpoint ``tune_round``: one decision of a tuning study, after each of its rounds.
+
+Decision 0 opens the study (the first race, the candidates of round 1);
+decision r reads every cell the study has measured so far and says what round r
+dropped, whether the study has ended and why, and which candidates round r + 1
+measures (derive/race.py decides). The plan turns those candidates into cells
+(``Plan.tune_cells``), so a rerun resumes at the first decision or cell missing,
+and nothing is measured twice. The last decision adds what to run: the winner's
+llama-bench command line as it was measured, and a llama-server command line
+with its flags as this build's server spells them (its ``--help`` decides, as
+for every cell).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llamabench.core import axes, matrix, plan, records, tuning
+from llamabench.core.errors import Unsupported
+from llamabench.derive import race
+from llamabench.measure import processes
+
+
+def tune_round(smk: Any) -> None:
+    the_plan = plan.of(smk.config)
+    study = the_plan.studies[smk.wildcards.study]
+    found: dict[str, Any] = {"study": study.name, "build": smk.wildcards.build, "model": smk.wildcards.model}
+    if int(smk.wildcards.round) == 0:
+        found["state"] = race.start(study)
+    else:
+        previous = records.read(smk.input.previous, "tune_round")["state"]
+        cells = [Path(p) for p in smk.input.cells]
+        found["state"] = race.advance(study, previous, race.observations(
+            cells, study.settings["objective"], smk.params.max_share if smk.params.action != "flag" else None))
+        winner = (found["state"]["ended"] or {}).get("winner")
+        if winner:
+            kind = "serve_cell" if study.kind == axes.SERVING else "bench_cell"
+            measured = next(records.read(p, kind) for p in cells if tuning.split(p.stem)[0] == winner)
+            found["commands"] = commands(study.kind, study.by_id[winner].params, measured,
+                                         records.read(smk.input.build, "build"), the_plan.config)
+    records.write(smk.output[0], "tune_round", found)
+
+
+def commands(kind: str, params: Mapping[str, Any], measured: Mapping[str, Any], build: Mapping[str, Any],
+             config: Mapping[str, Any]) -> dict[str, str]:
+    """What to run with the winner's settings: the command line it was measured with, the other tool's with the
+    same settings as this build spells them (a server's context and slots from ``serving.defaults``; a served
+    winner's llama-bench workload its prompt and generation), and the config that makes them the defaults."""
+    bin_dir = Path(build["bin_dir"])
+    shared = {name: axes.value(params, name, kind) for name in axes.SERVER_SHARED}
+    if kind == axes.SERVING:
+        server_line = measured["serving"]["command_line"]
+        words = shlex.split(server_line)
+        exe = bin_dir / build["binaries"]["bench"]
+        bench = matrix.bench_partner(params, config["benchmark"])
+        bench_line = _line(exe, words[words.index("-m") + 1], axes.BENCHMARK, axes.LLAMA_BENCH, bench, [])
+    else:
+        bench_line = measured["llama_bench"]["command_line"]
+        words = shlex.split(bench_line)
+        served = axes.normalize({**axes.canonical_partial(config["serving"]["defaults"]), **shared}, axes.SERVING)
+        server_line = _line(bin_dir / build["binaries"]["server"], words[words.index("-m") + 1], axes.SERVING,
+                            axes.LLAMA_SERVER, served, ["--host", "127.0.0.1", "--port", "8080"])
+    return {"llama_bench": bench_line, "llama_server": server_line,
+            "config": yaml.safe_dump({"benchmark": {"defaults": shared}, "serving": {"defaults": shared}},
+                                     sort_keys=False)}
+
+
+def _line(exe: Path, model: str, kind: str, tool: str, params: Mapping[str, Any], extra: list[str]) -> str:
+    """``exe`` with ``params`` as this build's tool spells them (its ``--help`` decides, as for every cell)."""
+    try:
+        return shlex.join([str(exe), "-m", model, *extra, *axes.arguments(params, kind, tool, processes.help_text(exe))])
+    except Unsupported as err:
+        return f"# this build's {tool} cannot take these settings: {err}"
