@@ -129,7 +129,7 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
     assert kinds == {"source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell",
-                     "rpc_smoke", "bandwidth", "remeasure"}
+                     "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
                        ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("metrics.csv", "metric_row"),
                        ("comparisons.csv", "comparison_row"), ("findings.csv", "finding_row"),
@@ -424,14 +424,16 @@ def test_a_statement_in_the_build_module_reruns_nothing_and_asks_for_a_decision(
 
 def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(run_dir: Path,
                                                                                tmp_path: Path) -> None:
-    """llama-bench's arguments are built for benchmark and RPC cells alike: both kinds are measured again
-    (and what reads them), nothing else; the check names exactly those two rules."""
+    """llama-bench's arguments are built for benchmark, tuning and RPC cells alike: those kinds are measured again
+    (and what reads them), nothing else; the check names exactly those three rules."""
     snakefile = workflow_copy(tmp_path)
     edit(snakefile.parent / "workflow/scripts/llamabench/measure/llama_bench.py",
          "    return axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)",
          "    found = axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)\n    return found")
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, **AFTER_A_FIRST_ROUND}
-    assert undecided(snakefile) == ["bench_cell", "rpc_cell"]
+    # a tuning study's candidates are llama-bench cells too: its round 1 is measured again, then decided again
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, "tune_cell": 2,
+                                                           "tune_round": 1, "tune": 1, **AFTER_A_FIRST_ROUND}
+    assert undecided(snakefile) == ["bench_cell", "rpc_cell", "tune_cell"]
 
 
 def undecided(snakefile: Path) -> list[str]:
@@ -450,7 +452,7 @@ def test_editing_the_report_template_reruns_only_the_report(run_dir: Path, tmp_p
 
 def test_a_log_message_in_the_cell_code_remeasures_nothing(run_dir: Path, tmp_path: Path) -> None:
     snakefile = workflow_copy(tmp_path)
-    edit(snakefile.parent / "workflow/scripts/llamabench/bench_cell.py", 'log.info("cell %s", label)',
+    edit(snakefile.parent / "workflow/scripts/llamabench/cell_run.py", 'log.info("cell %s", label)',
          'log.info("measuring cell %s", label)')
     assert dry_run(run_dir, small_config(), snakefile) == {}
 
