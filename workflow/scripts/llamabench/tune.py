@@ -85,8 +85,7 @@ def _candidate(study: Study, cid: str) -> dict[str, Any]:
 
 def _ratio(obs: race.Observations, reference: str, candidate: str, rounds: range) -> dict[str, Any]:
     """``candidate`` over ``reference`` in their paired rounds: the ratio of geometric means and its 95 % CI."""
-    a = {r: o["x"] for r in rounds if (o := obs.get(reference, {}).get(r)) and o.get("x") is not None}
-    b = {r: o["x"] for r in rounds if (o := obs.get(candidate, {}).get(r)) and o.get("x") is not None}
+    a, b = race.scores(obs, reference, rounds), race.scores(obs, candidate, rounds)
     common = [r for r in a if r in b]
     if reference == candidate:
         return {"ratio": 1.0, "ratio_ci_low": 1.0, "ratio_ci_high": 1.0, "rounds": len(common)}
@@ -119,7 +118,7 @@ def _candidates(study: Study, state: Mapping[str, Any], obs: race.Observations, 
     found = []
     sign = -1 if study.settings["objective"]["metric"] == "ttft" else 1  # a TTFT's score is -log(ms)
     for cid in dict.fromkeys(c for c, _ in state["measured"]):
-        xs = [o["x"] for r in rounds if (o := obs.get(cid, {}).get(r)) and o.get("x") is not None]
+        xs = list(race.scores(obs, cid, rounds).values())
         fate = ("winner" if cid == winner else "indistinguishable" if cid in ended.get("indistinguishable", [])
                 else "dropped" if cid in dropped else "not picked")
         found.append({**_candidate(study, cid), "rounds": len(xs),

@@ -220,19 +220,20 @@ def _drop(race: dict[str, Any], candidate: str, round_: int, why: str) -> None:
     race["dropped"].append({"candidate": candidate, "round": round_, "reason": why})
 
 
-def _scores(obs: Observations, candidate: str, rounds: range) -> dict[int, float]:
+def scores(obs: Observations, candidate: str, rounds: range) -> dict[int, float]:
+    """A candidate's log scores by round, over ``rounds``, where it has one (not failed, not disturbed)."""
     return {r: o["x"] for r in rounds if (o := obs.get(candidate, {}).get(r)) and o.get("x") is not None}
 
 
 def _common(obs: Observations, a: str, b: str, rounds: range) -> list[int]:
-    xa, xb = _scores(obs, a, rounds), _scores(obs, b, rounds)
+    xa, xb = scores(obs, a, rounds), scores(obs, b, rounds)
     return [r for r in xa if r in xb]
 
 
 def _best(race: Mapping[str, Any], obs: Observations, round_: int) -> str | None:
     """The alive candidate with the highest mean score over the race's rounds."""
     rounds = range(race["start"], round_ + 1)
-    means = {c: float(np.mean(list(found.values()))) for c in race["alive"] if (found := _scores(obs, c, rounds))}
+    means = {c: float(np.mean(list(found.values()))) for c in race["alive"] if (found := scores(obs, c, rounds))}
     return max(means, key=lambda c: (means[c], c)) if means else None
 
 
@@ -241,11 +242,11 @@ def _paired(race: Mapping[str, Any], obs: Observations, round_: int, best: str,
     """Each alive candidate's log ratios to the best, round by round, and their variance pooled over every pair
     (with its degrees of freedom)."""
     rounds = range(race["start"], round_ + 1)
-    xb = _scores(obs, best, rounds)
+    xb = scores(obs, best, rounds)
     diffs = {}
     for c in race["alive"]:
         if c != best:
-            xc = _scores(obs, c, rounds)
+            xc = scores(obs, c, rounds)
             diffs[c] = np.array([xc[r] - xb[r] for r in xc if r in xb])
     df = sum(len(d) - 1 for d in diffs.values() if len(d) > 1)
     if df == 0:
