@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,31 @@ def write_config(workdir: Path, config: dict[str, Any]) -> None:
     """A workflow run of its own: ``workdir/config/config.yaml``, outputs under ``workdir/results``."""
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def mtimes(root: Path) -> dict[Path, int]:
+    """Every record under ``root`` with its mtime: what a rerun must leave alone."""
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*.json")}
+
+
+def interrupt_when(workdir: Path, target: str, ready: Callable[[], bool], what: str, timeout: float = 300) -> None:
+    """Run the workflow towards ``target`` and press Ctrl-C (SIGINT to its process group, as a terminal does) once
+    ``ready()`` holds; it must hold before ``timeout`` s (``what`` says what never happened), and the run must end
+    within 2 minutes of the signal (else it is killed and the test fails on what it left)."""
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                             "--cores", "2", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, what
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,

@@ -51,10 +51,12 @@ def test_accept_and_bump_rewrite_the_declaration(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "llamabench.core.code_version", *args], cwd=copy / "scripts",
                               capture_output=True, text=True, check=True).stdout
 
-    # both rules that run a server reach it: the serving cells and a served tuning study's candidates
-    assert [line.split(":")[0] for line in run("status").splitlines()] == ["serve_cell", "tune_serve_cell"]
+    # every rule that runs a server reaches it: serving cells, a served tuning study's candidates, a load sweep's
+    # pilot and levels
+    servers = ["load_cell", "load_pilot", "serve_cell", "tune_serve_cell"]
+    assert [line.split(":")[0] for line in run("status").splitlines()] == servers
     before = code_version.declared_version("serve_cell")
-    run("bump", "serve_cell")
-    run("bump", "tune_serve_cell")
+    for rule in servers:
+        run("bump", rule)
     assert run("status") == ""
     assert f"serve_cell: {{version: {before + 1}, code: " in (copy / "versions.yaml").read_text()

@@ -256,7 +256,7 @@ def test_every_key_of_the_schema_is_documented_in_the_config_reference() -> None
         if holder.startswith("tune.<name>.space.") and holder.split(".")[-1] in axes.AXES:
             key = f"tune.<name>.space.<axis>.{last}"  # a range, the same for every axis
         elif last in axes.AXES and holder.split(".")[-1] in ("defaults", "<name>", "exclude[]", "include[]", "cells[]",
-                                                              "space", "workload") \
+                                                              "space", "workload", "settings") \
                 and not holder.startswith(("rpc.topologies", "models", "builds")):
             if f"| `{last}`" not in text and f"`{last}`, " not in text and f", `{last}`" not in text:
                 missing.append(f"the axis {last}")

@@ -16,8 +16,8 @@ PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
 # declares its version in workflow/versions.yaml), and rules derived from them (versioned by a code hash).
 MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "tune_cell", "serve_cell", "tune_serve_cell",
-             "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round")
-DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "tune", "findings",
+             "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "load_pilot", "load_cell")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "tune", "load_sweep", "findings",
            "figures", "report_html")
 RULES = (*MEASURING, *DERIVED)
 # Top-level modules that are not rules: what several rules share.
@@ -79,8 +79,9 @@ def test_aggregations_never_reach_the_measuring_or_build_code() -> None:
 def test_each_rule_that_writes_a_record_has_a_schema_of_its_name() -> None:
     for kind in records.KINDS:
         assert records.version(kind) >= 1
-    # a tuning candidate's round is a benchmark cell: the same record, its own rule and directory
-    writes = {"tune_cell": "bench_cell", "tune_serve_cell": "serve_cell"}
+    # a tuning candidate's round is a benchmark cell, a load level's a serving cell: the same record, their own
+    # rule and directory
+    writes = {"tune_cell": "bench_cell", "tune_serve_cell": "serve_cell", "load_cell": "serve_cell"}
     assert {writes.get(rule, rule) for rule in MEASURING} <= set(records.KINDS)
 
 

@@ -1,4 +1,4 @@
-"""A mid-2025 llama.cpp (the lab report's era) through the same rules: build, smoke run, one cell.
+"""A mid-2025 llama.cpp (the lab report's era) through the same rules: build, smoke run, one cell, serving cells.
 
 llama-cpp-python 0.3.14 vendors a tree whose RPC server is ``rpc-server``, whose
 one-shot tool is ``llama-cli``, which wants ``-DLLAMA_CURL=OFF`` without libcurl
@@ -30,10 +30,12 @@ def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:
         "rounds": 1,
         "defaults": {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 16, "n_gen": 4, "flash_attn": 0},
     }
-    # One small serving cell: the mid-2025 llama-server through the same client.
+    # Small serving cells: the mid-2025 llama-server through the same client, with continuous batching off
+    # (-nocb: both trees), and with the server's prompt cache set (--cache-prompt: current trees only).
     config["serving"] = {"builds": [], "defaults": {"prompt_tokens": 16, "max_tokens": 4, "requests": 2,
                                                     "ctx_size": 1024, "flash_attn": 1},
-                         "scenarios": {"s": {"concurrency": [1]}}}
+                         "scenarios": {"s": {"concurrency": [1], "cont_batching": ["off"]},
+                                       "pc": {"prompt_cache": ["on"]}}}
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "8", timeout=3600)
 
@@ -45,8 +47,11 @@ def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:
     summary = pd.read_csv(tmp_path / "results/summary.csv")
     assert set(summary["status"]) == {"ok"}
     assert build["commit"].startswith(summary["build_commit"].iloc[0])
-    serving = pd.read_csv(tmp_path / "results/serving_summary.csv")
-    assert list(serving["status"]) == ["ok"], serving["error"].tolist()
+    serving = pd.read_csv(tmp_path / "results/serving_summary.csv").set_index("cell")
+    assert (serving["status"] == "ok").sum() == 2, serving["error"].tolist()  # the defaults cell and -nocb
+    assert "-nocb" in serving.filter(like="_cb-off", axis=0)["command_line"].iloc[0]
+    cached = serving.filter(like="_pc-on", axis=0).iloc[0]
+    assert cached["status"] == "skipped" and "no --cache-prompt" in cached["error"]
     # The default RPC topology through rpc-server v2: no -dev in this llama-bench, so all workers or none.
     rpc = pd.read_csv(tmp_path / "results/rpc_summary.csv").set_index("devices")
     assert rpc.loc["RPC0/RPC1", "status"] == "ok" and rpc.loc["none", "status"] == "ok", rpc["error"].tolist()

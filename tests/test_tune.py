@@ -6,18 +6,14 @@ llama-servers."""
 from __future__ import annotations
 
 import math
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, load_test_config, snakemake, write_config
+from conftest import interrupt_when, load_test_config, mtimes, snakemake, write_config
 from llamabench.core import records
 from llamabench.derive import latency, race
 
@@ -35,7 +31,7 @@ def tune_config(rounds: int) -> dict[str, Any]:
 
 
 def cells(workdir: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in (workdir / "results" / "tune" / "quick" / "cells").rglob("*.json")}
+    return mtimes(workdir / "results" / "tune" / "quick" / "cells")
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +65,8 @@ def test_raising_the_budget_extends_the_study_and_an_interrupted_run_resumes_mea
         study_dir: Path) -> None:
     before = cells(study_dir)
     write_config(study_dir, tune_config(4))
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(study_dir),
-                             "--cores", "2", TARGET], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not any("_round-3" in p.name for p in cells(study_dir)):
-            assert time.monotonic() < deadline and proc.poll() is None, "round 3 never started"
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    interrupt_when(study_dir, TARGET, lambda: any("_round-3" in p.name for p in cells(study_dir)),
+                   "round 3 never started")
     assert not subprocess.run(["pgrep", "-f", "llama-bench -m"], capture_output=True).stdout, "llama-bench outlived Ctrl-C"
     interrupted = cells(study_dir)
     assert all(interrupted[p] == mtime for p, mtime in before.items()), "a cell of the first run was measured again"

@@ -9,6 +9,7 @@ config or code change calls for.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -106,7 +107,8 @@ def test_run_produces_every_output(run_dir: Path) -> None:
                  "figures/serving_ttft.png", "figures/serving_latency.svg", "rpc_summary.csv", "figures/rpc.png",
                  "rpc_smoke/two-cpu/gemma3-270m.json", "failed_rpc_cells.txt", "failed_serving_cells.txt",
                  "benchmarks/model/gemma3-270m.tsv", "benchmarks/source/main.tsv", "llama-bench.jsonl",
-                 "llama-bench.sqlite", "llama-bench-builds.sqlite", "memory.csv", "figures/memory.png"]:
+                 "llama-bench.sqlite", "llama-bench-builds.sqlite", "memory.csv", "figures/memory.png",
+                 "serving_tokens.jsonl"]:
         assert (results / name).is_file(), name
     smoke = records.read(results / "smoke/cpu-rpc/gemma3-270m.json", "smoke")
     assert smoke["text"].startswith(DEFAULT_CONFIG["smoke"]["prompt"])
@@ -344,6 +346,10 @@ def test_serving_cells_measure_real_ttft_and_show_it_beside_the_estimate(run_dir
     assert sorted(serving["concurrency"]) == [1, 2] and (serving["status"] == "ok").all()
     assert serving["bench_ttft_estimate_ms"].notna().all() and serving["ttft_measured_over_estimate"].notna().all()
     assert serving["p90_is_max"].all()  # 3 requests are too few for a p90: the maximum stands in
+    # every token of every measured request, exported with both clocks (timings_per_token)
+    tokens = [json.loads(line) for line in (run_dir / "results/serving_tokens.jsonl").read_text().splitlines()]
+    assert len(tokens) == sum(r["text_chunks"] for c in cells for r in c["serving"]["requests"])
+    assert all(t["server_ms"] is not None and t["client_ms"] > 0 for t in tokens)
     report = (run_dir / "results/report.html").read_text()
     assert "Serving: latency as a user sees it" in report and "ttft_measured_over_estimate" in report
     table = pd.read_csv(run_dir / "results/figures_table.csv")

@@ -52,6 +52,7 @@ if PLAN.cluster:
         remeasure,
         tune_round,
         tune,
+        load_sweep,
         summary,
         stats,
         export,
@@ -270,6 +271,52 @@ def get_tune_input(wildcards):
     return {"decisions": decisions, "cells": cells}
 
 
+def get_load_cell(wildcards):
+    return PLAN.load_cell(
+        wildcards.sweep, wildcards.build, wildcards.model, wildcards.cell
+    )
+
+
+def get_dataset_input(wildcards):
+    """A serving cell's (or a load sweep's) dataset of prompts: a changed file measures again."""
+    if "sweep" in wildcards.keys():
+        params = PLAN.sweeps[wildcards.sweep].params
+    else:
+        params = get_serve_cell(wildcards).params
+    dataset = params.get("dataset")
+    return {"dataset": str(Path(dataset).expanduser())} if dataset else {}
+
+
+def get_load_levels(sweep, model):
+    """A sweep's rates for one model: the config's, or every build's pilot's (their union, so builds pair)."""
+    found = PLAN.sweeps[sweep]
+    if not found.piloted:
+        return found.settings["rates"]
+    rates = set()
+    for build in found.builds:
+        pilot = checkpoints.load_pilot.get(sweep=sweep, build=build, model=model)
+        rates |= set(records.read(pilot.output[0], "load_pilot")["chosen"])
+    return sorted(rates)
+
+
+def get_load_sweep_input(wildcards):
+    """Every pilot of the sweep and every round of every level of every build and model."""
+    found = PLAN.sweeps[wildcards.sweep]
+    pilots = [
+        layout.path("load_pilot", sweep=name, build=build, model=model)
+        for name, build, model in PLAN.load_pairs()
+        if name == wildcards.sweep and found.piloted
+    ]
+    cells = [
+        cell.path
+        for model in found.models
+        for cell in PLAN.load_cells(
+            wildcards.sweep, model, get_load_levels(wildcards.sweep, model)
+        )
+    ]
+    return {"pilots": pilots, "cells": cells}
+
+
 wildcard_constraints:
     source="[A-Za-z0-9_.-]+",
     platform="[A-Za-z0-9_.-]+",
@@ -278,4 +325,5 @@ wildcard_constraints:
     model="[A-Za-z0-9_.-]+",
     cell="[A-Za-z0-9_.+-]+",
     study="[A-Za-z0-9_.-]+",
+    sweep="[A-Za-z0-9_.-]+",
     round="[0-9]+",

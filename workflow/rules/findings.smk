@@ -5,6 +5,7 @@ rule findings:
         metrics=layout.pattern("metrics"),
         memory=layout.pattern("memory_table"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
+        load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
     output:
         csv=layout.pattern("findings"),
         table_csv=layout.pattern("figures_table_csv"),

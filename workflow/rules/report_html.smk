@@ -14,6 +14,8 @@ rule report_html:
         memory=layout.pattern("memory_table"),
         memory_figure=layout.path("figure_png", name="memory"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
+        load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
+        load_figures=[layout.path("load_png", sweep=name) for name in PLAN.sweeps],
         figures=[layout.path("figure_png", name=name) for name in PLAN.figures],
         sources=[layout.path("source", source=name) for name in PLAN.sources],
         hardware=[layout.path("hardware", platform=name) for name in PLAN.platforms],

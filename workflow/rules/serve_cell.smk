@@ -3,6 +3,7 @@
 rule serve_cell:
     input:
         unpack(get_hardware_input),
+        unpack(get_dataset_input),
         build=layout.pattern("build"),
         model=ancient(layout.pattern("model_file")),
         model_manifest=layout.pattern("model"),

@@ -5,6 +5,7 @@ rule serving_summary:
     output:
         csv=layout.pattern("serving_summary"),
         failed=layout.pattern("failed_serving_cells"),
+        tokens=layout.pattern("serving_tokens"),
     log:
         layout.log_pattern("serving_summary"),
     conda:

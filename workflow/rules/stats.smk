@@ -5,6 +5,7 @@ rule stats:
         rpc=layout.pattern("rpc_summary"),
         bandwidth=layout.pattern("bandwidth"),
         models=[layout.path("model", model=name) for name in PLAN.models],
+        load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
     output:
         stats=layout.pattern("stats"),
         metrics=layout.pattern("metrics"),

@@ -34,7 +34,8 @@ def findings(smk: Any) -> None:
             *serving_vs_defaults(pairs, metrics), *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
             *largest_changes(pairs), *best_sweeps(cells, pairs, base),
             *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row")),
-            *tuned([records.read(path, "tune") for path in smk.input.tune])]
+            *tuned([records.read(path, "tune") for path in smk.input.tune]),
+            *loaded([records.read(path, "load_sweep") for path in smk.input.load], pairs)]
     table = records.frame(rows, "finding_row")
     records.write_table(Path(smk.output.csv), table)
     view = tables.figures_table(table)
@@ -279,6 +280,34 @@ def tuned(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 cell=winner["id"] if winner else None, ratio=speed.get("ratio"), ratio_ci_low=low, ratio_ci_high=high,
                 verdict=found["end_reason"], significant=None if low is None else bool(low > 1 or high < 1),
                 evidence=f"tune/{study['study']}.json"))
+    return rows
+
+
+def loaded(sweeps: list[Mapping[str, Any]], pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per load sweep, build and model: the largest load meeting the objectives with its interval over rounds;
+    and each build's capacity against the sweep's first build (comparisons.csv, corrected over the run)."""
+    rows = []
+    tested = pairs[pairs["comparison"] == "load capacity"]
+    for sweep in sweeps:
+        name, evidence = sweep["sweep"], f"load/{sweep['sweep']}.json"
+        for found in sweep["results"]:
+            rows.append(finding(
+                "load_capacity", found["build"], found["model"], f"largest load meeting the objectives ({name})",
+                found["sentence"], subject=name, metric="requests/s", answer=None,
+                value=found["capacity_mean"], value_ci_low=found["capacity_ci_low"],
+                value_ci_high=found["capacity_ci_high"], evidence=evidence))
+        for _, pair in tested[tested["baseline_cell"] == name].iterrows():
+            low, high = pair["ratio_ci_low"], pair["ratio_ci_high"]
+            rows.append(finding(
+                "load_capacity_vs_build", pair["candidate_build"], pair["model"],
+                f"capacity vs {pair['baseline_build']} ({name}), ratio",
+                f"{pair['candidate_build']} vs {pair['baseline_build']} ({name}), {pair['model']}: the largest load "
+                f"meeting the objectives is {pair['verdict']}, {pair['ratio']:.2f}× the baseline's{_ci(pair)}.",
+                subject=name, metric="requests/s", value=pair["candidate_mean"], reference_value=pair["baseline_mean"],
+                ratio=pair["ratio"], ratio_ci_low=None if pd.isna(low) else low,
+                ratio_ci_high=None if pd.isna(high) else high, p_adjusted=pair.get("p_adjusted"),
+                verdict=pair["verdict"], significant=pair["verdict"] in (statistics.IMPROVED, statistics.REGRESSED),
+                evidence=evidence))
     return rows
 
 

@@ -110,6 +110,7 @@ def report_html(smk: Any) -> None:
         nodes=[records.read(p, "hardware") for p in smk.input.hardware],
         comparison_names=list(smk.params.comparisons),
         studies=[records.read(p, "tune") for p in smk.input.tune],
+        sweeps=[(records.read(p, "load_sweep"), Path(png)) for p, png in zip(smk.input.load, smk.input.load_figures)],
     )
     with files.atomic_path(Path(smk.output[0])) as tmp:
         tmp.write_text(page)
@@ -137,6 +138,7 @@ def render(
     comparison_names: list[str],
     nodes: list[dict[str, Any]] | None = None,
     studies: list[dict[str, Any]] | None = None,
+    sweeps: list[tuple[dict[str, Any], Path]] | None = None,
 ) -> str:
     ok = table[table["status"] == Status.OK]
     now = tables.current(table)
@@ -170,7 +172,8 @@ def render(
         models=models,
         smokes=smokes,
         best_table=html_table(tables.figures_table(found)),
-        conclusions=html_table(found[found["question"].isin(["tuning", "best_sweep", "served_vs_estimate", "rpc_vs_local"])],
+        conclusions=html_table(found[found["question"].isin(["tuning", "best_sweep", "served_vs_estimate", "rpc_vs_local",
+                                                            "load_capacity", "load_capacity_vs_build"])],
                                FINDING_COLUMNS),
         counts=[{"kind": kind, **{name: int(frame["status"].isin(statuses).sum()) for name, statuses in
                                   OUTCOMES.items()}} for kind, frame in kinds.items()],
@@ -209,4 +212,6 @@ def render(
                                 .sort_values("abs_error", ascending=False).head(MEMORY_WORST), MEMORY_COLUMNS),
         memory_src=embed_png(memory_png) if memory_png else None,
         studies=studies or [],
+        sweeps=[{**record, "src": embed_png(png)} for record, png in sweeps or []],
+        load_pairs=pairs[pairs["comparison"] == "load capacity"].to_dict("records"),
     )

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Mapping[str, Any]) -> None:
-    """One round of serving ``cell`` (a scenario's, or a tuning study's candidate: rule tune_serve_cell) under the
+    """One round of serving ``cell`` (a scenario's, a tuning study's candidate: rule tune_serve_cell, or a load
+    sweep's level: rule load_cell) under the
     ``memory`` settings' fit decision, recorded even when it fails."""
     build = records.read(smk.input.build, "build")
     model = records.read(smk.input.model_manifest, "model")
@@ -43,7 +44,8 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
             skip, status = memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY
         result = llama_server.measure(exe, Path(smk.input.model), matrix.for_model(params, layers),
                                       Path(smk.log[0]), timeout=timeout, skip=skip, skip_status=status,
-                                      gpus=gpu_run, interval_s=the_plan.sample_interval_s)
+                                      gpus=gpu_run, interval_s=the_plan.sample_interval_s,
+                                      seed=f"{the_plan.seed}:{cell.base}", round_=cell.round)
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {
         **records.cell_head(cell, the_plan.seed),

@@ -14,19 +14,21 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, history, progress, records
+from llamabench.core import axes, history, layout, progress, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import latency, samples, tables
 
 
 def serving_summary(smk: Any) -> None:
-    """Rule ``serving_summary``: results/serving_summary.csv."""
+    """Rule ``serving_summary``: results/serving_summary.csv, and every token's time (results/serving_tokens.jsonl)."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
     paths = history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent)
     table = summarize(paths, partners, dict(smk.params.min_requests), smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     tables.write_failed(Path(smk.output.failed), "serve_cell", smk.input.cells, table)
+    latency.write_tokens(Path(smk.output.tokens), [line for path in paths if not layout.kept_label(path)
+                                                    for line in latency.token_lines(records.read(path, "serve_cell"))])
 
 
 def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int],

@@ -9,7 +9,8 @@ inter-token and end-to-end latency, aggregate t/s; pp and tg:
 setting against the defaults cell of its build, the config's named build
 comparisons, every serving setting against the serving defaults cell, each
 serving cell's measured TTFT against its llama-bench estimate of the same round,
-and each RPC cell against its ``-dev none`` partner. All are corrected together
+each RPC cell against its ``-dev none`` partner, and each load sweep's capacity on a build against its first
+build's. All are corrected together
 over the run (Benjamini-Hochberg). Rounds that something else disturbed are left
 out unless ``benchmark.disturbance.action`` is ``flag``; every row says which
 rounds it used. Cells from different hosts are not compared.
@@ -44,8 +45,9 @@ def stats(smk: Any) -> None:
     cells = add_roofline(cells, records.read(smk.input.bandwidth, "bandwidth"),
                          {m["name"]: m for m in (records.read(path, "model") for path in smk.input.models)})
     series = serving_series(serving, used) + rpc_series(rpc, used)
+    sweeps = [records.read(path, "load_sweep") for path in smk.input.load]
     pairs = comparisons(table, dict(p.baseline), p.alpha, dict(p.comparisons), used,
-                        serving_pairs(serving, used, p.serving_defaults) + rpc_pairs(rpc, used))
+                        serving_pairs(serving, used, p.serving_defaults) + rpc_pairs(rpc, used) + load_pairs(sweeps))
     records.write_table(Path(smk.output.stats), cells)
     records.write_table(Path(smk.output.metrics), metric_stats(series, p.noisy_cv))
     records.write_table(Path(smk.output.comparisons), pairs)
@@ -241,6 +243,29 @@ def rpc_pairs(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
             rows.append(compare("rpc vs local", series(group, f"local_{test}_ts"), series(group, f"{test}_ts"),
                                 (build, model, partner, f"{test}_ts"), (build, model, cell, f"{test}_ts")))
     return rows
+
+
+def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each load sweep's capacity on every other build against its first build, paired by round (the rounds
+    each used)."""
+    rows = []
+    for sweep in sweeps:
+        found = {(r["build"], r["model"]): r for r in sweep["results"]}
+        for (build, model), result in found.items():
+            first = (sweep["builds"][0], model)
+            if build == first[0] or first not in found:
+                continue
+            rows.append(compare("load capacity", capacity_series(found[first]), capacity_series(result),
+                                (first[0], model, sweep["sweep"], "capacity_rps"), (build, model, sweep["sweep"],
+                                                                                    "capacity_rps")))
+    return rows
+
+
+def capacity_series(result: Mapping[str, Any]) -> pd.DataFrame:
+    """A sweep's capacity by round (the rounds it used), as series() gives a cell's values."""
+    used = [r for r in result["rounds"] if r["round"] in result["rounds_used"]]
+    return pd.DataFrame({"value": [float(r["capacity"]) for r in used], "hostname": result["hostname"]},
+                        index=[int(r["round"]) for r in used])
 
 
 def build_pairs(spec: Mapping[str, Any], current: list[str]) -> list[tuple[str, str]]:

@@ -74,6 +74,10 @@ INT = ("integer", "null")
 TEXT = ("string", "null")
 CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
 LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
+# Axes that take on/off, which YAML may hand over as booleans.
+SWITCHES = ("flash_attn", "cont_batching", "prompt_cache")
+# How a serving cell's requests arrive: closed keeps ``concurrency`` in flight; the others are open (a rate).
+ARRIVALS = ("closed", "constant", "poisson", "gamma")
 
 
 def _flag(flag: str, *tools: str) -> dict[str, tuple[Spelling, ...]]:
@@ -159,12 +163,44 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "prompt length in this model's tokens, BOS included", 128),
     Axis("max_tokens", "mt", {"type": "integer", "minimum": 1}, INT, "tokens generated per request (EOS ignored)",
          16),
-    Axis("concurrency", "cc", {"type": "integer", "minimum": 1}, INT, "requests in flight at once", 1),
+    Axis("concurrency", "cc", {"type": "integer", "minimum": 1}, INT,
+         "requests in flight at once (an open arrival: the most the client lets be in flight, vLLM's "
+         "--max-concurrency)", 1),
     Axis("requests", "rq", {"type": "integer", "minimum": 1}, INT, "measured requests per cell, after the warm-up",
          6),
     Axis("cache", "cache", {"enum": ["cold", "warm"]}, TEXT,
          "cold: every prompt processed in full (cache_n == 0 checked); warm: prompts share a prefix the "
          "warm-up primed", "cold"),
+    Axis("cont_batching", "cb", {"description": "on or off (YAML's bare on/off arrive as booleans)",
+                                 "enum": ["on", "off", True, False]}, TEXT,
+         "llama-server continuous batching (-cb / -nocb): off serves one batch of requests at a time", "on",
+         optional=True, spellings={LLAMA_SERVER: (
+             Spelling("-nocb", "-cb", {"on": ("-cb",), "off": ("-nocb",)},
+                      "this llama-server has no -nocb: leave cont_batching at its default"),)}),
+    Axis("prompt_cache", "pc", {"description": "request, on or off (YAML's bare on/off arrive as booleans)",
+                                "enum": ["request", "on", "off", True, False]}, TEXT,
+         "the server's prompt cache (--cache-prompt / --no-cache-prompt, trees from late 2025): request leaves "
+         "it to each request's cache_prompt (false for cold prompts, true for warm ones); on or off sets the "
+         "server's and requests leave it out", "request", optional=True,
+         spellings={LLAMA_SERVER: (
+             Spelling("--no-cache-prompt", "--cache-prompt", {"on": ("--cache-prompt",),
+                                                               "off": ("--no-cache-prompt",)}),)}),
+    Axis("arrival", "arr", {"enum": list(ARRIVALS)}, TEXT,
+         "how requests arrive: closed (concurrency requests in flight, the next sent when one ends), constant "
+         "(every 1/rate s), poisson (exponential gaps of mean 1/rate) or gamma (gamma gaps of mean 1/rate, "
+         "shape burstiness: below 1 burstier than Poisson)", "closed", optional=True),
+    Axis("rate", "rate", {"type": "number", "exclusiveMinimum": 0}, ("number", "null"),
+         "requests per second offered by an open arrival (constant, poisson, gamma)", None, optional=True),
+    Axis("burstiness", "burst", {"type": "number", "exclusiveMinimum": 0}, ("number", "null"),
+         "gamma arrivals' shape (vLLM's --burstiness): 1 is Poisson, below 1 burstier (gaps' CV 1/sqrt)", 1.0,
+         optional=True),
+    Axis("length_spread", "ls", {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, ("number", "null"),
+         "prompt and output lengths drawn uniformly within this share around prompt_tokens and max_tokens "
+         "(seeded: the same draws in every round and build); 0: fixed", 0, optional=True),
+    Axis("dataset", "ds", {"type": "string", "pattern": "^[A-Za-z0-9_./~+-]+[.]jsonl$"}, TEXT,
+         "a JSONL file of prompts ({\"prompt\": text, \"max_tokens\": n optional}) sent in turn, each "
+         "tokenised by the server's /tokenize and cut to at most prompt_tokens; none: the built-in text",
+         None, optional=True),
 ]}
 
 # Each kind's axes, in cell-id order (the order never changes: ids are kept results).
@@ -173,7 +209,7 @@ ORDER: dict[str, tuple[str, ...]] = {
                 "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth", "repetitions"),
     SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "cache_type_k",
               "cache_type_v", "ctx_size", "parallel", "prompt_tokens", "max_tokens", "concurrency", "requests",
-              "cache"),
+              "cache", "cont_batching", "prompt_cache", "arrival", "rate", "burstiness", "length_spread", "dataset"),
 }
 
 # The settings a serving cell shares with its llama-bench partner (the source of its estimate).
@@ -198,8 +234,8 @@ def names(kind: str) -> tuple[str, ...]:
 
 
 def canonical(name: str, value: Any) -> Any:
-    """One spelling per value: YAML reads a bare ``on``/``off`` as a boolean, so flash_attn says on/off."""
-    if name == "flash_attn" and isinstance(value, bool):
+    """One spelling per value: YAML reads a bare ``on``/``off`` as a boolean, so the switches say on/off."""
+    if name in SWITCHES and isinstance(value, bool):
         return "on" if value else "off"
     return value
 
@@ -292,7 +328,8 @@ def schema_defs() -> dict[str, Any]:
 
 def _defaults(axes: list[Axis], description: str) -> dict[str, Any]:
     return {"description": description, "type": "object", "additionalProperties": False,
-            "properties": {a.name: {"$ref": f"#/$defs/{a.name}", "default": a.default} for a in axes}}
+            "properties": {a.name: {"$ref": f"#/$defs/{a.name}",
+                                    **({"default": a.default} if a.default is not None else {})} for a in axes}}
 
 
 def schema_document() -> dict[str, Any]:

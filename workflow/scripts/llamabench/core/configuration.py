@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import axes, options, platforms, presets, shapes, tuning
+from llamabench.core import axes, load, options, platforms, presets, shapes, tuning
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -45,13 +46,14 @@ def resolve(raw: Mapping[str, Any], config_dir: Path = Path("config"), kept: Ite
     return canonical(config)
 
 
-def canonical(value: Any) -> Any:
-    """Keys sorted at every depth, inside lists too: Snakemake compares params by their repr."""
+def canonical(value: Any, key: str | None = None) -> Any:
+    """Keys sorted at every depth, inside lists too: Snakemake compares params by their repr. An on/off axis
+    (``key``) says on or off wherever YAML read a bare on/off as a boolean, so the two spellings are one config."""
     if isinstance(value, Mapping):
-        return {key: canonical(value[key]) for key in sorted(value)}
+        return {name: canonical(value[name], name) for name in sorted(value)}
     if isinstance(value, (list, tuple)):
-        return [canonical(item) for item in value]
-    return value
+        return [canonical(item, key) for item in value]
+    return axes.canonical(key, value) if key in axes.SWITCHES else value
 
 
 @functools.cache
@@ -152,6 +154,11 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
     names("rpc.models", config["rpc"]["models"], models, "models")
     for name, spec in config["tune"].items():
         check_study(config, name, spec, names)
+    for name, scenario in serving["scenarios"].items():
+        for combo in itertools.product(*scenario.values()):
+            check_arrival({**serving["defaults"], **dict(zip(scenario, combo))}, f"serving.scenarios.{name}")
+    for name, spec in config["load"].items():
+        check_load(config, name, spec, names)
     try:
         platforms.check(config)
     except ValueError as err:
@@ -202,6 +209,41 @@ def check_study(config: dict[str, Any], name: str, spec: dict[str, Any], names: 
     if spec["budget"]["rounds"] < spec["min_rounds"]:
         raise ConfigError(f"{where}.budget.rounds ({spec['budget']['rounds']}) is below {where}.min_rounds "
                           f"({spec['min_rounds']}): the winner could never be confirmed")
+
+
+def check_arrival(params: Mapping[str, Any], where: str) -> None:
+    """A serving cell's arrival is whole: an open one has a rate, a closed one none; burstiness is gamma's; an
+    open arrival's cap on requests in flight leaves every slot something to serve; a dataset exists."""
+    arrival = params.get("arrival", "closed")
+    if arrival != "closed" and params.get("rate") is None:
+        raise ConfigError(f"{where}: arrival {arrival} needs a rate (requests per second)")
+    if arrival == "closed" and params.get("rate") is not None:
+        raise ConfigError(f"{where}: rate is for open arrivals (constant, poisson, gamma): set arrival, or leave "
+                          "rate out to keep concurrency requests in flight")
+    if params.get("burstiness", 1.0) != 1.0 and arrival != "gamma":
+        raise ConfigError(f"{where}: burstiness shapes gamma arrivals only (arrival is {arrival})")
+    if arrival != "closed" and params["concurrency"] < params["parallel"]:
+        raise ConfigError(f"{where}: concurrency {params['concurrency']} caps an open arrival's requests in flight "
+                          f"below parallel {params['parallel']}: raise it (the most requests in flight)")
+    if params.get("dataset") and not Path(params["dataset"]).expanduser().is_file():
+        raise ConfigError(f"{where}: dataset {params['dataset']} is not a file")
+
+
+def check_load(config: dict[str, Any], name: str, spec: dict[str, Any], names: Any) -> None:
+    """A load sweep names builds and models that exist, has a whole arrival, and enough requests per level for
+    each objective percentile."""
+    where = f"load.{name}"
+    names(f"{where}.builds", spec["builds"], config["builds"], "builds")
+    names(f"{where}.models", spec["models"], config["models"], "models")
+    sweep = load.sweep(name, spec, config, sorted(config["builds"]), list(config["models"]))
+    check_arrival({**sweep.params, "rate": 1.0}, f"{where}.settings")
+    needed = config["serving"]["min_requests"]
+    for metric, by_q in spec["objectives"].items():
+        for q in by_q:
+            for key, count in (("requests", spec["requests"]), ("pilot.requests", spec["pilot"]["requests"])):
+                if q in needed and count < needed[q] and not (key == "pilot.requests" and spec["rates"]):
+                    raise ConfigError(f"{where}.objectives.{metric}.{q} needs at least {needed[q]} requests per level "
+                                      f"(serving.min_requests.{q}), and {where}.{key} is {count}")
 
 
 def check_topology(config: dict[str, Any], name: str, topology: dict[str, Any], names: Any) -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from llamabench.core import axes, layout, matrix, options, platforms, tuning
+from llamabench.core import axes, layout, load, matrix, options, platforms, tuning
 
 # Sources, builds and models come before every cell (a cell's priority is at most a few million): then
 # round 1 of every cell of every build runs before round 2 of any. A priority, not an input, so adding a
@@ -85,7 +86,8 @@ class Cell:
     position: int | None = None  # its place (from 1) in its round's seeded order
     priority: int = 0
     compared: tuple[tuple[str, str], ...] = ()  # (kind, base id) of the cells of its build and model it is compared with
-    study: str | None = None  # a tuning study's candidate cell (results/tune/<study>/cells/)
+    study: str | None = None  # a tuning study's candidate cell (results/tune/<study>/cells/), or a load sweep's
+    study_kind: str = "tune"  # tune or load: which kind of study ``study`` names
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", freeze(self.params))
@@ -97,6 +99,8 @@ class Cell:
 
     @property
     def path(self) -> str:
+        if self.study and self.study_kind == "load":
+            return layout.path("load_cell", sweep=self.study, build=self.build, model=self.model, cell=self.id)
         if self.study:
             return layout.path(TUNE_KINDS[self.kind], study=self.study, build=self.build, model=self.model,
                                cell=self.id)
@@ -128,6 +132,7 @@ class Plan:
     sample_interval_s: float
     memory: Mapping[str, Any]  # the fit decision's limits (bookkeeping: a job reads them here)
     studies: Mapping[str, tuning.Study]  # tuning studies: their candidates (which rounds get which: derive/race.py)
+    sweeps: Mapping[str, load.Sweep]  # load sweeps: their fixed settings (their levels: the pilots' or the config's)
 
     def cells(self, kind: str) -> Mapping[Key, Cell]:
         """Every cell of ``kind`` (bench_cell, serve_cell, rpc_cell) in every round it may get."""
@@ -156,6 +161,28 @@ class Plan:
     def tune_cells(self, study: str, build: str, model: str, chosen: Iterable[tuple[str, int]]) -> list[Cell]:
         """The cells of (candidate, round) pairs a study's decisions chose."""
         return [self.tune_cell(study, build, model, tuning.cell_id(c, r)) for c, r in chosen]
+
+    def load_cell(self, sweep: str, build: str, model: str, cell: str) -> Cell:
+        """One round of one level of a load sweep. Its priority puts round r beside the grid's round r, and the
+        levels of a round in a seeded random order (a key of the level, so it needs no list of the levels)."""
+        found = self.sweeps[sweep]
+        base, round_ = tuning.split(cell)
+        rate = load.rate_of(base)
+        order = random.Random(f"{self.seed}:{sweep}:{rate}:{round_}").randrange(1000)
+        priority = max(1, self.last_round - round_ + 1) * ROUND_PRIORITY - 1 - order
+        return Cell("serve_cell", build, model, cell, base, round_, found.level(rate), priority=priority,
+                    study=sweep, study_kind="load")
+
+    def load_cells(self, sweep: str, model: str, rates: Iterable[float]) -> list[Cell]:
+        """Every cell of a sweep's levels at ``rates``: each build, each configured round."""
+        found = self.sweeps[sweep]
+        return [self.load_cell(sweep, build, model, found.cell_id(rate, round_))
+                for build in found.builds for rate in sorted(set(rates)) for round_ in range(1, self.rounds + 1)]
+
+    def load_pairs(self) -> list[tuple[str, str, str]]:
+        """(sweep, build, model) of every pilot a run may hold."""
+        return [(name, build, model) for name, found in self.sweeps.items()
+                for build, model in itertools.product(found.builds, found.models)]
 
     def tune_pairs(self) -> list[tuple[str, str, str]]:
         """(study, build, model) of every race a run holds."""
@@ -244,6 +271,8 @@ def make(config: Mapping[str, Any]) -> Plan:
         memory=freeze(expanded["memory"]),
         studies=freeze({name: tuning.study(name, spec, expanded, list(builds), models)
                         for name, spec in expanded["tune"].items()}),
+        sweeps=freeze({name: load.sweep(name, spec, expanded, list(builds), models)
+                       for name, spec in expanded["load"].items()}),
     )
 
 

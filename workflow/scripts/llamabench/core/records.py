@@ -29,6 +29,7 @@ from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "records"
 KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune",
+         "load_pilot", "load_sweep",
          "hardware", "summary_row", "serving_row", "rpc_row", "stats_row", "metric_row", "comparison_row",
          "finding_row", "memory_row")
 # Rows of a CSV; every other kind is a JSON file that starts with the common head.
@@ -232,8 +233,8 @@ def unreadable(kind: str, cell_kind: str, path: str | Path, err: RecordError) ->
 
 def cell_head(cell: Any, seed: int) -> dict[str, Any]:
     """What every cell record starts with: its id, its id without the round, the round and its place in it, the
-    seed of the rounds' order, and the tuning study it belongs to (none for a grid's, a scenario's or an RPC
-    cell). ``cell`` is the plan's (core/plan.py ``Cell``)."""
+    seed of the rounds' order, and the tuning study or load sweep it belongs to (none for a grid's, a scenario's
+    or an RPC cell). ``cell`` is the plan's (core/plan.py ``Cell``)."""
     head = {"cell": cell.id, "base_cell": cell.base, "round": cell.round, "seed": seed,
             "round_position": cell.position}
     return {**head, "study": cell.study} if cell.study else head

@@ -1,4 +1,5 @@
-"""What a serving cell's requests say: latency percentiles and throughput, from the recorded requests.
+"""What a serving cell's requests say: latency percentiles and throughput, from the recorded requests, and every
+token's time (the per-token export).
 
 The serving summary and the re-measure checkpoint read a cell's requests through
 here. A percentile needs enough requests (``min_requests``); below that the
@@ -7,10 +8,15 @@ maximum stands in and is flagged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from llamabench.core import files
+from llamabench.core.status import Status
 
 # The serving metrics that get intervals over rounds and paired comparisons: name -> (lower is better).
 METRICS = {"ttft_p50_ms": True, "ttft_p90_ms": True, "itl_p50_ms": True, "e2e_p50_ms": True,
@@ -49,3 +55,22 @@ def request_metrics(requests: Sequence[Mapping[str, Any]], wall_s: float, min_re
         "server_prompt_ms_p50": float(np.median([r["timings"]["prompt_ms"] for r in requests])),
         "overhead_ms_p50": float(np.median([r["ttft_ms"] - r["timings"]["prompt_ms"] for r in requests])),
     }
+
+
+def token_lines(cell: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One line per token of every measured request of a cell: the client's clock (ms after sending) and the
+    server's (timings_per_token), with the request's send time in the level."""
+    run = cell["serving"]
+    head = {"study": cell.get("study"), "build": cell["build"]["name"], "model": cell["model"]["name"],
+            "cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
+            "rate": cell["params"].get("rate")}
+    return [{**head, "request": i, "sent_s": req.get("sent_s"), "token": j, "client_ms": t,
+             "server_ms": (req.get("token_server_ms") or [None] * len(req["token_ms"]))[j]}
+            for i, req in enumerate(run["requests"]) if run["status"] == Status.OK and "token_ms" in req
+            for j, t in enumerate(req["token_ms"])]
+
+
+def write_tokens(path: Path, lines: Iterable[Mapping[str, Any]]) -> None:
+    """The per-token export: one JSON object per line (JSONL), written whole or not at all."""
+    with files.atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))

@@ -16,6 +16,13 @@ count. Each request's prompt differs from its first token on, and
 ``cache_prompt: false`` (plus ``--cache-ram 0`` where the server has a RAM
 prompt cache) keeps cold cells cold: ``cache_n == 0`` is checked where reported.
 A ``warm`` scenario shares a prefix, primed by the warm-up, and is labelled so.
+
+Requests arrive closed (``concurrency`` in flight) or open, on a seeded schedule
+at an offered rate (measure/arrivals.py); lengths are fixed, spread or a
+dataset's. Every text chunk's arrival is kept (``token_ms``, with the server's own
+clock beside it from ``timings_per_token``), so any latency metric can be
+recomputed; a chunk without text is not a token. The client's own CPU time is
+recorded beside the server's: on a small machine they share the cores.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shlex
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,7 +46,7 @@ import requests
 from llamabench.core import axes, files, progress
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
-from llamabench.measure import interference, machine_lock, processes, sampler
+from llamabench.measure import arrivals, interference, machine_lock, processes, sampler
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +77,7 @@ def server_command(exe: Path, model: Path, params: Mapping[str, Any], port: int)
     cmd = [str(exe), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--metrics",
            *axes.arguments(params, axes.SERVING, axes.LLAMA_SERVER, help_text)]
     for flag, value in OPTIONAL_FLAGS.items():
-        if flag == "-cram" and params["cache"] == "warm":
+        if flag == "-cram" and (params["cache"] == "warm" or params.get("prompt_cache") == "on"):
             continue
         if f"{flag}," in help_text or f"{flag} " in help_text:
             cmd += [flag, value]
@@ -99,29 +108,51 @@ def wait_ready(base: str, proc: subprocess.Popen, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def make_prompts(session: requests.Session, base: str, n_tokens: int, count: int, shared_prefix: bool,
-                 ) -> list[list[int]]:
-    """``count`` token lists of exactly ``n_tokens`` tokens; distinct from the first token unless ``shared_prefix``."""
+def tokenize(session: requests.Session, base: str, text: str) -> list[int]:
+    """The server's own tokens of ``text``, BOS included where a completion adds one."""
+    tokens = session.post(f"{base}/tokenize", json={"content": text, "add_special": True}, timeout=60)
+    tokens.raise_for_status()
+    return tokens.json()["tokens"]
+
+
+def make_prompts(session: requests.Session, base: str, lengths: list[int], shared_prefix: bool,
+                 texts: list[str] | None = None, first: int = 0) -> list[list[int]]:
+    """A token list of exactly ``lengths[i]`` tokens per request (``texts``: a dataset's, cut to at most that);
+    distinct from the first token unless ``shared_prefix`` (numbered from ``first``: the warm-up's follow the
+    measured ones)."""
     prompts = []
-    for index in range(count):
+    for index, n_tokens in enumerate(lengths, start=first):
+        if texts is not None:
+            prompts.append(tokenize(session, base, texts[index - first])[:n_tokens])
+            continue
         head = "" if shared_prefix else f"Request {index}. "
         text = head + PROMPT_TEXT * (n_tokens // 20 + 2) + ("" if not shared_prefix else f" Request {index}.")
-        tokens = session.post(f"{base}/tokenize", json={"content": text, "add_special": True}, timeout=60)
-        tokens.raise_for_status()
-        ids = tokens.json()["tokens"]
+        ids = tokenize(session, base, text)
         if shared_prefix:  # keep the distinct tail, so only the prefix is shared
             ids = ids[: n_tokens - 4] + ids[-4:]
         prompts.append(ids[:n_tokens])
     return prompts
 
 
-def complete(session: requests.Session, base: str, prompt: list[int], max_tokens: int, cache_prompt: bool,
+def cache_prompt(params: Mapping[str, Any]) -> bool | None:
+    """What a request says of the prompt cache: reuse for warm prompts, none for cold ones; None (left out, the
+    server's --cache-prompt decides) where the cell sets the server's prompt_cache."""
+    if axes.value(params, "prompt_cache", axes.SERVING) != "request":
+        return None
+    return params["cache"] == "warm"
+
+
+def complete(session: requests.Session, base: str, prompt: list[int], max_tokens: int, cache: bool | None,
              slot: int | None = None) -> dict[str, Any]:
-    """One streaming completion, timed on the client's clock from sending to each chunk (``slot``: on that one)."""
-    body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "cache_prompt": cache_prompt,
-            "ignore_eos": True, "temperature": 0.0, "seed": 42, **({"id_slot": slot} if slot is not None else {})}
+    """One streaming completion, timed on the client's clock from sending to each chunk (``slot``: on that one;
+    ``cache``: the request's cache_prompt, None to leave it to the server). ``sent_at`` is the client's clock
+    (time.perf_counter) when it was sent: the level turns it into an offset."""
+    body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "timings_per_token": True,
+            "ignore_eos": True, "temperature": 0.0, "seed": 42, **({"id_slot": slot} if slot is not None else {}),
+            **({"cache_prompt": cache} if cache is not None else {})}
     sent = time.perf_counter()
     arrivals: list[float] = []
+    server_ms: list[float | None] = []
     timings: dict[str, Any] = {}
     with session.post(f"{base}/completion", json=body, stream=True, timeout=600) as resp:
         resp.raise_for_status()
@@ -131,10 +162,11 @@ def complete(session: requests.Session, base: str, prompt: list[int], max_tokens
                 continue
             now = time.perf_counter()
             chunk = json.loads(line[6:])
-            if chunk.get("content"):
-                arrivals.append(now)
             if chunk.get("timings"):
                 timings = chunk["timings"]
+            if chunk.get("content"):  # a chunk without text (a partial character, the final one) is no token
+                arrivals.append(now)
+                server_ms.append(_server_clock(chunk.get("timings")))
             if chunk.get("stop"):
                 break
     end = time.perf_counter()
@@ -142,12 +174,23 @@ def complete(session: requests.Session, base: str, prompt: list[int], max_tokens
         raise ServerFailed("a completion streamed no text")
     return {
         "prompt_tokens": len(prompt),
+        "max_tokens": max_tokens,
+        "sent_at": sent,
         "ttft_ms": (arrivals[0] - sent) * 1000,
         "itl_ms": [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])],
         "e2e_ms": (end - sent) * 1000,
         "text_chunks": len(arrivals),
+        "token_ms": [round((t - sent) * 1000, 3) for t in arrivals],
+        "token_server_ms": server_ms,
         "timings": timings,
     }
+
+
+def _server_clock(timings: Mapping[str, Any] | None) -> float | None:
+    """The server's own time into a request at one chunk: its prompt time plus its generation time so far."""
+    if not timings or "prompt_ms" not in timings:
+        return None
+    return round(timings["prompt_ms"] + timings.get("predicted_ms", 0.0), 3)
 
 
 def warm_up(session: requests.Session, base: str, prompts: list[list[int]], params: Mapping[str, Any],
@@ -156,42 +199,65 @@ def warm_up(session: requests.Session, base: str, prompts: list[list[int]], para
     first measured request of an unrelated prompt to its least recently used slot, a cold one. Each slot gets
     requests until its last two TTFTs agree within STEADY (at most WARMUP_MAX); a warm scenario's prefix is
     primed on every slot. Returns what each warm-up request took, recorded apart from the measured ones."""
-    warm, unused = params["cache"] == "warm", iter(prompts)
+    unused = iter(prompts)
     done = []
     for slot in range(params["parallel"]):
         ttfts: list[float] = []
         while len(ttfts) < 2 or (len(ttfts) < WARMUP_MAX and abs(ttfts[-1] - ttfts[-2]) > STEADY * ttfts[-2]):
-            request = complete(session, base, next(unused), params["max_tokens"], warm, slot=slot)
+            request = complete(session, base, next(unused), params["max_tokens"], cache_prompt(params), slot=slot)
             ttfts.append(request["ttft_ms"])
             done.append({"slot": slot, "ttft_ms": request["ttft_ms"], "e2e_ms": request["e2e_ms"],
                          "timings": request["timings"]})
     return done
 
 
-def run_level(base: str, prompts: list[list[int]], max_tokens: int, concurrency: int, cache_prompt: bool,
-              ) -> tuple[list[dict[str, Any]], float]:
-    """All prompts, ``concurrency`` in flight at a time; the requests and the level's wall time."""
-    sessions = [requests.Session() for _ in range(concurrency)]
+def run_level(base: str, prompts: list[list[int]], outputs: list[int], concurrency: int, cache: bool | None,
+              send_at: list[float] | None = None) -> tuple[list[dict[str, Any]], float]:
+    """All prompts, at most ``concurrency`` in flight; closed (``send_at`` None: the next sent as one ends) or
+    on the schedule ``send_at`` (s from the start). Each request gets ``scheduled_s`` (open), ``sent_s`` and
+    ``done_s`` from the level's start; returns the requests and the level's wall time."""
+    local = threading.local()
+    opened: list[requests.Session] = []
+
+    def one(prompt: list[int], max_tokens: int) -> dict[str, Any]:
+        if not hasattr(local, "session"):  # a session per client thread: requests' sessions are not thread-safe
+            local.session = requests.Session()
+            opened.append(local.session)
+        request = complete(local.session, base, prompt, max_tokens, cache)
+        request["done_at"] = time.perf_counter()
+        return request
+
     pool = ThreadPoolExecutor(max_workers=concurrency)
     start_time = time.perf_counter()
     try:
-        futures = [pool.submit(complete, sessions[i % concurrency], base, prompt, max_tokens, cache_prompt)
-                   for i, prompt in enumerate(prompts)]
+        futures = []
+        for i, (prompt, max_tokens) in enumerate(zip(prompts, outputs)):
+            if send_at is not None and (wait := start_time + send_at[i] - time.perf_counter()) > 0:
+                time.sleep(wait)
+            futures.append(pool.submit(one, prompt, max_tokens))
         done = [future.result() for future in futures]
     finally:
         # An interrupted level must not wait for its queued requests: drop them; the
         # caller then stops the server, which ends the requests in flight.
         pool.shutdown(wait=False, cancel_futures=True)
     wall = time.perf_counter() - start_time
-    for session in sessions:
+    for session in opened:
         session.close()
+    for i, request in enumerate(done):
+        if send_at is not None:
+            request["scheduled_s"] = round(send_at[i], 6)
+        request["sent_s"] = round(request.pop("sent_at") - start_time, 6)
+        request["done_s"] = round(request.pop("done_at") - start_time, 6)
     return done, wall
 
 
 def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, timeout: float = 600,
             skip: str | None = None, gpus: bool = False, interval_s: float = 0.1,
-            skip_status: Status = Status.SKIPPED) -> dict[str, Any]:
+            skip_status: Status = Status.SKIPPED, seed: str = "0", round_: int = 1) -> dict[str, Any]:
     """Serve, warm up, measure; a failure is recorded (status, error), never raised.
+
+    ``seed``: of the drawn lengths (the plan's seed and the cell: every build and round draws the same ones) and,
+    with ``round_``, of the arrival schedule (every build the same in a round, rounds differ).
 
     ``skip``: why this cell is not run at all (a CUDA build on a host without a GPU; with ``skip_status``
     predicted_out_of_memory, a prediction that it cannot fit). The sampler runs throughout (with ``gpus``,
@@ -206,7 +272,7 @@ def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, t
         return {**result, "status": skip_status, "error": skip, "end": files.now_iso()}
     deadline = time.monotonic() + timeout
     with machine_lock.held(f"llama-server on port {port}"), sampler.sampling(interval_s, gpus) as samples:
-        _serve(exe, model, params, log_path, port, base, deadline, result, samples)
+        _serve(exe, model, params, log_path, port, base, deadline, result, samples, (seed, round_))
     result["samples"] = samples.result()
     if result["status"] != Status.OK:
         result["server_log_tail"] = _tail(log_path)
@@ -214,7 +280,7 @@ def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, t
 
 
 def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, port: int, base: str, deadline: float,
-           result: dict[str, Any], samples: sampler.Sampler) -> None:
+           result: dict[str, Any], samples: sampler.Sampler, seed: tuple[str, int]) -> None:
     proc = None
     try:
         cmd = server_command(exe, model, params, port)
@@ -222,25 +288,23 @@ def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, po
         samples.mark("load")
         proc = start(cmd, log_path)
         wait_ready(base, proc, min(deadline, time.monotonic() + READY_TIMEOUT))
-        warm = params["cache"] == "warm"
         with requests.Session() as session:
             props = session.get(f"{base}/props", timeout=30)
             result["props"] = _effective_settings(props.json() if props.ok else {})
-            warmups = params["parallel"] * WARMUP_MAX
-            prompts = make_prompts(session, base, params["prompt_tokens"], params["requests"] + warmups, warm)
+            prompts, outputs = workload(session, base, params, seed[0])
             samples.mark("warmup")
-            result["warmup"] = warm_up(session, base, prompts[params["requests"]:], params)
+            result["warmup"] = warm_up_slots(session, base, params, first=params["requests"])
         samples.mark(progress.REQUESTS)
-        seen, server_seconds = interference.Window(), interference.tree_seconds(proc.pid)
-        before = server_seconds()
-        done, wall = run_level(base, prompts[:params["requests"]], params["max_tokens"], params["concurrency"], warm)
-        seen.measured(server_seconds() - before)
+        seen = interference.Window()
+        measured = requests_at(base, proc.pid, params, prompts, outputs,
+                               arrivals.schedule(params, params["requests"], f"{seed[0]}:arrivals:{seed[1]}"))
+        seen.measured(measured["cpu"]["server_s"])
         result["interference"] = seen.result(samples.gpu_others({proc.pid}))
         samples.mark("stop")
         if time.monotonic() > deadline:
             raise ServerFailed("the cell did not finish within serving.timeout")
-        result.update(requests=done, wall_s=wall, status=Status.OK)
-        result["error"] = check(done, params)
+        result.update(measured, status=Status.OK)
+        result["error"] = check(measured["requests"], params)
         if result["error"]:
             result["status"] = Status.FAILED
     except Unsupported as err:
@@ -254,6 +318,56 @@ def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, po
         result["end"] = files.now_iso()
 
 
+@contextlib.contextmanager
+def serving(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, deadline: float,
+            ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A ready llama-server for ``params`` on a free loopback port, stopped on every path: (its URL, its process).
+    The pilot's; a cell's own goes through measure(), which records each step."""
+    port = free_port()
+    proc = start(server_command(exe, model, params, port), log_path)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, min(deadline, time.monotonic() + READY_TIMEOUT))
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        processes.stop_group(proc, STOP_GRACE)
+
+
+def workload(session: requests.Session, base: str, params: Mapping[str, Any], seed: str, first: int = 0,
+             ) -> tuple[list[list[int]], list[int]]:
+    """The prompts (token lists) and output lengths of a cell's ``requests``: fixed, drawn within length_spread,
+    or a dataset's (each cut to prompt_tokens, asking for its max_tokens up to the cell's)."""
+    count = params["requests"]
+    sizes = arrivals.lengths(params, count, f"{seed}:lengths")
+    texts = None
+    if dataset := axes.value(params, "dataset", axes.SERVING):
+        entries = arrivals.dataset(Path(dataset).expanduser(), count)
+        texts = [e["prompt"] for e in entries]
+        sizes = [(params["prompt_tokens"], min(int(e.get("max_tokens") or params["max_tokens"]), params["max_tokens"]))
+                 for e in entries]
+    prompts = make_prompts(session, base, [p for p, _ in sizes], params["cache"] == "warm", texts, first)
+    return prompts, [o for _, o in sizes]
+
+
+def warm_up_slots(session: requests.Session, base: str, params: Mapping[str, Any], first: int,
+                  ) -> list[dict[str, Any]]:
+    """warm_up() with prompts of their own, numbered from ``first`` (after the measured ones)."""
+    count = params["parallel"] * WARMUP_MAX
+    prompts = make_prompts(session, base, [params["prompt_tokens"]] * count, params["cache"] == "warm", first=first)
+    return warm_up(session, base, prompts, params)
+
+
+def requests_at(base: str, server_pid: int, params: Mapping[str, Any], prompts: list[list[int]], outputs: list[int],
+                send_at: list[float] | None) -> dict[str, Any]:
+    """The measured requests of one cell (or pilot level), with the CPU time the client and the server spent."""
+    server_seconds = interference.tree_seconds(server_pid)
+    before, client_before = server_seconds(), time.process_time()
+    done, wall = run_level(base, prompts, outputs, params["concurrency"], cache_prompt(params), send_at)
+    client, server = time.process_time() - client_before, server_seconds() - before
+    return {"requests": done, "wall_s": wall,
+            "cpu": {"client_s": round(client, 3), "server_s": round(server, 3), "wall_s": round(wall, 3),
+                    "logical_cpus": os.cpu_count()}}
+
+
 def check(done: list[dict[str, Any]], params: Mapping[str, Any]) -> str | None:
     """What makes a measured cell wrong rather than slow: a prompt not of its length, a cold prompt served warm."""
     for req in done:
@@ -261,7 +375,7 @@ def check(done: list[dict[str, Any]], params: Mapping[str, Any]) -> str | None:
         if "prompt_n" not in timings:
             return "the server reported no timings"
         cached = timings.get("cache_n", 0)
-        if params["cache"] == "cold" and cached:
+        if params["cache"] == "cold" and cached and cache_prompt(params) is not None:
             return f"a cold request reused {cached} cached prompt tokens"
         if timings["prompt_n"] + cached != req["prompt_tokens"]:
             return f"the server processed {timings['prompt_n']} prompt tokens, {req['prompt_tokens']} were sent"
