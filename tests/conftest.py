@@ -77,13 +77,19 @@ def mtimes(root: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in root.rglob("*.json")}
 
 
+def as_in_a_terminal() -> None:
+    """A child's SIGINT as a terminal's shell leaves it (Ctrl-C interrupts): a test run started in the background of
+    a non-interactive shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(workdir: Path, target: str, ready: Callable[[], bool], what: str, timeout: float = 300) -> None:
     """Run the workflow towards ``target`` and press Ctrl-C (SIGINT to its process group, as a terminal does) once
     ``ready()`` holds; it must hold before ``timeout`` s (``what`` says what never happened), and the run must end
     within 2 minutes of the signal (else it is killed and the test fails on what it left)."""
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                              "--cores", "2", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_in_a_terminal)
     try:
         deadline = time.monotonic() + timeout
         while not ready():

@@ -83,3 +83,26 @@ def test_a_round_s_capacity_stops_below_its_first_missing_level() -> None:
     spread = load.across_rounds(capacities)
     assert spread["capacity_ci_low"] <= spread["capacity_mean"] <= spread["capacity_ci_high"]
     assert spread["capacity_ci_low"] >= 0
+
+
+def result_of(build: str, objectives: dict[str, Any]) -> dict[str, Any]:
+    """A load_sweep result of the recorded levels under ``objectives``: what stats.load_pairs reads."""
+    rounds = []
+    for round_ in sorted(LEVELS[RATES[0]]):
+        found = {rate: load.level_metrics(LEVELS[rate][round_], objectives, ALPHA) for rate in RATES}
+        rounds.append({"round": round_, **load.capacity(found), "disturbed": False})
+    return {"build": build, "model": FIXTURE["setup"]["model"], "rounds": rounds,
+            "rounds_used": [r["round"] for r in rounds], "hostname": "vm"}
+
+
+def test_capacities_pair_by_round_and_a_build_meeting_no_level_is_not_tested() -> None:
+    from llamabench import stats
+
+    same = result_of("a", SETTINGS["objectives"])
+    strict = result_of("c", {"ttft_ms": {"p90": 50}})  # no level's TTFT p90 is that low: capacity 0 every round
+    assert {r["capacity"] for r in strict["rounds"]} == {0.0}
+    sweep = {"sweep": "chat", "builds": ["a", "b", "c"], "results": [same, {**same, "build": "b"}, strict]}
+    twin, never = stats.load_pairs([sweep])
+    assert (twin["baseline_build"], twin["candidate_build"], twin["ratio"]) == ("a", "b", 1.0)
+    assert twin["paired_rounds"] == len(same["rounds"]) and twin["p_value"] == 1.0
+    assert never["candidate_build"] == "c" and "ratio" not in never and "no level" in never["note"]

@@ -26,7 +26,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import DEFAULT_CONFIG, ROOT, load_test_config, snakemake, write_config
+from conftest import DEFAULT_CONFIG, ROOT, as_in_a_terminal, load_test_config, snakemake, write_config
 from llamabench.core import configuration, files, matrix, plan, progress, records
 from llamabench.measure import machine_lock
 
@@ -524,7 +524,7 @@ def start_job(run_dir: Path, config: dict[str, Any], target: str, pattern: str, 
     write_config(run_dir, config)
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
                              "--cores", "2", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=env)
+                            start_new_session=True, env=env, preexec_fn=as_in_a_terminal)
     deadline = time.monotonic() + 300
     while not (pids := pids_of(pattern)):
         assert time.monotonic() < deadline and proc.poll() is None, "the job never started"

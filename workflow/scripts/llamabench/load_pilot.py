@@ -4,7 +4,7 @@ One llama-server with the sweep's settings, its slots warmed up; one request's
 time alone sets the first rate (0.3 requests per that time, unless
 ``pilot.start``); then derive/load.py's ladder: up by ``pilot.factor`` until a
 level is saturated, then refined near the largest rate meeting the objectives.
-Each level sends ``pilot.requests`` requests on its own seeded schedule. The
+Each level sends ``pilot.requests`` requests (the sweep's ``requests`` unless set) on its own seeded schedule. The
 levels it chose become cells measured in every round (rule ``load_cell``), for
 every build of the sweep. A pilot that cannot serve is recorded with its reason
 and chooses nothing.
@@ -23,7 +23,7 @@ import requests
 
 from llamabench.core import files, plan, records
 from llamabench.core.errors import Unsupported
-from llamabench.core.load import level_rate
+from llamabench.core.load import level_rate, pilot_requests
 from llamabench.core.status import Status
 from llamabench.derive import load
 from llamabench.entry import announce_failure
@@ -74,7 +74,7 @@ def _pilot(exe: Path, model: Path, sweep: Any, settings: dict[str, Any], log_pat
             numbered = iter(range(1, pilot["max_levels"] + 1))
 
             def measure(rate: float) -> dict[str, Any]:
-                params = {**sweep.level(rate), "requests": pilot["requests"]}
+                params = {**sweep.level(rate), "requests": pilot_requests(settings)}
                 prompts, outputs = llama_server.workload(session, base, params, seed, first=1000 * next(numbered))
                 send_at = arrivals.schedule(params, params["requests"], f"{seed}:{rate}")
                 measured = llama_server.requests_at(base, proc.pid, params, prompts, outputs, send_at)

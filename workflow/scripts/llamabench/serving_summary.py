@@ -27,8 +27,19 @@ def serving_summary(smk: Any) -> None:
     table = summarize(paths, partners, dict(smk.params.min_requests), smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     tables.write_failed(Path(smk.output.failed), "serve_cell", smk.input.cells, table)
-    latency.write_tokens(Path(smk.output.tokens), [line for path in paths if not layout.kept_label(path)
-                                                    for line in latency.token_lines(records.read(path, "serve_cell"))])
+    latency.write_tokens(Path(smk.output.tokens), token_export(paths))
+
+
+def token_export(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every token of the current cells' measured requests; a record that cannot be read has none (its row in
+    the summary says why)."""
+    lines = []
+    for path in paths:
+        try:
+            lines += [] if layout.kept_label(path) else latency.token_lines(history.read(path, "serve_cell"))
+        except RecordError:
+            continue
+    return lines
 
 
 def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int],

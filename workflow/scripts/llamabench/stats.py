@@ -247,7 +247,7 @@ def rpc_pairs(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
 
 def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each load sweep's capacity on every other build against its first build, paired by round (the rounds
-    each used)."""
+    each used). A round where a build met the objectives at no level has no ratio: the pair is not tested."""
     rows = []
     for sweep in sweeps:
         found = {(r["build"], r["model"]): r for r in sweep["results"]}
@@ -255,9 +255,14 @@ def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             first = (sweep["builds"][0], model)
             if build == first[0] or first not in found:
                 continue
-            rows.append(compare("load capacity", capacity_series(found[first]), capacity_series(result),
-                                (first[0], model, sweep["sweep"], "capacity_rps"), (build, model, sweep["sweep"],
-                                                                                    "capacity_rps")))
+            base, candidate = capacity_series(found[first]), capacity_series(result)
+            keys = (first[0], model, sweep["sweep"], "capacity_rps"), (build, model, sweep["sweep"], "capacity_rps")
+            if (base["value"] <= 0).any() or (candidate["value"] <= 0).any():
+                empty = base.iloc[0:0]
+                rows.append({**compare("load capacity", empty, empty, *keys),
+                             "note": "a round met the objectives at no level: no ratio to test"})
+                continue
+            rows.append(compare("load capacity", base, candidate, *keys))
     return rows
 
 

@@ -240,7 +240,7 @@ def check_load(config: dict[str, Any], name: str, spec: dict[str, Any], names: A
     needed = config["serving"]["min_requests"]
     for metric, by_q in spec["objectives"].items():
         for q in by_q:
-            for key, count in (("requests", spec["requests"]), ("pilot.requests", spec["pilot"]["requests"])):
+            for key, count in (("requests", spec["requests"]), ("pilot.requests", load.pilot_requests(spec))):
                 if q in needed and count < needed[q] and not (key == "pilot.requests" and spec["rates"]):
                     raise ConfigError(f"{where}.objectives.{metric}.{q} needs at least {needed[q]} requests per level "
                                       f"(serving.min_requests.{q}), and {where}.{key} is {count}")

@@ -81,6 +81,12 @@ def sweep(name: str, spec: Mapping[str, Any], config: Mapping[str, Any], builds:
                  tuple(spec["models"] or serving["models"] or models), params, spec)
 
 
+def pilot_requests(settings: Mapping[str, Any]) -> int:
+    """Requests per pilot level: as many as a measured level's unless set (a smaller pilot is quicker, and its
+    knee, from noisier percentiles, can sit away from where the rounds find it)."""
+    return settings["pilot"].get("requests") or settings["requests"]
+
+
 def limits(objectives: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Each objective metric's tightest limit: what one request's own value must meet to count in goodput."""
     return {metric: min(found.values()) for metric, found in objectives.items()}

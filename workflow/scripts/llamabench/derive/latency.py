@@ -61,12 +61,14 @@ def token_lines(cell: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One line per token of every measured request of a cell: the client's clock (ms after sending) and the
     server's (timings_per_token), with the request's send time in the level."""
     run = cell["serving"]
+    if run["status"] != Status.OK:
+        return []
     head = {"study": cell.get("study"), "build": cell["build"]["name"], "model": cell["model"]["name"],
             "cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
             "rate": cell["params"].get("rate")}
     return [{**head, "request": i, "sent_s": req.get("sent_s"), "token": j, "client_ms": t,
              "server_ms": (req.get("token_server_ms") or [None] * len(req["token_ms"]))[j]}
-            for i, req in enumerate(run["requests"]) if run["status"] == Status.OK and "token_ms" in req
+            for i, req in enumerate(run["requests"]) if "token_ms" in req
             for j, t in enumerate(req["token_ms"])]
 
 
