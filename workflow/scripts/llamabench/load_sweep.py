@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from llamabench.core import layout, plan, records
-from llamabench.core.load import rate_of
 from llamabench.core.status import Status
 from llamabench.derive import latency, load, plots, samples
 
@@ -38,13 +37,14 @@ def load_sweep(smk: Any) -> None:
         key = layout.parse("load_cell", path)
         cells[(key["build"], key["model"])].append(Path(path))
     max_share = smk.params.max_share if smk.params.action != "flag" else None
-    results, tokens = [], []
+    results, tokens, rates = [], [], set()
     for (build, model), paths in sorted(cells.items()):
         read = [records.read(path, "serve_cell") for path in sorted(paths)]
         results.append(result(sweep.settings, build, model, read, max_share))
+        rates |= {cell["params"]["rate"] for cell in read}
         tokens += [line for cell in read for line in latency.token_lines(cell)]
     record = {"sweep": sweep.name, "builds": list(sweep.builds), "params": dict(sweep.params), "objectives": sweep.settings["objectives"],
-              "requests": sweep.settings["requests"], "rates": sorted({rate_of(Path(p).stem) for p in smk.input.cells}),
+              "requests": sweep.settings["requests"], "rates": sorted(rates),
               "pilots": [pilot_summary(records.read(path, "load_pilot")) for path in smk.input.pilots],
               "results": results}
     records.write(smk.output.record, "load_sweep", record)

@@ -12,7 +12,6 @@ cell (rule ``load_cell`` measures it like ``serve_cell``) under
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,18 +41,6 @@ class Sweep:
 
     def cell_id(self, rate: float, round_: int) -> str:
         return matrix.cell_id(self.level(rate), axes.SERVING, round=round_ if round_ > 1 else None)
-
-    @functools.cached_property
-    def _positions(self) -> dict[tuple[tuple[float, ...], int, int], dict[float, int]]:
-        return {}
-
-    def position(self, rates: tuple[float, ...], rate: float, round_: int, seed: int) -> int:
-        """A level's place (from 1) in round ``round_``'s seeded shuffle of the sweep's levels."""
-        key = (rates, round_, seed)
-        if key not in self._positions:
-            order = matrix.round_order(list(rates), round_, f"{seed}:{self.name}")
-            self._positions[key] = {r: i + 1 for i, r in enumerate(order)}
-        return self._positions[key][rate]
 
 
 def level_rate(rate: float) -> float:

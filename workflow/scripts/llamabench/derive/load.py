@@ -54,11 +54,16 @@ def saturation(requests: Sequence[Mapping[str, Any]], alpha: float) -> dict[str,
     """Whether in-flight requests and TTFT both rise over the level's window (one-sided Kendall tests at
     ``alpha``); with fewer than 4 requests nothing can be said (not saturated)."""
     ordered = sorted(requests, key=lambda r: r["sent_s"])
+    return _saturation(ordered, in_flight(ordered), alpha)
+
+
+def _saturation(ordered: Sequence[Mapping[str, Any]], flights: Sequence[int], alpha: float) -> dict[str, Any]:
+    """saturation() of requests in send order, with their in-flight counts."""
     if len(ordered) < 4:
         return {"saturated": False, "ttft_tau": None, "ttft_p": None, "in_flight_tau": None, "in_flight_p": None}
     sent = [r["sent_s"] for r in ordered]
     found: dict[str, Any] = {}
-    for name, values in (("ttft", [r["ttft_ms"] for r in ordered]), ("in_flight", in_flight(ordered))):
+    for name, values in (("ttft", [r["ttft_ms"] for r in ordered]), ("in_flight", list(flights))):
         if np.ptp(values) == 0:  # constant: no trend (Kendall's tau is undefined)
             found[f"{name}_tau"], found[f"{name}_p"] = 0.0, 1.0
             continue
@@ -70,7 +75,9 @@ def saturation(requests: Sequence[Mapping[str, Any]], alpha: float) -> dict[str,
 def level_metrics(requests: Sequence[Mapping[str, Any]], objectives: Mapping[str, Mapping[str, float]],
                   alpha: float) -> dict[str, Any]:
     """A level's percentiles, goodput, saturation and verdict against the objectives."""
-    values = [request_values(r) for r in requests]
+    ordered = sorted(requests, key=lambda r: r["sent_s"])
+    flights = in_flight(ordered)
+    values = [request_values(r) for r in ordered]
     found: dict[str, Any] = {}
     for metric in ("ttft_ms", "itl_ms", "e2e_ms"):
         column = [v[metric] for v in values]
@@ -78,15 +85,13 @@ def level_metrics(requests: Sequence[Mapping[str, Any]], objectives: Mapping[str
             found[f"{metric[:-3]}_{name}_ms"] = float(np.percentile(column, q))
     limits = load.limits(objectives)
     good = sum(all(v[m] <= limit for m, limit in limits.items()) for v in values)
-    start = min(r["sent_s"] for r in requests)
-    window = max(r["done_s"] for r in requests) - start
-    sends = sorted(r["sent_s"] for r in requests)
+    sends = [r["sent_s"] for r in ordered]
+    window = max(r["done_s"] for r in ordered) - sends[0]
     missed = [f"{metric[:-3]} {name} {found[f'{metric[:-3]}_{name}_ms']:.0f} ms > {limit:g} ms"
               for metric, by_q in objectives.items() for name, limit in by_q.items()
               if found[f"{metric[:-3]}_{name}_ms"] > limit]
-    sat = saturation(requests, alpha)
-    ordered = sorted(requests, key=lambda r: r["sent_s"])
-    alone = [r["ttft_ms"] for r, n in zip(ordered, in_flight(ordered)) if n == 1]
+    sat = _saturation(ordered, flights, alpha)
+    alone = [r["ttft_ms"] for r, n in zip(ordered, flights) if n == 1]
     if sat["saturated"]:
         missed.append("saturated: in-flight requests and TTFT rise over the window")
     return {
@@ -96,7 +101,7 @@ def level_metrics(requests: Sequence[Mapping[str, Any]], objectives: Mapping[str
         "completed_rate": len(requests) / window if window > 0 else None,
         "good_requests": good,
         "goodput": good / window if window > 0 else 0.0,
-        "peak_in_flight": max(in_flight(requests)),
+        "peak_in_flight": max(flights),
         # the requests that found the server idle: what a light load costs against one request at a time
         "alone_share": len(alone) / len(requests),
         "ttft_p50_alone_ms": float(np.median(alone)) if alone else None,
