@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from llamabench import build, model, source  # noqa: E402
+from llamabench import model, source  # noqa: E402
+from llamabench.prepare import builds  # noqa: E402
 from llamabench.core import files  # noqa: E402
 from llamabench.derive import buffers, memory  # noqa: E402
 from llamabench.derive.memory_accuracy import within  # noqa: E402
@@ -89,7 +90,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="two context sizes instead of four")
     parser.add_argument("--csv", type=Path, default=Path("results/memory_grid.csv"))
     args = parser.parse_args(argv)
-    entry = build.cached_build(source.fetch(CONFIG), "cpu-rpc", ["-DGGML_RPC=ON"], threads=2)
+    entry = builds.cached_build(source.fetch(CONFIG), "cpu-rpc", ["-DGGML_RPC=ON"], threads=2)
     bin_dir = Path(entry["cache_dir"]) / "bin"
     record = {**entry, "name": "cpu-rpc", "bin_dir": str(bin_dir)}
     completion = bin_dir / entry["binaries"]["completion"]

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 
 from gguf import GGUFReader  # noqa: E402
 
-from llamabench import build, model, source  # noqa: E402
+from llamabench import model, source  # noqa: E402
+from llamabench.prepare import builds  # noqa: E402
 from llamabench.derive import statistics as stats, tables  # noqa: E402
 from llamabench.measure import llama_bench  # noqa: E402
 from llamabench.prepare import synthetic  # noqa: E402
@@ -44,7 +45,7 @@ def speeds(exe: Path, path: Path, log: Path) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     rounds = int(argv[0]) if argv else 4
-    entry = build.cached_build(source.fetch(CONFIG), "cpu-rpc", ["-DGGML_RPC=ON"], threads=2)
+    entry = builds.cached_build(source.fetch(CONFIG), "cpu-rpc", ["-DGGML_RPC=ON"], threads=2)
     record = {**entry, "name": "cpu-rpc", "bin_dir": str(Path(entry["cache_dir"]) / "bin")}
     exe = Path(record["bin_dir"]) / entry["binaries"]["bench"]
     with tempfile.TemporaryDirectory() as tmp:

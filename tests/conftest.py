@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llamabench import build, model, source
+import git_history
+from llamabench import model, source
+from llamabench.prepare import builds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -50,7 +52,24 @@ def source_manifest() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def rpc_build(source_manifest: dict[str, Any]) -> dict[str, Any]:
     """The default config's cpu-rpc build: same cache key as the workflow's, so either one fills it."""
-    return build.cached_build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
+    return builds.cached_build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
+
+
+@pytest.fixture(scope="session")
+def upstream(source_manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default source's tree as a git repository of one commit, tagged b9999: the same commit on every machine
+    (tests/git_history.py), so its build is one cache entry."""
+    repo = tmp_path_factory.mktemp("upstream") / "llama.cpp"
+    git_history.first_commit(Path(source_manifest["source_dir"]), repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def git_build(upstream: Path) -> dict[str, Any]:
+    """That commit's cpu-rpc build through the git source kind: what the workflow's build rule makes of it, and what
+    a bisect probe of it finds in the cache."""
+    found = source.fetch({"kind": "git", "url": upstream.as_uri(), "ref": "b9999"})
+    return builds.cached_build(found, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
 
 
 @pytest.fixture(scope="session")

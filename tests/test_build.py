@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import RPC_OPTIONS
-from llamabench import build
+from llamabench.prepare import builds
 from llamabench.core import options
 from llamabench.prepare import toolchain
 from llamabench.core.errors import UserError
@@ -38,7 +38,7 @@ def test_build_records_the_commit_in_the_binary(rpc_build: dict[str, Any], bin_d
 
 def test_second_build_is_a_cache_hit(rpc_build: dict[str, Any], source_manifest: dict[str, Any]) -> None:
     start = time.monotonic()
-    again = build.cached_build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=2)
+    again = builds.cached_build(source_manifest, "cpu-rpc", RPC_OPTIONS, threads=2)
     assert again["cache_hit"] is True
     assert again["cache_dir"] == rpc_build["cache_dir"]
     assert time.monotonic() - start < 30  # a lookup, not a 9-minute compile
@@ -46,27 +46,27 @@ def test_second_build_is_a_cache_hit(rpc_build: dict[str, Any], source_manifest:
 
 def test_cache_key_changes_with_options_and_commit(source_manifest: dict[str, Any]) -> None:
     gcc, clang = {"cxx": "g++ 12", "cc": "gcc 12"}, {"cxx": "clang++ 17", "cc": "clang 17"}
-    base = build.cache_key(source_manifest, ["-DGGML_RPC=ON"], gcc)
-    assert base != build.cache_key(source_manifest, ["-DGGML_RPC=OFF"], gcc)
-    assert base != build.cache_key(source_manifest, ["-DGGML_RPC=ON"], clang)
-    assert base != build.cache_key({**source_manifest, "commit": "0" * 40}, ["-DGGML_RPC=ON"], gcc)
+    base = builds.cache_key(source_manifest, ["-DGGML_RPC=ON"], gcc)
+    assert base != builds.cache_key(source_manifest, ["-DGGML_RPC=OFF"], gcc)
+    assert base != builds.cache_key(source_manifest, ["-DGGML_RPC=ON"], clang)
+    assert base != builds.cache_key({**source_manifest, "commit": "0" * 40}, ["-DGGML_RPC=ON"], gcc)
     # Two sdists whose commit could not be read still differ by their archive.
     no_commit = {**source_manifest, "commit": None}
-    assert build.cache_key(no_commit, [], gcc) != build.cache_key({**no_commit, "archive_sha256": "ab"}, [], gcc)
+    assert builds.cache_key(no_commit, [], gcc) != builds.cache_key({**no_commit, "archive_sha256": "ab"}, [], gcc)
     assert base["cpu"] is not None
-    assert build.cache_key(source_manifest, ["-DGGML_NATIVE=OFF"], gcc)["cpu"] is None
-    assert build.cache_key(source_manifest, ["-DGGML_NATIVE=OFF", "-DGGML_NATIVE=ON"], gcc)["cpu"] is not None
+    assert builds.cache_key(source_manifest, ["-DGGML_NATIVE=OFF"], gcc)["cpu"] is None
+    assert builds.cache_key(source_manifest, ["-DGGML_NATIVE=OFF", "-DGGML_NATIVE=ON"], gcc)["cpu"] is not None
 
 
 def test_list_devices_reads_the_real_binary(rpc_build: dict[str, Any], bin_dir: Path) -> None:
-    devices = build.list_devices(bin_dir, rpc_build["binaries"])
+    devices = builds.list_devices(bin_dir, rpc_build["binaries"])
     assert devices["tool"] == "llama-bench"
     assert devices["output"].startswith("Available devices")
 
 
 def test_parse_devices_from_a_cuda_listing() -> None:
     text = "Available devices:\n  CUDA0: NVIDIA H100 80GB HBM3 (81079 MiB, 80520 MiB free)\n  RPC0: 127.0.0.1:50052 (2048 MiB, 2048 MiB free)\n"
-    devices = build.parse_devices(text)
+    devices = builds.parse_devices(text)
     assert [d["name"] for d in devices] == ["CUDA0", "RPC0"]
     assert devices[0]["total_mib"] == "81079"
 
@@ -82,7 +82,7 @@ def test_parse_devices_from_a_cuda_listing() -> None:
     ],
 )
 def test_binary_names_are_detected(defined: set[str], expected: dict[str, str]) -> None:
-    chosen = build.pick_targets(defined)
+    chosen = builds.pick_targets(defined)
     assert chosen["bench"] == "llama-bench"
     assert {k: v for k, v in chosen.items() if k in expected} == expected
     assert set(chosen) - {"bench", "server"} == set(expected)
@@ -90,7 +90,7 @@ def test_binary_names_are_detected(defined: set[str], expected: dict[str, str]) 
 
 def test_a_tree_without_llama_bench_is_one_sentence() -> None:
     with pytest.raises(UserError, match="llama-bench"):
-        build.pick_targets({"llama-cli"})
+        builds.pick_targets({"llama-cli"})
 
 
 @pytest.mark.parametrize(

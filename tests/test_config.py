@@ -276,3 +276,58 @@ def test_config_yaml_shows_every_default_of_the_sections_it_shows() -> None:
         return {path for key, value in tree.items() for path in leaves(value, (*prefix, key))}
 
     assert leaves(resolved({})) == leaves(resolved(DEFAULT_CONFIG)) == leaves(copy.deepcopy(DEFAULT_CONFIG))
+
+
+GIT = {"kind": "git", "url": "https://github.com/ggml-org/llama.cpp", "ref": "b6000"}
+
+
+@pytest.mark.parametrize(
+    ("studies", "named"),
+    [
+        ({"bisect": {"b": {"source": "main", "good": "a", "bad": "b"}}},
+         "bisect.b.source names 'main', a pypi-sdist source: a study of llama.cpp's history needs a git source"),
+        ({"bisect": {"b": {"source": "up", "good": "a"}}}, "bisect.b: good and bad are needed"),
+        ({"bisect": {"b": {"source": "up", "good": "a", "bad": "b", "history": "h"}}}, "bisect.b.history names 'h'"),
+        ({"bisect": {"b": {"source": "up", "good": "a", "bad": "b", "build": "gpu"}}}, "bisect.b.build names 'gpu'"),
+        ({"bisect": {"b": {"source": "up", "good": "a", "bad": "b", "comparison": "x"}}},
+         "bisect.b.comparison names 'x'"),
+        ({"bisect": {"b": {"source": "up", "good": "a", "bad": "b", "rounds": 4, "max_rounds": 3}}},
+         "bisect.b.max_rounds (3) is below bisect.b.rounds (4)"),
+        ({"bisect": {"b": {"source": "up", "good": "a", "bad": "b", "cells": [{"n_gen": 0}]}}},
+         "bisect.b.cells: metric tg needs the tg test, and n_gen is 0"),
+        ({"history": {"h": {"source": "up", "from": "a"}}}, "history.h: from and to are needed"),
+        ({"history": {"h": {"source": "up", "from": "a", "to": "b", "refs": ["c"]}}},
+         "history.h: give from and to, or refs, not both"),
+        ({"history": {"h": {"source": "up", "refs": ["a"], "every": 0}}}, "history.h.every"),
+        ({"bisect": {"b": {"source": "up", "good": "a", "bad": "b", "metric": "ttft"}}}, "bisect.b.metric"),
+    ],
+)
+def test_bad_commit_study_names_the_key(studies: dict, named: str) -> None:
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["sources"]["up"] = GIT
+    for build in config["builds"].values():
+        build["source"] = "main"
+    config.update(studies)
+    with pytest.raises(ConfigError) as err:
+        resolved(config)
+    assert named in str(err.value)
+
+
+def test_commit_studies_plan_their_cells() -> None:
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["sources"]["up"] = GIT
+    for build in config["builds"].values():
+        build["source"] = "main"
+    config["bisect"] = {"b": {"source": "up", "good": "a", "bad": "b", "cells": [{"n_prompt": 0, "n_gen": 16}]}}
+    config["history"] = {"h": {"source": "up", "from": "a", "to": "b"}}
+    the_plan = plan.make(resolved(config))
+    found = the_plan.bisects["b"]
+    assert found.build == "cpu" and found.models == ("gemma3-270m",) and found.url == GIT["url"]
+    [cell_id] = found.cells
+    assert found.cells[cell_id]["n_gen"] == 16 and the_plan.histories["h"].cells  # history: the defaults cell
+    commit = "0" * 40
+    cells = the_plan.commit_cells("bisect", "b", [commit], [cell_id], range(1, 3), probe=1)
+    assert [c.path for c in cells] == [
+        f"results/bisect/b/cells/probe-1/{commit}/gemma3-270m/{cell_id}.json",
+        f"results/bisect/b/cells/probe-1/{commit}/gemma3-270m/{cell_id}_round-2.json"]
+    assert cells[0].priority > cells[1].priority  # round 1 of a measurement before its round 2

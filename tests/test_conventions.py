@@ -16,9 +16,10 @@ PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
 # declares its version in workflow/versions.yaml), and rules derived from them (versioned by a code hash).
 MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "tune_cell", "serve_cell", "tune_serve_cell",
-             "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "load_pilot", "load_cell")
-DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "tune", "load_sweep", "findings",
-           "figures", "report_html")
+             "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "load_pilot", "load_cell",
+             "probe_build", "history_range", "bisect_step", "bisect_cell", "history_cell")
+DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "tune", "load_sweep",
+           "bisect_study", "history_study", "findings", "figures", "report_html")
 RULES = (*MEASURING, *DERIVED)
 # Top-level modules that are not rules: what several rules share.
 LIBRARIES = {"entry", "preflight", "cell_run", "serve_run"}
@@ -81,7 +82,8 @@ def test_each_rule_that_writes_a_record_has_a_schema_of_its_name() -> None:
         assert records.version(kind) >= 1
     # a tuning candidate's round is a benchmark cell, a load level's a serving cell: the same record, their own
     # rule and directory
-    writes = {"tune_cell": "bench_cell", "tune_serve_cell": "serve_cell", "load_cell": "serve_cell"}
+    writes = {"tune_cell": "bench_cell", "tune_serve_cell": "serve_cell", "load_cell": "serve_cell",
+              "bisect_cell": "bench_cell", "history_cell": "bench_cell"}
     assert {writes.get(rule, rule) for rule in MEASURING} <= set(records.KINDS)
 
 

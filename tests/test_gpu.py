@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import DEFAULT_CONFIG
-from llamabench import build
+from llamabench.prepare import builds
 from llamabench.core import axes, matrix
 from llamabench.derive import samples as sampled
 from llamabench.measure import llama_bench
@@ -23,14 +23,14 @@ CUDA_OPTIONS = ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=90"]
 
 @pytest.fixture(scope="module")
 def cuda_bin(source_manifest: dict[str, Any]) -> Path:
-    entry = build.cached_build(source_manifest, "cuda", CUDA_OPTIONS, threads=os.cpu_count() or 2)
+    entry = builds.cached_build(source_manifest, "cuda", CUDA_OPTIONS, threads=os.cpu_count() or 2)
     return Path(entry["cache_dir"]) / "bin"
 
 
 @pytest.mark.gpu
 def test_cuda_build_offloads_to_the_gpu_and_the_sampler_reads_its_energy(cuda_bin: Path, gemma: Path,
                                                                          tmp_path: Path) -> None:
-    devices = build.list_devices(cuda_bin, {"bench": "llama-bench"})
+    devices = builds.list_devices(cuda_bin, {"bench": "llama-bench"})
     assert any(d["name"].startswith("CUDA") for d in devices["devices"])
     params = axes.normalize({**DEFAULT_CONFIG["benchmark"]["defaults"], "n_gpu_layers": "all", "repetitions": 2}, axes.BENCHMARK)
     cmd = llama_bench.command(cuda_bin / "llama-bench", gemma, matrix.for_model(params, 18), delay=0)

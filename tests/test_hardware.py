@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import snakemake, write_config
-from llamabench import build
+from llamabench.prepare import builds
 from llamabench.core import records
 from llamabench.measure import gpus as gpu_query
 from llamabench.prepare import toolchain
@@ -40,9 +40,9 @@ def test_without_a_gpu_cuda_cells_are_skipped_and_the_architecture_must_be_given
     why = gpu_query.gpu_missing(node)
     assert why and "not GPU numbers" in why and node["host"]["hostname"] in why
     with pytest.raises(UserError, match="CMAKE_CUDA_ARCHITECTURES"):
-        build.cuda_architectures(CUDA, node, "cuda")
-    assert build.cuda_architectures([*CUDA, "-DCMAKE_CUDA_ARCHITECTURES=86"], node, "cuda")[-1].endswith("=86")
-    assert build.cuda_architectures(["-DGGML_RPC=ON"], node, "cpu") == ["-DGGML_RPC=ON"]
+        builds.cuda_architectures(CUDA, node, "cuda")
+    assert builds.cuda_architectures([*CUDA, "-DCMAKE_CUDA_ARCHITECTURES=86"], node, "cuda")[-1].endswith("=86")
+    assert builds.cuda_architectures(["-DGGML_RPC=ON"], node, "cpu") == ["-DGGML_RPC=ON"]
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("nvidia-smi") is not None,
@@ -79,5 +79,5 @@ def test_the_query_parses_published_real_output_of_two_gpus() -> None:
     assert [g["compute_cap"] for g in gpus] == ["7.0", "8.9"] and gpus[1]["index"] == "1"
     node = {"gpus": [{**g, "memory.total": None} for g in gpus], "gpu_error": None, "host": {"hostname": "n"}}
     assert gpu_query.gpu_missing(node) is None
-    assert build.cuda_architectures(CUDA, node, "cuda")[-1] == "-DCMAKE_CUDA_ARCHITECTURES=70;89"
+    assert builds.cuda_architectures(CUDA, node, "cuda")[-1] == "-DCMAKE_CUDA_ARCHITECTURES=70;89"
 

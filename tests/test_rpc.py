@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, RPC_OPTIONS, load_test_config, snakemake, write_config
-from llamabench import build, source
+from llamabench import source
+from llamabench.prepare import builds
 from llamabench.core import records
 from llamabench.measure import rpc_bench, rpc_workers
 
@@ -125,7 +126,7 @@ def test_a_worker_that_prints_usage_and_exits_0_is_a_failure(local_workers: list
 def old_rpc_server() -> Path:
     """The mid-2025 tree's rpc-server (another RPC protocol version), from the build cache."""
     old = source.fetch({"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.14"})
-    entry = build.cached_build(old, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
+    entry = builds.cached_build(old, "cpu-rpc", RPC_OPTIONS, threads=os.cpu_count() or 2)
     return Path(entry["cache_dir"]) / "bin" / entry["binaries"]["rpc_server"]
 
 

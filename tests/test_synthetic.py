@@ -14,7 +14,8 @@ import pytest
 from gguf import GGUFReader
 
 from conftest import DEFAULT_CONFIG, RPC_OPTIONS, snakemake, write_config
-from llamabench import build, source
+from llamabench import source
+from llamabench.prepare import builds as compiled
 from llamabench.core import matrix, records, shapes
 from llamabench.measure import completion, llama_bench, llama_server
 from llamabench.prepare import synthetic
@@ -30,7 +31,7 @@ TINY = {"layers": 2, "embedding": 256, "heads": 4, "kv_heads": 2, "ffn": 512, "v
 def builds(rpc_build: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The suite's current build and the mid-2025 one (a cache hit after tests/test_old_tree.py)."""
     old = source.fetch({"kind": "pypi-sdist", "package": "llama-cpp-python", "version": "0.3.14"})
-    return {"current": rpc_build, "mid-2025": build.cached_build(old, "cpu-rpc", RPC_OPTIONS, threads=2)}
+    return {"current": rpc_build, "mid-2025": compiled.cached_build(old, "cpu-rpc", RPC_OPTIONS, threads=2)}
 
 
 def as_record(entry: dict[str, Any], name: str) -> dict[str, Any]:

@@ -422,10 +422,10 @@ def test_a_statement_in_the_build_module_reruns_nothing_and_asks_for_a_decision(
     cached by content): the edit reruns nothing, and the code-version check names the rule until someone
     decides."""
     snakefile = workflow_copy(tmp_path)
-    edit(snakefile.parent / "workflow/scripts/llamabench/build.py", "    files.remove(work)\n    return {",
+    edit(snakefile.parent / "workflow/scripts/llamabench/prepare/builds.py", "    files.remove(work)\n    return {",
          "    files.remove(work)\n    work = None\n    return {")
     assert dry_run(run_dir, small_config(), snakefile) == {}
-    assert undecided(snakefile) == ["build"]
+    assert undecided(snakefile) == ["build", "probe_build"]
 
 
 def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(run_dir: Path,
@@ -439,7 +439,7 @@ def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(
     # a tuning study's candidates are llama-bench cells too: its round 1 is measured again, then decided again
     assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, "tune_cell": 2,
                                                            "tune_round": 1, "tune": 1, **AFTER_A_FIRST_ROUND}
-    assert undecided(snakefile) == ["bench_cell", "rpc_cell", "tune_cell"]
+    assert undecided(snakefile) == ["bench_cell", "bisect_cell", "history_cell", "rpc_cell", "tune_cell"]
 
 
 def undecided(snakefile: Path) -> list[str]:

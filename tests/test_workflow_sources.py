@@ -10,43 +10,17 @@ huggingface_hub, with a token that must reach neither a log nor a result.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from conftest import GEMMA, RPC_OPTIONS, snakemake, write_config
+from git_history import git
 from llamabench.core import records
 from test_model import HubHandler, hub  # noqa: F401 (hub is a fixture)
 
-FIXED_IDENTITY = {
-    "GIT_AUTHOR_NAME": "llamabench tests", "GIT_AUTHOR_EMAIL": "tests@llamabench.invalid",
-    "GIT_COMMITTER_NAME": "llamabench tests", "GIT_COMMITTER_EMAIL": "tests@llamabench.invalid",
-    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **FIXED_IDENTITY}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def upstream(source_manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("upstream") / "llama.cpp"
-    shutil.copytree(source_manifest["source_dir"], repo)
-    git(repo, "init", "-q", "-b", "master")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "llama.cpp tree of the llama-cpp-python sdist")
-    git(repo, "tag", "b9999")
-    return repo
-
-
-def test_git_source_and_hf_model_through_snakemake(upstream: Path, hub: str, tmp_path: Path) -> None:  # noqa: F811
+def test_git_source_and_hf_model_through_snakemake(upstream: Path, git_build: dict[str, Any], hub: str,  # noqa: F811
+                                                   tmp_path: Path) -> None:
     config = {
         "sources": {"upstream": {"kind": "git", "url": upstream.as_uri(), "ref": "b9999"}},
         "builds": {"cpu-rpc": {"cmake_options": RPC_OPTIONS}},
@@ -66,6 +40,7 @@ def test_git_source_and_hf_model_through_snakemake(upstream: Path, hub: str, tmp
     source = records.read(results / "sources/upstream/manifest.json", "source")
     assert source["source_kind"] == "git" and source["commit"] == commit
     build = records.read(results / "builds/cpu-rpc/manifest.json", "build")
+    assert build["cache_hit"] and build["cache_key"] == git_build["cache_key"]  # the fixture's build
     assert build["commit"] == commit and f"-DLLAMA_BUILD_COMMIT={commit}" in build["options"]
     model = records.read(results / "models/tiny/manifest.json", "model")
     assert model["model_kind"] == "hf" and model["origin"]["endpoint"] == hub

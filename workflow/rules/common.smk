@@ -9,6 +9,7 @@ from snakemake.logging import logger
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from llamabench import preflight, source  # noqa: E402
+from llamabench.derive import bisect as bisect_steps  # noqa: E402
 from llamabench.core import (
     code_version,
     configuration,
@@ -53,6 +54,10 @@ if PLAN.cluster:
         tune_round,
         tune,
         load_sweep,
+        bisect_step,
+        bisect_study,
+        history_range,
+        history_study,
         summary,
         stats,
         export,
@@ -317,6 +322,118 @@ def get_load_sweep_input(wildcards):
     return {"pilots": pilots, "cells": cells}
 
 
+def commit_study(wildcards):
+    """The bisect or history study a commit cell's wildcards name (the rule says which)."""
+    return (PLAN.bisects if "probe" in wildcards.keys() else PLAN.histories)[
+        wildcards.study
+    ]
+
+
+def probe_path(found, commit):
+    """A study's build of ``commit`` (shared by every study of the same source and build)."""
+    return layout.path(
+        "probe_build", source=found.source, build=found.build, commit=commit
+    )
+
+
+def probe_built(found, commit):
+    """Whether a study's commit built (a checkpoint: asked before any of its cells)."""
+    out = checkpoints.probe_build.get(
+        source=found.source, build=found.build, commit=commit
+    ).output.manifest
+    return records.read(out, "probe_build")["status"] == "ok"
+
+
+def get_commit_build(wildcards):
+    return probe_path(commit_study(wildcards), wildcards.commit)
+
+
+def get_commit_cell(wildcards):
+    kind = "bisect" if "probe" in wildcards.keys() else "history"
+    probe = int(wildcards.probe) if kind == "bisect" else None
+    return PLAN.commit_cell(
+        kind, wildcards.study, wildcards.commit, wildcards.model, wildcards.cell, probe
+    )
+
+
+def bisect_measurement(study, state):
+    """The builds and cells of the measurement a bisect state asks for next."""
+    found = PLAN.bisects[study]
+    commits = [state["commits"][p]["commit"] for p in bisect_steps.measured(state)]
+    wanted = state["next"]
+    cells = PLAN.commit_cells(
+        "bisect",
+        study,
+        [c for c in commits if probe_built(found, c)],
+        state["cells"],
+        range(1, wanted["rounds"] + 1),
+        probe=wanted["probe"],
+    )
+    return [probe_path(found, c) for c in commits], [c.path for c in cells]
+
+
+def get_bisect_step_input(wildcards):
+    """Step 0 reads what chooses its range or cells (a history study, the comparisons); step n the state of step
+    n - 1 and the measurement it asked for."""
+    found = PLAN.bisects[wildcards.study]
+    step = int(wildcards.step)
+    if step == 0:
+        inputs = {}
+        if "history" in found.settings:
+            inputs["history"] = layout.path(
+                "history_study", study=found.settings["history"]
+            )
+        if "comparison" in found.settings:
+            inputs["comparisons"] = layout.path("comparisons")
+        return inputs
+    previous = checkpoints.bisect_step.get(study=wildcards.study, step=step - 1).output[
+        0
+    ]
+    state = records.read(previous, "bisect_step")["state"]
+    builds, cells = bisect_measurement(wildcards.study, state)
+    return {"previous": previous, "builds": builds, "cells": cells}
+
+
+def get_bisect_study_input(wildcards):
+    """Every step until the one that ended the study, and every build and cell they measured."""
+    steps, builds, cells = [], [], []
+    step = 0
+    while True:
+        path = checkpoints.bisect_step.get(study=wildcards.study, step=step).output[0]
+        steps.append(path)
+        state = records.read(path, "bisect_step")["state"]
+        if state["ended"]:
+            return {"steps": steps, "builds": sorted(set(builds)), "cells": cells}
+        found_builds, found_cells = bisect_measurement(wildcards.study, state)
+        builds += found_builds
+        cells += found_cells
+        step += 1
+
+
+def get_history_study_input(wildcards):
+    """The range, every commit's build, and every round of every cell of the commits that built."""
+    found = PLAN.histories[wildcards.study]
+    commits = [
+        c["commit"]
+        for c in records.read(
+            checkpoints.history_range.get(study=wildcards.study).output[0],
+            "history_range",
+        )["commits"]
+    ]
+    cells = PLAN.commit_cells(
+        "history",
+        wildcards.study,
+        [c for c in commits if probe_built(found, c)],
+        list(found.cells),
+        range(1, found.settings["rounds"] + 1),
+    )
+    return {
+        "range": layout.path("history_range", study=wildcards.study),
+        "builds": [probe_path(found, c) for c in commits],
+        "cells": [c.path for c in cells],
+    }
+
+
 wildcard_constraints:
     source="[A-Za-z0-9_.-]+",
     platform="[A-Za-z0-9_.-]+",
@@ -327,3 +444,6 @@ wildcard_constraints:
     study="[A-Za-z0-9_.-]+",
     sweep="[A-Za-z0-9_.-]+",
     round="[0-9]+",
+    commit="[0-9a-f]{40}",
+    probe="[0-9]+",
+    step="[0-9]+",

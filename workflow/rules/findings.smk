@@ -6,6 +6,8 @@ rule findings:
         memory=layout.pattern("memory_table"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
+        bisect=[layout.path("bisect_study", study=name) for name in PLAN.bisects],
+        history=[layout.path("history_study", study=name) for name in PLAN.histories],
     output:
         csv=layout.pattern("findings"),
         table_csv=layout.pattern("figures_table_csv"),

@@ -15,7 +15,13 @@ rule report_html:
         memory_figure=layout.path("figure_png", name="memory"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
+        bisect=[layout.path("bisect_study", study=name) for name in PLAN.bisects],
+        history=[layout.path("history_study", study=name) for name in PLAN.histories],
         load_figures=[layout.path("load_png", sweep=name) for name in PLAN.sweeps],
+        bisect_figures=[layout.path("bisect_png", study=name) for name in PLAN.bisects],
+        history_figures=[
+            layout.path("history_png", study=name) for name in PLAN.histories
+        ],
         figures=[layout.path("figure_png", name=name) for name in PLAN.figures],
         sources=[layout.path("source", source=name) for name in PLAN.sources],
         hardware=[layout.path("hardware", platform=name) for name in PLAN.platforms],

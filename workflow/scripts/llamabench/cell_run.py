@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import axes, matrix, options, plan, records
+from llamabench.core import axes, layout, matrix, options, plan, records
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory, memory_fit, samples
@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Mapping[str, Any]) -> None:
     """One round of ``cell`` (a grid cell, or a tuning study's candidate: rule tune_cell) under the ``memory``
     settings' fit decision, recorded even when it fails."""
-    build = records.read(smk.input.build, "build")
+    build = read_build(smk.input.build)
     model = records.read(smk.input.model_manifest, "model")
     layers = model["gguf"].get("layers")
     params = dict(smk.params.cell)
-    label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
+    label = f"{build['name']}/{cell.model}/{cell.id}"
     log.info("cell %s", label)
     exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
     timeout = the_plan.timeouts["bench_cell"]
@@ -85,6 +85,13 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
                    "logged": buffers.logged_file(Path(smk.log[0]))},
         "llama_bench": result,
     })
+
+
+def read_build(path: str) -> dict[str, Any]:
+    """A cell's build: a configured build's record, or a probe's (a commit of a bisect or history study)."""
+    if layout.parse("probe_build", path):
+        return records.read(path, "probe_build")["built"]
+    return records.read(path, "build")
 
 
 def memlock(params: dict[str, Any]) -> dict[str, list[int]]:

@@ -35,7 +35,9 @@ def findings(smk: Any) -> None:
             *largest_changes(pairs), *best_sweeps(cells, pairs, base),
             *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row")),
             *tuned([records.read(path, "tune") for path in smk.input.tune]),
-            *loaded([records.read(path, "load_sweep") for path in smk.input.load], pairs)]
+            *loaded([records.read(path, "load_sweep") for path in smk.input.load], pairs),
+            *bisected([records.read(path, "bisect_study") for path in smk.input.bisect]),
+            *history_changes([records.read(path, "history_study") for path in smk.input.history])]
     table = records.frame(rows, "finding_row")
     records.write_table(Path(smk.output.csv), table)
     view = tables.figures_table(table)
@@ -308,6 +310,48 @@ def loaded(sweeps: list[Mapping[str, Any]], pairs: pd.DataFrame) -> list[dict[st
                 ratio_ci_high=None if pd.isna(high) else high, p_adjusted=pair.get("p_adjusted"),
                 verdict=pair["verdict"], significant=pair["verdict"] in (statistics.IMPROVED, statistics.REGRESSED),
                 evidence=evidence))
+    return rows
+
+
+def bisected(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per bisect study: its culprit (commit and subject), or why it named none, with the endpoints' ratio."""
+    rows = []
+    for study in studies:
+        name, culprit = study["study"], study["culprit"]
+        endpoints = next((p["endpoints"] for p in study["probes"] if p.get("endpoints", {}).get("ratio")), {})
+        rows.append(finding(
+            "bisect_culprit", study["build"], ", ".join(study["models"]), f"first bad commit ({name})",
+            study["sentence"], subject=name, metric=f"{study['metric']} t/s",
+            answer=f"{culprit['commit'][:9]} {culprit['subject']}" if culprit else study["outcome"],
+            ratio=endpoints.get("ratio"), ratio_ci_low=endpoints.get("ratio_ci_low"),
+            ratio_ci_high=endpoints.get("ratio_ci_high"), verdict=study["outcome"],
+            significant=study["outcome"] == "culprit", evidence=f"bisect/{name}.png"))
+    return rows
+
+
+def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per history study: each change point with its paired test (confirmed or not), or one row saying none was
+    found."""
+    rows = []
+    for study in studies:
+        name, evidence = study["study"], f"history-studies/{study['study']}.png"
+        subjects = {p["commit"]: p["subject"] for p in study["series"]}
+        common = dict(subject=name, metric=f"{study['metric']} t/s", evidence=evidence)
+        for change in study["changes"]:
+            after = change["after"]
+            rows.append(finding(
+                "history_change", study["build"], ", ".join(study["models"]), f"change point ({name})",
+                f"{study['study']}: {change['direction']} from {change['before'][:9]} to {after[:9]} "
+                f"\"{subjects[after]}\", {study['metric']} ×{change['ratio']:.3f}{_ci(change)}, adjusted p = "
+                f"{change['p_adjusted']:.2g}: {'confirmed' if change['confirmed'] else 'not significant'}.",
+                answer=f"{after[:9]} {subjects[after]}", ratio=change["ratio"],
+                ratio_ci_low=change.get("ratio_ci_low"), ratio_ci_high=change.get("ratio_ci_high"),
+                p_adjusted=change["p_adjusted"], verdict=change["direction"] if change["confirmed"] else
+                statistics.NO_DIFFERENCE, significant=change["confirmed"], **common))
+        if not any(change["confirmed"] for change in study["changes"]):
+            rows.append(finding("history_change", study["build"], ", ".join(study["models"]),
+                                f"change point ({name})", study["sentence"], answer="no confirmed change",
+                                significant=False, verdict=statistics.NO_DIFFERENCE, **common))
     return rows
 
 

@@ -111,6 +111,10 @@ def report_html(smk: Any) -> None:
         comparison_names=list(smk.params.comparisons),
         studies=[records.read(p, "tune") for p in smk.input.tune],
         sweeps=[(records.read(p, "load_sweep"), Path(png)) for p, png in zip(smk.input.load, smk.input.load_figures)],
+        bisects=[(records.read(p, "bisect_study"), Path(png))
+                 for p, png in zip(smk.input.bisect, smk.input.bisect_figures)],
+        histories=[(records.read(p, "history_study"), Path(png))
+                   for p, png in zip(smk.input.history, smk.input.history_figures)],
     )
     with files.atomic_path(Path(smk.output[0])) as tmp:
         tmp.write_text(page)
@@ -139,6 +143,8 @@ def render(
     nodes: list[dict[str, Any]] | None = None,
     studies: list[dict[str, Any]] | None = None,
     sweeps: list[tuple[dict[str, Any], Path]] | None = None,
+    bisects: list[tuple[dict[str, Any], Path]] | None = None,
+    histories: list[tuple[dict[str, Any], Path]] | None = None,
 ) -> str:
     ok = table[table["status"] == Status.OK]
     now = tables.current(table)
@@ -214,4 +220,6 @@ def render(
         studies=studies or [],
         sweeps=[{**record, "src": embed_png(png)} for record, png in sweeps or []],
         load_pairs=pairs[pairs["comparison"] == "load capacity"].to_dict("records"),
+        bisects=[{**record, "src": embed_png(png)} for record, png in bisects or []],
+        histories=[{**record, "src": embed_png(png)} for record, png in histories or []],
     )

@@ -53,7 +53,7 @@ VERSIONS = PACKAGE_DIR.parents[1] / "versions.yaml"
 # plan is made (its results reach a measuring job as params), how a job is wired to Snakemake, and the
 # memory prediction a cell is started by (it decides whether a cell runs, never what it measures; the
 # memory table predicts again, so an improved predictor re-measures nothing).
-BOOKKEEPING = frozenset({"entry", "core.code_version", "core.configuration", "core.errors", "core.files",
+BOOKKEEPING = frozenset({"entry", "core.bisect", "core.code_version", "core.configuration", "core.errors", "core.files",
                          "core.history", "core.layout", "core.plan", "core.platforms", "core.presets",
                          "core.records", "core.status", "core.tuning", "derive.memory", "derive.memory_fit",
                          "measure.fit_params"})

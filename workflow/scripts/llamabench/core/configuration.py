@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import axes, load, options, platforms, presets, shapes, tuning
+from llamabench.core import axes, bisect, load, options, platforms, presets, shapes, tuning
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -159,6 +159,9 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
             check_arrival({**serving["defaults"], **dict(zip(scenario, combo))}, f"serving.scenarios.{name}")
     for name, spec in config["load"].items():
         check_load(config, name, spec, names)
+    for kind in (bisect.HISTORY, bisect.BISECT):
+        for name, spec in config[kind].items():
+            check_commit_study(config, kind, name, spec, names)
     try:
         platforms.check(config)
     except ValueError as err:
@@ -209,6 +212,43 @@ def check_study(config: dict[str, Any], name: str, spec: dict[str, Any], names: 
     if spec["budget"]["rounds"] < spec["min_rounds"]:
         raise ConfigError(f"{where}.budget.rounds ({spec['budget']['rounds']}) is below {where}.min_rounds "
                           f"({spec['min_rounds']}): the winner could never be confirmed")
+
+
+def check_commit_study(config: dict[str, Any], kind: str, name: str, spec: dict[str, Any], names: Any) -> None:
+    """A bisect or history study reads the history of a git source, builds with a configured build, measures a
+    metric its cells have, and says which commits: good and bad (or a history study's change), from and to (or
+    refs)."""
+    where = f"{kind}.{name}"
+    names(f"{where}.source", [spec["source"]], config["sources"], "sources")
+    found = config["sources"][spec["source"]]
+    if found["kind"] != "git":
+        raise ConfigError(f"{where}.source names '{spec['source']}', a {found['kind']} source: a study of llama.cpp's "
+                          "history needs a git source (kind: git, url: ...)")
+    if spec["build"] is not None:
+        names(f"{where}.build", [spec["build"]], config["builds"], "builds")
+    names(f"{where}.models", spec["models"], config["models"], "models")
+    if kind == bisect.BISECT:
+        refs = ("good" in spec) + ("bad" in spec)
+        if "history" in spec:
+            names(f"{where}.history", [spec["history"]], config["history"], "history")
+            if refs:
+                raise ConfigError(f"{where}: give good and bad, or history (whose change is bisected), not both")
+        elif refs < 2:
+            raise ConfigError(f"{where}: good and bad are needed (refs before and after the regression), or history")
+        if "comparison" in spec:
+            names(f"{where}.comparison", [spec["comparison"]], config["comparisons"], "comparisons")
+            return
+        if spec["max_rounds"] < spec["rounds"]:
+            raise ConfigError(f"{where}.max_rounds ({spec['max_rounds']}) is below {where}.rounds ({spec['rounds']})")
+    elif spec["refs"] and ("from" in spec or "to" in spec):
+        raise ConfigError(f"{where}: give from and to, or refs, not both")
+    elif not spec["refs"] and not ("from" in spec and "to" in spec):
+        raise ConfigError(f"{where}: from and to are needed (the first and the last ref of the series), or refs")
+    test = bisect.TESTS[spec["metric"]]
+    for cell_id, params in bisect.cells(spec, config["benchmark"]).items():
+        if not params[test]:
+            raise ConfigError(f"{where}.cells: metric {spec['metric']} needs the {spec['metric']} test, and {test} "
+                              f"is 0 in cell {cell_id}")
 
 
 def check_arrival(params: Mapping[str, Any], where: str) -> None:

@@ -15,6 +15,7 @@ dynamic work extends the plan instead of bypassing it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from llamabench.core import axes, layout, load, matrix, options, platforms, tuning
+from llamabench.core import axes, bisect, layout, load, matrix, options, platforms, tuning
 
 # Sources, builds and models come before every cell (a cell's priority is at most a few million): then
 # round 1 of every cell of every build runs before round 2 of any. A priority, not an input, so adding a
@@ -87,7 +88,9 @@ class Cell:
     priority: int = 0
     compared: tuple[tuple[str, str], ...] = ()  # (kind, base id) of the cells of its build and model it is compared with
     study: str | None = None  # a tuning study's candidate cell (results/tune/<study>/cells/), or a load sweep's
-    study_kind: str = "tune"  # tune or load: which kind of study ``study`` names
+    study_kind: str = "tune"  # tune, load, bisect or history: which kind of study ``study`` names (for the last
+    # two, ``build`` is the commit measured)
+    probe: int | None = None  # a bisect's cell: the probe (step of the search) it was measured for
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", freeze(self.params))
@@ -99,6 +102,11 @@ class Cell:
 
     @property
     def path(self) -> str:
+        if self.study_kind == bisect.BISECT:
+            return layout.path("bisect_cell", study=self.study, probe=self.probe, commit=self.build, model=self.model,
+                               cell=self.id)
+        if self.study_kind == bisect.HISTORY:
+            return layout.path("history_cell", study=self.study, commit=self.build, model=self.model, cell=self.id)
         if self.study and self.study_kind == "load":
             return layout.path("load_cell", sweep=self.study, build=self.build, model=self.model, cell=self.id)
         if self.study:
@@ -133,6 +141,8 @@ class Plan:
     memory: Mapping[str, Any]  # the fit decision's limits (bookkeeping: a job reads them here)
     studies: Mapping[str, tuning.Study]  # tuning studies: their candidates (which rounds get which: derive/race.py)
     sweeps: Mapping[str, load.Sweep]  # load sweeps: their fixed settings (their levels: the pilots' or the config's)
+    bisects: Mapping[str, bisect.Study]  # bisect studies (which commits they probe: their checkpoints)
+    histories: Mapping[str, bisect.Study]  # history studies (their commits: their range checkpoint)
 
     def cells(self, kind: str) -> Mapping[Key, Cell]:
         """Every cell of ``kind`` (bench_cell, serve_cell, rpc_cell) in every round it may get."""
@@ -178,6 +188,29 @@ class Plan:
         found = self.sweeps[sweep]
         return [self.load_cell(sweep, build, model, found.cell_id(rate, round_))
                 for build in found.builds for rate in sorted(set(rates)) for round_ in range(1, self.rounds + 1)]
+
+    def commit_cell(self, kind: str, study: str, commit: str, model: str, cell: str, probe: int | None = None,
+                    ) -> Cell:
+        """One round of one cell of a bisect or history study on one commit. Its priority puts round r of a
+        measurement before round r + 1, and the commits of a round in a seeded random order (a key of the commit:
+        the plan does not know which commits a checkpoint will choose)."""
+        found = (self.bisects if kind == bisect.BISECT else self.histories)[study]
+        base, round_ = tuning.split(cell)
+        order = random.Random(f"{self.seed}:{kind}:{study}:{probe}:{commit}:{round_}").randrange(1000)
+        return Cell("bench_cell", commit, model, cell, base, round_, found.params(base, self.grid_params),
+                    priority=ROUND_PRIORITY * max(1, 100 - round_) - order, study=study, study_kind=kind, probe=probe)
+
+    def commit_cells(self, kind: str, study: str, commits: Iterable[str], bases: Iterable[str], rounds: Iterable[int],
+                     probe: int | None = None) -> list[Cell]:
+        """Every cell of ``commits`` x the study's models x ``bases`` x ``rounds``."""
+        found = (self.bisects if kind == bisect.BISECT else self.histories)[study]
+        return [self.commit_cell(kind, study, commit, model, tuning.cell_id(base, r), probe)
+                for r in rounds for commit in commits for model in found.models for base in bases]
+
+    @functools.cached_property
+    def grid_params(self) -> dict[str, Mapping[str, Any]]:
+        """Each benchmark cell id of the grid -> its parameters (a bisect of a comparison's regressed cells)."""
+        return {cell.base: cell.params for cell in self.bench.values()}
 
     def load_pairs(self) -> list[tuple[str, str, str]]:
         """(sweep, build, model) of every pilot a run may hold."""
@@ -273,6 +306,10 @@ def make(config: Mapping[str, Any]) -> Plan:
                         for name, spec in expanded["tune"].items()}),
         sweeps=freeze({name: load.sweep(name, spec, expanded, list(builds), models)
                        for name, spec in expanded["load"].items()}),
+        bisects=freeze({name: bisect.study(name, bisect.BISECT, spec, expanded)
+                        for name, spec in expanded["bisect"].items()}),
+        histories=freeze({name: bisect.study(name, bisect.HISTORY, spec, expanded)
+                          for name, spec in expanded["history"].items()}),
     )
 
 

@@ -1,0 +1,185 @@
+"""Bisect and history studies through Snakemake, on a real git history of llama.cpp (tests/git_history.py).
+
+The history: commit 0 is the default source's tree (the commit conftest.git_build
+builds, so the good endpoint is a cache hit), then N = 8 commits: #2 does not
+compile, #3 restores it, #5 caps the CPU backend at one thread (generation on
+two threads gets measurably slower), every other one edits a document. One run
+holds four bisects and a history study; they share every build:
+
+- ``slow``: good = 0, bad = 8, the cells a comparison of two configured builds (0 and 8) found regressed: the
+  culprit #5 with at most ceil(log2 8) + 2 = 5 builds (the good endpoint a cache hit);
+- ``skip``: good = 0, bad = 5: its first probe (#2) does not build, is skipped, and #5 is still named;
+- ``nothing``: good = 0, bad = 4: a null history (no slowdown) ends "no regression found", reusing the builds;
+- ``every-2``: a history of every second commit: the step between #4 and #6 found and confirmed;
+- ``seeded``: the bisect of that confirmed change, which names #5.
+
+Cold, the run compiles #8 (the configured build, every binary), #4, #6, #5, #3 (llama-bench alone, ~25 s each
+with ccache) and tries #2 (~7 s); measuring takes ~3 minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import GEMMA, RPC_OPTIONS, snakemake, write_config
+from git_history import BROKEN_SUBJECT, CULPRIT_SUBJECT, extend, git
+from llamabench import history_range
+from llamabench.core import records
+from llamabench.core.errors import UserError
+
+N, CULPRIT, BROKEN = 8, 5, 2
+CELLS = [{"n_prompt": 0, "n_gen": 16}]
+
+
+@pytest.fixture(scope="module")
+def history(upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The repository (a clone of conftest's one-commit repository) and its commits, good first."""
+    repo = tmp_path_factory.mktemp("history") / "llama.cpp"
+    subprocess.run(["git", "clone", "-q", str(upstream), str(repo)], check=True)
+    return [str(repo), *extend(repo, N, culprit=CULPRIT, broken=BROKEN)]
+
+
+@pytest.fixture(scope="module")
+def run(history: list[str], git_build: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo, *commits = history
+    workdir = tmp_path_factory.mktemp("bisect")
+    study = {"source": "upstream", "cells": CELLS}
+    url = Path(repo).as_uri()
+    write_config(workdir, {
+        "sources": {"upstream": {"kind": "git", "url": url, "ref": "b9999"},
+                    "upstream-bad": {"kind": "git", "url": url, "ref": "master"}},
+        "builds": {"cpu-rpc": {"cmake_options": RPC_OPTIONS, "source": "upstream"},
+                   "cpu-rpc-bad": {"cmake_options": RPC_OPTIONS, "source": "upstream-bad"}},
+        "models": {"gemma3-270m": GEMMA},
+        "smoke": {"n_predict": 4},
+        "benchmark": {"builds": [], "repetitions": 2, "rounds": 3, "defaults": CELLS[0], "groups": {},
+                      "exclude": []},
+        "serving": {"builds": [], "scenarios": {}},
+        "rpc": {"topologies": {}},
+        "comparisons": {"upgrade": {"baseline": "cpu-rpc", "builds": ["cpu-rpc-bad"]}},
+        # the cells (and metric) the comparison found regressed
+        "bisect": {"slow": {"source": "upstream", "build": "cpu-rpc", "good": "b9999", "bad": "master",
+                            "comparison": "upgrade"},
+                   "skip": {**study, "good": "b9999", "bad": commits[CULPRIT]},
+                   "nothing": {**study, "good": "b9999", "bad": commits[4]},
+                   "seeded": {**study, "history": "every-2"}},
+        "history": {"every-2": {**study, "from": "b9999", "to": "master", "every": 2}},
+    })
+    snakemake(workdir, "--cores", "2", timeout=3600)
+    return workdir / "results"
+
+
+def study(results: Path, name: str) -> dict[str, Any]:
+    return records.read(results / "bisect" / f"{name}.json", "bisect_study")
+
+
+def test_the_culprit_of_a_comparisons_regression_within_log2_n_plus_2_builds(run: Path, history: list[str],
+                                                                            ) -> None:
+    commits = history[1:]
+    compared = records.read_table(run / "comparisons.csv", "comparison_row")
+    [regressed] = compared[(compared["name"] == "upgrade") & (compared["verdict"] == "regressed")].itertuples()
+    found = study(run, "slow")
+    assert found["outcome"] == "culprit", found["sentence"]
+    assert found["metric"] == "tg" and found["probes"][0]["rounds"] == 3
+    assert {p.parent.name for p in (run / "bisect/slow/cells").rglob("*.json")} == {"gemma3-270m"}
+    assert {p.stem for p in (run / "bisect/slow/cells/probe-0").rglob("*.json")} >= {regressed.baseline_cell}
+    assert found["culprit"]["commit"] == commits[CULPRIT] and found["culprit"]["subject"] == CULPRIT_SUBJECT
+    assert commits[CULPRIT][:9] in found["sentence"]
+    built = {b["position"]: b for b in found["builds"]}
+    assert len(built) <= math.ceil(math.log2(N)) + 2, built
+    assert set(built) == {0, N, 4, 6, 5}  # the endpoints, then the middle of each open range
+    assert built[0]["cache_hit"]  # the good endpoint: the commit conftest.git_build compiled
+    verdicts = {p["target"]: p["verdict"] for p in found["probes"] if p["target"] is not None}
+    assert verdicts == {4: "good", 6: "bad", 5: "bad"}
+    endpoints = found["probes"][0]["endpoints"]
+    assert endpoints["ratio"] < 0.9 and endpoints["p_value"] < 0.05
+    # every probe was measured beside both endpoints, in its own rounds
+    cells = list((run / "bisect" / "slow" / "cells").glob("probe-*/*/*/*.json"))
+    assert len(cells) == found["cells"] == 3 * 2 + 3 * 3 * 3  # endpoints alone, then three trios, 3 rounds each
+    assert found["measuring_s"] > 0 and (run / "bisect" / "slow.png").stat().st_size > 0
+
+
+def test_a_commit_that_does_not_build_is_skipped(run: Path, history: list[str]) -> None:
+    commits = history[1:]
+    probe = records.read(next((run / "probes").glob(f"upstream/cpu-rpc/{commits[BROKEN]}/manifest.json")),
+                         "probe_build")
+    assert probe["status"] == "build_failed" and probe["built"] is None and "cmake build" in probe["error"]
+    assert "error" in Path(run.parent / probe["log"]).read_text()
+    found = study(run, "skip")
+    assert found["outcome"] == "culprit" and found["culprit"]["commit"] == commits[CULPRIT]
+    verdicts = [(p["target"], p["verdict"]) for p in found["probes"] if p["target"] is not None]
+    assert verdicts[0] == (BROKEN, "build_failed") and verdicts[1][0] == BROKEN + 1
+    assert git(Path(history[0]), "log", "-1", "--format=%s", commits[BROKEN]) == BROKEN_SUBJECT
+
+
+def test_a_null_history_finds_no_regression(run: Path) -> None:
+    found = study(run, "nothing")
+    assert found["outcome"] == "no regression found" and found["culprit"] is None
+    assert found["sentence"].startswith("no regression found")
+    assert {b["position"] for b in found["builds"]} == {0, 4}  # the endpoints, built once for the slow study too
+    slow = {b["commit"] for b in study(run, "slow")["builds"]}
+    assert {b["commit"] for b in found["builds"]} <= slow
+
+
+def test_each_commit_was_compiled_once(run: Path, history: list[str]) -> None:
+    probes = [records.read(p, "probe_build") for p in (run / "probes").glob("*/*/*/manifest.json")]
+    assert len(probes) == len({p["commit"] for p in probes}) == 7  # 0, 2-6, 8: every study shares them
+    assert sum(p["status"] == "ok" and not p["built"]["cache_hit"] for p in probes) <= 5
+    # llama-bench alone, where no configured build of the commit (0, and 8 if it was first) had every binary
+    assert all(p["built"]["binaries"]["bench"] == "llama-bench" for p in probes if p["built"])
+    assert all(p["built"]["binaries"] == {"bench": "llama-bench"} for p in probes
+               if p["built"] and p["commit"] not in (history[1], history[-1]))
+
+
+def test_history_finds_the_step_and_seeds_a_bisect(run: Path, history: list[str]) -> None:
+    commits = history[1:]
+    found = records.read(run / "history-studies" / "every-2.json", "history_study")
+    assert [p["position"] for p in found["series"]] == [0, 2, 4, 6, 8]
+    assert [p["status"] for p in found["series"]] == ["ok", "build_failed", "ok", "ok", "ok"]
+    confirmed = [c for c in found["changes"] if c["confirmed"]]
+    assert len(confirmed) == 1, found["changes"]
+    assert (confirmed[0]["before"], confirmed[0]["after"]) == (commits[4], commits[6])
+    assert confirmed[0]["direction"] == "slower" and confirmed[0]["ratio"] < 0.9
+    seeded = study(run, "seeded")
+    assert seeded["commits"][0]["commit"] == commits[4] and seeded["commits"][-1]["commit"] == commits[6]
+    assert seeded["outcome"] == "culprit" and seeded["culprit"]["commit"] == commits[CULPRIT]
+
+
+def test_findings_report_and_a_rerun(run: Path, history: list[str]) -> None:
+    commits = history[1:]
+    table = records.read_table(run / "findings.csv", "finding_row")
+    culprits = table[table["question"] == "bisect_culprit"].set_index("subject")
+    assert culprits.loc["slow", "answer"] == f"{commits[CULPRIT][:9]} {CULPRIT_SUBJECT}"
+    assert culprits.loc["nothing", "verdict"] == "no regression found" and not culprits.loc["nothing", "significant"]
+    changes = table[(table["question"] == "history_change") & table["significant"].fillna(False).astype(bool)]
+    assert list(changes["answer"]) == [f"{commits[6][:9]} docs : note 6"]
+    page = (run / "report.html").read_text()
+    assert "Performance over llama.cpp" in page and commits[CULPRIT] in page and CULPRIT_SUBJECT in page
+    out = snakemake(run.parent, "--cores", "2", "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_a_historys_commits_every_nth_tagged_or_listed(history: list[str], tmp_path: Path) -> None:
+    """The range a history study resolves, from a mirror of the repository (whole history, no blobs)."""
+    repo, *commits = history
+    url = Path(repo).as_uri()
+    git(Path(repo), "tag", "b10003", commits[3])
+    git(Path(repo), "tag", "b10006", commits[6])
+    base = {"from": "b9999", "to": "master", "every": 1, "tags": False, "refs": []}
+    every3 = history_range.series({**base, "every": 3}, url, cache=tmp_path)
+    assert [c["position"] for c in every3] == [0, 3, 6, 8] and [c["commit"] for c in every3] == [
+        commits[p] for p in (0, 3, 6, 8)]
+    tagged = history_range.series({**base, "tags": True}, url, cache=tmp_path)
+    assert [c["position"] for c in tagged] == [0, 3, 6, 8]
+    listed = history_range.series({**base, "refs": ["b10006", commits[1]]}, url, cache=tmp_path)
+    assert [(c["commit"], c["position"]) for c in listed] == [(commits[6], 0), (commits[1], 1)]
+    assert listed[0]["subject"] == "docs : note 6"
+    with pytest.raises(UserError, match="no ref or commit 'b12345'"):
+        history_range.series({**base, "to": "b12345"}, url, cache=tmp_path)
+    with pytest.raises(UserError, match="is not an ancestor"):
+        history_range.series({**base, "from": "master", "to": "b9999"}, url, cache=tmp_path)

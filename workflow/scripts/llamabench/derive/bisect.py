@@ -1,0 +1,205 @@
+"""A bisect's decisions: classify each probe by paired tests against both endpoints, narrow to the first bad commit.
+
+Upstream's ``compare-commits.sh`` builds A, runs it, builds B, runs it: drift
+on a busy machine then looks like a regression. Here every probe is measured
+beside fresh measurements of the good and the bad endpoint, in rounds, each
+round the three in a seeded order, and judged by two paired t-tests on the
+log ratios (statistics.paired), one against each endpoint:
+
+- first the endpoints alone: bad must be significantly slower than good, by at
+  least ``min_change``, or the study ends "no regression found" (no probe is built);
+  bad slower by that much but not significantly gets one more round at a time, up to
+  ``max_rounds``, as an inconclusive probe does;
+- a probe that differs (significantly, and by at least ``min_change``) from bad
+  and not from good is *good*; one that differs from good and not from bad is
+  *bad*; one that differs from both lies between (a regression in several steps)
+  and counts for the endpoint it is nearer;
+- one that differs from neither is inconclusive: one more round at a time, up
+  to ``max_rounds``, after which the study ends with the range still open.
+
+A commit whose build failed is skipped, as ``git bisect skip`` does: the next
+probe is the untested commit nearest the middle. The search ends when no
+commit between the last good and the first bad is left: that bad one is the
+culprit, or, when skipped commits lie between, the culprit is one of them or it.
+
+Pure: states in, states out (the ``bisect_step`` checkpoint reads and writes them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from llamabench.core import records
+from llamabench.core.bisect import Study
+from llamabench.core.errors import UserError
+from llamabench.core.status import Status
+from llamabench.derive import race, statistics
+
+Observations = Mapping[str, Mapping[int, float]]  # commit -> round -> mean log tokens/s over the study's cells
+
+CULPRIT, NO_REGRESSION, AMBIGUOUS, INCONCLUSIVE, ENDPOINT_FAILED = (
+    "culprit", "no regression found", "ambiguous", "inconclusive", "endpoint does not build")
+GOOD, BAD, BETWEEN_GOOD, BETWEEN_BAD, UNDECIDED, BUILD_FAILED = (
+    "good", "bad", "between (nearer good)", "between (nearer bad)", "inconclusive", Status.BUILD_FAILED.value)
+
+
+def start(study: Study, commits: list[dict[str, Any]], cells: Iterable[str], metric: str,
+          why_not: str | None = None) -> dict[str, Any]:
+    """Step 0: the range (good first, bad last), the cells and metric compared, and the first measurement, the
+    endpoints alone. ``why_not``: the study has nothing to bisect (a history without a confirmed slowdown)."""
+    state = {"commits": commits, "cells": sorted(cells), "metric": metric, "lo": 0, "hi": len(commits) - 1, "probes": [],
+             "skipped": [], "ended": False, "outcome": None, "culprit": None, "candidates": [], "sentence": None,
+             "next": {"probe": 0, "target": None, "rounds": study.settings["rounds"]}}
+    if why_not:
+        return _end(state, NO_REGRESSION, why_not)
+    if len(commits) < 2:
+        return _end(state, NO_REGRESSION, "the good and the bad ref are one commit: nothing to bisect")
+    return state
+
+
+def measured(state: Mapping[str, Any]) -> list[int]:
+    """The positions (in the range) the next measurement needs built: the endpoints, and its probe."""
+    target = state["next"]["target"]
+    return [0, len(state["commits"]) - 1] + ([target] if target is not None else [])
+
+
+def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed: Iterable[int]) -> dict[str, Any]:
+    """The state after the measurement ``previous`` asked for: ``obs`` holds its rounds, ``failed`` the positions
+    whose build failed."""
+    state = {**previous, "probes": [dict(p) for p in previous["probes"]], "skipped": list(previous["skipped"])}
+    current, failed = dict(previous["next"]), set(failed)
+    last = len(state["commits"]) - 1
+    if failed & {0, last}:
+        which = " and ".join(state["commits"][p]["commit"][:9] for p in sorted(failed & {0, last}))
+        return _end(state, ENDPOINT_FAILED, f"the endpoint {which} does not build: nothing can be compared with it")
+    good, bad = state["commits"][0]["commit"], state["commits"][last]["commit"]
+    target = current["target"]
+    if target is not None and target in failed:
+        state["skipped"].append(target)
+        state["probes"].append({**current, "commit": state["commits"][target]["commit"], "verdict": BUILD_FAILED})
+        return _choose(state, study, current["probe"] + 1)
+    rounds = range(1, current["rounds"] + 1)
+    endpoints = _test(obs, good, bad, rounds)
+    if target is None:
+        entry = {**current, "commit": None, "verdict": None, "endpoints": endpoints}
+        state["probes"] = [*state["probes"][:-1], entry] if state["probes"] else [entry]
+        slower = endpoints.get("ratio") is not None and endpoints["ratio"] <= 1 / (1 + study.settings["min_change"])
+        if slower and _differs(endpoints, study.settings["alpha"], study.settings["min_change"]):
+            return _choose(state, study, 1)
+        if slower and current["rounds"] < study.settings["max_rounds"]:
+            return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
+        return _end(state, NO_REGRESSION, _no_regression(endpoints, state["metric"]))
+    sha = state["commits"][target]["commit"]
+    vs_good, vs_bad = _test(obs, good, sha, rounds), _test(obs, bad, sha, rounds)
+    verdict = classify(vs_good, vs_bad, endpoints, study.settings["alpha"], study.settings["min_change"])
+    entry = {**current, "commit": sha, "verdict": verdict, "endpoints": endpoints, "vs_good": vs_good,
+             "vs_bad": vs_bad, "position": _position(vs_good, endpoints)}
+    if state["probes"] and state["probes"][-1]["probe"] == current["probe"]:
+        state["probes"][-1] = entry  # more rounds of the same probe
+    else:
+        state["probes"].append(entry)
+    if verdict == UNDECIDED:
+        if current["rounds"] < study.settings["max_rounds"]:
+            return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
+        return _end(state, INCONCLUSIVE, f"probe {sha[:9]} is inconclusive after {current['rounds']} rounds "
+                                         f"(neither endpoint differs significantly): the culprit is among "
+                                         f"{_span(state)}", candidates=_open(state))
+    if verdict in (GOOD, BETWEEN_GOOD):
+        state["lo"] = target
+    else:
+        state["hi"] = target
+    return _choose(state, study, current["probe"] + 1)
+
+
+def classify(vs_good: Mapping[str, Any], vs_bad: Mapping[str, Any], endpoints: Mapping[str, Any], alpha: float,
+             min_change: float) -> str:
+    """A probe's verdict from its paired tests against the good and the bad endpoint: it differs from one where
+    the test is significant and the difference at least ``min_change`` (a 1 % shift between two builds of commits
+    that changed no compiled file was significant here, with 3 rounds of small noise)."""
+    differs_good, differs_bad = _differs(vs_good, alpha, min_change), _differs(vs_bad, alpha, min_change)
+    if differs_bad and not differs_good:
+        return GOOD
+    if differs_good and not differs_bad:
+        return BAD
+    if differs_good and differs_bad:
+        return BETWEEN_BAD if (_position(vs_good, endpoints) or 0) >= 0.5 else BETWEEN_GOOD
+    return UNDECIDED
+
+
+def _differs(test: Mapping[str, Any], alpha: float, min_change: float) -> bool:
+    return test.get("p_value") is not None and test["p_value"] < alpha and \
+        abs(math.log(test["ratio"])) >= math.log1p(min_change)
+
+
+def _position(vs_good: Mapping[str, Any], endpoints: Mapping[str, Any]) -> float | None:
+    """Where the probe lies on the log scale from good (0) to bad (1)."""
+    if not vs_good.get("ratio") or not endpoints.get("ratio") or endpoints["ratio"] == 1:
+        return None
+    return math.log(vs_good["ratio"]) / math.log(endpoints["ratio"])
+
+
+def _test(obs: Observations, baseline: str, candidate: str, rounds: range) -> dict[str, Any]:
+    """``candidate`` against ``baseline`` over the rounds both have: ratio of geometric means, CI, p."""
+    common = [r for r in rounds if r in obs.get(baseline, {}) and r in obs.get(candidate, {})]
+    found = statistics.paired([math.exp(obs[baseline][r]) for r in common],
+                              [math.exp(obs[candidate][r]) for r in common])
+    return {**found, "rounds": len(common)}
+
+
+def _choose(state: dict[str, Any], study: Study, probe: int) -> dict[str, Any]:
+    """The next probe: the untested, buildable commit nearest the middle of the open range; or the end."""
+    lo, hi = state["lo"], state["hi"]
+    untested = [p for p in range(lo + 1, hi) if p not in state["skipped"]]
+    if untested:
+        target = min(untested, key=lambda p: (abs(p - (lo + hi) / 2), p))
+        return {**state, "next": {"probe": probe, "target": target, "rounds": study.settings["rounds"]}}
+    culprit = state["commits"][hi]
+    if not _open(state)[:-1]:
+        return _end({**state, "culprit": culprit}, CULPRIT,
+                    f"the first bad commit is {culprit['commit'][:9]} \"{culprit['subject']}\"", candidates=[hi])
+    return _end(state, AMBIGUOUS, f"the first bad commit is one of {_span(state)}: the others between did not build",
+                candidates=_open(state))
+
+
+def _open(state: Mapping[str, Any]) -> list[int]:
+    return list(range(state["lo"] + 1, state["hi"] + 1))
+
+
+def _span(state: Mapping[str, Any]) -> str:
+    return ", ".join(state["commits"][p]["commit"][:9] for p in _open(state))
+
+
+def _no_regression(endpoints: Mapping[str, Any], metric: str) -> str:
+    if endpoints.get("ratio") is None:
+        return "the endpoints were not both measured: no regression can be stated"
+    ci = ""
+    if endpoints.get("ratio_ci_low") is not None:
+        ci = f" (95 % CI {endpoints['ratio_ci_low']:.3f}-{endpoints['ratio_ci_high']:.3f})"
+    p = f", p = {endpoints['p_value']:.3g}" if endpoints.get("p_value") is not None else ""
+    return (f"no regression found: bad/good {metric} = {endpoints['ratio']:.3f}{ci}{p} over "
+            f"{endpoints['rounds']} paired rounds")
+
+
+def _end(state: dict[str, Any], outcome: str, sentence: str, candidates: list[int] | None = None) -> dict[str, Any]:
+    return {**state, "ended": True, "outcome": outcome, "sentence": sentence, "next": None,
+            "candidates": candidates or []}
+
+
+def observations(paths: Iterable[str], metric: str, max_share: float | None) -> dict[str, dict[int, float]]:
+    """Commit -> round -> the mean over the study's cells (every model) of log tokens/s; a round where any cell
+    failed, or was disturbed beyond ``max_share``, is left out for that commit."""
+    logs: dict[str, dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
+    for path in paths:
+        try:
+            cell = records.read(path, "bench_cell")
+        except UserError:
+            continue
+        found = race.cell_observation("bench_cell", cell, {"metric": metric, "weights": {}}, max_share)
+        logs[cell["build"]["commit"]][cell["round"]].append(found.get("x"))
+    return {commit: {r: float(np.mean(xs)) for r, xs in by_round.items() if None not in xs}
+            for commit, by_round in logs.items()}
