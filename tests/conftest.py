@@ -122,6 +122,28 @@ def interrupt_when(workdir: Path, target: str, ready: Callable[[], bool], what: 
             proc.wait()
 
 
+def snakemake_console(workdir: Path, *args: str, timeout: float = 3600) -> list[tuple[float, str]]:
+    """Run the workflow as a terminal would and keep what it prints, each line with the seconds since the start
+    at which it came (the console's rate is what a progress test checks)."""
+    lines: list[tuple[float, str]] = []
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=as_in_a_terminal)
+    try:
+        for line in proc.stdout:
+            lines.append((round(time.monotonic() - start, 2), line.rstrip("\n")))
+            assert time.monotonic() - start < timeout, "the run took too long"
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = "\n".join(line for _, line in lines)
+    assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{text[-8000:]}"
+    return lines
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
               snakefile: Path = ROOT / "Snakefile", timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run this repository's Snakefile in ``workdir`` (the default profile still applies)."""

@@ -191,7 +191,7 @@ def test_the_capacity_and_the_a_a_comparison_reach_the_findings_and_the_report(s
     [versus] = findings[findings["question"] == "load_capacity_vs_build"].to_dict("records")
     assert versus["significant"] is False or pair["paired_rounds"] < 2
     page = (sweep_dir / "results/report.html").read_text()
-    assert "<h2>Serving under load</h2>" in page and 'alt="chat: latency and goodput against offered load"' in page
+    assert '<h2 id="load">Serving under load</h2>' in page and 'alt="chat: latency and goodput against offered load"' in page
 
 
 @pytest.mark.parametrize(("settings", "error"), [

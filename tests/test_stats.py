@@ -144,5 +144,12 @@ def test_the_conclusions_name_the_fastest_value_of_each_sweep_and_whether_it_is_
     assert set(rows.index) == {"best batch for pp t/s", "best batch for tg t/s"}  # threads and ngl not swept
     assert rows.loc["best batch for tg t/s", "best_cell"] == UB128 and rows.loc["best batch for tg t/s", "significant"]
     assert rows.loc["best batch for tg t/s", "setting"] == "ubatch_size=128"
+    said = {row["metric"]: row["statement"] for row in findings.best_sweeps(cells, stats.comparisons(gain, BASE, 0.05), BASE)}
+    assert ": use ubatch_size=128 for generation: " in said["tg t/s"]
+    assert "× faster than the defaults (95 % CI " in said["tg t/s"]
     plain = figures_table(findings.best_sweeps(stats.cell_stats(table, 0.05), stats.comparisons(table, BASE, 0.05), BASE))
     assert not plain["significant"].any()
+    said = [row["statement"] for row in findings.best_sweeps(stats.cell_stats(table, 0.05),
+                                                            stats.comparisons(table, BASE, 0.05), BASE)]
+    assert all("batch makes no significant difference to" in s or "the defaults are the fastest batch" in s
+               for s in said), said

@@ -175,7 +175,7 @@ def test_a_cell_predicted_not_to_fit_is_never_started(failure_dir: Path) -> None
     assert record["llama_bench"]["duration_s"] == 0 and record["memory"]["logged"] == []
     assert "d2000000" not in (results / "failed_cells.txt").read_text()
     report = (results / "report.html").read_text()
-    section = report[report.index("Not started, predicted not to fit"):report.index("<h2>Failed cells")]
+    section = report[report.index("Not started, predicted not to fit"):report.index('<h2 id="failed">Failed cells')]
     assert "d2000000" in section and "more than its 4096 MiB" in section
     table = pd.read_csv(results / "memory.csv")
     mine = table[table["cell"] == record["base_cell"]]
@@ -451,8 +451,8 @@ def undecided(snakefile: Path) -> list[str]:
 
 def test_editing_the_report_template_reruns_only_the_report(run_dir: Path, tmp_path: Path) -> None:
     snakefile = workflow_copy(tmp_path)
-    edit(snakefile.parent / "workflow/scripts/llamabench/report_html.html.j2", "<h2>Smoke runs</h2>",
-         "<h2>Smoke runs (one generation per build and model)</h2>")
+    edit(snakefile.parent / "workflow/scripts/llamabench/report_html.html.j2", '<h2 id="smoke">Smoke runs</h2>',
+         '<h2 id="smoke">Smoke runs (one generation per build and model)</h2>')
     assert dry_run(run_dir, small_config(), snakefile) == {"report_html": 1, "all": 1}
 
 
@@ -669,3 +669,49 @@ def test_ctrl_c_during_a_job_leaves_no_process_and_no_result(run_dir: Path, rule
         assert not target.exists()
     finally:
         stop_snakemake(proc, run_dir, pattern)
+
+
+CHROMIUM = (Path("/usr/lib/chromium/chromium"), Path("/usr/bin/chromium"))
+
+
+def chromium() -> Path:
+    """Debian's chromium, installed with apt-get where it is missing; the test is skipped, saying why, where it
+    cannot be."""
+    if found := next((p for p in CHROMIUM if p.exists()), None):
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed, and installing it needs root and apt-get")
+    out = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True, text=True,
+                         timeout=900)
+    if out.returncode != 0 or not (found := next((p for p in CHROMIUM if p.exists()), None)):
+        pytest.skip(f"apt-get install chromium failed: {out.stderr.strip()[-300:]}")
+    return found
+
+
+def test_the_report_in_a_real_browser(run_dir: Path) -> None:
+    """At 1280x800 in Chromium: nothing fails to load, every figure has pixels, the answers are on the first
+    screen and each evidence link leads to a section of the page, a table's setting shows its cell id on hover."""
+    from playwright.sync_api import sync_playwright
+
+    exe, failed = chromium(), []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(exe), args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("requestfailed", lambda request: failed.append(request.url[:80]))
+            page.on("response", lambda response: response.status >= 400 and failed.append(response.url[:80]))
+            page.goto((run_dir / "results/report.html").as_uri(), wait_until="load")
+            images = page.eval_on_selector_all("img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])")
+            assert len(images) >= 3 and all(done and width > 0 for _, done, width in images), images
+            assert not failed, failed
+            answers = page.locator("ul.answers li")
+            assert answers.count() >= 2
+            for i in range(answers.count()):
+                box = answers.nth(i).bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 800, (i, box)
+            for href in page.eval_on_selector_all("ul.answers a", "els => els.map(e => e.getAttribute('href'))"):
+                assert page.locator(href).count() == 1, href
+            assert page.locator("span.setting[title]").count() > 0
+        finally:
+            browser.close()

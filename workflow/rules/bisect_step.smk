@@ -16,6 +16,7 @@ checkpoint bisect_step:
         settings=lambda wildcards: plan.thaw(PLAN.bisects[wildcards.study].settings),
         url=lambda wildcards: PLAN.bisects[wildcards.study].url,
         max_share=PLAN.benchmark["disturbance"]["max_share"],
+        action=PLAN.benchmark["disturbance"]["action"],
         version=get_rule_version("bisect_step"),
     message:
         "Bisect {wildcards.study}: step {wildcards.step}"

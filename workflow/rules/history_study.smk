@@ -16,6 +16,7 @@ rule history_study:
     params:
         settings=lambda wildcards: plan.thaw(PLAN.histories[wildcards.study].settings),
         max_share=PLAN.benchmark["disturbance"]["max_share"],
+        action=PLAN.benchmark["disturbance"]["action"],
         build=lambda wildcards: PLAN.histories[wildcards.study].build,
         models=lambda wildcards: list(PLAN.histories[wildcards.study].models),
         version=get_rule_version("history_study"),

@@ -36,7 +36,8 @@ def bisect_step(smk: Any) -> None:
         built = {records.read(p, "probe_build")["commit"]: records.read(p, "probe_build")["status"]
                  for p in smk.input.builds}
         failed = [p for p in steps.measured(previous) if built[previous["commits"][p]["commit"]] != Status.OK]
-        obs = steps.observations(smk.input.cells, previous["metric"], smk.params.max_share)
+        obs = steps.observations(smk.input.cells, previous["metric"],
+                                 smk.params.max_share if smk.params.action != "flag" else None)
         state = steps.advance(found, previous, obs, failed)
     if state["ended"]:
         log.info("bisect %s ended: %s", found.name, state["sentence"])

@@ -57,7 +57,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         else:
             if fit["started"]:
                 result = llama_bench.measure(cmd, Path(smk.log[0]), timeout=timeout, gpus=gpu_run,
-                                             interval_s=the_plan.sample_interval_s)
+                                             interval_s=the_plan.sample_interval_s, what=f"cell {label}")
             else:
                 log.warning("cell %s not started: %s", label, memory_fit.reason(fit))
                 result = llama_bench.skipped(cmd, memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY)

@@ -116,14 +116,33 @@ def best_sweeps(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, Any
             label = f"best {name} for {kind} t/s"
             rows.append(finding(
                 "best_sweep", build, model, label,
-                f"{build} / {model}: the best {name} for {kind} t/s is {setting} ({best['mean_ts']:.1f} t/s"
-                + (f", {ratio:.2f}× the defaults, {verdict or 'not tested'})." if ratio else ")."),
+                sweep_sentence(build, model, name, kind, setting, best, ratio, tested.iloc[0] if len(tested) else None),
                 subject=name, metric=f"{kind} t/s", answer=setting, cell=best["cell"],
                 value=round(float(best["mean_ts"]), 2),
                 reference_value=round(float(ref.iloc[0]["mean_ts"]), 2) if len(ref) else None, ratio=ratio,
                 significant=significant, verdict=verdict,
                 p_adjusted=tested.iloc[0]["p_adjusted"] if len(tested) else None, evidence=f"figures/{name}.png"))
     return rows
+
+
+def sweep_sentence(build: str, model: str, name: str, kind: str, setting: str, best: Mapping[str, Any],
+                   ratio: float | None, test: Mapping[str, Any] | None) -> str:
+    """The answer to "which <name>?" as a user would say it: use the best value where the paired test says it
+    beats the defaults, else that the parameter makes no significant difference here."""
+    what = {"pp": "prompt processing", "tg": "generation"}.get(kind, f"{kind} t/s")
+    where = f"{build} / {model}"
+    if test is not None and test["verdict"] == statistics.IMPROVED:
+        return (f"{where}: use {setting} for {what}: {ratio:.2f}× faster than the defaults{_ci(test)}, "
+                f"{best['mean_ts']:.1f} t/s.")
+    if setting == "defaults":
+        return f"{where}: the defaults are the fastest {name} for {what} ({best['mean_ts']:.1f} t/s)."
+    if ratio is None:
+        return f"{where}: the best {name} for {what} is {setting} ({best['mean_ts']:.1f} t/s; no defaults cell to compare)."
+    detail = f"best {setting}, {ratio:.2f}× the defaults{_ci(test) if test is not None else ''}"
+    verdict = test["verdict"] if test is not None else "not tested"
+    if verdict == statistics.NO_DIFFERENCE:
+        return f"{where}: {name} makes no significant difference to {what} here ({detail})."
+    return f"{where}: the best {name} for {what} is {setting} ({detail}; {verdict})."
 
 
 def metric_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -321,7 +340,7 @@ def bisected(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         endpoints = next((p["endpoints"] for p in study["probes"] if p.get("endpoints", {}).get("ratio")), {})
         rows.append(finding(
             "bisect_culprit", study["build"], ", ".join(study["models"]), f"first bad commit ({name})",
-            study["sentence"], subject=name, metric=f"{study['metric']} t/s",
+            f"Bisect {name}: {study['sentence']}", subject=name, metric=f"{study['metric']} t/s",
             answer=f"{culprit['commit'][:9]} {culprit['subject']}" if culprit else study["outcome"],
             ratio=endpoints.get("ratio"), ratio_ci_low=endpoints.get("ratio_ci_low"),
             ratio_ci_high=endpoints.get("ratio_ci_high"), verdict=study["outcome"],
@@ -341,7 +360,7 @@ def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             after = change["after"]
             rows.append(finding(
                 "history_change", study["build"], ", ".join(study["models"]), f"change point ({name})",
-                f"{study['study']}: {change['direction']} from {change['before'][:9]} to {after[:9]} "
+                f"History {study['study']}: {change['direction']} from {change['before'][:9]} to {after[:9]} "
                 f"\"{subjects[after]}\", {study['metric']} ×{change['ratio']:.3f}{_ci(change)}, adjusted p = "
                 f"{change['p_adjusted']:.2g}: {'confirmed' if change['confirmed'] else 'not significant'}.",
                 answer=f"{after[:9]} {subjects[after]}", ratio=change["ratio"],
@@ -350,7 +369,8 @@ def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 statistics.NO_DIFFERENCE, significant=change["confirmed"], **common))
         if not any(change["confirmed"] for change in study["changes"]):
             rows.append(finding("history_change", study["build"], ", ".join(study["models"]),
-                                f"change point ({name})", study["sentence"], answer="no confirmed change",
+                                f"change point ({name})", f"History {name}: {study['sentence']}",
+                                answer="no confirmed change",
                                 significant=False, verdict=statistics.NO_DIFFERENCE, **common))
     return rows
 

@@ -18,15 +18,16 @@ def history_study(smk: Any) -> None:
     settings = dict(smk.params.settings)
     commits = records.read(smk.input.range, "history_range")["commits"]
     built = {r["commit"]: r["status"] for r in (records.read(p, "probe_build") for p in smk.input.builds)}
-    obs = steps.observations(smk.input.cells, settings["metric"], smk.params.max_share)
-    kept, matrix = changes.table(obs, [c["commit"] for c in commits], settings["rounds"])
+    obs = steps.observations(smk.input.cells, settings["metric"],
+                             smk.params.max_share if smk.params.action != "flag" else None)
+    kept, used, matrix = changes.table(obs, [c["commit"] for c in commits], settings["rounds"])
     found = changes.detect(matrix, settings["alpha"], settings["min_change"]) if len(kept) else {"variance": None, "changes": []}
     by_sha = {c["commit"]: c for c in commits}
     changed = [{**change, "before": kept[change["at"] - 1], "after": kept[change["at"]],
                 "before_position": by_sha[kept[change["at"] - 1]]["position"],
                 "after_position": by_sha[kept[change["at"]]]["position"]} for change in found["changes"]]
     series = [point(c, built.get(c["commit"]), obs.get(c["commit"], {}), c["commit"] in kept) for c in commits]
-    record = {"study": smk.wildcards.study, "settings": settings, "build": smk.params.build,
+    record = {"study": smk.wildcards.study, "settings": settings, "rounds_used": used, "build": smk.params.build,
               "models": list(smk.params.models), "metric": settings["metric"], "series": series,
               "variance": found["variance"], "changes": changed,
               "sentence": sentence(settings["metric"], series, changed, by_sha),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,75 @@ FINDING_COLUMNS = ["statement", "value", "reference_value", "ratio", "ratio_ci_l
                    "p_adjusted"]
 
 
-def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+# The answers the report opens with, in this order: the findings table's questions (findings.py) about the
+# user's choices. How well the workflow's own estimates did (served TTFT against llama-bench's, the memory
+# prediction) is told in the serving and memory sections.
+ANSWERED = ("best_sweep", "best_setting", "tuning", "lowest_ttft", "throughput_under_ttft_limit", "load_capacity",
+            "load_capacity_vs_build", "serving_vs_defaults", "rpc_vs_local", "largest_change", "bisect_culprit",
+            "history_change")
+# Where the report shows the evidence a finding names (its file under results/), by the file's start.
+EVIDENCE = (("figures/comparison_", "versions"), ("figures/serving", "serving"), ("figures/rpc", "rpc"),
+            ("comparisons.csv", "comparisons"), ("metrics.csv", "serving"), ("memory.csv", "memory"),
+            ("tune/", "tuning"), ("load/", "load"), ("bisect/", "history"), ("history-studies/", "history"))
+
+
+def answers(found: pd.DataFrame) -> list[dict[str, str]]:
+    """The report's first section: each finding's sentence with a link to the section showing its evidence. A
+    serving setting or a change point is an answer where its test found something (the table has the rest)."""
+    shown = []
+    for question in ANSWERED:
+        rows = found[found["question"] == question]
+        if question in ("serving_vs_defaults", "history_change"):
+            rows = rows[rows["significant"].fillna(False).astype(bool) | (rows["answer"] == "no confirmed change")]
+        for row in rows.itertuples():
+            shown.append({"text": row.statement, "anchor": anchor(row.evidence)})
+    return shown
+
+
+def anchor(evidence: Any) -> str:
+    """The report section that shows a finding's evidence: a figure's own heading, or the section of its kind."""
+    text = str(evidence) if isinstance(evidence, str) else ""
+    for start, section in EVIDENCE:
+        if text.startswith(start):
+            return section
+    if text.startswith("figures/"):
+        return f"figure-{Path(text).stem}"
+    return "findings"
+
+
+def html_table(frame: pd.DataFrame, columns: list[str] | None = None, base: dict[str, Any] | None = None,
+               cells: pd.DataFrame | None = None) -> str:
+    """``frame`` as an HTML table; with ``base`` (the defaults cell), a cell id reads as the setting that differs
+    from the defaults, the full id on hover."""
     if frame.empty:
         return "<p><em>none</em></p>"
-    shown = frame[[c for c in (columns or frame.columns) if c in frame.columns]]
-    return shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0, classes="data")
+    shown = frame[[c for c in (columns or frame.columns) if c in frame.columns]].copy()
+    if base is not None:
+        for column in shown.columns:
+            if column in CELL_COLUMNS:
+                shown[column] = [cell_label(frame.loc[i], column, base, cells) for i in shown.index]
+            elif shown[column].dtype == object:
+                shown[column] = shown[column].map(lambda v: html.escape(v) if isinstance(v, str) else v)
+    return shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0, classes="data",
+                         escape=base is None)
+
+
+CELL_COLUMNS = ("cell", "baseline_cell", "candidate_cell")
+
+
+def cell_label(row: pd.Series, column: str, base: dict[str, Any], cells: pd.DataFrame | None) -> str:
+    """A cell id as what it changes from the defaults (``threads=1``), the id itself in the hover text; a row
+    without the axis columns is looked up in ``cells``, and an id found nowhere stays an id."""
+    cid = row[column]
+    if not isinstance(cid, str):
+        return ""
+    if column == "cell" and all(axis in row.index for axis in axes.names(axes.BENCHMARK)):
+        text = tables.setting_text(row, base)
+    elif cells is not None:
+        text = tables.setting_of(cells, row["model"], cid, base)
+    else:
+        text = cid
+    return f'<span class="setting" title="{html.escape(cid)}">{html.escape(text)}</span>'
 
 
 def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any]) -> pd.DataFrame:
@@ -178,9 +243,7 @@ def render(
         models=models,
         smokes=smokes,
         best_table=html_table(tables.figures_table(found)),
-        conclusions=html_table(found[found["question"].isin(["tuning", "best_sweep", "served_vs_estimate", "rpc_vs_local",
-                                                            "load_capacity", "load_capacity_vs_build"])],
-                               FINDING_COLUMNS),
+        answers=answers(found),
         counts=[{"kind": kind, **{name: int(frame["status"].isin(statuses).sum()) for name, statuses in
                                   OUTCOMES.items()}} for kind, frame in kinds.items()],
         disturbed=disturbed[["kind", "build", "model", "cell", "disturbance"]].to_dict("records"),
@@ -195,8 +258,9 @@ def render(
         serving_table=html_table(tables.per_cell(serving, used), SERVING_COLUMNS),
         serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_serving=len(serving),
-        stats_table=html_table(cells, STATS_COLUMNS),
-        comparison_table=html_table(pairs.sort_values("p_adjusted", na_position="last"), COMPARISON_COLUMNS),
+        stats_table=html_table(cells, STATS_COLUMNS, baseline),
+        comparison_table=html_table(pairs.sort_values("p_adjusted", na_position="last"), COMPARISON_COLUMNS,
+                                    baseline, cells),
         noisy=cells[cells["noisy"].astype(bool)][["build", "model", "cell", "test", "cv"]].to_dict("records"),
         busy=ok.dropna(subset=["busy"]).drop_duplicates("cell")[["build", "model", "cell", "busy"]].to_dict("records"),
         bandwidth=bandwidth,
@@ -207,7 +271,7 @@ def render(
             "records"),
         rpc_smokes=rpc_smokes,
         n_rpc=len(rpc),
-        summary_table=html_table(ok, SUMMARY_COLUMNS),
+        summary_table=html_table(ok, SUMMARY_COLUMNS, baseline),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
         out_of_memory=now[now["status"] == Status.OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),

@@ -28,6 +28,17 @@ NAMED = {*PHASES.values(), REQUESTS}
 T = TypeVar("T")
 
 
+def fraction(line: str) -> float | None:
+    """How far a run is at a marker: ``benchmark 2/4: generation run 3/5`` -> (1 + 3/5) / 4; a warm-up or
+    ``starting`` counts its test as not begun; None for anything else."""
+    found = re.search(r"benchmark (\d+)/(\d+): (.*?)(?: (\d+)/(\d+))?(?: \(cached\))?$", line)
+    if not found:
+        return None
+    test, tests = int(found[1]), int(found[2])
+    done = int(found[4]) / int(found[5]) if found[4] and not found[3].startswith("warmup") else 0.0
+    return (test - 1 + done) / tests
+
+
 def phase_of(line: str) -> str:
     """``llama-bench: benchmark 2/4: generation run 3/5`` -> ``generation``; a phase's own name -> itself;
     anything unknown -> ``other``."""

@@ -87,8 +87,9 @@ def detect(matrix: np.ndarray, alpha: float, min_change: float) -> dict[str, Any
 
 
 def table(obs: Mapping[str, Mapping[int, float]], commits: Sequence[str], rounds: int,
-          ) -> tuple[list[str], np.ndarray]:
-    """The commits measured in every round (others are left out of the detection, and listed as such) and their
-    commits x rounds table."""
-    kept = [c for c in commits if all(r in obs.get(c, {}) for r in range(1, rounds + 1))]
-    return kept, np.array([[obs[c][r] for r in range(1, rounds + 1)] for c in kept]).reshape(len(kept), rounds)
+          ) -> tuple[list[str], list[int], np.ndarray]:
+    """The commits measured in some round, the rounds every one of them has (a round disturbed or failed on one
+    commit is left out for all: the table stays paired), and their commits x rounds table."""
+    kept = [c for c in commits if obs.get(c)]
+    used = [r for r in range(1, rounds + 1) if all(r in obs[c] for c in kept)]
+    return kept, used, np.array([[obs[c][r] for r in used] for c in kept]).reshape(len(kept), len(used))

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from llamabench.core import axes, files, progress
 from llamabench.core.status import Status
-from llamabench.measure import interference, machine_lock, memory_use, processes, sampler
+from llamabench.measure import console, interference, machine_lock, memory_use, processes, sampler
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def measure(
     gpus: bool = False,
     interval_s: float = 0.1,
     helpers: tuple[Callable[[], float], set[int]] | None = None,
+    what: str = "llama-bench",
 ) -> dict[str, Any]:
     """Run llama-bench; return its records, exit status, the OS's peak-RSS accounting, what the sampler saw and
     what else used the machine meanwhile (measure/interference.py).
@@ -68,7 +69,8 @@ def measure(
     llama-bench's stderr passes through this process on its way to the log, and each
     ``--progress`` line is a mark for the sampler (each GPU's energy counter) and is
     handed to ``on_progress`` as it arrives (an RPC cell reads the link's byte
-    counters there). With ``gpus``, the node's GPUs are sampled too. ``helpers``: the
+    counters there) and shown on the console as ``what``'s phase, at a calm rate.
+    With ``gpus``, the node's GPUs are sampled too. ``helpers``: the
     CPU-seconds reader and the pids of other processes that are part of the
     measurement (an RPC cell's workers), so that they do not count as disturbance.
     The resident split is read every ``RESIDENT_POLL_S`` (measure/memory_use.py).
@@ -79,8 +81,11 @@ def measure(
     with machine_lock.held(shlex.join(cmd[:1])), tempfile.TemporaryFile("w+") as out, \
             open(stderr_path, "a") as err_out, sampler.sampling(interval_s, gpus) as samples:
 
+        shown = console.Ticker(what)
+
         def marked(line: str) -> None:
             samples.mark(line)
+            shown.update(line.removeprefix("llama-bench: "), progress.fraction(line))
             if on_progress:
                 on_progress(line)
 

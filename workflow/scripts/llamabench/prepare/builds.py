@@ -21,7 +21,7 @@ from typing import Any
 from llamabench.core import code_version, files
 from llamabench.core import options as cmake
 from llamabench.core.errors import UserError
-from llamabench.measure import machine_lock, processes
+from llamabench.measure import console, machine_lock, processes
 from llamabench.prepare import toolchain
 
 log = logging.getLogger(__name__)
@@ -211,12 +211,16 @@ def compile_tree(
                  f"-DCMAKE_C_COMPILER={tools['cc']}", f"-DCMAKE_CXX_COMPILER={tools['cxx']}", *options]
     if ccache := toolchain.find_ccache():
         configure += [f"-DCMAKE_C_COMPILER_LAUNCHER={ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}"]
-    env = {**os.environ, "CCACHE_BASEDIR": str(work), "CCACHE_NOHASHDIR": "1"}
+    # This build's own ccache statistics (builds may overlap): its progress lines count its hits.
+    stats = work / "ccache-stats.log"
+    env = {**os.environ, "CCACHE_BASEDIR": str(work), "CCACHE_NOHASHDIR": "1", "CCACHE_STATSLOG": str(stats)}
     try:
         processes.run_logged(configure, env=env, what=f"cmake configure of build '{build_name}'")
         targets = detect_targets(tools["ninja"], build_dir, roles)
-        processes.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
-                             *targets.values()], env=env, what=f"cmake build of '{build_name}'")
+        with console.LogWatcher(f"build '{build_name}'", processes.current_log(),
+                                lambda text: console.build_line(text, stats)):
+            processes.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
+                                 *targets.values()], env=env, what=f"cmake build of '{build_name}'")
     except UserError as err:
         files.remove(work)
         raise CompileError(str(err)) from None

@@ -27,7 +27,7 @@ import numpy as np
 from llamabench.core import files
 from llamabench.core.errors import UserError
 from llamabench.core.shapes import GENERATOR_VERSION, shape_of
-from llamabench.measure import processes
+from llamabench.measure import console, processes
 
 # Per architecture: rms-norm epsilon, rope base, and the tensors a block has beyond llama's.
 ARCH_FACTS: dict[str, dict[str, Any]] = {
@@ -183,7 +183,9 @@ def quantize(quantize_exe: Path, source: Path, dest: Path, file_type: str, per_t
         if kind not in ("f32", "f16"):
             cmd += ["--tensor-type", f"^{re.escape(name)}$={kind}"]
     cmd += [str(source), str(dest), file_type]
-    processes.run_logged(cmd, what="llama-quantize")
+    with console.LogWatcher("llama-quantize", processes.current_log(),
+                            lambda text: console.counted(text, "tensors")):
+        processes.run_logged(cmd, what="llama-quantize")
     return cmd
 
 
@@ -212,7 +214,10 @@ def generate(cfg: dict[str, Any], build: dict[str, Any], cache: Path, like: Path
         if not target.exists():
             staging = files.make_temp_dir(entry.parent, "synthetic")
             try:
+                what = f"synthetic {shape['architecture']} {file_type}"
+                print(f"llamabench: {what}: writing random f16 weights", flush=True)
                 write_f16(staging / "f16.gguf", shape, seed, metadata)
+                print(f"llamabench: {what}: quantising with llama-quantize", flush=True)
                 command = quantize(Path(build["bin_dir"]) / build["binaries"]["quantize"], staging / "f16.gguf",
                                    staging / "model.gguf", file_type, per_tensor)
                 files.remove(staging / "f16.gguf")
