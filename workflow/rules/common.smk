@@ -323,10 +323,9 @@ def get_load_sweep_input(wildcards):
 
 
 def commit_study(wildcards):
-    """The bisect or history study a commit cell's wildcards name (the rule says which)."""
-    return (PLAN.bisects if "probe" in wildcards.keys() else PLAN.histories)[
-        wildcards.study
-    ]
+    """The bisect or history study a commit cell's wildcards name (a bisect's cells name their probe)."""
+    kind = "bisect" if "probe" in wildcards.keys() else "history"
+    return PLAN.commit_study(kind, wildcards.study)
 
 
 def probe_path(found, commit):
@@ -349,10 +348,10 @@ def get_commit_build(wildcards):
 
 
 def get_commit_cell(wildcards):
-    kind = "bisect" if "probe" in wildcards.keys() else "history"
-    probe = int(wildcards.probe) if kind == "bisect" else None
+    found = commit_study(wildcards)
+    probe = int(wildcards.probe) if found.kind == "bisect" else None
     return PLAN.commit_cell(
-        kind, wildcards.study, wildcards.commit, wildcards.model, wildcards.cell, probe
+        found.kind, found.name, wildcards.commit, wildcards.model, wildcards.cell, probe
     )
 
 

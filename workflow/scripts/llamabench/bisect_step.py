@@ -17,6 +17,7 @@ from typing import Any
 from llamabench.core import bisect, plan, records
 from llamabench.core.status import Status
 from llamabench.derive import bisect as steps
+from llamabench.derive import samples
 from llamabench.derive.statistics import REGRESSED
 from llamabench.prepare import commits
 
@@ -33,11 +34,10 @@ def bisect_step(smk: Any) -> None:
         state = first(found, smk.input)
     else:
         previous = records.read(smk.input.previous, "bisect_step")["state"]
-        built = {records.read(p, "probe_build")["commit"]: records.read(p, "probe_build")["status"]
-                 for p in smk.input.builds}
+        built = {r["commit"]: r["status"] for r in (records.read(p, "probe_build") for p in smk.input.builds)}
         failed = [p for p in steps.measured(previous) if built[previous["commits"][p]["commit"]] != Status.OK]
         obs = steps.observations(smk.input.cells, previous["metric"],
-                                 smk.params.max_share if smk.params.action != "flag" else None)
+                                 samples.disturbance_limit(smk.params.max_share, smk.params.action))
         state = steps.advance(found, previous, obs, failed)
     if state["ended"]:
         log.info("bisect %s ended: %s", found.name, state["sentence"])

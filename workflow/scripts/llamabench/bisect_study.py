@@ -8,7 +8,8 @@ from typing import Any
 
 from llamabench.core import records
 from llamabench.core.status import Status
-from llamabench.derive import plots, race
+from llamabench.derive import bisect as steps
+from llamabench.derive import plots
 
 
 def bisect_study(smk: Any) -> None:
@@ -23,14 +24,13 @@ def bisect_study(smk: Any) -> None:
     builds.sort(key=lambda b: b["position"])
     probes = [{**p, "subject": commits[p["target"]]["subject"] if p["target"] is not None else None}
               for p in state["probes"]]
-    seconds = sum(race.measuring_seconds(records.read(p, "bench_cell")["llama_bench"]) or 0 for p in smk.input.cells)
     record = {"study": smk.wildcards.study, "settings": dict(smk.params.settings),
               "build": smk.params.build, "models": list(smk.params.models), "metric": state["metric"],
               "outcome": state["outcome"], "sentence": state["sentence"],
               "culprit": {**state["culprit"], "position": state["hi"]} if state["culprit"] else None,
               "candidates": [{**commits[p], "position": p} for p in state["candidates"]],
               "commits": commits, "probes": probes, "builds": builds, "steps": len(smk.input.steps),
-              "measuring_s": round(seconds, 3), "cells": len(smk.input.cells)}
+              "measuring_s": steps.measuring_seconds(smk.input.cells), "cells": len(smk.input.cells)}
     records.write(smk.output.record, "bisect_study", record)
     figure(record, Path(smk.output.png), Path(smk.output.svg))
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from llamabench.core import axes, files, matrix, records
-from llamabench.derive import memory_accuracy, statistics, tables
+from llamabench.derive import bisect, changes, memory_accuracy, statistics, tables
 
 
 def findings(smk: Any) -> None:
@@ -344,7 +344,7 @@ def bisected(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             answer=f"{culprit['commit'][:9]} {culprit['subject']}" if culprit else study["outcome"],
             ratio=endpoints.get("ratio"), ratio_ci_low=endpoints.get("ratio_ci_low"),
             ratio_ci_high=endpoints.get("ratio_ci_high"), verdict=study["outcome"],
-            significant=study["outcome"] == "culprit", evidence=f"bisect/{name}.png"))
+            significant=study["outcome"] == bisect.CULPRIT, evidence=f"bisect/{name}.png"))
     return rows
 
 
@@ -370,7 +370,7 @@ def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not any(change["confirmed"] for change in study["changes"]):
             rows.append(finding("history_change", study["build"], ", ".join(study["models"]),
                                 f"change point ({name})", f"History {name}: {study['sentence']}",
-                                answer="no confirmed change",
+                                answer=changes.NO_CHANGE,
                                 significant=False, verdict=statistics.NO_DIFFERENCE, **common))
     return rows
 

@@ -28,6 +28,6 @@ def series(settings: Mapping[str, Any], url: str, cache: Path | None = None) -> 
         found = commits.describe(repo, [commits.commit_of(repo, ref) for ref in settings["refs"]])
         return [{**c, "position": i} for i, c in enumerate(found)]
     line = commits.between(url, settings["from"], settings["to"], cache)
-    keep = set(commits.tags_between(url, settings["from"], settings["to"], cache)) if settings["tags"] else None
+    keep = commits.tagged(url, [c["commit"] for c in line], cache) if settings["tags"] else None
     return [{**c, "position": i} for i, c in enumerate(line)
             if (c["commit"] in keep if keep is not None else i % settings["every"] == 0 or i == len(line) - 1)]

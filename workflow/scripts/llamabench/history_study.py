@@ -11,7 +11,7 @@ import numpy as np
 from llamabench.core import records
 from llamabench.core.status import Status
 from llamabench.derive import bisect as steps
-from llamabench.derive import changes, plots, race, statistics
+from llamabench.derive import changes, plots, samples, statistics
 
 
 def history_study(smk: Any) -> None:
@@ -19,7 +19,7 @@ def history_study(smk: Any) -> None:
     commits = records.read(smk.input.range, "history_range")["commits"]
     built = {r["commit"]: r["status"] for r in (records.read(p, "probe_build") for p in smk.input.builds)}
     obs = steps.observations(smk.input.cells, settings["metric"],
-                             smk.params.max_share if smk.params.action != "flag" else None)
+                             samples.disturbance_limit(smk.params.max_share, smk.params.action))
     kept, used, matrix = changes.table(obs, [c["commit"] for c in commits], settings["rounds"])
     found = changes.detect(matrix, settings["alpha"], settings["min_change"]) if len(kept) else {"variance": None, "changes": []}
     by_sha = {c["commit"]: c for c in commits}
@@ -31,8 +31,7 @@ def history_study(smk: Any) -> None:
               "models": list(smk.params.models), "metric": settings["metric"], "series": series,
               "variance": found["variance"], "changes": changed,
               "sentence": sentence(settings["metric"], series, changed, by_sha),
-              "measuring_s": round(sum(race.measuring_seconds(records.read(p, "bench_cell")["llama_bench"]) or 0
-                                       for p in smk.input.cells), 3)}
+              "measuring_s": steps.measuring_seconds(smk.input.cells)}
     records.write(smk.output.record, "history_study", record)
     figure(record, Path(smk.output.png), Path(smk.output.svg))
 

@@ -36,7 +36,7 @@ def load_sweep(smk: Any) -> None:
     for path in smk.input.cells:
         key = layout.parse("load_cell", path)
         cells[(key["build"], key["model"])].append(Path(path))
-    max_share = smk.params.max_share if smk.params.action != "flag" else None
+    max_share = samples.disturbance_limit(smk.params.max_share, smk.params.action)
     results, tokens, rates = [], [], set()
     for (build, model), paths in sorted(cells.items()):
         read = [records.read(path, "serve_cell") for path in sorted(paths)]

@@ -38,7 +38,6 @@ def probe_build(smk: Any) -> None:
     fields: dict[str, Any] = {"name": label, "build": name, "source": smk.wildcards.source, "url": url,
                               "commit": commit, "log": smk.log[0]}
     try:
-        files.remove(tree)
         commits.export(url, commit, tree)
         source = {"source_kind": "git", "commit": commit, "build_number": None, "ref": commit, "url": url,
                   "source_dir": str(tree)}
@@ -54,19 +53,6 @@ def probe_build(smk: Any) -> None:
             return
     finally:
         files.remove(tree)
-    builds.install(entry, bin_dir)
-    built = {
-        "name": label,
-        "source": smk.wildcards.source,
-        "requested_options": list(smk.params.cmake_options),
-        "commit": commit,
-        "build_number": None,
-        "source_kind": "git",
-        "bin_dir": str(bin_dir),
-        "devices": builds.list_devices(bin_dir, entry["binaries"]),
-        "flash_attn_kv_pairs": None,
-        **{key: entry[key] for key in ("options", "compiler", "cmake", "nvcc", "ccache", "cache_key", "cache_dir",
-                                       "cache_hit", "binaries")},
-    }
+    built = builds.installed(entry, bin_dir, label, smk.wildcards.source, smk.params.cmake_options, source)
     records.write(smk.output.manifest, "probe_build", {**fields, "status": Status.OK.value, "error": None,
                                                        "built": built})

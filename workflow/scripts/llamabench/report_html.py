@@ -13,7 +13,7 @@ import pandas as pd
 from llamabench.core import axes, files, plan, records
 from llamabench.core import status
 from llamabench.core.status import Status
-from llamabench.derive import tables
+from llamabench.derive import changes, tables
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -68,7 +68,7 @@ def answers(found: pd.DataFrame) -> list[dict[str, str]]:
     for question in ANSWERED:
         rows = found[found["question"] == question]
         if question in ("serving_vs_defaults", "history_change"):
-            rows = rows[rows["significant"].fillna(False).astype(bool) | (rows["answer"] == "no confirmed change")]
+            rows = rows[rows["significant"].fillna(False).astype(bool) | (rows["answer"] == changes.NO_CHANGE)]
         for row in rows.itertuples():
             shown.append({"text": row.statement, "anchor": anchor(row.evidence)})
     return shown
@@ -76,7 +76,7 @@ def answers(found: pd.DataFrame) -> list[dict[str, str]]:
 
 def anchor(evidence: Any) -> str:
     """The report section that shows a finding's evidence: a figure's own heading, or the section of its kind."""
-    text = str(evidence) if isinstance(evidence, str) else ""
+    text = evidence if isinstance(evidence, str) else ""
     for start, section in EVIDENCE:
         if text.startswith(start):
             return section

@@ -22,7 +22,7 @@ import yaml
 
 from llamabench.core import axes, matrix, plan, records, tuning
 from llamabench.core.errors import Unsupported
-from llamabench.derive import race
+from llamabench.derive import race, samples
 from llamabench.measure import processes
 
 
@@ -36,7 +36,7 @@ def tune_round(smk: Any) -> None:
         previous = records.read(smk.input.previous, "tune_round")["state"]
         cells = [Path(p) for p in smk.input.cells]
         found["state"] = race.advance(study, previous, race.observations(
-            cells, study.settings["objective"], smk.params.max_share if smk.params.action != "flag" else None))
+            cells, study.settings["objective"], samples.disturbance_limit(smk.params.max_share, smk.params.action)))
         winner = (found["state"]["ended"] or {}).get("winner")
         if winner:
             kind = "serve_cell" if study.kind == axes.SERVING else "bench_cell"

@@ -189,12 +189,16 @@ class Plan:
         return [self.load_cell(sweep, build, model, found.cell_id(rate, round_))
                 for build in found.builds for rate in sorted(set(rates)) for round_ in range(1, self.rounds + 1)]
 
+    def commit_study(self, kind: str, study: str) -> bisect.Study:
+        """A bisect (``kind`` bisect) or history study by its name."""
+        return (self.bisects if kind == bisect.BISECT else self.histories)[study]
+
     def commit_cell(self, kind: str, study: str, commit: str, model: str, cell: str, probe: int | None = None,
                     ) -> Cell:
         """One round of one cell of a bisect or history study on one commit. Its priority puts round r of a
         measurement before round r + 1, and the commits of a round in a seeded random order (a key of the commit:
         the plan does not know which commits a checkpoint will choose)."""
-        found = (self.bisects if kind == bisect.BISECT else self.histories)[study]
+        found = self.commit_study(kind, study)
         base, round_ = tuning.split(cell)
         order = random.Random(f"{self.seed}:{kind}:{study}:{probe}:{commit}:{round_}").randrange(1000)
         return Cell("bench_cell", commit, model, cell, base, round_, found.params(base, self.grid_params),
@@ -203,7 +207,7 @@ class Plan:
     def commit_cells(self, kind: str, study: str, commits: Iterable[str], bases: Iterable[str], rounds: Iterable[int],
                      probe: int | None = None) -> list[Cell]:
         """Every cell of ``commits`` x the study's models x ``bases`` x ``rounds``."""
-        found = (self.bisects if kind == bisect.BISECT else self.histories)[study]
+        found = self.commit_study(kind, study)
         return [self.commit_cell(kind, study, commit, model, tuning.cell_id(base, r), probe)
                 for r in rounds for commit in commits for model in found.models for base in bases]
 

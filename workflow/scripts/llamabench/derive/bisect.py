@@ -190,6 +190,11 @@ def _end(state: dict[str, Any], outcome: str, sentence: str, candidates: list[in
             "candidates": candidates or []}
 
 
+def measuring_seconds(paths: Iterable[str]) -> float:
+    """Seconds of llama-bench runs over a study's cell records."""
+    return round(sum(race.measuring_seconds(records.read(p, "bench_cell")["llama_bench"]) or 0 for p in paths), 3)
+
+
 def observations(paths: Iterable[str], metric: str, max_share: float | None) -> dict[str, dict[int, float]]:
     """Commit -> round -> the mean over the study's cells (every model) of log tokens/s; a round where any cell
     failed, or was disturbed beyond ``max_share``, is left out for that commit."""

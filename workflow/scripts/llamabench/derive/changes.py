@@ -31,6 +31,7 @@ import numpy as np
 from llamabench.derive import statistics
 
 SLOWER, FASTER = "slower", "faster"
+NO_CHANGE = "no confirmed change"  # a history's answer where no change point was confirmed
 # A change holds for at least two commits of the series: one commit alone off the line is a blip. Measured: a
 # documentation-only commit (#10 of tests/data/history-series-*.json) ran 5-6 % slower than its neighbours in a
 # bisect and again in a history - its binary's layout, not a change anyone made. The price: a change at the

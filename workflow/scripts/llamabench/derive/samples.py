@@ -45,6 +45,12 @@ def busy(state: Mapping[str, Any] | None) -> str | None:
     return ", ".join(reasons) or None
 
 
+def disturbance_limit(max_share: float, action: str) -> float | None:
+    """The share of the CPU above which a round counts as disturbed and is left out of a decision or an aggregate
+    (``benchmark.disturbance``); None where the run keeps such rounds, flagged (action ``flag``)."""
+    return max_share if action != "flag" else None
+
+
 def disturbed(interference: Mapping[str, Any] | None, max_share: float) -> str | None:
     """Why a measured window was disturbed (other processes' CPU time, or the VM's steal, above ``max_share``
     of all cores), or None; None too for a record made before the window was measured."""

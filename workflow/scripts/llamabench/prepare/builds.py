@@ -65,6 +65,7 @@ def cuda_architectures(options: list[str], record: dict[str, Any] | None, build_
             "set it (e.g. 86 for an RTX 3060, 90 for an H100)")
     return [*options, f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(caps)}"]
 
+
 def cpu_signature() -> str:
     """Model name and ISA flags: a GGML_NATIVE binary is only safe on a CPU with the same flags."""
     try:
@@ -285,6 +286,26 @@ def parse_devices(text: str) -> list[dict[str, str]]:
             name, desc, total, free = match.groups()
             devices.append({"name": name, "description": desc, "total_mib": total, "free_mib": free})
     return devices
+
+
+def installed(entry: dict[str, Any], bin_dir: Path, name: str, source_name: str, requested_options: list[str],
+              source: dict[str, Any]) -> dict[str, Any]:
+    """Put the cached binaries at ``bin_dir`` and return the build record's fields: what a configured build's
+    record and a probe's ``built`` hold alike."""
+    install(entry, bin_dir)
+    return {
+        "name": name,
+        "source": source_name,
+        "requested_options": list(requested_options),
+        "commit": source["commit"],
+        "build_number": source["build_number"],
+        "source_kind": source["source_kind"],
+        "bin_dir": str(bin_dir),
+        "devices": list_devices(bin_dir, entry["binaries"]),
+        "flash_attn_kv_pairs": cmake.flash_attn_kv_pairs(entry["options"]),
+        **{key: entry[key] for key in ("options", "compiler", "cmake", "nvcc", "ccache", "cache_key", "cache_dir",
+                                       "cache_hit", "binaries")},
+    }
 
 
 def install(entry: dict[str, Any], bin_dir: Path) -> None:

@@ -76,13 +76,11 @@ def commit_of(repo: Path, ref: str) -> str:
 
 
 def describe(repo: Path, commits: list[str]) -> list[dict[str, Any]]:
-    """Each commit with its subject and author date, in the order given."""
+    """Each commit with its subject and committer date, in the order given (one ``git log``)."""
     git = processes.require("git", GIT_HINT)
-    found = []
-    for sha in commits:
-        subject, date = processes.output([git, "-C", repo, "log", "-1", "--format=%s%x00%cI", sha]).split("\0")
-        found.append({"commit": sha, "subject": subject, "date": date})
-    return found
+    text = processes.output([git, "-C", repo, "log", "--no-walk=unsorted", "--format=%H%x00%s%x00%cI", *commits])
+    found = {sha: (subject, date) for sha, subject, date in (line.split("\0") for line in text.splitlines())}
+    return [{"commit": sha, "subject": found[sha][0], "date": found[sha][1]} for sha in commits]
 
 
 def between(url: str, good: str, bad: str, cache: Path | None = None) -> list[dict[str, Any]]:
@@ -96,22 +94,21 @@ def between(url: str, good: str, bad: str, cache: Path | None = None) -> list[di
     return describe(repo, [first, *after.split()])
 
 
-def tags_between(url: str, first: str, last: str, cache: Path | None = None) -> list[str]:
-    """The commits tagged on the first-parent line from ``first`` to ``last`` (both ends kept)."""
-    repo = mirror(url, [first, last], cache)
+def tagged(url: str, line: list[str], cache: Path | None = None) -> set[str]:
+    """The commits of ``line`` (a range, oldest first) that carry a tag, its two ends always."""
+    repo = mirror(url, [], cache)
     git = processes.require("git", GIT_HINT)
     processes.run_logged([git, "-C", repo, "fetch", "-q", "--filter=blob:none", "--tags", "origin"],
                          what="git fetch of the tags")
-    line = [c["commit"] for c in between(url, first, last, cache)]
-    tagged = set(processes.output([git, "-C", repo, "rev-list", "--no-walk", "--tags"]).split())
-    return [sha for i, sha in enumerate(line) if i in (0, len(line) - 1) or sha in tagged]
+    tags = set(processes.output([git, "-C", repo, "rev-list", "--no-walk", "--tags"]).split())
+    return {sha for i, sha in enumerate(line) if i in (0, len(line) - 1) or sha in tags}
 
 
 def export(url: str, commit: str, dest: Path, cache: Path | None = None) -> Path:
     """The tree of ``commit`` written to ``dest`` (``git archive``: no .git, nothing but the commit's files)."""
     repo = mirror(url, [commit], cache)
     git = processes.require("git", GIT_HINT)
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     with subprocess.Popen([git, "-C", str(repo), "archive", "--format=tar", commit], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
