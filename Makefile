@@ -13,7 +13,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: run test lint report clean
 
-$(STAMP): envs/requirements.txt envs/requirements-dev.txt
+$(STAMP): envs/requirements.txt envs/requirements-dev.txt workflow/logger-plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r envs/requirements-dev.txt
 	touch $@

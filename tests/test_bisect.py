@@ -209,9 +209,21 @@ def test_progress_on_the_console(run: Path) -> None:
     done = [int(m[1]) for m in found]
     assert done == sorted(done) and int(found[-1][3]) > 0  # ninja counts up; ccache served some of it
     span = build[-1][0] - build[0][0]
-    assert len(build) <= span / 10 + 11  # every 10 s, or a tenth of the targets
+    assert len(build) <= span / 10 + 12  # every 10 s, or a tenth of the targets, and the end
     gaps = [b[0] - a[0] for a, b in zip(build, build[1:])]
     assert max(gaps) <= 10 + 5, gaps  # and a build that works is never silent much longer
+    # the configured bad build's source: a commit no cache has seen, fetched with git's counts, to the end
+    fetched = [text for _, text in lines if text.startswith("llamabench: download fresh: ")]
+    assert fetched and re.fullmatch(r"llamabench: download fresh: (\d+)/\1 objects, [\d.]+ MiB", fetched[-1]), fetched
+    # the run's remaining time, from the durations of the jobs already done (the plugin's record starts empty)
+    left = [(t, re.match(r"llamabench: run: (\d+)/(\d+) jobs done, about (\d+) (s|min) left", text))
+            for t, text in lines if text.startswith("llamabench: run: ")]
+    assert left and left[0][1] is None  # at the start no job of this workdir was ever timed
+    estimates = [(t, m) for t, m in left if m]
+    assert len(estimates) >= 3, left
+    done = [int(m[1]) for _, m in estimates]
+    assert done == sorted(done) and all(int(m[1]) < int(m[2]) for _, m in estimates)
+    assert len(left) <= (left[-1][0] - left[0][0]) / 10 + 11  # every 10 s at most, or a tenth of the run
     cells = {}
     for t, text in lines:
         if m := re.match(r"llamabench: cell (cpu-rpc/gemma3-270m/\S+_n256\S*): benchmark \d+/\d+: (.*)$", text):

@@ -138,6 +138,11 @@ def test_hf_model_downloads_through_huggingface_hub(hub: str, gemma: Path, tmp_p
     cfg = {"kind": "hf", "repo_id": "org/tiny-GGUF", "filename": filename, "sha256": GEMMA["sha256"]}
     out = fetch_in_child(cfg, dest)
     assert out.returncode == 0, out.stderr
+    # its bytes on the console as it comes (a tenth at a time here, as the local server is fast), to the end
+    shown = [line.split(": ")[-1] for line in out.stdout.splitlines()
+             if line.startswith(f"llamabench: download: org/tiny-GGUF/{filename}: ")]
+    megabytes = [float(line.split("/")[0]) for line in shown]
+    assert len(shown) >= 5 and megabytes == sorted(megabytes) and shown[-1] == "253.1/253.1 MB", out.stdout
     manifest = files.read_json(str(dest) + ".json")
     assert files.sha256_file(dest) == GEMMA["sha256"]
     assert manifest["origin"]["endpoint"] == hub

@@ -4,6 +4,7 @@ cells measured again, and two instances of the workflow from two checkouts that 
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import time
@@ -159,6 +160,13 @@ def test_serving_and_rpc_comparisons_have_intervals_over_the_used_rounds(hog_dir
         assert len(rows) and set(rows["rounds_used"]) == {"[2, 3]"}, comparison
         assert (rows["ratio_ci_low"] <= rows["ratio"]).all() and (rows["ratio"] <= rows["ratio_ci_high"]).all()
         assert rows["p_adjusted"].notna().all(), comparison
+    # the finding says what RPC costs (or adds) as a share of the client alone's speed, with that share's interval
+    found = records.read_table(hog_dir / "results/findings.csv", "finding_row")
+    [said] = found.loc[found["question"] == "rpc_vs_local", "statement"]
+    share = re.search(r"RPC through .+ (costs|adds) (\d+)% (of|to) generation speed \(\d+\.\d t/s against "
+                      r"\d+\.\d t/s on the client alone, 95 % CI (?:(\d+)%-(\d+)%|\d\.\d\d-\d\.\d\d×)\): ", said)
+    assert share, said
+    assert share[4] is None or int(share[4]) <= int(share[2]) <= int(share[5]), said  # the share lies in its CI
 
 
 def test_two_checkouts_never_measure_at_the_same_time(rpc_build: dict[str, Any], tmp_path: Path) -> None:

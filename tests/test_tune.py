@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import interrupt_when, load_test_config, mtimes, snakemake, write_config
-from llamabench.core import records
+from llamabench import tune_round
+from llamabench.core import configuration, plan, records
 from llamabench.derive import latency, race
 
 TARGET = "results/tune/quick.json"
@@ -59,6 +60,24 @@ def test_a_spent_budget_ends_the_study_without_a_winner_and_drops_the_failed_can
     assert result["llama_server"].startswith(server)
     assert "-t 2 -b 2048 -ub 512 -ngl 99 -fa auto" in result["llama_server"] and "-c 1024" in result["llama_server"]
     assert "cache_type_k: f16" in result["config"]
+    assert result["flags"] == ""  # the best so far is the defaults (or their copy): nothing to add
+
+
+def test_a_winners_changes_read_as_this_builds_server_flags(study_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            ) -> None:
+    """What a winner changes from the defaults, spelled as the real llama-server's ``--help`` says (the study's
+    own winners here are the defaults, which change nothing)."""
+    monkeypatch.chdir(study_dir)  # the build record's paths are the workflow's, relative to its directory
+    the_plan = plan.make(configuration.resolve(tune_config(2)))
+    study = the_plan.studies["quick"]
+    reference = study.by_id[study.reference].params
+    measured = records.read(next(iter(cells(study_dir))), "bench_cell")
+    build = records.read(study_dir / "results/builds/cpu-rpc/manifest.json", "build")
+    winner = {**reference, "ubatch_size": 128, "flash_attn": "off"}
+    said = tune_round.commands(study.kind, winner, reference, measured, build, the_plan.config)
+    assert said["flags"] == "-ub 128 -fa off"
+    assert "-ub 128" in said["llama_server"] and "-fa off" in said["llama_server"]
+    assert tune_round.commands(study.kind, reference, reference, measured, build, the_plan.config)["flags"] == ""
 
 
 def test_raising_the_budget_extends_the_study_and_an_interrupted_run_resumes_measuring_nothing_twice(
@@ -118,7 +137,11 @@ def test_a_served_ttft_study_races_real_servers_and_a_ttft_limit_fails_a_round(t
     assert result["llama_server"] in measured
     assert f"-t {result['winner']['params']['threads']} " in result["llama_bench"]
     assert "-p 16 -n 4" in result["llama_bench"]
-    assert result["sentence"].split(": ", 1)[1].startswith("served time to first token")
+    assert "served time to first token" in result["sentence"]
+    # what the winner changes, as the flags to add to the server's command line
+    threads = result["winner"]["params"]["threads"]
+    assert result["flags"] == ("" if result["winner"]["label"] == "defaults" else f"-t {threads}")
+    assert (f"(flags -t {threads})" in result["sentence"]) == bool(result["flags"])
     # a throughput objective's TTFT limit, on these real requests: a round over it fails the candidate
     ok = next(c for c in cells if c["serving"]["status"] == "ok")
     over = race.cell_observation("serve_cell", ok, {"metric": "throughput", "ttft_p90_limit_ms": 0.001}, None)

@@ -33,7 +33,8 @@ def test_git_source_and_hf_model_through_snakemake(upstream: Path, git_build: di
         "rpc": {"topologies": {}},
     }
     write_config(tmp_path, config)
-    snakemake(tmp_path, "--cores", "8", timeout=3600)
+    out = snakemake(tmp_path, "--cores", "8", timeout=3600)
+    assert "llamabench: download: org/tiny-GGUF/model.gguf: 253.1/253.1 MB" in out.stdout  # the job's progress
 
     results = tmp_path / "results"
     commit = git(upstream, "rev-parse", "HEAD")

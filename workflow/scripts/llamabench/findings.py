@@ -138,10 +138,10 @@ def sweep_sentence(build: str, model: str, name: str, kind: str, setting: str, b
         return f"{where}: the defaults are the fastest {name} for {what} ({best['mean_ts']:.1f} t/s)."
     if ratio is None:
         return f"{where}: the best {name} for {what} is {setting} ({best['mean_ts']:.1f} t/s; no defaults cell to compare)."
-    detail = f"best {setting}, {ratio:.2f}× the defaults{_ci(test) if test is not None else ''}"
+    detail = f"{ratio:.2f}× the defaults{_ci(test) if test is not None else ''}"
     verdict = test["verdict"] if test is not None else "not tested"
     if verdict == statistics.NO_DIFFERENCE:
-        return f"{where}: {name} makes no significant difference to {what} here ({detail})."
+        return f"{where}: {name} makes no significant difference to {what} here (best {setting}, {detail})."
     return f"{where}: the best {name} for {what} is {setting} ({detail}; {verdict})."
 
 
@@ -256,17 +256,24 @@ def rpc_vs_local(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, A
         pair = group.loc[group["candidate_mean"].astype(float).idxmax()]
         setting = settings.get((build, model, pair["candidate_cell"]), pair["candidate_cell"])
         numbers = _compared(pair)
-        cost = (f", {abs(1 - numbers['ratio']):.0%} {'slower' if numbers['ratio'] < 1 else 'faster'}"
-                if numbers["ratio"] else "")
         rows.append(finding(
-            "rpc_vs_local", build, model, f"RPC vs local tg t/s ({topology})",
-            f"{build} / {model}: through {setting} generation runs at {pair['candidate_mean']:.1f} t/s, "
-            f"{numbers['ratio']:.2f}× the local partner's {pair['baseline_mean']:.1f} t/s{_ci(pair)}{cost}: "
-            f"{pair['verdict']}.",
+            "rpc_vs_local", build, model, f"RPC vs local tg t/s ({topology})", rpc_sentence(build, model, setting, pair),
             subject=topology, metric="tg t/s", answer=setting, cell=pair["candidate_cell"],
             value=round(float(pair["candidate_mean"]), 2), reference_value=round(float(pair["baseline_mean"]), 2),
             evidence="figures/rpc.png", **numbers))
     return rows
+
+
+def rpc_sentence(build: str, model: str, setting: str, pair: Mapping[str, Any]) -> str:
+    """What RPC costs in generation speed as a share of the client alone, with the interval of that share."""
+    ratio, low, high = (pair[k] for k in ("ratio", "ratio_ci_low", "ratio_ci_high"))
+    slower = ratio < 1
+    change = f"costs {1 - ratio:.0%} of" if slower else f"adds {ratio - 1:.0%} to"
+    bounds = sorted(abs(1 - b) for b in (low, high)) if pd.notna(low) else None
+    ci = f", 95 % CI {bounds[0]:.0%}-{bounds[1]:.0%}" if bounds and (low < 1) == (high < 1) else (
+        f", 95 % CI {low:.2f}-{high:.2f}×" if bounds else "")
+    return (f"{build} / {model}: RPC through {setting} {change} generation speed ({pair['candidate_mean']:.1f} "
+            f"t/s against {pair['baseline_mean']:.1f} t/s on the client alone{ci}): {pair['verdict']}.")
 
 
 def memory_predictions(table: pd.DataFrame) -> list[dict[str, Any]]:

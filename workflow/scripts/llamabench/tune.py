@@ -139,14 +139,19 @@ def sentence(study: Study, found: Mapping[str, Any]) -> str:
         metric += f" (TTFT p90 under {objective['ttft_p90_limit_ms']:g} ms)"
     if not found["winner"]:
         return f"Tuning {study.name}: no answer ({found['end']})."
+    others = len(found["indistinguishable"]) - 1
+    tail = f"; {others} other setting(s) within {study.settings['delta']:.0%}" if others > 0 else ""
+    spent = (f" ({study.name}, {found['spent']['candidates']} candidates measured in {found['spent']['rounds']} "
+             f"rounds, {found['spent']['minutes']:.1f} measuring minutes).")
+    if found["winner"]["label"] == "defaults":  # nothing to change: no speed-up to state
+        claim = {"winner": "Keep the defaults", "equivalent": "Keep the defaults (or any of the equivalent set)",
+                 "budget": "Best so far, no winner claimed: the defaults", "failed": "No answer: the defaults"}
+        return f"{claim[found['end_reason']]} for {metric}{tail}{spent}"
     speed = found["speedup"]
     interval = (f" (95 % CI {speed['ratio_ci_low']:.2f}-{speed['ratio_ci_high']:.2f}×, {speed['rounds']} paired rounds)"
                 if speed.get("ratio_ci_low") is not None else "")
     claim = {"winner": "Use", "equivalent": "Use (or any of the equivalent set)", "budget": "Best so far, no winner claimed:",
              "failed": "No answer:"}[found["end_reason"]]
-    others = len(found["indistinguishable"]) - 1
-    tail = f"; {others} other setting(s) within {study.settings['delta']:.0%}" if others > 0 else ""
     times = f"{speed.get('ratio', 1):.2f}× " + ("as fast as the defaults'" if objective["metric"] == "ttft" else "the defaults")
-    return (f"{claim} {found['winner']['label']}: {metric} {times}{interval}"
-            f"{tail} ({study.name}, {found['spent']['candidates']} candidates measured in {found['spent']['rounds']} "
-            f"rounds, {found['spent']['minutes']:.1f} measuring minutes).")
+    flags = f" (flags {found['flags']})" if found.get("flags") else ""
+    return f"{claim} {found['winner']['label']}{flags}: {metric} {times}{interval}{tail}{spent}"

@@ -41,17 +41,19 @@ def tune_round(smk: Any) -> None:
         if winner:
             kind = "serve_cell" if study.kind == axes.SERVING else "bench_cell"
             measured = next(records.read(p, kind) for p in cells if tuning.split(p.stem)[0] == winner)
-            found["commands"] = commands(study.kind, study.by_id[winner].params, measured,
-                                         records.read(smk.input.build, "build"), the_plan.config)
+            found["commands"] = commands(study.kind, study.by_id[winner].params, study.by_id[study.reference].params,
+                                         measured, records.read(smk.input.build, "build"), the_plan.config)
     records.write(smk.output[0], "tune_round", found)
 
 
-def commands(kind: str, params: Mapping[str, Any], measured: Mapping[str, Any], build: Mapping[str, Any],
-             config: Mapping[str, Any]) -> dict[str, str]:
+def commands(kind: str, params: Mapping[str, Any], reference: Mapping[str, Any], measured: Mapping[str, Any],
+             build: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
     """What to run with the winner's settings: the command line it was measured with, the other tool's with the
     same settings as this build spells them (a server's context and slots from ``serving.defaults``; a served
-    winner's llama-bench workload its prompt and generation), and the config that makes them the defaults."""
+    winner's llama-bench workload its prompt and generation), the config that makes them the defaults, and the
+    flags, as this build's llama-server spells them, of what the winner changes from the defaults (``reference``)."""
     bin_dir = Path(build["bin_dir"])
+    server = bin_dir / build["binaries"]["server"]
     shared = {name: axes.value(params, name, kind) for name in axes.SERVER_SHARED}
     if kind == axes.SERVING:
         server_line = measured["serving"]["command_line"]
@@ -63,11 +65,20 @@ def commands(kind: str, params: Mapping[str, Any], measured: Mapping[str, Any], 
         bench_line = measured["llama_bench"]["command_line"]
         words = shlex.split(bench_line)
         served = axes.normalize({**axes.canonical_partial(config["serving"]["defaults"]), **shared}, axes.SERVING)
-        server_line = _line(bin_dir / build["binaries"]["server"], words[words.index("-m") + 1], axes.SERVING,
+        server_line = _line(server, words[words.index("-m") + 1], axes.SERVING,
                             axes.LLAMA_SERVER, served, ["--host", "127.0.0.1", "--port", "8080"])
-    return {"llama_bench": bench_line, "llama_server": server_line,
+    said = {"llama_bench": bench_line, "llama_server": server_line,
             "config": yaml.safe_dump({"benchmark": {"defaults": shared}, "serving": {"defaults": shared}},
                                      sort_keys=False)}
+    changed = [name for name in axes.SERVER_SHARED
+               if axes.value(params, name, kind) != axes.value(reference, name, kind)]
+    help_text = processes.help_text(server)
+    try:
+        said["flags"] = shlex.join([word for name in changed for word in axes.spelling(
+            name, axes.LLAMA_SERVER, help_text).arguments(name, shared[name], axes.LLAMA_SERVER)])
+    except Unsupported:
+        pass  # the server's line says why
+    return said
 
 
 def _line(exe: Path, model: str, kind: str, tool: str, params: Mapping[str, Any], extra: list[str]) -> str:

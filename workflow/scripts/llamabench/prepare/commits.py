@@ -22,7 +22,7 @@ from typing import Any
 
 from llamabench.core import files
 from llamabench.core.errors import UserError
-from llamabench.measure import processes
+from llamabench.measure import console, processes
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ def mirror(url: str, refs: list[str], cache: Path | None = None) -> Path:
             if _known(git, repo, ref):
                 continue
             try:
-                processes.run_logged([git, "-C", repo, "fetch", "-q", "--filter=blob:none", "origin",
-                                      f"+{ref}:refs/llamabench/{_ref_name(ref)}"], what=f"git fetch of {ref}")
+                with console.LogWatcher(f"download {ref}", processes.current_log(), console.git_line):
+                    processes.run_logged([git, "-C", repo, "fetch", "--progress", "--filter=blob:none", "origin",
+                                          f"+{ref}:refs/llamabench/{_ref_name(ref)}"], what=f"git fetch of {ref}")
             except UserError:
                 raise UserError(f"{url} has no ref or commit {ref!r} (git fetch failed; the log says why)") from None
     return repo
