@@ -23,12 +23,12 @@ from llamabench.derive import load
 from llamabench.measure import arrivals, llama_server
 
 TARGET = "results/load/chat.json"
-RATE = 20.0
+RATE = 10.0  # light: 2 cores serve about 17 of these tiny requests a second one at a time (-nocb)
 DEFAULT_SERVING = {a.name: a.default for a in axes.of(axes.SERVING) if a.default is not None}
 
 
 def level(bin_dir: Path, gemma: Path, tmp_path: Path, **params: Any) -> dict[str, Any]:
-    """One open-arrival serving cell, measured: 80 tiny requests at RATE requests/s (about 4 s)."""
+    """One open-arrival serving cell, measured: 80 tiny requests at RATE requests/s (about 8 s)."""
     base = {**DEFAULT_SERVING, "prompt_tokens": 8, "max_tokens": 3, "requests": 80, "concurrency": 80, "ctx_size": 512,
             "rate": RATE, **params}
     run = llama_server.measure(bin_dir / "llama-server", gemma, axes.normalize(base, axes.SERVING),
@@ -79,9 +79,10 @@ def test_every_token_is_timed_on_both_clocks_and_the_client_cost_recorded(open_l
         assert request["timings"]["prompt_n"] == 8
     cpu = run["cpu"]
     assert cpu["client_s"] > 0 and cpu["server_s"] > 0 and cpu["logical_cpus"] == os.cpu_count()
-    # the level is not saturated at this light load, and its in-flight count never exceeds what was sent
-    found = load.level_metrics(run["requests"], {"ttft_ms": {"p90": 5000}}, 0.05)
-    assert found["meets"] and not found["saturated"] and found["peak_in_flight"] <= 80
+    # the level is not saturated at this light load (the test's error rate 1 %), and its in-flight count never
+    # exceeds what was sent
+    found = load.level_metrics(run["requests"], {"ttft_ms": {"p90": 5000}}, 0.01)
+    assert found["meets"] and not found["saturated"] and found["peak_in_flight"] <= 80, found
 
 
 def test_lengths_drawn_within_a_spread_and_a_dataset_s_prompts_reach_the_server(
@@ -159,7 +160,7 @@ def test_the_pilot_finds_saturation_by_itself_and_the_levels_are_measured(sweep_
 
 def test_a_sweep_interrupted_mid_way_leaves_no_server_and_resumes_measuring_nothing_twice(sweep_dir: Path) -> None:
     before = level_cells(sweep_dir)
-    write_config(sweep_dir, sweep_config(3))
+    write_config(sweep_dir, sweep_config(2))
     interrupt_when(sweep_dir, TARGET, lambda: any("_round-2" in p.name for p in level_cells(sweep_dir)),
                    "round 2 never started")
     assert not subprocess.run(["pgrep", "-f", "llama-server -m results/models"], capture_output=True).stdout, \
@@ -170,10 +171,10 @@ def test_a_sweep_interrupted_mid_way_leaves_no_server_and_resumes_measuring_noth
     after = level_cells(sweep_dir)
     assert all(after[p] == mtime for p, mtime in interrupted.items()), "a finished level was measured again"
     ran = len(re.findall(r"Finished jobid: \d+ \(Rule: load_cell\)", out.stdout + out.stderr))
-    assert ran == len(after) - len(interrupted) and len(after) == 3 * len(before)
+    assert ran == len(after) - len(interrupted) and len(after) == 2 * len(before)
     assert "load_pilot" not in out.stdout + out.stderr  # the levels stay the pilot's
     result, _ = records.read(sweep_dir / TARGET, "load_sweep")["results"]
-    assert len(result["rounds"]) == 3 and len(result["capacity_rounds"]) <= 3
+    assert len(result["rounds"]) == 2 and len(result["capacity_rounds"]) <= 2
     if result["capacity_ci_low"] is not None:
         assert result["capacity_ci_low"] <= result["capacity_mean"] <= result["capacity_ci_high"]
 

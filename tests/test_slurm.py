@@ -22,7 +22,7 @@ def tiny(platforms: dict[str, Any]) -> dict[str, Any]:
         "platforms": platforms,
         "builds": {"cpu-rpc": {"cmake_options": RPC_OPTIONS}},
         "smoke": {"n_predict": 4},
-        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "groups": {"t": {"threads": [1, 2]}},
+        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "groups": {},
                       "exclude": [], "defaults": {"n_prompt": 16, "n_gen": 4}},
         "serving": {"builds": [], "scenarios": {}},
         "rpc": {"topologies": {}},
@@ -68,7 +68,7 @@ def build_of(record: dict[str, Any]) -> str:
 
 def test_every_build_and_cell_ran_as_an_exclusive_slurm_job_on_its_partition(cluster_run: Path) -> None:
     jobs = job_records(cluster_run)
-    assert len(jobs) == 2 + 2 + 4  # per platform: a build, a smoke run, two cells
+    assert len(jobs) == 2 + 2 + 2  # per platform: a build, a smoke run, a cell
     ids = {record["host"]["slurm_job_id"] for record in jobs}
     assert None not in ids and len(ids) == len(jobs)
     for record in jobs:
