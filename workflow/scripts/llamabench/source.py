@@ -62,12 +62,11 @@ def _fetch_sdist(package: str, version: str, dest: Path) -> None:
     try:
         # --no-binary for this package only: ":all:" would also force pip to compile the
         # sdist's build dependencies (cmake itself) from source just to read its metadata.
-        with console.LogWatcher("download", processes.current_log(), console.pip_line):
-            processes.run_logged(
-                [sys.executable, "-m", "pip", "download", *console.pip_progress(), "--no-deps", "--no-binary",
-                 package, "--dest", download, f"{package}=={version}"],
-                what=f"pip download of {package}=={version}",
-            )
+        processes.run_logged(
+            [sys.executable, "-m", "pip", "download", *console.pip_progress(), "--no-deps", "--no-binary", package,
+             "--dest", download, f"{package}=={version}"],
+            what=f"pip download of {package}=={version}", progress=("download", console.pip_line),
+        )
         archives = sorted(download.glob("*.tar.gz"))
         if not archives:
             raise UserError(f"pip found no sdist for {package}=={version}")
@@ -135,14 +134,13 @@ def _git(url: str, ref: str, root: Path) -> dict[str, Any]:
         processes.run_logged([git, "init", "-q", staging], what="git init")
         processes.run_logged([git, "-C", staging, "remote", "add", "origin", url], what="git remote add")
         try:
-            with console.LogWatcher(f"download {ref}", processes.current_log(), console.git_line):
-                processes.run_logged([git, "-C", staging, "fetch", "--progress", "--depth", "1", "origin", ref],
-                                     what=f"shallow git fetch of {ref}")
+            processes.run_logged([git, "-C", staging, "fetch", "--progress", "--depth", "1", "origin", ref],
+                                 what=f"shallow git fetch of {ref}", progress=(f"download {ref}", console.git_line))
         except UserError:
             log.info("shallow fetch refused; fetching full history")
-            with console.LogWatcher(f"download {url}", processes.current_log(), console.git_line):
-                processes.run_logged([git, "-C", staging, "fetch", "--progress", "--tags", "origin",
-                                      "+refs/heads/*:refs/remotes/origin/*"], what=f"git fetch of {url}")
+            processes.run_logged([git, "-C", staging, "fetch", "--progress", "--tags", "origin",
+                                  "+refs/heads/*:refs/remotes/origin/*"], what=f"git fetch of {url}",
+                                 progress=(f"download {url}", console.git_line))
             processes.run_logged([git, "-C", staging, "checkout", "-q", ref], what=f"git checkout of {ref}")
         else:
             processes.run_logged([git, "-C", staging, "checkout", "-q", "FETCH_HEAD"], what="git checkout")

@@ -24,12 +24,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from llamabench.core.errors import UserError
-from llamabench.measure import machine_lock
+from llamabench.measure import console, machine_lock
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,15 @@ def run_logged(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     what: str | None = None,
+    progress: tuple[str, Callable[[str], tuple[str, float | None] | None]] | None = None,
 ) -> None:
-    """Run ``cmd``, streaming its output into the log; a failure names the step and the log."""
+    """Run ``cmd``, streaming its output into the log; a failure names the step and the log. ``progress``
+    (a name and a reader of the output so far) puts where the tool is on the console while it runs."""
     argv = [str(part) for part in cmd]
     log.info("$ %s", shlex.join(argv))
     target = current_log()
-    with open(target or os.devnull, "a") as out:
+    watching = console.LogWatcher(progress[0], target, progress[1]) if progress else contextlib.nullcontext()
+    with watching, open(target or os.devnull, "a") as out:
         sink = out if target else None
         proc = spawn(argv, tree=True, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None)
         try:

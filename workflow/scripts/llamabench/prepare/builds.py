@@ -218,10 +218,9 @@ def compile_tree(
     try:
         processes.run_logged(configure, env=env, what=f"cmake configure of build '{build_name}'")
         targets = detect_targets(tools["ninja"], build_dir, roles)
-        with console.LogWatcher(f"build '{build_name}'", processes.current_log(),
-                                lambda text: console.build_line(text, stats)):
-            processes.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
-                                 *targets.values()], env=env, what=f"cmake build of '{build_name}'")
+        processes.run_logged([tools["cmake"], "--build", build_dir, "--parallel", str(threads), "--target",
+                             *targets.values()], env=env, what=f"cmake build of '{build_name}'",
+                             progress=(f"build '{build_name}'", lambda text: console.build_line(text, stats)))
     except UserError as err:
         files.remove(work)
         raise CompileError(str(err)) from None

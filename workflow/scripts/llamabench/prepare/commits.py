@@ -49,9 +49,9 @@ def mirror(url: str, refs: list[str], cache: Path | None = None) -> Path:
             if _known(git, repo, ref):
                 continue
             try:
-                with console.LogWatcher(f"download {ref}", processes.current_log(), console.git_line):
-                    processes.run_logged([git, "-C", repo, "fetch", "--progress", "--filter=blob:none", "origin",
-                                          f"+{ref}:refs/llamabench/{_ref_name(ref)}"], what=f"git fetch of {ref}")
+                processes.run_logged([git, "-C", repo, "fetch", "--progress", "--filter=blob:none", "origin",
+                                      f"+{ref}:refs/llamabench/{_ref_name(ref)}"], what=f"git fetch of {ref}",
+                                     progress=(f"download {ref}", console.git_line))
             except UserError:
                 raise UserError(f"{url} has no ref or commit {ref!r} (git fetch failed; the log says why)") from None
     return repo

@@ -183,9 +183,8 @@ def quantize(quantize_exe: Path, source: Path, dest: Path, file_type: str, per_t
         if kind not in ("f32", "f16"):
             cmd += ["--tensor-type", f"^{re.escape(name)}$={kind}"]
     cmd += [str(source), str(dest), file_type]
-    with console.LogWatcher("llama-quantize", processes.current_log(),
-                            lambda text: console.counted(text, "tensors")):
-        processes.run_logged(cmd, what="llama-quantize")
+    processes.run_logged(cmd, what="llama-quantize",
+                         progress=("llama-quantize", lambda text: console.counted(text, "tensors")))
     return cmd
 
 
