@@ -26,13 +26,14 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from conftest import GEMMA, RPC_OPTIONS, snakemake, snakemake_console, write_config
 from git_history import BROKEN_SUBJECT, CULPRIT_SUBJECT, extend, git
-from llamabench import history_range
+from llamabench import bisect_study, history_range
 from llamabench.core import records
 from llamabench.core.errors import UserError
 
@@ -116,6 +117,23 @@ def test_the_culprit_of_a_comparisons_regression_within_log2_n_plus_2_builds(run
     # the endpoints alone, then three trios, 3 rounds each (more where a disturbed round left a test undecided)
     assert len(cells) == found["cells"] >= 3 * 2 + 3 * 3 * 3
     assert found["measuring_s"] > 0 and (run / "bisect" / "slow.png").stat().st_size > 0
+
+
+def test_a_cell_two_steps_asked_for_is_counted_once(run: Path, tmp_path: Path) -> None:
+    """A step that gives a probe another round asks for its earlier rounds again (a CI run's study counted 41
+    cells of 35 and their seconds twice): the study, fed such an input, counts and times each cell once."""
+    found = study(run, "slow")
+    cells = sorted(str(p) for p in (run / "bisect/slow/cells").glob("probe-*/*/*/*.json"))
+    steps = [str(run / f"bisect/slow/steps/step-{n}.json") for n in range(found["steps"])]
+    again = tmp_path / "slow.json"
+    bisect_study.bisect_study(SimpleNamespace(
+        input=SimpleNamespace(steps=steps, builds=[], cells=cells + cells[:6]),
+        wildcards=SimpleNamespace(study="slow"),
+        params=SimpleNamespace(settings=found["settings"], build=found["build"], models=found["models"]),
+        output=SimpleNamespace(record=str(again), png=str(tmp_path / "slow.png"), svg=str(tmp_path / "slow.svg"))))
+    counted = records.read(again, "bisect_study")
+    assert counted["cells"] == len(cells) == found["cells"]
+    assert counted["measuring_s"] == found["measuring_s"] > 0
 
 
 def test_a_commit_that_does_not_build_is_skipped(run: Path, history: list[str]) -> None:

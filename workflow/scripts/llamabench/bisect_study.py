@@ -22,6 +22,8 @@ def bisect_study(smk: Any) -> None:
         builds.append({"commit": probe["commit"], "position": position[probe["commit"]], "status": probe["status"],
                        "cache_hit": bool(probe["built"] and probe["built"]["cache_hit"]), "name": probe["name"]})
     builds.sort(key=lambda b: b["position"])
+    # a step that gave a probe another round asked for its earlier rounds again: each measured cell once
+    cells = list(dict.fromkeys(smk.input.cells))
     probes = [{**p, "subject": commits[p["target"]]["subject"] if p["target"] is not None else None}
               for p in state["probes"]]
     record = {"study": smk.wildcards.study, "settings": dict(smk.params.settings),
@@ -30,7 +32,7 @@ def bisect_study(smk: Any) -> None:
               "culprit": {**state["culprit"], "position": state["hi"]} if state["culprit"] else None,
               "candidates": [{**commits[p], "position": p} for p in state["candidates"]],
               "commits": commits, "probes": probes, "builds": builds, "steps": len(smk.input.steps),
-              "measuring_s": steps.measuring_seconds(smk.input.cells), "cells": len(smk.input.cells)}
+              "measuring_s": steps.measuring_seconds(cells), "cells": len(cells)}
     records.write(smk.output.record, "bisect_study", record)
     figure(record, Path(smk.output.png), Path(smk.output.svg))
 
