@@ -25,6 +25,8 @@ COUNTER = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]", re.MULTILINE)  # ninja's [12/345
 PIP_FILE = re.compile(r"^\s*Downloading (\S+)", re.MULTILINE)  # pip: "  Downloading <file> (61.0 MB)"
 PIP_BYTES = re.compile(r"^Progress (\d+) of (\d+)$", re.MULTILINE)  # pip --progress-bar raw
 GIT_OBJECTS = re.compile(r"Receiving objects:\s+\d+% \((\d+)/(\d+)\)(?:, ([\d.]+ \w+))?")  # git --progress
+# reads a tool's new output: the text to show and the share of the work done (None: unknown), or None
+LineReader = Callable[[str], tuple[str, float | None] | None]
 
 
 class Ticker:
@@ -145,8 +147,7 @@ class LogWatcher:
     """While a tool runs, reads the job's log as it grows and prints ``line_of`` its new output (a thread;
     stopped on exit)."""
 
-    def __init__(self, what: str, log: Path | None, line_of: Callable[[str], tuple[str, float | None] | None],
-                 poll_s: float = 1.0) -> None:
+    def __init__(self, what: str, log: Path | None, line_of: LineReader, poll_s: float = 1.0) -> None:
         self.ticker, self.log, self.line_of, self.poll_s = Ticker(what), log, line_of, poll_s
         self.stop = threading.Event()
         self.start_at = log.stat().st_size if log and log.exists() else 0

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def run_logged(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     what: str | None = None,
-    progress: tuple[str, Callable[[str], tuple[str, float | None] | None]] | None = None,
+    progress: tuple[str, console.LineReader] | None = None,
 ) -> None:
     """Run ``cmd``, streaming its output into the log; a failure names the step and the log. ``progress``
     (a name and a reader of the output so far) puts where the tool is on the console while it runs."""
