@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # cmake and ninja from pip land in .venv/bin: put them first for every recipe.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test lint report clean
+.PHONY: run test test-fast lint report clean
 
 $(STAMP): envs/requirements.txt envs/requirements-dev.txt workflow/logger-plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ run: $(STAMP)
 test: $(STAMP)
 	pytest
 
+# The tests that build nothing, start no llama.cpp binary and run no Snakemake: under a minute.
+test-fast: $(STAMP)
+	pytest -m "not slow" --durations=10
+
 lint: $(STAMP)
 	snakemake --lint
 	snakefmt --check .
+	ruff check .
 
 # Snakemake's own report (figures with captions), beside results/report.html.
 report: $(STAMP)

@@ -1,6 +1,7 @@
 """A bisect over N = 16 commits, a null bisect and a history of every commit, through Snakemake; prints the numbers.
 
     python benchmarks/bisect_history.py WORKDIR [--culprit 11] [--broken 6] [--fixture tests/data/history-series.json]
+    python benchmarks/bisect_history.py WORKDIR --pause-us 2000 --repeat 3 --bisect-only
 
 WORKDIR gets a git repository of the default source's llama.cpp tree with 16 commits on top
 (tests/git_history.py: the culprit caps the CPU backend's threads, the broken one does not compile and the next
@@ -9,6 +10,11 @@ other, each timed: the bisect good -> bad (its builds are cold but for the good 
 the null bisect good -> culprit - 1, and the history of every commit. Printed: each study's builds (cache hits
 counted), cells, seconds measuring, wall time, and every probe's verdict. ``--fixture`` writes the history's
 per-commit, per-round tokens/s (what tests/test_changes.py replays).
+
+``--pause-us`` makes the culprit a smaller slowdown of one's choosing (a sleep in every graph plan; 2000 us is
+about 10-20 % of tg16 here) instead of the thread cap, and ``--repeat K`` runs the bisect K times, each in a fresh
+run directory (its probe builds cache hits after the first), and counts how often it named the culprit, ended
+inconclusive, or named another commit (which it must never do).
 """
 
 from __future__ import annotations
@@ -42,16 +48,18 @@ def main() -> None:
     parser.add_argument("--culprit", type=int, default=11)
     parser.add_argument("--broken", type=int, default=6)
     parser.add_argument("--fixture", type=Path)
+    parser.add_argument("--pause-us", type=int)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--bisect-only", action="store_true")
     args = parser.parse_args()
     default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     tree = Path(source.fetch(default["sources"]["main"])["source_dir"])
     repo, run = args.workdir / "llama.cpp", args.workdir / "run"
     shutil.rmtree(args.workdir, ignore_errors=True)
     git_history.first_commit(tree, repo)
-    commits = git_history.extend(repo, N, culprit=args.culprit, broken=args.broken)
+    commits = git_history.extend(repo, N, culprit=args.culprit, broken=args.broken, pause_us=args.pause_us)
     study = {"source": "upstream", "cells": CELLS, "build": "cpu-rpc"}
-    (run / "config").mkdir(parents=True)
-    (run / "config" / "config.yaml").write_text(yaml.safe_dump({
+    config = {
         "sources": {"upstream": {"kind": "git", "url": repo.as_uri(), "ref": "b9999"}},
         "builds": {"cpu-rpc": default["builds"]["cpu-rpc"]},
         "models": {"gemma3-270m": default["models"]["gemma3-270m"]},
@@ -63,20 +71,39 @@ def main() -> None:
         "bisect": {"slow": {**study, "good": "b9999", "bad": "master"},
                    "null": {**study, "good": "b9999", "bad": commits[args.culprit - 1]}},
         "history": {"every": {**study, "from": "b9999", "to": "master"}},
-    }))
-    results = run / "results"
-    for name, target in (("bisect", "results/bisect/slow.json"), ("null bisect", "results/bisect/null.json"),
-                         ("history", "results/history-studies/every.json")):
-        start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run),
-                        "--cores", "2", target], check=True, capture_output=True)
-        print(f"\n== {name}: {time.monotonic() - start:.0f} s wall")
-        if name == "history":
-            report_history(records.read(results / "history-studies/every.json", "history_study"), commits, args)
-        else:
-            report_bisect(records.read(results / target.removeprefix("results/"), "bisect_study"), commits, args)
-    if args.fixture:
-        write_fixture(results, commits, args)
+    }
+    outcomes = []
+    for attempt in range(1, args.repeat + 1):
+        workdir = run if args.repeat == 1 else run.with_name(f"run-{attempt}")
+        (workdir / "config").mkdir(parents=True)
+        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        studies = [("bisect", "results/bisect/slow.json")]
+        if not args.bisect_only and attempt == 1:
+            studies += [("null bisect", "results/bisect/null.json"), ("history", "results/history-studies/every.json")]
+        for name, target in studies:
+            start = time.monotonic()
+            subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                            "--cores", "2", target], check=True, capture_output=True)
+            print(f"\n== {name}{f' (run {attempt})' if args.repeat > 1 else ''}: {time.monotonic() - start:.0f} s wall")
+            results = workdir / "results"
+            if name == "history":
+                report_history(records.read(results / "history-studies/every.json", "history_study"), commits, args)
+            else:
+                found = records.read(results / target.removeprefix("results/"), "bisect_study")
+                report_bisect(found, commits, args)
+                if name == "bisect":
+                    outcomes.append(outcome(found, commits, args))
+        if args.fixture and attempt == 1 and not args.bisect_only:
+            write_fixture(workdir / "results", commits, args)
+    print(f"\nbisects: {outcomes.count('culprit')} named the culprit, {outcomes.count('inconclusive')} "
+          f"inconclusive, {outcomes.count('wrong')} named another commit, of {len(outcomes)}")
+
+
+def outcome(found: dict, commits: list[str], args: argparse.Namespace) -> str:
+    """culprit, inconclusive (the range left open, or several candidates) or wrong (another commit named)."""
+    if not found["culprit"]:
+        return "inconclusive"
+    return "culprit" if found["culprit"]["commit"] == commits[args.culprit] else "wrong"
 
 
 def report_bisect(found: dict, commits: list[str], args: argparse.Namespace) -> None:
@@ -89,7 +116,8 @@ def report_bisect(found: dict, commits: list[str], args: argparse.Namespace) -> 
     for p in found["probes"]:
         if p["target"] is None:
             e = p["endpoints"]
-            print(f"  endpoints: bad/good {e.get('ratio', float('nan')):.3f} p={e.get('p_value')} ({p['rounds']} rounds)")
+            print(f"  endpoints: bad/good {e.get('ratio', float('nan')):.3f} p={e.get('p_value')} "
+                  f"({p['rounds']} rounds)")
         elif p.get("vs_good"):
             print(f"  probe {p['probe']} #{p['target']}: {p['verdict']}; vs good {p['vs_good']['ratio']:.3f} "
                   f"p={p['vs_good'].get('p_value', float('nan')):.2g}, vs bad {p['vs_bad']['ratio']:.3f} "
@@ -97,7 +125,8 @@ def report_bisect(found: dict, commits: list[str], args: argparse.Namespace) -> 
         else:
             print(f"  probe {p['probe']} #{p['target']}: {p['verdict']}")
     if found["culprit"]:
-        print(f"  culprit #{found['culprit']['position']} {'right' if found['culprit']['commit'] == commits[args.culprit] else 'WRONG'}")
+        right = found["culprit"]["commit"] == commits[args.culprit]
+        print(f"  culprit #{found['culprit']['position']} {'right' if right else 'WRONG'}")
 
 
 def report_history(found: dict, commits: list[str], args: argparse.Namespace) -> None:

@@ -7,8 +7,8 @@ One Snakemake run holds (interleaved by round, under the one machine lock), on t
 270M and the cpu-rpc build the tests share:
 
 - a load sweep with Poisson arrivals and p90 objectives (TTFT p90 <= 1000 ms, inter-token p90 <= 200 ms): its
-  pilot climbs by 1.5x from 0.3 requests per one request's time alone until a level is saturated, then refines
-  near the knee to 8 %; every chosen level is measured in every round;
+  pilot climbs by 1.5x from 0.3 requests per one request's time alone until a saturated level is confirmed by
+  the level above, then refines near the knee to 8 %; every chosen level is measured in every round;
 - a serving scenario with the same settings at concurrency 1 (closed: one request at a time), whose TTFT p50
   has a 95 % interval over the same rounds.
 

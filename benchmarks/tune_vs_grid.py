@@ -13,11 +13,11 @@ One run holds (interleaved by round, under the one machine lock):
 
 The model is a synthetic one of a larger shape (default: Qwen2.5 0.5B at Q4_K_M: random weights, the real
 shape and tensor types; on 2 cores its grid alone takes about 90 minutes, ``--shape bundled`` takes the default
-config's real Gemma 3 270M instead, about 40), the workload a 512-token prompt and 32 generated tokens at a depth where flash
-attention and K/V types matter. It prints the tuner's pick against the grid's best (by the grid's own 5 rounds),
-whether the pick is within delta or the grid's best is in the tuner's indistinguishable set, the measuring time
-of each (the llama-bench processes' wall time; the run's wall time too), the rounds on the winner, and how many
-candidates the first-round screen dropped that the grid puts within delta of its best.
+config's real Gemma 3 270M instead, about 40), the workload a 512-token prompt and 32 generated tokens at a depth
+where flash attention and K/V types matter. It prints the tuner's pick against the grid's best (by the grid's own
+5 rounds), whether the pick is within delta or the grid's best is in the tuner's indistinguishable set, the
+measuring time of each (the llama-bench processes' wall time; the run's wall time too), the rounds on the winner,
+and how many candidates the first-round screen dropped that the grid puts within delta of its best.
 """
 
 from __future__ import annotations

@@ -35,12 +35,20 @@ def load_test_config(name: str = "") -> dict[str, Any]:
     return yaml.safe_load((ROOT / ".test" / name / "config" / "config.yaml").read_text())
 
 
+# Fixtures that build llama.cpp, fetch a source or a model, or run a llama.cpp binary: a test using one (directly
+# or through another fixture) is ``slow``, and so is every test of a module that marks itself so.
+HEAVY_FIXTURES = frozenset({"source_manifest", "rpc_build", "git_build", "upstream", "bin_dir", "gemma"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     has_gpu = shutil.which("nvcc") is not None and shutil.which("nvidia-smi") is not None and subprocess.run(
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
     for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU (nvidia-smi) and nvcc on this machine"))
+
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,21 @@ def test_each_kinds_labels_are_unique_and_the_defaults_ids_unchanged() -> None:
                                      for p in (32, 128) for c in (1, 2))
 
 
+def test_each_axis_is_a_setting_or_describes_the_work() -> None:
+    """A user chooses settings; the work (lengths, depth, load, arrivals, the prompts) is described, never compared
+    with the defaults: a shorter prompt is no improvement. A serving cell's llama-bench partner shares settings only."""
+    assert {a.role for a in axes.AXES.values()} == {axes.SETTING, axes.WORKLOAD}
+    assert axes.workload(axes.BENCHMARK) == ("n_prompt", "n_gen", "n_depth")
+    assert axes.workload(axes.SERVING) == ("prompt_tokens", "max_tokens", "concurrency", "requests", "cache", "arrival",
+                                          "rate", "burstiness", "length_spread", "dataset")
+    assert all(axes.AXES[name].role == axes.SETTING for name in (*axes.SERVER_SHARED, "parallel", "ctx_size",
+                                                                 "cont_batching", "prompt_cache"))
+    base = {"prompt_tokens": 128, "concurrency": 1}
+    assert axes.same_workload({**base, "parallel": 1}, {**base, "parallel": 2}, axes.SERVING)
+    assert not axes.same_workload({**base, "prompt_tokens": 32}, base, axes.SERVING)
+    assert axes.same_workload({**base, "rate": None}, base, axes.SERVING)  # an optional axis at its default
+
+
 @pytest.mark.parametrize(("kind", "row"), [(axes.BENCHMARK, "summary_row"), (axes.BENCHMARK, "stats_row"),
                                            (axes.SERVING, "serving_row")])
 def test_table_columns_hold_every_axis_in_id_order(kind: str, row: str) -> None:

@@ -37,6 +37,8 @@ from llamabench import bisect_study, history_range
 from llamabench.core import records
 from llamabench.core.errors import UserError
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 N, CULPRIT, BROKEN = 8, 5, 2
 CELLS = [{"n_prompt": 0, "n_gen": 16}]
 LONG_GEN = 256

@@ -65,7 +65,8 @@ def test_list_devices_reads_the_real_binary(rpc_build: dict[str, Any], bin_dir: 
 
 
 def test_parse_devices_from_a_cuda_listing() -> None:
-    text = "Available devices:\n  CUDA0: NVIDIA H100 80GB HBM3 (81079 MiB, 80520 MiB free)\n  RPC0: 127.0.0.1:50052 (2048 MiB, 2048 MiB free)\n"
+    text = ("Available devices:\n  CUDA0: NVIDIA H100 80GB HBM3 (81079 MiB, 80520 MiB free)\n"
+            "  RPC0: 127.0.0.1:50052 (2048 MiB, 2048 MiB free)\n")
     devices = builds.parse_devices(text)
     assert [d["name"] for d in devices] == ["CUDA0", "RPC0"]
     assert devices[0]["total_mib"] == "81079"

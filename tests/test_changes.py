@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llamabench.core.bisect import Study
+from llamabench.core.bisect import Study, measured
 from llamabench.derive import bisect, changes
 
 FIXTURE = json.loads((Path(__file__).parent / "data" / "history-series-gemma3-270m.json").read_text())
@@ -49,7 +49,8 @@ def test_a_rounds_drift_changes_nothing() -> None:
     """Every commit is measured in every round: a round 20 % slower throughout (this VM drifts that much) shifts
     each commit alike, and the detection, which removes each round's shift, sees the same changes."""
     def found(matrix: np.ndarray) -> list[tuple[int, bool, float]]:
-        return [(c["at"], c["confirmed"], round(c["p_value"], 9)) for c in changes.detect(matrix, 0.05, 0.03)["changes"]]
+        return [(c["at"], c["confirmed"], round(c["p_value"], 9))
+                for c in changes.detect(matrix, 0.05, 0.03)["changes"]]
 
     assert found(table(POSITIONS) + np.log([1.0, 0.8, 1.1])) == found(table(POSITIONS))
 
@@ -61,17 +62,18 @@ def test_a_change_smaller_than_min_change_is_never_confirmed() -> None:
     assert found["changes"][0]["p_adjusted"] < 0.05  # significant, only too small
 
 
-def replay(good: int, bad: int, failed: set[int] = frozenset()) -> tuple[dict, list[int]]:
-    """A bisect from ``good`` to ``bad`` decided on the recorded rounds; returns its last state and the positions
-    it built (endpoints and probes)."""
+def replay(good: int, bad: int, failed: set[int] = frozenset(), scale: float = 1.0) -> tuple[dict, list[int]]:
+    """A bisect from ``good`` to ``bad`` decided on the recorded rounds (those from the culprit on times ``scale``);
+    returns its last state and the positions it built (endpoints and probes)."""
     study = Study("replay", "bisect", "up", "", "cpu", (), ("m",), {}, SETTINGS)
     commits = [{"commit": f"{p:040x}", "subject": f"#{p}", "date": ""} for p in range(good, bad + 1)]
-    obs = {f"{p:040x}": {r: math.log(FIXTURE["tps"][str(p)][str(r)]) for r in (1, 2, 3)}
+    obs = {f"{p:040x}": {r: math.log(FIXTURE["tps"][str(p)][str(r)] * (scale if p >= CULPRIT else 1))
+                         for r in (1, 2, 3)}
            for p in range(good, bad + 1) if str(p) in FIXTURE["tps"]}
     state = bisect.start(study, commits, ["tg16"], "tg")
     built = set()
     while not state["ended"]:
-        wanted = bisect.measured(state)
+        wanted = measured(state)
         built |= {good + p for p in wanted}
         state = bisect.advance(study, state, obs, [p for p in wanted if good + p in failed])
     return state, sorted(built)
@@ -81,6 +83,17 @@ def test_a_replayed_bisect_names_the_culprit_within_the_bound() -> None:
     state, built = replay(0, 16)
     assert state["outcome"] == bisect.CULPRIT and state["culprit"]["subject"] == f"#{CULPRIT}"
     assert len(built) <= math.ceil(math.log2(16)) + 2
+
+
+@pytest.mark.parametrize("slower", [0.80, 0.88])
+def test_a_smaller_step_is_still_found_within_the_bound(slower: float) -> None:
+    """The recorded step (x0.64) made x0.80 or x0.88 by scaling every commit from the culprit on, the rounds' own
+    noise kept: each probe is still decided in its first 3 rounds and the culprit named within the bound."""
+    after, before = table([p for p in POSITIONS if p >= CULPRIT]), table([p for p in POSITIONS if p < CULPRIT])
+    step = np.exp(after.mean() - before.mean())
+    state, built = replay(0, 16, scale=slower / step)
+    assert state["outcome"] == bisect.CULPRIT and state["culprit"]["subject"] == f"#{CULPRIT}"
+    assert len(built) <= math.ceil(math.log2(16)) + 2 and {p["rounds"] for p in state["probes"]} == {3}
 
 
 def test_a_replayed_bisect_skips_what_did_not_build() -> None:

@@ -231,7 +231,8 @@ def schema_keys() -> set[str]:
         for key, sub in (node.get("properties") or {}).items():
             found.add(f"{prefix}.{key}" if prefix else key)
             walk(sub, doc, f"{prefix}.{key}" if prefix else key)
-        for branch in [c.get("then", {}) for c in node.get("allOf", [])] + node.get("anyOf", []) + node.get("oneOf", []):
+        branches = [c.get("then", {}) for c in node.get("allOf", [])] + node.get("anyOf", []) + node.get("oneOf", [])
+        for branch in branches:
             walk(branch, doc, prefix)
         if isinstance(node.get("additionalProperties"), dict):
             walk(node["additionalProperties"], doc, f"{prefix}.<name>")

@@ -15,26 +15,27 @@ RULES_DIR = ROOT / "workflow" / "rules"
 PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 # Rules that fetch, build, measure or decide what to measure (each writes records of its own kind and
 # declares its version in workflow/versions.yaml), and rules derived from them (versioned by a code hash).
-MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "tune_cell", "serve_cell", "tune_serve_cell",
-             "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "load_pilot", "load_cell",
-             "probe_build", "history_range", "bisect_step", "bisect_cell", "history_cell")
+MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "tune_cell", "serve_cell",
+             "tune_serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "load_pilot",
+             "load_cell", "probe_build", "history_range", "bisect_step", "bisect_cell", "history_cell")
 DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "tune", "load_sweep",
            "bisect_study", "history_study", "findings", "figures", "report_html")
 RULES = (*MEASURING, *DERIVED)
 # Top-level modules that are not rules: what several rules share.
-LIBRARIES = {"entry", "preflight", "cell_run", "serve_run"}
+LIBRARIES = {"entry", "preflight"}
 # The layers (package docstrings say why): what each may import from the package.
 LAYERS = {"core": {"core"}, "derive": {"core", "derive"}, "measure": {"core", "measure"},
           "prepare": {"core", "prepare", "measure"}}
 
 
-def rules() -> dict[str, str]:
-    """{rule name: its text} for every rule in workflow/rules/."""
+def rules() -> dict[str, tuple[str, str | None, str]]:
+    """{rule name: (its file, the rule it is a variant of or None, its text)} for every rule in workflow/rules/; a
+    variant's (``use rule bench_cell as tune_cell with:``) text is what it overrides."""
     found = {}
     for smk in sorted(RULES_DIR.glob("*.smk")):
-        for match in re.finditer(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(),
-                                 flags=re.MULTILINE):
-            found[match.group(1)] = match.group(2)
+        for match in re.finditer(r"^(?:(?:rule|checkpoint) (\w+)|use rule (\w+) as (\w+) with):\n((?:[ \t]+.*\n|\n)*)",
+                                 smk.read_text(), flags=re.MULTILINE):
+            found[match.group(1) or match.group(3)] = (smk.name, match.group(2), match.group(4))
     return found
 
 
@@ -45,13 +46,21 @@ def modules() -> list[str]:
 
 
 def test_a_rule_leads_to_its_file_module_and_function_by_name() -> None:
-    """Rule X lives in workflow/rules/X.smk and runs llamabench/X.py's function X, through the one script."""
-    assert set(rules()) == set(RULES)
-    for name, text in rules().items():
-        assert (RULES_DIR / f"{name}.smk").is_file(), name
-        module = ast.parse((PACKAGE_DIR / f"{name}.py").read_text())
-        assert name in {node.name for node in module.body if isinstance(node, ast.FunctionDef)}, name
-        assert "script:\n        RULE_SCRIPT" in text, name
+    """Rule X lives in workflow/rules/X.smk and runs llamabench/X.py's function X, through the one script. A variant
+    of a measuring program's rule (``use rule bench_cell as tune_cell with:``) lives beside it and runs its module,
+    as core/code_version.py's ``module_of`` says (no module of its own forwards to it); it names its own log and
+    version."""
+    found = rules()
+    assert set(found) == set(RULES)
+    for name, (smk, _, text) in found.items():
+        program = name
+        while found[program][1]:
+            program = found[program][1]
+        assert program == code_version.module_of(name) and smk == f"{program}.smk", name
+        assert (PACKAGE_DIR / f"{name}.py").is_file() == (program == name), name
+        module = ast.parse((PACKAGE_DIR / f"{program}.py").read_text())
+        assert program in {node.name for node in module.body if isinstance(node, ast.FunctionDef)}, name
+        assert ("script:\n        RULE_SCRIPT" in text) == (program == name), name
         assert "log:" in text, f"rule {name} has no log"
         assert "version=get_rule_version(" + repr(name).replace("'", '"') + ")" in text, name
     assert [p.name for p in (ROOT / "workflow" / "scripts").glob("*.py")] == ["rule.py"]
@@ -80,11 +89,9 @@ def test_aggregations_never_reach_the_measuring_or_build_code() -> None:
 def test_each_rule_that_writes_a_record_has_a_schema_of_its_name() -> None:
     for kind in records.KINDS:
         assert records.version(kind) >= 1
-    # a tuning candidate's round is a benchmark cell, a load level's a serving cell: the same record, their own
-    # rule and directory
-    writes = {"tune_cell": "bench_cell", "tune_serve_cell": "serve_cell", "load_cell": "serve_cell",
-              "bisect_cell": "bench_cell", "history_cell": "bench_cell"}
-    assert {writes.get(rule, rule) for rule in MEASURING} <= set(records.KINDS)
+    # a variant (a tuning candidate's round, a load level's, a commit's cell) writes its program's record, in its
+    # own directory
+    assert {code_version.module_of(rule) for rule in MEASURING} <= set(records.KINDS)
 
 
 def test_measuring_rules_declare_a_version_and_the_others_hash_their_code() -> None:
@@ -126,7 +133,7 @@ def test_conda_environment_is_self_contained_and_pins_what_requirements_pin() ->
     pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
     assert not any(line.startswith("-r") for line in pip)
     pinned = [line.split("#")[0].strip() for line in (ROOT / "envs" / "requirements.txt").read_text().splitlines()]
-    assert sorted(pip) == sorted(line for line in pinned if line)
+    assert sorted(pip) == sorted(line for line in pinned if line and not line.startswith("-e "))
 
 
 def test_the_readme_is_a_front_page_that_leads_to_every_topic() -> None:

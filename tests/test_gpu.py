@@ -18,6 +18,8 @@ from llamabench.core import axes, matrix
 from llamabench.derive import samples as sampled
 from llamabench.measure import llama_bench
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 CUDA_OPTIONS = ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=90"]
 
 
@@ -32,7 +34,8 @@ def test_cuda_build_offloads_to_the_gpu_and_the_sampler_reads_its_energy(cuda_bi
                                                                          tmp_path: Path) -> None:
     devices = builds.list_devices(cuda_bin, {"bench": "llama-bench"})
     assert any(d["name"].startswith("CUDA") for d in devices["devices"])
-    params = axes.normalize({**DEFAULT_CONFIG["benchmark"]["defaults"], "n_gpu_layers": "all", "repetitions": 2}, axes.BENCHMARK)
+    params = axes.normalize({**DEFAULT_CONFIG["benchmark"]["defaults"], "n_gpu_layers": "all", "repetitions": 2},
+                            axes.BENCHMARK)
     cmd = llama_bench.command(cuda_bin / "llama-bench", gemma, matrix.for_model(params, 18), delay=0)
     result = llama_bench.measure(cmd, tmp_path / "cell.log", gpus=True, interval_s=0.05)
     assert result["status"] == "ok", result.get("error")

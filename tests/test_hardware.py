@@ -15,6 +15,8 @@ from llamabench.measure import gpus as gpu_query
 from llamabench.prepare import toolchain
 from llamabench.core.errors import UserError
 
+pytestmark = pytest.mark.slow  # runs Snakemake
+
 CUDA = ["-DGGML_CUDA=ON", "-DGGML_RPC=ON"]
 
 

@@ -22,6 +22,8 @@ from llamabench.core.status import Status
 from llamabench.derive import load
 from llamabench.measure import arrivals, llama_server
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 TARGET = "results/load/chat.json"
 # light: 2 cores serve about 13-17 of these tiny requests a second one at a time (-nocb), so the server is busy
 # about a quarter of the time. The schedule is seeded: at 80 requests and 10 a second its own clusters made
@@ -144,6 +146,9 @@ def test_the_pilot_finds_saturation_by_itself_and_the_levels_are_measured(sweep_
     assert pilot["status"] == Status.OK and pilot["ended"] == "saturated", pilot["error"]
     rates = [lv["rate"] for lv in pilot["levels"]]  # the ladder (by the factor), then the refinement
     assert rates[1] == pytest.approx(2 * rates[0], rel=0.01) and any(lv["saturated"] for lv in pilot["levels"])
+    # the climb ended on a confirmed saturation, a saturated level and the saturated level above it; a false alarm
+    # below it (a saturated level with one above that is not) did not end it
+    assert sum(lv["confirmed"] for lv in pilot["levels"]) >= 2
     assert pilot["chosen"] == sorted(rates)
     twin = records.read(sweep_dir / "results/load/chat/pilot/twin/gemma3-270m.json", "load_pilot")
     found = records.read(sweep_dir / TARGET, "load_sweep")
@@ -196,7 +201,8 @@ def test_the_capacity_and_the_a_a_comparison_reach_the_findings_and_the_report(s
     [versus] = findings[findings["question"] == "load_capacity_vs_build"].to_dict("records")
     assert versus["significant"] is False or pair["paired_rounds"] < 2
     page = (sweep_dir / "results/report.html").read_text()
-    assert '<h2 id="load">Serving under load</h2>' in page and 'alt="chat: latency and goodput against offered load"' in page
+    assert '<h2 id="load">Serving under load</h2>' in page
+    assert 'alt="chat: latency and goodput against offered load"' in page
 
 
 @pytest.mark.parametrize(("settings", "error"), [

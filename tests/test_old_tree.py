@@ -12,9 +12,12 @@ import copy
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import DEFAULT_CONFIG, snakemake, write_config
 from llamabench.core import records
+
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
 
 def test_llama_cpp_python_0_3_14_builds_and_runs(tmp_path: Path) -> None:

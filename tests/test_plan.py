@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import DEFAULT_CONFIG, load_test_config
-from llamabench.core import configuration, layout, matrix, plan
+from llamabench.core import axes, configuration, layout, matrix, plan
 
 
 def make(config: dict[str, Any] | None = None, **bench: Any) -> plan.Plan:
@@ -78,10 +78,12 @@ def test_partners_are_planned_cells() -> None:
 
 def test_extra_rounds_are_a_function_of_the_checkpoints_decision() -> None:
     """A chosen cell gets the rounds after the configured ones up to its last round, and so does every cell it is
-    compared with (its defaults cell; a serving cell's serving defaults and llama-bench partner), so they pair."""
+    compared with (a setting's defaults cell; a serving cell's llama-bench partner, and its serving defaults where it
+    is a setting: the default config's serving cells change the work alone), so they pair."""
     the_plan = make(remeasure={"enabled": True, "max_rounds": 5})
     assert the_plan.last_round == 5 and len(the_plan.planned("bench_cell")) == 6 * 3
-    base = next(c for c in the_plan.bench.values() if c.round == 1 and c.base != the_plan.defaults_cell)
+    base = next(c for c in the_plan.bench.values() if c.round == 1 and c.base != the_plan.defaults_cell
+                and c.params["n_prompt"] == 128)
     extra = the_plan.extra_rounds([("bench_cell", base.build, base.model, base.base, 5)])
     assert sorted((c.base == base.base, c.round) for c in extra) == [(False, 4), (False, 5), (True, 4), (True, 5)]
     assert {c.base for c in extra} == {base.base, the_plan.defaults_cell}
@@ -89,9 +91,28 @@ def test_extra_rounds_are_a_function_of_the_checkpoints_decision() -> None:
     assert mine.path == layout.path("bench_cell", build=base.build, model=base.model, cell=f"{base.id}_round-4")
     served = next(c for c in the_plan.serving.values() if c.round == 1 and c.base != the_plan.serving_defaults_cell)
     extra = the_plan.extra_rounds([("serve_cell", served.build, served.model, served.base, 4)])
-    assert sorted((c.kind, c.round) for c in extra) == [("bench_cell", 4), ("serve_cell", 4), ("serve_cell", 4)]
+    assert sorted((c.kind, c.round) for c in extra) == [("bench_cell", 4), ("serve_cell", 4)]
     disturbed = make().extra_rounds([("serve_cell", served.build, served.model, served.base, 4)])
-    assert len(disturbed) == 3  # one extra round for a disturbed cell: the default action
+    assert len(disturbed) == 2  # one extra round for a disturbed cell: the default action
+
+
+def test_a_cell_that_changes_the_work_is_never_compared_with_the_defaults() -> None:
+    """The planned comparisons of a config sweeping both settings and the work (the small test config with a prompt
+    sweep, and slots crossed with prompt lengths): a cell is compared with its defaults cell exactly where it does the
+    same work (core/axes.py, an axis's role); statistics pair by the same rule (tests/test_stats.py)."""
+    config = load_test_config()
+    config["benchmark"]["groups"]["prompt"] = {"n_prompt": [16, 64]}
+    config["serving"]["scenarios"]["slots"] = {"parallel": [1, 2], "prompt_tokens": [8, 16]}
+    the_plan = plan.make(configuration.resolve(config))
+    defaults = {"bench_cell": the_plan.defaults_cell, "serve_cell": the_plan.serving_defaults_cell}
+    firsts = {(c.kind, c.base): c for kind in defaults for c in the_plan.planned(kind) if c.round == 1}
+    found = set()
+    for (kind, base), cell in firsts.items():
+        reference = firsts[(kind, defaults[kind])].params
+        setting = axes.same_workload(cell.params, reference, plan.ID_KIND[kind])
+        assert ((kind, defaults[kind]) in cell.compared) == setting, (kind, base)
+        found.add((kind, setting))
+    assert found == {(kind, setting) for kind in defaults for setting in (True, False)}
 
 
 def test_every_kind_has_rounds_interleaved_in_one_order() -> None:
@@ -136,3 +157,35 @@ def test_the_cell_params_a_rule_gets_are_in_the_registrys_order() -> None:
                                            "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth",
                                            "repetitions"]
     assert matrix.cell_id(cell.params) == cell.id
+
+
+def test_a_cell_rules_job_finds_its_cell_by_the_rules_name_and_its_wildcards() -> None:
+    """Plan.cell_of, the one lookup of a program's rule and its variants (tune_cell, load_cell, ...), inverts every
+    cell's path; a tuning study's candidate alone is held to the study's memory limit."""
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config.update(sources={"hist": {"kind": "git", "url": "file:///hist", "ref": "good"}},
+                  tune={"bench": {"space": {"threads": [1, 2]}, "memory_limit_mib": 1000},
+                        "served": {"objective": {"metric": "ttft"}, "space": {"threads": [1, 2]}}},
+                  load={"fixed": {"rates": [1.0, 0.5]}},
+                  history={"h": {"source": "hist", "from": "good", "to": "bad"}},
+                  bisect={"b": {"source": "hist", "build": "cpu", "good": "good", "bad": "bad"}})
+    the_plan = plan.make(configuration.resolve(config))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+
+    def on_commit(kind: str, study: str, probe: int | None = None) -> list[plan.Cell]:
+        return the_plan.commit_cells(kind, study, [commit], [the_plan.defaults_cell], [1, 2], probe)
+
+    tuned = [the_plan.tune_cell(study.name, build, model, candidate) for study in the_plan.studies.values()
+             for build in study.builds for model in study.models for candidate in study.by_id]
+    found = [*((kind, cell) for kind in plan.KINDS for cell in the_plan.cells(kind).values()),
+             *((plan.TUNE_KINDS[cell.kind], cell) for cell in tuned),
+             *(("load_cell", cell) for cell in the_plan.load_cells("fixed", "gemma3-270m", [1.0, 0.5])),
+             *(("history_cell", cell) for cell in on_commit("history", "h")),
+             *(("bisect_cell", cell) for cell in on_commit("bisect", "b", 3))]
+    assert {rule for rule, _ in found} == {*plan.KINDS, *plan.TUNE_KINDS.values(), "load_cell", "history_cell",
+                                           "bisect_cell"}
+    for rule, cell in found:
+        assert the_plan.cell_of(rule, layout.parse(rule, cell.path)) == cell, (rule, cell.path)
+        limited = cell.study == "bench"
+        assert (the_plan.memory_settings(cell)["limit_mib"] == 1000) == limited, cell.path
+        assert limited or the_plan.memory_settings(cell) == the_plan.memory

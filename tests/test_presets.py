@@ -13,6 +13,8 @@ from conftest import ROOT, snakemake
 from llamabench.core import presets
 from test_workflow import job_counts
 
+pytestmark = pytest.mark.slow  # runs Snakemake
+
 PRESETS = ROOT / "presets"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,24 @@ def observation(found: dict[str, Any], objective: dict[str, Any] = OBJECTIVE) ->
     return {**race.observation(scores, objective), "seconds": found["seconds"]}
 
 
-def replay(study: tuning.Study, measured: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Run a study to its end on recorded observations: each decision sees only the rounds measured so far."""
+def decisions(study: tuning.Study, measured: dict[str, dict[int, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """Every decision of a study run to its end on recorded observations (the states its ``tune_round`` chain
+    records): each decision sees only the rounds measured so far."""
     state = race.start(study)
+    yield state
     obs: dict[str, dict[int, dict[str, Any]]] = {}
     while not state["ended"]:
         round_ = state["round"] + 1
         for candidate in state["next"]:
             obs.setdefault(candidate, {})[round_] = measured[candidate][round_]
         state = race.advance(study, state, obs)
-    return state
+        yield state
+
+
+def replay(study: tuning.Study, measured: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """A study's last decision on recorded observations."""
+    *_, last = decisions(study, measured)
+    return last
 
 
 def null_study() -> tuning.Study:

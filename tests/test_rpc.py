@@ -24,6 +24,8 @@ from llamabench.prepare import builds
 from llamabench.core import records
 from llamabench.measure import rpc_bench, rpc_workers
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 SMALL = {**DEFAULT_CONFIG["benchmark"]["defaults"], "n_prompt": 32, "n_gen": 8, "repetitions": 2,
          "flash_attn": "auto"}
 LOCAL = {"kind": "local", "threads": 1, "device": "CPU"}

@@ -15,6 +15,8 @@ from llamabench.derive import samples as sampled
 from llamabench.measure import llama_bench, sampler
 from test_bench_cell import SMALL
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 NO_GPU = shutil.which("nvidia-smi") is None
 
 

@@ -8,15 +8,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from llamabench.core import progress
-from llamabench.derive import latency
+from llamabench.derive import latency, samples
 from llamabench.measure import llama_server
+
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
 SMALL = {"threads": 2, "batch_size": 2048, "ubatch_size": 512, "n_gpu_layers": 99, "flash_attn": "auto",
          "ctx_size": 2048, "parallel": 2, "prompt_tokens": 32, "max_tokens": 8, "concurrency": 1, "requests": 3,
@@ -82,6 +86,39 @@ def failed_cell(bin_dir: Path, model: Path, params: dict[str, Any], log: Path) -
     assert result["server_log_tail"] and str(log) in result["error"]
     assert not servers_on(model), "a failed server was left running"
     return result
+
+
+def test_a_server_stopped_mid_requests_is_disturbed(bin_dir: Path, gemma: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGSTOP for 2 s from 0.5 s into the measured requests: the request in flight waits on a server that
+    computes nothing, and samples.disturbed says so by the server's own readings (max_share 1.0 leaves the
+    machine-wide shares out: other work on this machine must not decide the test). The same cell untouched is not
+    disturbed."""
+    params = {**SMALL, "prompt_tokens": 128, "max_tokens": 16, "requests": 8}
+    quiet = llama_server.measure(server(bin_dir), gemma, params, tmp_path / "quiet.log")
+    assert quiet["status"] == "ok", quiet["error"]
+    assert samples.disturbed(quiet, 1.0) is None
+    measured = llama_server.requests_at
+
+    def stopped_at(base: str, server_pid: int, *args: Any) -> dict[str, Any]:
+        def pause() -> None:
+            psutil.Process(server_pid).suspend()
+            time.sleep(2.0)
+            psutil.Process(server_pid).resume()
+
+        timer = threading.Timer(0.5, pause)
+        timer.start()
+        try:
+            return measured(base, server_pid, *args)
+        finally:
+            timer.join()
+
+    monkeypatch.setattr(llama_server, "requests_at", stopped_at)
+    stopped = llama_server.measure(server(bin_dir), gemma, params, tmp_path / "stopped.log")
+    assert stopped["status"] == "ok", stopped["error"]
+    assert max(r["e2e_ms"] for r in stopped["requests"]) > 2000  # the stop held a request
+    why = samples.disturbed(stopped, 1.0)
+    assert why and "the server used 0% of a core for 1.9" in why, why
 
 
 def test_bad_flag_fails_the_cell_with_the_server_log(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import slurm_cluster
 from conftest import RPC_OPTIONS, ROOT, snakemake, write_config
 from llamabench.core import records
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 
 def tiny(platforms: dict[str, Any]) -> dict[str, Any]:
     return {

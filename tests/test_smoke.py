@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from llamabench.measure import completion as smoke
+
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
 
 def test_smoke_run_answers_with_timings(rpc_build: dict[str, Any], bin_dir: Path, gemma: Path, tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from llamabench.measure import completion, llama_bench, llama_server
 from llamabench.prepare import synthetic
 from llamabench.core.errors import UserError
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 # Every dimension a multiple of 256, so that the K-quant types apply as on a real model.
 SERVED = {"threads": 2, "batch_size": 512, "ubatch_size": 512, "n_gpu_layers": 99, "ctx_size": 512, "parallel": 1,
           "prompt_tokens": 16, "max_tokens": 4, "concurrency": 1, "requests": 2, "cache": "cold"}

@@ -18,6 +18,8 @@ from llamabench import tune_round
 from llamabench.core import configuration, plan, records
 from llamabench.derive import latency, race
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 TARGET = "results/tune/quick.json"
 
 
@@ -86,7 +88,8 @@ def test_raising_the_budget_extends_the_study_and_an_interrupted_run_resumes_mea
     write_config(study_dir, tune_config(4))
     interrupt_when(study_dir, TARGET, lambda: any("_round-3" in p.name for p in cells(study_dir)),
                    "round 3 never started")
-    assert not subprocess.run(["pgrep", "-f", "llama-bench -m"], capture_output=True).stdout, "llama-bench outlived Ctrl-C"
+    left = subprocess.run(["pgrep", "-f", "llama-bench -m"], capture_output=True).stdout
+    assert not left, "llama-bench outlived Ctrl-C"
     interrupted = cells(study_dir)
     assert all(interrupted[p] == mtime for p, mtime in before.items()), "a cell of the first run was measured again"
     out = snakemake(study_dir, "--cores", "2", TARGET)

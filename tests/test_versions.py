@@ -26,6 +26,8 @@ from llamabench.core import records
 from llamabench.derive import statistics
 from test_workflow import AFTER_A_FIRST_ROUND, job_counts
 
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
 PRESET = ROOT / "presets" / "compare-versions" / "config" / "config.yaml"
 OLD, NEW = "cpu@0.3.14", "cpu@0.3.36"
 

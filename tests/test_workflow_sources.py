@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 
+import pytest
+
 from conftest import GEMMA, RPC_OPTIONS, snakemake, write_config
 from git_history import git
 from llamabench.core import records
 from test_model import HubHandler, hub  # noqa: F401 (hub is a fixture)
+
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
 def test_git_source_and_hf_model_through_snakemake(upstream: Path, git_build: dict[str, Any], hub: str,  # noqa: F811
                                                    tmp_path: Path) -> None:

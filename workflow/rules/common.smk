@@ -9,8 +9,8 @@ from snakemake.logging import logger
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from llamabench import preflight, source  # noqa: E402
-from llamabench.derive import bisect as bisect_steps  # noqa: E402
 from llamabench.core import (
+    chains,
     code_version,
     configuration,
     history,
@@ -174,112 +174,83 @@ def get_model_file_state(wildcards):
     return [stat.st_size, stat.st_mtime_ns]
 
 
+def recorded(checkpoint):
+    """A checkpoint's record by its key, for the plan's chains (core/chains.py): Snakemake waits for the record,
+    then evaluates the input function again."""
+    made = getattr(checkpoints, checkpoint)
+    return lambda **key: records.read(made.get(**key).output[0], checkpoint)
+
+
 def get_planned(kind):
     """The planned rounds of every cell of ``kind`` (bench_cell, serve_cell, rpc_cell)."""
     return [cell.path for cell in PLAN.planned(kind)]
 
 
 def get_measured(kind):
-    """An input function: the planned rounds of ``kind``, and the extra rounds the re-measure checkpoint chose
-    (disturbed or noisy cells, and the cells they are compared with)."""
-
-    def measured(wildcards):
-        if not PLAN.remeasure:
-            return get_planned(kind)
-        decided = records.read(checkpoints.remeasure.get().output[0], "remeasure")
-        chosen = [
-            (d["kind"], d["build"], d["model"], d["cell"], d["last_round"])
-            for d in decided["decisions"]
-        ]
-        extra = [cell.path for cell in PLAN.extra_rounds(chosen) if cell.kind == kind]
-        return get_planned(kind) + extra
-
-    return measured
+    """An input function: the planned rounds of ``kind`` and the extra rounds the re-measure checkpoint chose."""
+    return lambda wildcards: chains.measured(PLAN, kind, recorded("remeasure"))
 
 
-def get_cell(wildcards):
-    return PLAN.cell("bench_cell", wildcards.build, wildcards.model, wildcards.cell)
+def cell_lookup(rule):
+    """The plan's cell behind a job of a cell rule (bench_cell, its variant tune_cell, ...), by the rule's name,
+    which is its output's layout key, and the job's wildcards."""
+    return lambda wildcards: PLAN.cell_of(rule, wildcards)
 
 
-def get_serve_cell(wildcards):
-    return PLAN.cell("serve_cell", wildcards.build, wildcards.model, wildcards.cell)
+def cell_priority(rule):
+    """A cell rule's priority: round r of every cell before round r + 1 (core/plan.py)."""
+    cell = cell_lookup(rule)
+    return lambda wildcards: cell(wildcards).priority
 
 
-def get_rpc_cell(wildcards):
-    return PLAN.cell("rpc_cell", wildcards.build, wildcards.model, wildcards.cell)
+def cell_threads(rule):
+    """A llama-bench or llama-server cell's threads: those it measures with."""
+    cell = cell_lookup(rule)
+    return lambda wildcards: cell(wildcards).params["threads"]
+
+
+def cell_params(rule):
+    """What a cell rule's job measures, so that a change measures it again. Its place in the round, the seed and
+    the timeout are bookkeeping, which the job reads from the plan."""
+    cell = cell_lookup(rule)
+    return {
+        "cell": lambda wildcards: plan.thaw(cell(wildcards).params),
+        "round": lambda wildcards: cell(wildcards).round,
+        "base_cell": lambda wildcards: cell(wildcards).base,
+    }
 
 
 def get_rpc_worker_builds(wildcards):
     workers = (
         PLAN.topologies[wildcards.topology]["workers"]
         if "topology" in wildcards.keys()
-        else (get_rpc_cell(wildcards).setup["workers"])
+        else (PLAN.cell_of("rpc_cell", wildcards).setup["workers"])
     )
     names = sorted({w["build"] for w in workers if "build" in w})
     return [layout.path("build", build=name) for name in names]
 
 
-def get_serving_partners():
-    """Each serving cell's file (every round it may get) -> its llama-bench partner's file of the same round."""
-    return {
-        cell.path: layout.path("bench_cell", build=b, model=m, cell=c)
-        for cell in PLAN.serving.values()
-        for b, m, c in [cell.partner]
-    }
-
-
 def get_measured_serving_partners(wildcards):
     """The llama-bench partners of the serving cells measured (their estimates, round by round)."""
-    partners = get_serving_partners()
+    partners = PLAN.serving_partners()
     return [partners[path] for path in get_measured("serve_cell")(wildcards)]
-
-
-def get_tune_cell(wildcards):
-    return PLAN.tune_cell(
-        wildcards.study, wildcards.build, wildcards.model, wildcards.cell
-    )
 
 
 def get_tune_round_input(wildcards):
     """Decision r reads decision r - 1 and every cell measured so far (round r's among them)."""
-    round_ = int(wildcards.round)
-    build = layout.path("build", build=wildcards.build)
-    if round_ == 0:
-        return {"build": build}
-    key = dict(study=wildcards.study, build=wildcards.build, model=wildcards.model)
-    previous = checkpoints.tune_round.get(**key, round=round_ - 1).output[0]
-    state = records.read(previous, "tune_round")["state"]
-    chosen = [*state["measured"], *[(c, round_) for c in state["next"]]]
-    cells = PLAN.tune_cells(wildcards.study, wildcards.build, wildcards.model, chosen)
-    return {"build": build, "previous": previous, "cells": [c.path for c in cells]}
+    return chains.tune_round_input(
+        PLAN,
+        wildcards.study,
+        wildcards.build,
+        wildcards.model,
+        int(wildcards.round),
+        recorded("tune_round"),
+    )
 
 
 def get_tune_input(wildcards):
-    """Each race's last decision (the chain of checkpoints walked until one says the study ended) and its cells."""
-    decisions, cells = [], []
-    for study, build, model in PLAN.tune_pairs():
-        if study != wildcards.study:
-            continue
-        round_ = 0
-        while True:
-            path = checkpoints.tune_round.get(
-                study=study, build=build, model=model, round=round_
-            ).output[0]
-            state = records.read(path, "tune_round")["state"]
-            if state["ended"]:
-                break
-            round_ += 1
-        decisions.append(path)
-        cells += [
-            c.path for c in PLAN.tune_cells(study, build, model, state["measured"])
-        ]
-    return {"decisions": decisions, "cells": cells}
-
-
-def get_load_cell(wildcards):
-    return PLAN.load_cell(
-        wildcards.sweep, wildcards.build, wildcards.model, wildcards.cell
-    )
+    """Each race's last decision (its chain walked until one says the study ended) and its cells."""
+    return chains.tune_input(PLAN, wildcards.study, recorded("tune_round"))
 
 
 def get_dataset_input(wildcards):
@@ -287,39 +258,14 @@ def get_dataset_input(wildcards):
     if "sweep" in wildcards.keys():
         params = PLAN.sweeps[wildcards.sweep].params
     else:
-        params = get_serve_cell(wildcards).params
+        params = PLAN.cell_of("serve_cell", wildcards).params
     dataset = params.get("dataset")
     return {"dataset": str(Path(dataset).expanduser())} if dataset else {}
 
 
-def get_load_levels(sweep, model):
-    """A sweep's rates for one model: the config's, or every build's pilot's (their union, so builds pair)."""
-    found = PLAN.sweeps[sweep]
-    if not found.piloted:
-        return found.settings["rates"]
-    rates = set()
-    for build in found.builds:
-        pilot = checkpoints.load_pilot.get(sweep=sweep, build=build, model=model)
-        rates |= set(records.read(pilot.output[0], "load_pilot")["chosen"])
-    return sorted(rates)
-
-
 def get_load_sweep_input(wildcards):
     """Every pilot of the sweep and every round of every level of every build and model."""
-    found = PLAN.sweeps[wildcards.sweep]
-    pilots = [
-        layout.path("load_pilot", sweep=name, build=build, model=model)
-        for name, build, model in PLAN.load_pairs()
-        if name == wildcards.sweep and found.piloted
-    ]
-    cells = [
-        cell.path
-        for model in found.models
-        for cell in PLAN.load_cells(
-            wildcards.sweep, model, get_load_levels(wildcards.sweep, model)
-        )
-    ]
-    return {"pilots": pilots, "cells": cells}
+    return chains.load_sweep_input(PLAN, wildcards.sweep, recorded("load_pilot"))
 
 
 def commit_study(wildcards):
@@ -328,109 +274,33 @@ def commit_study(wildcards):
     return PLAN.commit_study(kind, wildcards.study)
 
 
-def probe_path(found, commit):
-    """A study's build of ``commit`` (shared by every study of the same source and build)."""
-    return layout.path(
-        "probe_build", source=found.source, build=found.build, commit=commit
-    )
-
-
-def probe_built(found, commit):
-    """Whether a study's commit built (a checkpoint: asked before any of its cells)."""
-    out = checkpoints.probe_build.get(
-        source=found.source, build=found.build, commit=commit
-    ).output.manifest
-    return records.read(out, "probe_build")["status"] == "ok"
-
-
 def get_commit_build(wildcards):
-    return probe_path(commit_study(wildcards), wildcards.commit)
-
-
-def get_commit_cell(wildcards):
-    found = commit_study(wildcards)
-    probe = int(wildcards.probe) if found.kind == "bisect" else None
-    return PLAN.commit_cell(
-        found.kind, found.name, wildcards.commit, wildcards.model, wildcards.cell, probe
-    )
-
-
-def bisect_measurement(study, state):
-    """The builds and cells of the measurement a bisect state asks for next."""
-    found = PLAN.bisects[study]
-    commits = [state["commits"][p]["commit"] for p in bisect_steps.measured(state)]
-    wanted = state["next"]
-    cells = PLAN.commit_cells(
-        "bisect",
-        study,
-        [c for c in commits if probe_built(found, c)],
-        state["cells"],
-        range(1, wanted["rounds"] + 1),
-        probe=wanted["probe"],
-    )
-    return [probe_path(found, c) for c in commits], [c.path for c in cells]
+    return chains.probe_path(commit_study(wildcards), wildcards.commit)
 
 
 def get_bisect_step_input(wildcards):
-    """Step 0 reads what chooses its range or cells (a history study, the comparisons); step n the state of step
-    n - 1 and the measurement it asked for."""
-    found = PLAN.bisects[wildcards.study]
-    step = int(wildcards.step)
-    if step == 0:
-        inputs = {}
-        if "history" in found.settings:
-            inputs["history"] = layout.path(
-                "history_study", study=found.settings["history"]
-            )
-        if "comparison" in found.settings:
-            inputs["comparisons"] = layout.path("comparisons")
-        return inputs
-    previous = checkpoints.bisect_step.get(study=wildcards.study, step=step - 1).output[
-        0
-    ]
-    state = records.read(previous, "bisect_step")["state"]
-    builds, cells = bisect_measurement(wildcards.study, state)
-    return {"previous": previous, "builds": builds, "cells": cells}
+    """Step 0 reads what chooses its range or cells; step n the state of step n - 1 and what it asked for."""
+    return chains.bisect_step_input(
+        PLAN,
+        wildcards.study,
+        int(wildcards.step),
+        recorded("bisect_step"),
+        recorded("probe_build"),
+    )
 
 
 def get_bisect_study_input(wildcards):
-    """Every step until the one that ended the study, and every build and cell they measured."""
-    steps, builds, cells = [], [], []
-    step = 0
-    while True:
-        path = checkpoints.bisect_step.get(study=wildcards.study, step=step).output[0]
-        steps.append(path)
-        state = records.read(path, "bisect_step")["state"]
-        if state["ended"]:
-            return {"steps": steps, "builds": sorted(set(builds)), "cells": cells}
-        found_builds, found_cells = bisect_measurement(wildcards.study, state)
-        builds += found_builds
-        cells += found_cells
-        step += 1
+    """Every step until the one that ended the study, and every build and cell they measured, each once."""
+    return chains.bisect_study_input(
+        PLAN, wildcards.study, recorded("bisect_step"), recorded("probe_build")
+    )
 
 
 def get_history_study_input(wildcards):
     """The range, every commit's build, and every round of every cell of the commits that built."""
-    found = PLAN.histories[wildcards.study]
-    commits = [
-        c["commit"]
-        for c in records.read(
-            checkpoints.history_range.get(study=wildcards.study).output[0],
-            "history_range",
-        )["commits"]
-    ]
-    cells = PLAN.commit_cells(
-        "history",
-        wildcards.study,
-        [c for c in commits if probe_built(found, c)],
-        list(found.cells),
-        range(1, found.settings["rounds"] + 1),
+    return chains.history_study_input(
+        PLAN, wildcards.study, recorded("history_range"), recorded("probe_build")
     )
-    return {
-        "range": layout.path("history_range", study=wildcards.study),
-        "builds": [probe_path(found, c) for c in commits],
-        "cells": [c.path for c in cells],
-    }
 
 
 wildcard_constraints:

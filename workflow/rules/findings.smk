@@ -3,6 +3,7 @@ rule findings:
         stats=layout.pattern("stats"),
         comparisons=layout.pattern("comparisons"),
         metrics=layout.pattern("metrics"),
+        serving=layout.pattern("serving_summary"),
         memory=layout.pattern("memory_table"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],

@@ -11,7 +11,7 @@ rule rpc_cell:
         layout.pattern("rpc_cell"),
     log:
         layout.log_pattern("rpc_cell"),
-    priority: lambda wildcards: get_rpc_cell(wildcards).priority
+    priority: cell_priority("rpc_cell")
     conda:
         "../../envs/llamabench.yaml"
     # the client and every worker share this machine: the cell takes all of it
@@ -20,10 +20,8 @@ rule rpc_cell:
         **platform_resources(),
         bench_slot=1,
     params:
-        cell=lambda wildcards: plan.thaw(get_rpc_cell(wildcards).params),
-        round=lambda wildcards: get_rpc_cell(wildcards).round,
-        base_cell=lambda wildcards: get_rpc_cell(wildcards).base,
-        rpc=lambda wildcards: plan.thaw(get_rpc_cell(wildcards).setup),
+        **cell_params("rpc_cell"),
+        rpc=lambda wildcards: plan.thaw(PLAN.cell_of("rpc_cell", wildcards).setup),
         version=get_rule_version("rpc_cell"),
     message:
         "RPC cell {wildcards.build}/{wildcards.model}/{wildcards.cell}"

@@ -13,7 +13,7 @@ rule serving_summary:
     resources:
         bench_slot=1,
     params:
-        partners=get_serving_partners(),
+        partners=PLAN.serving_partners(),
         max_share=PLAN.benchmark["disturbance"]["max_share"],
         min_requests=plan.thaw(PLAN.config["serving"]["min_requests"]),
         version=get_rule_version("serving_summary"),

@@ -10,20 +10,17 @@ before it, which probe builds failed, and the rounds measured.
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from typing import Any
 
-from llamabench.core import bisect, plan, records
+from llamabench.core import bisect, metrics, plan, records
 from llamabench.core.status import Status
 from llamabench.derive import bisect as steps
-from llamabench.derive import samples
+from llamabench.derive import samples, tables
 from llamabench.derive.statistics import REGRESSED
 from llamabench.prepare import commits
 
 log = logging.getLogger(__name__)
-
-LLAMA_BENCH_TEST = re.compile(r"^(pp|tg)\d+$")  # pp128, tg32: a llama-bench cell's row (a serving row says tg_ts)
 
 
 def bisect_step(smk: Any) -> None:
@@ -35,7 +32,7 @@ def bisect_step(smk: Any) -> None:
     else:
         previous = records.read(smk.input.previous, "bisect_step")["state"]
         built = {r["commit"]: r["status"] for r in (records.read(p, "probe_build") for p in smk.input.builds)}
-        failed = [p for p in steps.measured(previous) if built[previous["commits"][p]["commit"]] != Status.OK]
+        failed = [p for p in bisect.measured(previous) if built[previous["commits"][p]["commit"]] != Status.OK]
         obs = steps.observations(smk.input.cells, previous["metric"],
                                  samples.disturbance_limit(smk.params.max_share, smk.params.action))
         state = steps.advance(found, previous, obs, failed)
@@ -52,7 +49,8 @@ def first(found: bisect.Study, inputs: Any) -> dict[str, Any]:
     if "comparisons" in inputs.keys():
         cells, metric = regressed(inputs.comparisons, found.settings["comparison"])
         if not cells:
-            why_not = f"no regression found: comparison {found.settings['comparison']} has no regressed llama-bench cell"
+            why_not = (f"no regression found: comparison {found.settings['comparison']} has no regressed "
+                       "llama-bench cell")
     good, bad = found.settings.get("good"), found.settings.get("bad")
     if "history" in inputs.keys():
         change = largest_slowdown(records.read(inputs.history, "history_study"))
@@ -66,14 +64,14 @@ def first(found: bisect.Study, inputs: Any) -> dict[str, Any]:
 
 
 def regressed(path: str, name: str) -> tuple[list[str], str]:
-    """The llama-bench cells a named comparison found regressed, and their metric (the one most of them share)."""
-    table = records.read_table(path, "comparison_row")
-    rows = table[(table["comparison"] == "build vs build") & (table["name"] == name)
-                 & (table["verdict"] == REGRESSED)]
-    tests = [(cell, match[1]) for cell, test in zip(rows["baseline_cell"], rows["test"])
-             if (match := LLAMA_BENCH_TEST.match(str(test)))]
+    """The llama-bench cells a named comparison found regressed in a pp or tg test (a combined test is neither),
+    and their metric (the one most of them share)."""
+    rows = tables.named_comparison(records.read_table(path, "comparison_row"), name)
+    rows = rows[rows["verdict"] == REGRESSED]
+    tests = [(cell, kind) for cell, test in zip(rows["baseline_cell"], rows["test"])
+             if (kind := metrics.test_kind(test)) in metrics.SINGLE]
     if not tests:
-        return [], "tg"
+        return [], metrics.TG
     metric = Counter(test for _, test in tests).most_common(1)[0][0]
     return sorted({cell for cell, test in tests if test == metric}), metric
 

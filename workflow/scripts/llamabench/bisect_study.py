@@ -22,7 +22,8 @@ def bisect_study(smk: Any) -> None:
         builds.append({"commit": probe["commit"], "position": position[probe["commit"]], "status": probe["status"],
                        "cache_hit": bool(probe["built"] and probe["built"]["cache_hit"]), "name": probe["name"]})
     builds.sort(key=lambda b: b["position"])
-    # a step that gave a probe another round asked for its earlier rounds again: each measured cell once
+    # each measured cell once: the plan lists each once (core/chains.py, though a step that gave a probe another
+    # round asked for its earlier rounds again); a guard, so that no input counts or times a cell twice
     cells = list(dict.fromkeys(smk.input.cells))
     probes = [{**p, "subject": commits[p["target"]]["subject"] if p["target"] is not None else None}
               for p in state["probes"]]

@@ -1,7 +1,9 @@
 """Glue between Snakemake and this package.
 
 Every rule's ``script:`` is ``workflow/scripts/rule.py``, which calls
-:func:`run_rule`: the rule ``X`` runs the function ``llamabench.X.X(snakemake)``.
+:func:`run_rule`: the rule ``X`` runs the function ``llamabench.X.X(snakemake)``,
+and a variant of a measuring program's rule (``use rule bench_cell as tune_cell``)
+its program's (``llamabench.bench_cell.bench_cell``: core/code_version.py's ``module_of``).
 Here the rule's log is opened, SIGTERM becomes an exception so that cleanup
 code runs, and a :class:`UserError` becomes one clear sentence on the console
 and in the log instead of a traceback.
@@ -16,6 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from llamabench.core.code_version import module_of
 from llamabench.core.errors import UserError
 from llamabench.core.status import Status
 
@@ -23,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def run_rule(smk: Any) -> None:
-    module = importlib.import_module(f"llamabench.{smk.rule}")
-    run_step(smk, getattr(module, smk.rule))
+    name = module_of(smk.rule)
+    run_step(smk, getattr(importlib.import_module(f"llamabench.{name}"), name))
 
 
 def run_step(smk: Any, step: Callable[[Any], Any]) -> None:

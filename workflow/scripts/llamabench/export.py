@@ -6,8 +6,9 @@ That script joins two commits' rows only where every key property is equal,
 so records of older trees are normalised to the current schema: fields they
 lack get the cell's own value where they are an axis (core/axes.py ``json_field``:
 ``load_mode`` of a mid-2025 tree is the cell's load mode) and llama-bench's
-defaults otherwise, fields renamed or retyped since get one spelling, and a model gets one ``model_type`` (older trees print ``?B`` for
-sizes they do not know). Benchmark cells only: RPC cells are another experiment.
+defaults otherwise, fields renamed or retyped since get one spelling, and a model gets one
+``model_type`` (older trees print ``?B`` for sizes they do not know). Benchmark cells only: RPC cells are
+another experiment.
 
 ``llama-bench-builds.sqlite`` is the same table with ``build_commit`` replaced
 by a per-build label of equal length (the real one kept in ``source_commit``): the

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, options, records
+from llamabench.core import axes, metrics, options, records
 from llamabench.derive import statistics, tables
 from llamabench.derive.plots import empty_note, finish, plt, save
 
@@ -57,7 +57,7 @@ def plot_comparison(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: d
     ax.grid(alpha=0.3, axis="x")
     if rows.empty:
         empty_note(ax, "no cell measured on both builds over two or more rounds")
-    save(fig, png, svg)
+    save(fig, png, svg, has_data=not rows.empty)
 
 
 # An axis whose figure is drawn over what the cells did rather than what they asked for.
@@ -80,7 +80,7 @@ def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: P
     data = tables.sweep(cells, {x_axis, split} - {None}, base)
     data = data.assign(x=x_values(data, x_axis))
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (kind, label) in zip(panels, [("pp", "prompt processing"), ("tg", "text generation")]):
+    for ax, (kind, label) in zip(panels, [(metrics.PP, "prompt processing"), (metrics.TG, "text generation")]):
         part = tables.single_tests(data)
         part = part[part["kind"] == kind]
         keys = ["build", "model"] + ([split] if split else [])
@@ -102,7 +102,8 @@ def plot(cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path, svg: P
             ax.legend(fontsize=8)
         else:
             empty_note(ax)
-    save(fig, png, svg)
+    # Only the default value is no sweep: the report leaves such a figure out.
+    save(fig, png, svg, has_data=tables.swept(cells, name, base))
 
 
 def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
@@ -123,7 +124,7 @@ def plot_serving_ttft(serving: pd.DataFrame, png: Path, svg: Path) -> None:
     ax.set_ylabel("time to first token, ms (median, bar to p90)")
     ax.set_title("time to first token vs prompt length")
     finish(ax, ok.empty, "no successful serving cells")
-    save(fig, png, svg)
+    save(fig, png, svg, has_data=not ok.empty)
 
 
 def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
@@ -142,29 +143,42 @@ def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
         ax.set_ylabel(f"{label}, ms")
         ax.set_title(f"{label} vs throughput (cN = concurrency)")
         finish(ax, ok.empty, "no successful serving cells")
-    save(fig, png, svg)
+    save(fig, png, svg, has_data=not ok.empty)
 
 
 def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
-    """pp and tg per topology and device selection beside the local partner; tg against the link rate
-    with its bandwidth ceiling; megabytes per generated token against the workers used."""
-    ok = rpc.copy()
-    fig, panels = plt.subplots(2, 2, figsize=(12, 8))
-    ok["label"] = ok["topology"] + ok["link_rate"].map(lambda r: "" if r == "unlimited" else f" {r}") + " -dev " + \
-        ok["devices"]
-    for ax, test in zip(panels[0], ("pp", "tg")):
-        data = ok.dropna(subset=[f"{test}_ts"]).sort_values(["topology", "link_rate", "workers_used"])
-        ax.barh(data["label"], data[f"{test}_ts"], xerr=data[f"{test}_stddev_ts"], capsize=3,
-                color=["grey" if d == "none" else "tab:blue" for d in data["devices"]])
-        ax.set_xlabel(f"{test} tokens/s (mean ± stddev); grey: -dev none (local)")
-        ax.set_title(f"{'prompt processing' if test == 'pp' else 'text generation'} per topology")
-        ax.grid(alpha=0.3, axis="x")
-        if data.empty:
-            empty_note(ax, "no successful RPC cells")
-    ax = panels[1][0]
-    links = ok[(ok["devices"] != "none")].dropna(subset=["tg_ts"])
+    """The RPC panels that have data, two a row: pp and tg per topology and device selection beside the local
+    partner; tg against the link rate with its bandwidth ceiling (capped netns links only); tg and megabytes per
+    generated token against the workers used. A panel without data is not drawn at all."""
+    ok = rpc.assign(label=rpc["topology"] + rpc["link_rate"].map(lambda r: "" if r == "unlimited" else f" {r}")
+                    + " -dev " + rpc["devices"])
+    links = ok[ok["devices"] != "none"].dropna(subset=["tg_ts"])
     links = links.assign(rate=links["link_rate"].map(lambda r: (options.rate_bits(r) or float("nan")) / 1e6))
-    links = links.dropna(subset=["rate"])
+    panels = [(lambda ax, data: rpc_speeds(ax, data, metrics.PP), ok.dropna(subset=[metrics.PP_TS.name])),
+              (lambda ax, data: rpc_speeds(ax, data, metrics.TG), ok.dropna(subset=[metrics.TG_TS.name])),
+              (rpc_links, links.dropna(subset=["rate"])), (rpc_scaling, ok.dropna(subset=["tg_ts"]))]
+    shown = [(draw, data) for draw, data in panels if not data.empty]
+    rows = max(1, (len(shown) + 1) // 2)
+    fig, grid = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    for ax, (draw, data) in zip(grid.flat, shown):
+        draw(ax, data)
+    for ax in list(grid.flat)[len(shown):]:
+        ax.remove()
+    save(fig, png, svg, has_data=bool(shown))
+
+
+def rpc_speeds(ax: Any, data: pd.DataFrame, test: str) -> None:
+    """``test`` t/s per topology and device selection, the local partner grey."""
+    data = data.sort_values(["topology", "link_rate", "workers_used"])
+    ax.barh(data["label"], data[f"{test}_ts"], xerr=data[f"{test}_stddev_ts"], capsize=3,
+            color=["grey" if d == "none" else "tab:blue" for d in data["devices"]])
+    ax.set_xlabel(f"{test} tokens/s (mean ± stddev); grey: -dev none (local)")
+    ax.set_title(f"{'prompt processing' if test == metrics.PP else 'text generation'} per topology")
+    ax.grid(alpha=0.3, axis="x")
+
+
+def rpc_links(ax: Any, links: pd.DataFrame) -> None:
+    """Generation against the capped link rate, beside the ceiling the link's bytes per token allow."""
     for (topology, devices), line in links.groupby(["topology", "devices"]):
         line = line.sort_values("rate")
         ax.plot(line["rate"], line["tg_ts"], marker="o", label=f"{topology} -dev {devices}: measured tg")
@@ -174,19 +188,20 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
     ax.set_xlabel("link rate, Mbit/s (tbf cap, bandwidth only)")
     ax.set_ylabel("tg tokens/s")
     ax.set_title("generation vs link bandwidth")
-    finish(ax, links.empty, "no capped (netns) links in this run")
-    ax = panels[1][1]
-    scaling = ok.dropna(subset=["tg_ts"])
+    finish(ax, False, "")
+
+
+def rpc_scaling(ax: Any, scaling: pd.DataFrame) -> None:
+    """Generation (and, dotted on a second axis, megabytes over the links per token) against the workers used."""
     for (topology, rate), line in scaling.groupby(["topology", "link_rate"]):
-        line = line.groupby("workers_used", as_index=False).agg(tg_ts=("tg_ts", "max"),
-                                                                mb=("mb_per_generated_token", "max"))
+        line = line.groupby("workers_used", as_index=False).agg(tg_ts=("tg_ts", "max"))
         ax.plot(line["workers_used"], line["tg_ts"], marker="o", label=f"{topology} {rate}: tg t/s")
     ax.set_xlabel("RPC workers used (0 = local partner)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("tg tokens/s")
     ax.set_title("scaling over workers")
     ax.grid(alpha=0.3)
-    traffic = ok.dropna(subset=["mb_per_generated_token"])
+    traffic = scaling.dropna(subset=["mb_per_generated_token"])
     if not traffic.empty:
         twin = ax.twinx()
         for (topology, rate), line in traffic.groupby(["topology", "link_rate"]):
@@ -194,8 +209,4 @@ def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:
             twin.plot(line["workers_used"], line["mb_per_generated_token"], linestyle=":", marker="s",
                       label=f"{topology} {rate}: MB/token")
         twin.set_ylabel("MB over the links per generated token (dotted)")
-    if scaling.empty:
-        empty_note(ax, "no successful RPC cells")
-    else:
-        ax.legend(fontsize=7, loc="upper left")
-    save(fig, png, svg)
+    ax.legend(fontsize=7, loc="upper left")

@@ -3,8 +3,10 @@
 The one owner of conclusions: which setting is fastest (and whether a test
 supports it), the best value of each sweep, the lowest served TTFT and the most
 throughput under a TTFT limit, how each serving setting compares with the serving
-defaults, how a measured TTFT compares with llama-bench's estimate, what RPC costs
-against the local partner, the largest change of each version comparison, how well
+defaults (at the same workload), how TTFT grows per prompt token and what
+throughput and TTFT each concurrency sees (workloads are described, never
+compared: core/axes.py), how a measured TTFT compares with llama-bench's
+estimate, what RPC costs against the local partner, the largest change of each version comparison, how well
 memory was predicted, what each tuning study found. Each row carries its numbers, its interval and test where
 there is one, and a sentence. ``results/figures_table.csv``
 and ``.md`` are a view of this table; the report renders it and picks rows by
@@ -13,6 +15,7 @@ their ``question``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,18 +23,23 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, files, matrix, records
-from llamabench.derive import bisect, changes, memory_accuracy, statistics, tables
+from llamabench.core import axes, comparisons, files, matrix, questions, records
+from llamabench.core.metrics import (AGGREGATE_TPS, CAPACITY, OBJECTIVES, SINGLE, TEST_WORDS, TG_TS, TTFT_P50, TTFT_P90,
+                                     Metric, speed, test_kind)
+from llamabench.core.questions import Question
+from llamabench.derive import bisect, changes, memory_accuracy, statistics, tables, workloads
 
 
 def findings(smk: Any) -> None:
     """Rule ``findings``: results/findings.csv and its figures-table view (CSV and Markdown)."""
     cells = tables.current(records.read_table(Path(smk.input.stats), "stats_row"))
     metrics = tables.current(records.read_table(Path(smk.input.metrics), "metric_row"))
+    serving = tables.current(records.read_table(Path(smk.input.serving), "serving_row"))
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
     base = dict(smk.params.baseline)
-    rows = [*best_settings(cells, pairs, base), *best_serving(metrics, smk.params.ttft_p90_limit_ms),
-            *serving_vs_defaults(pairs, metrics), *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
+    rows = [*best_settings(cells, pairs, base), *best_serving(serving, metrics, smk.params.ttft_p90_limit_ms),
+            *serving_vs_defaults(pairs, metrics), *prompt_cost(serving, metrics), *concurrency_effect(serving, metrics),
+            *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
             *largest_changes(pairs), *best_sweeps(cells, pairs, base),
             *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row")),
             *tuned([records.read(path, "tune") for path in smk.input.tune]),
@@ -48,8 +56,8 @@ def findings(smk: Any) -> None:
         tmp.write_text(shown.to_markdown(index=False) + "\n" if not view.empty else "No successful cells.\n")
 
 
-def finding(question: str, build: str, model: str, label: str, statement: str, **fields: Any) -> dict[str, Any]:
-    return records.new("finding_row", {"question": question, "build": build, "model": model, "label": label,
+def finding(question: Question, build: str, model: str, label: str, statement: str, **fields: Any) -> dict[str, Any]:
+    return records.new("finding_row", {"question": question.name, "build": build, "model": model, "label": label,
                                        "statement": statement, **fields})
 
 
@@ -63,17 +71,17 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, A
     ratio), or that no setting is."""
     rows = []
     base_id = matrix.cell_id(base)
-    own = pairs[pairs["comparison"] == "setting vs defaults"]
+    own = pairs[pairs["comparison"] == comparisons.SETTING_VS_DEFAULTS.name]
     for _, ref in cells[cells["cell"] == base_id].iterrows():
         build, model, test = ref["build"], ref["model"], ref["test"]
-        metric = tables.metric(test)
+        metric = speed(test_kind(test)).label
         tested = own[(own["baseline_build"] == build) & (own["model"] == model) & (own["test"] == test)]
         winners = tested[tested["verdict"] == statistics.IMPROVED]
         common = {"metric": metric, "subject": test, "reference_value": round(float(ref["mean_ts"]), 2),
                   "evidence": "comparisons.csv"}
         if winners.empty:
             rows.append(finding(
-                "best_setting", build, model, metric,
+                questions.BEST_SETTING, build, model, metric,
                 f"{build} / {model}: no setting is significantly faster than the defaults for {metric} "
                 f"({test}, {ref['mean_ts']:.1f} t/s).",
                 answer=f"defaults ({statistics.NO_DIFFERENCE} found)", cell=base_id, value=common["reference_value"],
@@ -86,7 +94,7 @@ def best_settings(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, A
         fields = {"ratio": round(float(best["ratio"]), 3), "ratio_ci_low": best["ratio_ci_low"],
                   "ratio_ci_high": best["ratio_ci_high"]}
         rows.append(finding(
-            "best_setting", build, model, metric,
+            questions.BEST_SETTING, build, model, metric,
             f"{build} / {model}: {setting} is the fastest setting for {metric} ({test}): {fields['ratio']:.2f}× "
             f"the defaults{_ci(fields)}.",
             answer=setting, cell=best["candidate_cell"], value=round(float(best["candidate_mean"]), 2),
@@ -98,7 +106,7 @@ def best_sweeps(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, Any
     """The lab report's questions: per swept figure (best threads, best batch, best GPU layers), build, model
     and metric, the fastest value of that sweep, and whether it beats the defaults significantly."""
     rows = []
-    own = pairs[pairs["comparison"] == "setting vs defaults"]
+    own = pairs[pairs["comparison"] == comparisons.SETTING_VS_DEFAULTS.name]
     base_id = matrix.cell_id(base)
     for name, (x_axis, split, _) in axes.FIGURES.items():
         data = tables.single_tests(tables.sweep(cells, {x_axis, split} - {None}, base))
@@ -113,23 +121,30 @@ def best_sweeps(cells: pd.DataFrame, pairs: pd.DataFrame, base: Mapping[str, Any
             setting = tables.setting_text(best, base)
             ratio = round(float(best["mean_ts"] / ref.iloc[0]["mean_ts"]), 3) if len(ref) else None
             verdict = tested.iloc[0]["verdict"] if len(tested) else None
-            label = f"best {name} for {kind} t/s"
+            metric = speed(kind).label
             rows.append(finding(
-                "best_sweep", build, model, label,
+                questions.BEST_SWEEP, build, model, f"best {name} for {metric}",
                 sweep_sentence(build, model, name, kind, setting, best, ratio, tested.iloc[0] if len(tested) else None),
-                subject=name, metric=f"{kind} t/s", answer=setting, cell=best["cell"],
+                subject=name, metric=metric, answer=setting, cell=best["cell"],
                 value=round(float(best["mean_ts"]), 2),
                 reference_value=round(float(ref.iloc[0]["mean_ts"]), 2) if len(ref) else None, ratio=ratio,
-                significant=significant, verdict=verdict,
+                significant=significant, verdict=verdict, **_paired_interval(tested),
                 p_adjusted=tested.iloc[0]["p_adjusted"] if len(tested) else None, evidence=f"figures/{name}.png"))
     return rows
+
+
+def _paired_interval(tested: pd.DataFrame) -> dict[str, Any]:
+    """The ratio's 95 % CI of the paired test of a sweep's best value against the defaults, where one ran."""
+    if tested.empty or pd.isna(tested.iloc[0]["ratio_ci_low"]):
+        return {}
+    return {"ratio_ci_low": tested.iloc[0]["ratio_ci_low"], "ratio_ci_high": tested.iloc[0]["ratio_ci_high"]}
 
 
 def sweep_sentence(build: str, model: str, name: str, kind: str, setting: str, best: Mapping[str, Any],
                    ratio: float | None, test: Mapping[str, Any] | None) -> str:
     """The answer to "which <name>?" as a user would say it: use the best value where the paired test says it
     beats the defaults, else that the parameter makes no significant difference here."""
-    what = {"pp": "prompt processing", "tg": "generation"}.get(kind, f"{kind} t/s")
+    what = TEST_WORDS[kind]
     where = f"{build} / {model}"
     if test is not None and test["verdict"] == statistics.IMPROVED:
         return (f"{where}: use {setting} for {what}: {ratio:.2f}× faster than the defaults{_ci(test)}, "
@@ -137,7 +152,8 @@ def sweep_sentence(build: str, model: str, name: str, kind: str, setting: str, b
     if setting == "defaults":
         return f"{where}: the defaults are the fastest {name} for {what} ({best['mean_ts']:.1f} t/s)."
     if ratio is None:
-        return f"{where}: the best {name} for {what} is {setting} ({best['mean_ts']:.1f} t/s; no defaults cell to compare)."
+        return (f"{where}: the best {name} for {what} is {setting} ({best['mean_ts']:.1f} t/s; no defaults cell to "
+                "compare).")
     detail = f"{ratio:.2f}× the defaults{_ci(test) if test is not None else ''}"
     verdict = test["verdict"] if test is not None else "not tested"
     if verdict == statistics.NO_DIFFERENCE:
@@ -145,9 +161,9 @@ def sweep_sentence(build: str, model: str, name: str, kind: str, setting: str, b
     return f"{where}: the best {name} for {what} is {setting} ({detail}; {verdict})."
 
 
-def metric_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+def metric_table(metrics: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     """One metric of every serving or RPC cell: mean and interval over its rounds, with the setting in words."""
-    return metrics[metrics["metric"] == metric].set_index(["build", "model", "cell"])
+    return metrics[metrics["metric"] == metric.name].set_index(["build", "model", "cell"])
 
 
 def _interval(row: Mapping[str, Any], unit: str) -> str:
@@ -155,35 +171,51 @@ def _interval(row: Mapping[str, Any], unit: str) -> str:
     return "" if low is None or pd.isna(low) else f" (95 % CI {low:.0f}-{high:.0f} {unit})"
 
 
-def best_serving(metrics: pd.DataFrame, ttft_p90_limit_ms: float) -> list[dict[str, Any]]:
-    """Per build and model: the lowest measured TTFT p50, and the highest aggregate throughput among cells whose
-    TTFT p90 stays under the limit; means over rounds, with their intervals."""
+def _value_interval(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A mean's 95 % CI over rounds as a finding's value interval, where it has one."""
+    low, high = row.get("ci_low"), row.get("ci_high")
+    return {} if low is None or pd.isna(low) else {"value_ci_low": float(low), "value_ci_high": float(high)}
+
+
+def best_serving(serving: pd.DataFrame, metrics: pd.DataFrame, ttft_p90_limit_ms: float) -> list[dict[str, Any]]:
+    """Per build, model and workload (the cells that do the same work, derive/workloads.py): the setting with the
+    lowest measured TTFT p50, and the one with the highest aggregate throughput among those whose TTFT p90 stays
+    under the limit; means over rounds, with their intervals. A shorter prompt or less concurrency is not a
+    setting a user can choose, so cells of different work are never ranked together, and a workload measured
+    with one setting only has nothing to choose."""
     rows = []
-    ttft, p90, throughput = (metric_table(metrics, m) for m in ("ttft_p50_ms", "ttft_p90_ms", "aggregate_tps"))
-    for (build, model), group in ttft.reset_index().groupby(["build", "model"]):
+    ttft, p90 = described(serving, metrics, TTFT_P50), metric_table(metrics, TTFT_P90)
+    throughput = metric_table(metrics, AGGREGATE_TPS)
+    for where, group in workloads.same_work(ttft, axes.SERVING):
+        if len(group) < 2:
+            continue
+        build, model = group.iloc[0]["build"], group.iloc[0]["model"]
+        at = f" at {where}" if where else ""
         fastest = group.loc[group["mean"].idxmin()]
-        rows.append(finding("lowest_ttft", build, model, "lowest measured TTFT p50 ms",
-                            f"{build} / {model}: the lowest measured TTFT p50 is {fastest['mean']:.0f} ms"
-                            f"{_interval(fastest, 'ms')}, at {fastest['setting']}.",
-                            metric="TTFT p50 ms", answer=fastest["setting"], cell=fastest["cell"],
-                            value=round(float(fastest["mean"]), 2), evidence="figures/serving_ttft.png"))
+        rows.append(finding(questions.LOWEST_TTFT, build, model, f"lowest measured {TTFT_P50.label}",
+                            f"{build} / {model}{at}: the lowest measured TTFT p50 is {fastest['mean']:.0f} ms"
+                            f"{_interval(fastest, 'ms')}, with {fastest['setting']}.",
+                            metric=TTFT_P50.label, answer=fastest["setting"], cell=fastest["cell"],
+                            value=round(float(fastest["mean"]), 2), **_value_interval(fastest),
+                            evidence="figures/serving_ttft.png"))
         label = f"highest aggregate t/s with measured TTFT p90 <= {ttft_p90_limit_ms:g} ms"
         within = [cell for cell in group["cell"] if (build, model, cell) in p90.index
                   and p90.loc[(build, model, cell), "mean"] <= ttft_p90_limit_ms and (build, model, cell) in
                   throughput.index]
         if not within:
-            rows.append(finding("throughput_under_ttft_limit", build, model, label,
-                                f"{build} / {model}: no serving cell kept TTFT p90 under {ttft_p90_limit_ms:g} ms.",
-                                metric="aggregate t/s", answer="no cell within the limit",
+            rows.append(finding(questions.THROUGHPUT_UNDER_TTFT_LIMIT, build, model, label,
+                                f"{build} / {model}{at}: no setting kept TTFT p90 under {ttft_p90_limit_ms:g} ms.",
+                                metric=AGGREGATE_TPS.label, answer="no cell within the limit",
                                 evidence="figures/serving_latency.png"))
             continue
         best = max(within, key=lambda cell: throughput.loc[(build, model, cell), "mean"])
         row = throughput.loc[(build, model, best)]
-        rows.append(finding("throughput_under_ttft_limit", build, model, label,
-                            f"{build} / {model}: the most throughput with TTFT p90 under {ttft_p90_limit_ms:g} ms "
-                            f"is {row['mean']:.1f} t/s{_interval(row, 't/s')}, at {row['setting']}.",
-                            metric="aggregate t/s", answer=row["setting"], cell=best,
-                            value=round(float(row["mean"]), 2), evidence="figures/serving_latency.png"))
+        rows.append(finding(questions.THROUGHPUT_UNDER_TTFT_LIMIT, build, model, label,
+                            f"{build} / {model}{at}: the most throughput with TTFT p90 under {ttft_p90_limit_ms:g} "
+                            f"ms is {row['mean']:.1f} t/s{_interval(row, 't/s')}, with {row['setting']}.",
+                            metric=AGGREGATE_TPS.label, answer=row["setting"], cell=best,
+                            value=round(float(row["mean"]), 2), **_value_interval(row),
+                            evidence="figures/serving_latency.png"))
     return rows
 
 
@@ -199,18 +231,18 @@ def _compared(pair: pd.Series) -> dict[str, Any]:
 def serving_vs_defaults(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
     """Each serving setting against the serving defaults cell: TTFT p50 and aggregate throughput."""
     rows = []
-    names = {"ttft_p50_ms": ("TTFT p50 ms", "ms"), "aggregate_tps": ("aggregate t/s", "t/s")}
+    told = {metric.name: metric for metric in (TTFT_P50, AGGREGATE_TPS)}
     settings = metrics.drop_duplicates(["build", "model", "cell"]).set_index(["build", "model", "cell"])["setting"]
-    own = pairs[(pairs["comparison"] == "serving setting vs defaults") & pairs["test"].isin(list(names))]
+    own = pairs[(pairs["comparison"] == comparisons.SERVING_SETTING_VS_DEFAULTS.name) & pairs["test"].isin(list(told))]
     for pair in own.itertuples(index=False):
         pair = pd.Series(pair._asdict())
         key = (pair["candidate_build"], pair["model"], pair["candidate_cell"])
         setting = settings.get(key, pair["candidate_cell"])
         reference = settings.get((pair["baseline_build"], pair["model"], pair["baseline_cell"]), "the defaults")
-        metric, unit = names[pair["test"]]
+        metric, unit = told[pair["test"]].label, told[pair["test"]].unit
         numbers = _compared(pair)
         rows.append(finding(
-            "serving_vs_defaults", key[0], key[1], f"{metric}: serving setting vs defaults",
+            questions.SERVING_VS_DEFAULTS, key[0], key[1], f"{metric}: serving setting vs defaults",
             f"{key[0]} / {key[1]}: {metric} at {setting} is {pair['candidate_mean']:.1f} {unit}, "
             f"{numbers['ratio']:.2f}× the defaults' ({reference}){_ci(pair)}: {pair['verdict']}."
             if numbers["ratio"] else f"{key[0]} / {key[1]}: {metric} at {setting}: {pair['verdict']}.",
@@ -221,12 +253,89 @@ def serving_vs_defaults(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict
     return rows
 
 
+def serving_axes(serving: pd.DataFrame) -> pd.DataFrame:
+    """Each serving cell's axes as it had them (a row per build, model and cell): what its work and settings were."""
+    names = axes.names(axes.SERVING)
+    first = serving.drop_duplicates(["build", "model", "base_cell"])
+    return pd.DataFrame([{"build": row["build"], "model": row["model"], "cell": row["base_cell"],
+                          **{name: tables.value(row, name) for name in names}} for _, row in first.iterrows()],
+                        columns=["build", "model", "cell", *names])
+
+
+def described(serving: pd.DataFrame, metrics: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """A row per serving cell: its axes beside its statistics over rounds of ``metric`` (metrics.csv)."""
+    return serving_axes(serving).merge(metrics[metrics["metric"] == metric.name], on=["build", "model", "cell"])
+
+
+def _listed(values: list[int]) -> str:
+    """At least two values in words: ``32 and 128``, ``32, 64 and 128``."""
+    return f"{', '.join(str(v) for v in values[:-1])} and {values[-1]}"
+
+
+def prompt_cost(serving: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per build, model and set of serving cells that differ in prompt length alone: how much TTFT p50 grows per
+    prompt token, with its interval (derive/workloads.py). A prompt length describes the work, so it is described
+    here and never compared with the defaults as a setting."""
+    rows = []
+    cells = described(serving, metrics, TTFT_P50)
+    for where, group in workloads.varying(cells, "prompt_tokens", axes.SERVING):
+        points = [(row.prompt_tokens, r, v) for row in group.itertuples()
+                  for r, v in zip(json.loads(row.rounds_used), json.loads(row.round_values))]
+        fit = workloads.per_unit(*zip(*points))
+        if fit is None:  # two lengths measured in no common round: nothing paired to describe
+            continue
+        build, model = group.iloc[0]["build"], group.iloc[0]["model"]
+        ci = (f" (95 % CI {fit['ci_low']:.2f}-{fit['ci_high']:.2f})" if fit["ci_low"] is not None
+              else " (one round: no interval)")
+        how = (f"a line through {fit['points']} round values" if fit["method"] == workloads.FIT
+               else f"the difference per token, paired over {fit['points']} rounds")
+        rows.append(finding(
+            questions.TTFT_PER_PROMPT_TOKEN, build, model, f"{TTFT_P50.label} per prompt token",
+            f"{build} / {model}: TTFT p50 grows by {fit['slope']:.2f} ms per prompt token{ci} over prompts of "
+            f"{_listed([int(x) for x in fit['levels']])} tokens{f', at {where}' if where else ''} ({how}).",
+            subject="prompt_tokens", metric=f"{TTFT_P50.label} per prompt token", answer=f"{fit['slope']:.3g} ms/token",
+            value=fit["slope"], value_ci_low=fit["ci_low"], value_ci_high=fit["ci_high"],
+            evidence="figures/serving_ttft.png"))
+    return rows
+
+
+def concurrency_effect(serving: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per build, model and set of serving cells that differ in concurrency alone: aggregate throughput and TTFT p50
+    at each concurrency, means over rounds with their intervals. Concurrency describes the load, so it is described,
+    never called an improvement."""
+    rows = []
+    throughput = described(serving, metrics, AGGREGATE_TPS)
+    ttft = metric_table(metrics, TTFT_P50)
+    for where, group in workloads.varying(throughput, "concurrency", axes.SERVING):
+        group = group.sort_values("concurrency")
+        build, model = group.iloc[0]["build"], group.iloc[0]["model"]
+        waits = [ttft.loc[(build, model, cell)] for cell in group["cell"] if (build, model, cell) in ttft.index]
+        said = f" with TTFT p50 {_through(waits)} ms" if len(waits) == len(group) else ""
+        first, last = group.iloc[0], group.iloc[-1]
+        rows.append(finding(
+            questions.CONCURRENCY_EFFECT, build, model, "aggregate t/s and TTFT p50 against concurrency",
+            f"{build} / {model}{f', at {where}' if where else ''}: concurrency "
+            f"{' → '.join(str(c) for c in group['concurrency'])} serves {_through([r for _, r in group.iterrows()])} "
+            f"aggregate t/s{said} (means over rounds, 95 % CI in brackets).",
+            subject="concurrency", metric=AGGREGATE_TPS.label, answer=f"concurrency {last['concurrency']}",
+            cell=last["cell"], value=round(float(last["mean"]), 2), value_ci_low=last["ci_low"],
+            value_ci_high=last["ci_high"], reference_value=round(float(first["mean"]), 2),
+            evidence="figures/serving_latency.png"))
+    return rows
+
+
+def _through(means: list[Mapping[str, Any]]) -> str:
+    """Means over rounds in order, each with its interval: ``104 [98, 111] → 180 [170, 190]``."""
+    return " → ".join(f"{m['mean']:.3g}" + ("" if pd.isna(m["ci_low"]) else
+                                           f" [{m['ci_low']:.3g}, {m['ci_high']:.3g}]") for m in means)
+
+
 def served_vs_estimate(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:
     """Each serving cell's measured TTFT p50 against llama-bench's estimate of the same round (prompt at pp
     speed plus one token at tg speed): how far what a user waits is from what llama-bench predicts."""
     rows = []
     settings = metrics.drop_duplicates(["build", "model", "cell"]).set_index(["build", "model", "cell"])["setting"]
-    for pair in pairs[pairs["comparison"] == "served vs estimate"].itertuples(index=False):
+    for pair in pairs[pairs["comparison"] == comparisons.SERVED_VS_ESTIMATE.name].itertuples(index=False):
         pair = pd.Series(pair._asdict())
         key = (pair["candidate_build"], pair["model"], pair["candidate_cell"])
         setting = settings.get(key, key[2])
@@ -234,11 +343,11 @@ def served_vs_estimate(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[
         if numbers["ratio"] is None:
             continue
         rows.append(finding(
-            "served_vs_estimate", key[0], key[1], "measured TTFT / llama-bench estimate",
+            questions.SERVED_VS_ESTIMATE, key[0], key[1], "measured TTFT / llama-bench estimate",
             f"{key[0]} / {key[1]}: at {setting} a user waits {pair['candidate_mean']:.0f} ms for the first token, "
             f"{numbers['ratio']:.2f}× llama-bench's estimate of {pair['baseline_mean']:.0f} ms{_ci(pair)}: "
             f"{pair['verdict']}.",
-            subject=setting, metric="TTFT p50 ms", answer=setting, cell=key[2],
+            subject=setting, metric=TTFT_P50.label, answer=setting, cell=key[2],
             value=round(float(pair["candidate_mean"]), 2), reference_value=round(float(pair["baseline_mean"]), 2),
             evidence="figures/serving_ttft.png", **numbers))
     return rows
@@ -249,7 +358,7 @@ def rpc_vs_local(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, A
     client alone on its CPU (-dev none), paired by round."""
     rows = []
     settings = metrics.drop_duplicates(["build", "model", "cell"]).set_index(["build", "model", "cell"])["setting"]
-    through = pairs[(pairs["comparison"] == "rpc vs local") & (pairs["test"] == "tg_ts")].dropna(
+    through = pairs[(pairs["comparison"] == comparisons.RPC_VS_LOCAL.name) & (pairs["test"] == TG_TS.name)].dropna(
         subset=["candidate_mean"])
     through = through.assign(topology=through["candidate_cell"].str.extract(r"_topology-([^_]+)")[0])
     for (build, model, topology), group in through.groupby(["candidate_build", "model", "topology"]):
@@ -257,23 +366,29 @@ def rpc_vs_local(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, A
         setting = settings.get((build, model, pair["candidate_cell"]), pair["candidate_cell"])
         numbers = _compared(pair)
         rows.append(finding(
-            "rpc_vs_local", build, model, f"RPC vs local tg t/s ({topology})", rpc_sentence(build, model, setting, pair),
-            subject=topology, metric="tg t/s", answer=setting, cell=pair["candidate_cell"],
+            questions.RPC_VS_LOCAL, build, model, f"RPC vs local {TG_TS.label} ({topology})",
+            rpc_sentence(build, model, setting, pair), subject=topology, metric=TG_TS.label, answer=setting,
+            cell=pair["candidate_cell"],
             value=round(float(pair["candidate_mean"]), 2), reference_value=round(float(pair["baseline_mean"]), 2),
             evidence="figures/rpc.png", **numbers))
     return rows
 
 
 def rpc_sentence(build: str, model: str, setting: str, pair: Mapping[str, Any]) -> str:
-    """What RPC costs in generation speed as a share of the client alone, with the interval of that share."""
+    """What RPC costs in generation speed as a share of the client alone, with the interval of that share, and
+    whether the paired test finds it: spreading a model over machines is judged by its cost, not called improved or
+    regressed (the row's verdict field keeps the test's word)."""
     ratio, low, high = (pair[k] for k in ("ratio", "ratio_ci_low", "ratio_ci_high"))
     slower = ratio < 1
     change = f"costs {1 - ratio:.0%} of" if slower else f"adds {ratio - 1:.0%} to"
     bounds = sorted(abs(1 - b) for b in (low, high)) if pd.notna(low) else None
     ci = f", 95 % CI {bounds[0]:.0%}-{bounds[1]:.0%}" if bounds and (low < 1) == (high < 1) else (
         f", 95 % CI {low:.2f}-{high:.2f}×" if bounds else "")
+    found = {statistics.IMPROVED: "significant", statistics.REGRESSED: "significant",
+             statistics.NO_DIFFERENCE: "no significant cost" if slower else statistics.NO_DIFFERENCE}
     return (f"{build} / {model}: RPC through {setting} {change} generation speed ({pair['candidate_mean']:.1f} "
-            f"t/s against {pair['baseline_mean']:.1f} t/s on the client alone{ci}): {pair['verdict']}.")
+            f"t/s against {pair['baseline_mean']:.1f} t/s on the client alone{ci}): "
+            f"{found.get(pair['verdict'], pair['verdict'])}.")
 
 
 def memory_predictions(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -282,7 +397,7 @@ def memory_predictions(table: pd.DataFrame) -> list[dict[str, Any]]:
     for acc in memory_accuracy.accuracy(table):
         what = "buffer sizes" if acc["scope"] == "components" else "peak resident totals"
         rows.append(finding(
-            "memory_prediction", acc["build"], acc["model"], f"memory predicted by {acc['predictor']}: {what}",
+            questions.MEMORY_PREDICTION, acc["build"], acc["model"], f"memory predicted by {acc['predictor']}: {what}",
             f"{acc['build']} / {acc['model']}: {acc['predictor']} predicted {acc['within']} of {acc['compared']} "
             f"{what} within {memory_accuracy.TOLERANCE:.0%} or {memory_accuracy.SLACK_MIB:.0f} MiB (median error "
             f"{acc['median_abs_error']:.1%}, worst {acc['worst_error']:+.1%}: {acc['worst_where']}).",
@@ -297,13 +412,13 @@ def tuned(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     over the defaults and why the study ended."""
     rows = []
     for study in studies:
-        metric = {"mix": "pp/tg mix", "ttft": "served TTFT", "throughput": "served t/s under a TTFT limit"}.get(
-            study["objective"]["metric"], f"{study['objective']['metric']} t/s")
+        metric = OBJECTIVES[study["objective"]["metric"]].label
         for found in study["results"]:
             speed, winner = found["speedup"], found["winner"]
             low, high = speed.get("ratio_ci_low"), speed.get("ratio_ci_high")
             rows.append(finding(
-                "tuning", found["build"], found["model"], f"tuned settings ({study['study']})", found["sentence"],
+                questions.TUNING, found["build"], found["model"], f"tuned settings ({study['study']})",
+                found["sentence"],
                 subject=study["study"], metric=metric, answer=winner["label"] if winner else None,
                 cell=winner["id"] if winner else None, ratio=speed.get("ratio"), ratio_ci_low=low, ratio_ci_high=high,
                 verdict=found["end_reason"], significant=None if low is None else bool(low > 1 or high < 1),
@@ -315,23 +430,24 @@ def loaded(sweeps: list[Mapping[str, Any]], pairs: pd.DataFrame) -> list[dict[st
     """Per load sweep, build and model: the largest load meeting the objectives with its interval over rounds;
     and each build's capacity against the sweep's first build (comparisons.csv, corrected over the run)."""
     rows = []
-    tested = pairs[pairs["comparison"] == "load capacity"]
+    tested = pairs[pairs["comparison"] == comparisons.LOAD_CAPACITY.name]
     for sweep in sweeps:
         name, evidence = sweep["sweep"], f"load/{sweep['sweep']}.json"
         for found in sweep["results"]:
             rows.append(finding(
-                "load_capacity", found["build"], found["model"], f"largest load meeting the objectives ({name})",
-                found["sentence"], subject=name, metric="requests/s", answer=None,
-                value=found["capacity_mean"], value_ci_low=found["capacity_ci_low"],
+                questions.LOAD_CAPACITY, found["build"], found["model"],
+                f"largest load meeting the objectives ({name})", found["sentence"], subject=name,
+                metric=CAPACITY.label, answer=None, value=found["capacity_mean"], value_ci_low=found["capacity_ci_low"],
                 value_ci_high=found["capacity_ci_high"], evidence=evidence))
         for _, pair in tested[tested["baseline_cell"] == name].iterrows():
             low, high = pair["ratio_ci_low"], pair["ratio_ci_high"]
             rows.append(finding(
-                "load_capacity_vs_build", pair["candidate_build"], pair["model"],
+                questions.LOAD_CAPACITY_VS_BUILD, pair["candidate_build"], pair["model"],
                 f"capacity vs {pair['baseline_build']} ({name}), ratio",
                 f"{pair['candidate_build']} vs {pair['baseline_build']} ({name}), {pair['model']}: the largest load "
                 f"meeting the objectives is {pair['verdict']}, {pair['ratio']:.2f}× the baseline's{_ci(pair)}.",
-                subject=name, metric="requests/s", value=pair["candidate_mean"], reference_value=pair["baseline_mean"],
+                subject=name, metric=CAPACITY.label, value=pair["candidate_mean"],
+                reference_value=pair["baseline_mean"],
                 ratio=pair["ratio"], ratio_ci_low=None if pd.isna(low) else low,
                 ratio_ci_high=None if pd.isna(high) else high, p_adjusted=pair.get("p_adjusted"),
                 verdict=pair["verdict"], significant=pair["verdict"] in (statistics.IMPROVED, statistics.REGRESSED),
@@ -346,8 +462,8 @@ def bisected(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         name, culprit = study["study"], study["culprit"]
         endpoints = next((p["endpoints"] for p in study["probes"] if p.get("endpoints", {}).get("ratio")), {})
         rows.append(finding(
-            "bisect_culprit", study["build"], ", ".join(study["models"]), f"first bad commit ({name})",
-            f"Bisect {name}: {study['sentence']}", subject=name, metric=f"{study['metric']} t/s",
+            questions.BISECT_CULPRIT, study["build"], ", ".join(study["models"]), f"first bad commit ({name})",
+            f"Bisect {name}: {study['sentence']}", subject=name, metric=speed(study["metric"]).label,
             answer=f"{culprit['commit'][:9]} {culprit['subject']}" if culprit else study["outcome"],
             ratio=endpoints.get("ratio"), ratio_ci_low=endpoints.get("ratio_ci_low"),
             ratio_ci_high=endpoints.get("ratio_ci_high"), verdict=study["outcome"],
@@ -362,11 +478,11 @@ def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for study in studies:
         name, evidence = study["study"], f"history-studies/{study['study']}.png"
         subjects = {p["commit"]: p["subject"] for p in study["series"]}
-        common = dict(subject=name, metric=f"{study['metric']} t/s", evidence=evidence)
+        common = dict(subject=name, metric=speed(study["metric"]).label, evidence=evidence)
         for change in study["changes"]:
             after = change["after"]
             rows.append(finding(
-                "history_change", study["build"], ", ".join(study["models"]), f"change point ({name})",
+                questions.HISTORY_CHANGE, study["build"], ", ".join(study["models"]), f"change point ({name})",
                 f"History {study['study']}: {change['direction']} from {change['before'][:9]} to {after[:9]} "
                 f"\"{subjects[after]}\", {study['metric']} ×{change['ratio']:.3f}{_ci(change)}, adjusted p = "
                 f"{change['p_adjusted']:.2g}: {'confirmed' if change['confirmed'] else 'not significant'}.",
@@ -375,7 +491,7 @@ def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 p_adjusted=change["p_adjusted"], verdict=change["direction"] if change["confirmed"] else
                 statistics.NO_DIFFERENCE, significant=change["confirmed"], **common))
         if not any(change["confirmed"] for change in study["changes"]):
-            rows.append(finding("history_change", study["build"], ", ".join(study["models"]),
+            rows.append(finding(questions.HISTORY_CHANGE, study["build"], ", ".join(study["models"]),
                                 f"change point ({name})", f"History {name}: {study['sentence']}",
                                 answer=changes.NO_CHANGE,
                                 significant=False, verdict=statistics.NO_DIFFERENCE, **common))
@@ -385,23 +501,24 @@ def history_changes(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def largest_changes(pairs: pd.DataFrame) -> list[dict[str, Any]]:
     """Per named comparison, candidate and metric, the largest significant change."""
     rows = []
-    tested = pairs[pairs["comparison"] == "build vs build"]
+    tested = pairs[pairs["comparison"] == comparisons.BUILD_VS_BUILD.name]
     for (name, baseline, candidate, model), group in tested.groupby(["name", "baseline_build", "candidate_build",
                                                                       "model"]):
-        for kind in (tables.PP, tables.TG):
-            part = group[group["test"].map(tables.test_kind).eq(kind)
+        for kind in SINGLE:
+            part = group[group["test"].map(test_kind).eq(kind)
                          & group["verdict"].isin([statistics.IMPROVED, statistics.REGRESSED])]
-            label = f"largest significant change in {kind} t/s vs {baseline} ({name}), ratio"
-            common = {"subject": name, "metric": f"{kind} t/s", "evidence": f"figures/comparison_{name}.png"}
+            metric = speed(kind).label
+            label = f"largest significant change in {metric} vs {baseline} ({name}), ratio"
+            common = {"subject": name, "metric": metric, "evidence": f"figures/comparison_{name}.png"}
             if part.empty:
-                rows.append(finding("largest_change", candidate, model, label,
-                                    f"{candidate} vs {baseline} ({name}), {model}: no significant change in {kind} t/s.",
+                rows.append(finding(questions.LARGEST_CHANGE, candidate, model, label,
+                                    f"{candidate} vs {baseline} ({name}), {model}: no significant change in {metric}.",
                                     answer=statistics.NO_DIFFERENCE, significant=False, **common))
                 continue
             top = part.loc[(part["ratio"].map(math.log).abs()).idxmax()]
             fields = {"ratio_ci_low": top["ratio_ci_low"], "ratio_ci_high": top["ratio_ci_high"]}
             rows.append(finding(
-                "largest_change", candidate, model, label,
+                questions.LARGEST_CHANGE, candidate, model, label,
                 f"{candidate} vs {baseline} ({name}), {model}: {top['test']} {top['verdict']}, "
                 f"{top['ratio']:.2f}× the baseline{_ci(fields)}.",
                 answer=f"{top['test']}: {top['verdict']}", cell=top["candidate_cell"],

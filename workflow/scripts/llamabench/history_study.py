@@ -21,7 +21,8 @@ def history_study(smk: Any) -> None:
     obs = steps.observations(smk.input.cells, settings["metric"],
                              samples.disturbance_limit(smk.params.max_share, smk.params.action))
     kept, used, matrix = changes.table(obs, [c["commit"] for c in commits], settings["rounds"])
-    found = changes.detect(matrix, settings["alpha"], settings["min_change"]) if len(kept) else {"variance": None, "changes": []}
+    found = (changes.detect(matrix, settings["alpha"], settings["min_change"]) if len(kept)
+             else {"variance": None, "changes": []})
     by_sha = {c["commit"]: c for c in commits}
     changed = [{**change, "before": kept[change["at"] - 1], "after": kept[change["at"]],
                 "before_position": by_sha[kept[change["at"] - 1]]["position"],
@@ -50,7 +51,8 @@ def point(commit: dict[str, Any], status: str | None, rounds: dict[int, float], 
 def sentence(metric: str, series: list[dict[str, Any]], found: list[dict[str, Any]], by_sha: dict[str, Any]) -> str:
     measured = [p for p in series if p["status"] == Status.OK]
     skipped = len(series) - len(measured)
-    head = f"{len(measured)} commits measured" + (f" ({skipped} not: build failed, or a round failed)" if skipped else "")
+    head = f"{len(measured)} commits measured" + (
+        f" ({skipped} not: build failed, or a round failed)" if skipped else "")
     confirmed = [c for c in found if c["confirmed"]]
     if not confirmed:
         return f"{head}: no confirmed change in {metric} tokens/s" + (

@@ -3,7 +3,9 @@
 One llama-server with the sweep's settings, its slots warmed up; one request's
 time alone sets the first rate (0.3 requests per that time, unless
 ``pilot.start``); then derive/load.py's ladder: up by ``pilot.factor`` until a
-level is saturated, then refined near the largest rate meeting the objectives.
+saturated level is confirmed by the saturated level above it (one whose level
+above is not saturated is a false alarm, recorded, and the climb goes on), then
+refined near the largest rate meeting the objectives.
 Each level sends ``pilot.requests`` requests (the sweep's ``requests`` unless set) on its own seeded schedule. The
 levels it chose become cells measured in every round (rule ``load_cell``), for
 every build of the sweep. A pilot that cannot serve is recorded with its reason
@@ -25,7 +27,7 @@ from llamabench.core import files, plan, records
 from llamabench.core.errors import Unsupported
 from llamabench.core.load import level_rate, pilot_requests
 from llamabench.core.status import Status
-from llamabench.derive import load
+from llamabench.derive import load, samples
 from llamabench.entry import announce_failure
 from llamabench.measure import arrivals, gpus, llama_server, machine_lock
 
@@ -83,6 +85,9 @@ def _pilot(exe: Path, model: Path, sweep: Any, settings: dict[str, Any], log_pat
                 found = {**load.level_metrics(measured["requests"], settings["objectives"],
                                               settings["alpha"] / pilot["max_levels"]),
                          "cpu": measured["cpu"]}
+                if stalled := samples.serving_stalls(measured["server_cpu"], measured["requests"]):
+                    found["stalled"] = "; ".join(stalled)
+                    log.warning("pilot level %.3g req/s stalled: %s", rate, found["stalled"])
                 log.info("pilot level %.3g req/s: TTFT p90 %.0f ms, goodput %.2f req/s, saturated %s%s", rate,
                          found["ttft_p90_ms"], found["goodput"], found["saturated"],
                          "" if found["meets"] else f" (misses: {'; '.join(found['missed'])})")

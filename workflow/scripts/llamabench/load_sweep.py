@@ -20,12 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from llamabench.core import layout, plan, records
+from llamabench.core import layout, metrics, plan, records
 from llamabench.core.status import Status
 from llamabench.derive import latency, load, plots, samples
-
-METRICS = ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "itl_p90_ms", "e2e_p90_ms", "goodput", "achieved_rate",
-           "peak_in_flight", "alone_share", "ttft_p50_alone_ms")
 
 
 def load_sweep(smk: Any) -> None:
@@ -43,8 +40,9 @@ def load_sweep(smk: Any) -> None:
         results.append(result(sweep.settings, build, model, read, max_share))
         rates |= {cell["params"]["rate"] for cell in read}
         tokens += [line for cell in read for line in latency.token_lines(cell)]
-    record = {"sweep": sweep.name, "builds": list(sweep.builds), "params": dict(sweep.params), "objectives": sweep.settings["objectives"],
-              "requests": sweep.settings["requests"], "rates": sorted(rates),
+    record = {"sweep": sweep.name, "builds": list(sweep.builds), "params": dict(sweep.params),
+              "objectives": sweep.settings["objectives"], "requests": sweep.settings["requests"],
+              "rates": sorted(rates),
               "pilots": [pilot_summary(records.read(path, "load_pilot")) for path in smk.input.pilots],
               "results": results}
     records.write(smk.output.record, "load_sweep", record)
@@ -67,7 +65,7 @@ def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict
                                  "error": run["error"]}
         if run["status"] == Status.OK:
             found.update(load.level_metrics(run["requests"], settings["objectives"], alpha))
-            why = samples.disturbed(run.get("interference"), max_share) if max_share is not None else None
+            why = samples.disturbed(run, max_share) if max_share is not None else None
             if why:
                 found["disturbed"] = why
                 disturbed_rounds.add(found["round"])
@@ -83,15 +81,18 @@ def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict
     answer = {"build": build, "model": model, "levels": [level_summary(rate, found) for rate, found in
                                                          sorted(levels.items())],
               "rounds": [{"round": r, **found, "disturbed": r in disturbed_rounds} for r, found in rounds.items()],
-              "rounds_used": used, **across, "hostname": ", ".join(sorted({c["host"]["hostname"] for c in cells})), "bounded": all(rounds[r]["bounded"] for r in used) if used else False,
+              "rounds_used": used, **across, "hostname": ", ".join(sorted({c["host"]["hostname"] for c in cells})),
+              "bounded": all(rounds[r]["bounded"] for r in used) if used else False,
               "cpu": cpu_share(cpu)}
     return {**answer, "sentence": sentence(settings, answer)}
 
 
 def level_summary(rate: float, rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """A level over its rounds: the median of each metric, how many rounds met the objectives."""
+    """A level over its rounds: the median of each of its metrics (core/metrics.py), how many rounds met the
+    objectives."""
     ok = [r for r in rounds if r["status"] == Status.OK]
-    medians = {m: float(np.median([r[m] for r in ok if r.get(m) is not None])) if ok else None for m in METRICS}
+    medians = {m.name: float(np.median([r[m.name] for r in ok if r.get(m.name) is not None])) if ok else None
+               for m in metrics.summarised_in(metrics.LOAD_LEVEL)}
     return {"rate": rate, **medians, "rounds_meeting": sum(bool(r["meets"]) for r in rounds),
             "rounds_saturated": sum(bool(r.get("saturated")) for r in ok),
             "rounds": sorted(rounds, key=lambda r: r["round"])}
@@ -102,7 +103,8 @@ def cpu_share(cpu: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     if not cpu:
         return None
     wall = sum(c["wall_s"] for c in cpu)
-    return {"client_cores": sum(c["client_s"] for c in cpu) / wall, "server_cores": sum(c["server_s"] for c in cpu) / wall,
+    return {"client_cores": sum(c["client_s"] for c in cpu) / wall,
+            "server_cores": sum(c["server_s"] for c in cpu) / wall,
             "logical_cpus": cpu[0]["logical_cpus"]}
 
 
@@ -133,8 +135,9 @@ def sentence(settings: Mapping[str, Any], found: Mapping[str, Any]) -> str:
 def pilot_summary(pilot: Mapping[str, Any]) -> dict[str, Any]:
     keep = ("status", "error", "single_request_s", "start_rate", "ended", "chosen", "capacity", "bounded")
     return {"build": pilot["build"]["name"], "model": pilot["model"]["name"], **{k: pilot.get(k) for k in keep},
-            "levels": [{k: level[k] for k in ("rate", "ttft_p90_ms", "goodput", "saturated", "ttft_p", "in_flight_p",
-                                                "meets")} for level in pilot.get("levels", [])]}
+            "levels": [{k: level.get(k) for k in ("rate", "ttft_p90_ms", "goodput", "saturated", "ttft_p",
+                                                    "in_flight_p", "confirmed", "false_alarm", "meets")}
+                       for level in pilot.get("levels", [])]}
 
 
 def figure(record: Mapping[str, Any], png: Path, svg: Path) -> None:

@@ -81,7 +81,7 @@ def plot(table: pd.DataFrame, png: Path, svg: Path) -> None:
     ax.set_ylabel("predicted, MiB")
     ax.set_title("memory per cell: predicted against used")
     plots.finish(ax, compared.empty, "no cell ran")
-    plots.save(fig, png, svg)
+    plots.save(fig, png, svg, has_data=not compared.empty)
 
 
 def cell_rows(cell: dict[str, Any], shape: dict[str, Any]) -> list[dict[str, Any]]:

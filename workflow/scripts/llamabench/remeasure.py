@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llamabench.core import records
+from llamabench.core.metrics import TTFT_P50
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import latency, samples, statistics, tables
@@ -54,7 +55,7 @@ def decide(cells: list[tuple[str, Path]], rounds: int, noisy_cv: float | None, m
         run = cell[RUNS[kind]]
         key = (kind, cell["build"]["name"], cell["model"]["name"], cell.get("base_cell") or cell["cell"])
         if max_share is not None and run["status"] == Status.OK and \
-                (why := samples.disturbed(measured_window(kind, run), max_share)):
+                (why := samples.disturbed(measured_run(kind, run), max_share)):
             chosen.setdefault(key, {"reason": "disturbed", "why": why, "last_round": rounds + 1})
         for metric, value in metrics(kind, run):
             values[(*key, metric)].append(value)
@@ -67,11 +68,9 @@ def decide(cells: list[tuple[str, Path]], rounds: int, noisy_cv: float | None, m
             for (k, b, m, c), decision in sorted(chosen.items())]
 
 
-def measured_window(kind: str, run: dict[str, Any]) -> dict[str, Any] | None:
-    """A cell's measured window (an RPC cell's is its llama-bench run's)."""
-    if kind == "rpc_cell":
-        return (run.get("llama_bench") or {}).get("interference")
-    return run.get("interference")
+def measured_run(kind: str, run: dict[str, Any]) -> dict[str, Any] | None:
+    """A cell's measured run (an RPC cell's is its llama-bench run)."""
+    return run.get("llama_bench") if kind == "rpc_cell" else run
 
 
 def metrics(kind: str, run: dict[str, Any]) -> list[tuple[str, float]]:
@@ -79,7 +78,7 @@ def metrics(kind: str, run: dict[str, Any]) -> list[tuple[str, float]]:
     if run["status"] != Status.OK:
         return []
     if kind == "serve_cell":
-        return [("ttft_p50_ms", latency.request_metrics(run["requests"], run["wall_s"],
-                                                        {"p90": 1, "p99": 1})["ttft_p50_ms"])]
+        ttft = TTFT_P50.name
+        return [(ttft, latency.request_metrics(run["requests"], run["wall_s"], {"p90": 1, "p99": 1})[ttft])]
     bench = run["llama_bench"] if kind == "rpc_cell" else run
     return [(tables.test_of(rec), float(rec["avg_ts"])) for rec in bench["records"]]

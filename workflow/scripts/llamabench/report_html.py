@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pandas as pd
 
-from llamabench.core import axes, files, plan, records
-from llamabench.core import status
+from llamabench.core import axes, comparisons, files, matrix, plan, questions, records, status
+from llamabench.core.metrics import TG_TS
 from llamabench.core.status import Status
-from llamabench.derive import changes, tables
+from llamabench.derive import plots, tables
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 
@@ -27,8 +28,8 @@ RPC_COLUMNS = ["build", "model", "topology", "link_rate", "devices", "workers", 
                "mb_per_generated_token", "link_ceiling_tg_ts", "tg_fraction_of_ceiling", "pp_j_per_token",
                "tg_j_per_token", "peak_vram_mib"]
 STATS_COLUMNS = ["build", "model", "cell", "test", "rounds", "rounds_used", "dropped_rounds", "mean_ts", "ci_low",
-                 "ci_high", "pi_low", "pi_high", "cv", "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction", "energy_j_per_token", "gpu_power_w",
-                 "peak_vram_mib"]
+                 "ci_high", "pi_low", "pi_high", "cv", "noisy", "busy_rounds", "ceiling_ts", "roofline_fraction",
+                 "energy_j_per_token", "gpu_power_w", "peak_vram_mib"]
 COMPARISON_COLUMNS = ["comparison", "model", "test", "baseline_build", "baseline_cell", "candidate_build",
                       "candidate_cell", "paired_rounds", "rounds_used", "baseline_mean", "candidate_mean", "ratio",
                       "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted", "better", "verdict"]
@@ -42,81 +43,165 @@ SUMMARY_COLUMNS = ["round", "build", "model", "synthetic", "cell", "test", "avg_
                    "energy_j_per_token", "gpu_power_w", "peak_rss_mib", "peak_vram_mib",
                    *(a for a in axes.names(axes.BENCHMARK) if a not in ("n_prompt", "n_gen")), "offloaded_layers",
                    "model_layers", "op_offload", "notes"]
-MEMORY_COLUMNS = ["build", "model", "cell", "n_ctx", "device", "component", "predictor", "predicted_mib", "measured_mib",
-                  "error", "file_mib", "anonymous_mib"]
+MEMORY_COLUMNS = ["build", "model", "cell", "n_ctx", "device", "component", "predictor", "predicted_mib",
+                  "measured_mib", "error", "file_mib", "anonymous_mib"]
 MEMORY_WORST = 10  # the rows of memory.csv the report shows: the largest errors
 FINDING_COLUMNS = ["statement", "value", "reference_value", "ratio", "ratio_ci_low", "ratio_ci_high", "significant",
                    "p_adjusted"]
+# The table of every finding: what it is about, the answer (its cell on hover), the numbers and the test.
+EVERY_FINDING_COLUMNS = ["question", "build", "model", "label", "answer", "value", "value_ci_low", "value_ci_high",
+                         "reference_value", "ratio", "ratio_ci_low", "ratio_ci_high", "significant", "p_adjusted",
+                         "verdict"]
 
-
-# The answers the report opens with, in this order: the findings table's questions (findings.py) about the
-# user's choices. How well the workflow's own estimates did (served TTFT against llama-bench's, the memory
-# prediction) is told in the serving and memory sections.
-ANSWERED = ("best_sweep", "best_setting", "tuning", "lowest_ttft", "throughput_under_ttft_limit", "load_capacity",
-            "load_capacity_vs_build", "serving_vs_defaults", "rpc_vs_local", "largest_change", "bisect_culprit",
-            "history_change")
 # Where the report shows the evidence a finding names (its file under results/), by the file's start.
 EVIDENCE = (("figures/comparison_", "versions"), ("figures/serving", "serving"), ("figures/rpc", "rpc"),
             ("comparisons.csv", "comparisons"), ("metrics.csv", "serving"), ("memory.csv", "memory"),
             ("tune/", "tuning"), ("load/", "load"), ("bisect/", "history"), ("history-studies/", "history"))
+BAR_WIDTH, BAR_HEIGHT = 120, 12  # px of an answer's interval bar
 
 
-def answers(found: pd.DataFrame) -> list[dict[str, str]]:
-    """The report's first section: each finding's sentence with a link to the section showing its evidence. A
-    serving setting or a change point is an answer where its test found something (the table has the rest)."""
-    shown = []
-    for question in ANSWERED:
-        rows = found[found["question"] == question]
-        if question in ("serving_vs_defaults", "history_change"):
-            rows = rows[rows["significant"].fillna(False).astype(bool) | (rows["answer"] == changes.NO_CHANGE)]
-        for row in rows.itertuples():
-            shown.append({"text": row.statement, "anchor": anchor(row.evidence)})
-    return shown
+def answer_groups(found: pd.DataFrame, sections: set[str]) -> list[dict[str, Any]]:
+    """The first screen's answers by group (core/questions.py: each question's group, groups in their order,
+    questions in registry order within one), each finding's sentence with its interval bar and a link to its
+    evidence. An answer a test found nothing for (significant false: no setting beats the defaults, no
+    change) is folded under its group, so the screen opens with what was found; a group without answers is left
+    out. ``sections``: the ids of the sections and figures the page shows, where an evidence link may lead."""
+    groups: dict[str, dict[str, Any]] = {title: {"title": title, "found": [], "quiet": []}
+                                         for title in questions.GROUPS}
+    for question in questions.QUESTIONS.values():
+        if question.group is None:
+            continue
+        for row in found[found["question"] == question.name].to_dict("records"):
+            quiet = pd.notna(row["significant"]) and not row["significant"]
+            groups[question.group]["quiet" if quiet else "found"].append(
+                {"text": row["statement"], "anchor": anchor(row["evidence"], sections), "bar": interval_bar(row)})
+    return [group for group in groups.values() if group["found"] or group["quiet"]]
 
 
-def anchor(evidence: Any) -> str:
-    """The report section that shows a finding's evidence: a figure's own heading, or the section of its kind."""
+def interval_bar(row: dict[str, Any]) -> str:
+    """A finding's point and 95 % interval as a small inline SVG, so its uncertainty shows at a glance: a ratio on
+    a log axis around 1× (the tick), a value on an axis around itself; empty where the row has no interval."""
+    ratio = [row.get(k) for k in ("ratio", "ratio_ci_low", "ratio_ci_high")]
+    value = [row.get(k) for k in ("value", "value_ci_low", "value_ci_high")]
+    if all(_number(x) and x > 0 for x in ratio):
+        point, low, high = (math.log(x) for x in ratio)
+        half = max(abs(low), abs(high), abs(point), math.log(1.05)) * 1.15
+        title = f"{ratio[0]:.3g}× (95 % CI {ratio[1]:.3g}-{ratio[2]:.3g}×; log axis, tick at 1×)"
+        return _bar(point, low, high, 0.0, half, title)
+    if all(_number(x) for x in value):
+        point, low, high = value
+        half = max(abs(point) * 0.25, (high - point) * 1.2, (point - low) * 1.2) or 1.0
+        title = f"{point:.3g} (95 % CI {low:.3g}-{high:.3g})"
+        return _bar(0.0, low - point, high - point, -point if abs(point) < half else None, half, title)
+    return ""
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _bar(point: float, low: float, high: float, tick: float | None, half: float, title: str) -> str:
+    """The SVG of an interval on an axis from -half to half (the point at 0 for a value): grey where it holds the
+    tick (1× for a ratio, 0 for a value), blue where it excludes it."""
+    def x(v: float) -> float:
+        return round(BAR_WIDTH / 2 + max(-1.0, min(1.0, v / half)) * (BAR_WIDTH / 2 - 3), 1)
+
+    mid = BAR_HEIGHT / 2
+    holds = tick is not None and low <= tick <= high
+    mark = "" if tick is None else (f'<line x1="{x(tick)}" x2="{x(tick)}" y1="0" y2="{BAR_HEIGHT}" '
+                                    f'stroke="#777"/>')
+    return (f'<svg class="bar" width="{BAR_WIDTH}" height="{BAR_HEIGHT}" role="img" aria-label="{html.escape(title)}">'
+            f"<title>{html.escape(title)}</title>"
+            f'<line x1="2" x2="{BAR_WIDTH - 2}" y1="{mid}" y2="{mid}" stroke="#ddd"/>{mark}'
+            f'<rect x="{x(low)}" y="{mid - 3}" width="{max(1.0, x(high) - x(low))}" height="6" rx="2" '
+            f'fill="{"#bbb" if holds else "#58c"}"/>'
+            f'<circle cx="{x(point)}" cy="{mid}" r="2.5" fill="#124"/></svg>')
+
+
+def recommended(found: pd.DataFrame, studies: list[dict[str, Any]], ok: pd.DataFrame,
+                base: dict[str, Any]) -> list[dict[str, str]]:
+    """The command lines the first screen opens with, each with why: a tuning study's winner's where one exists,
+    else the fastest setting the findings support as significantly faster than the defaults for generation (the
+    llama-bench line it was measured with), else the defaults' line; none where nothing was measured."""
+    tuned = [{"why": f"Tuning study {study['study']}, {r['build']} / {r['model']}: {r['sentence']}",
+              "lines": f"{r['llama_server']}\n{r['llama_bench']}"}
+             for study in studies for r in study["results"] if r.get("llama_server")]
+    if tuned:
+        return tuned
+    faster = found[(found["question"] == questions.BEST_SETTING.name) & (found["metric"] == TG_TS.label)
+                   & found["significant"].fillna(False).astype(bool)]
+    if len(faster):
+        best = faster.loc[faster["value"].astype(float).idxmax()]
+        why = (f"{best['answer']} ({best['build']} / {best['model']}): the fastest setting for generation, "
+               f"{best['ratio']:.2f}× the defaults, significantly.")
+        return [{"why": why, "lines": command_of(ok, best["build"], best["model"], best["cell"])}]
+    defaults = ok[ok["cell"] == matrix.cell_id(base)]
+    if defaults.empty:
+        return []
+    first = defaults.iloc[0]
+    return [{"why": "the defaults: nothing measured here beats them.",
+             "lines": command_of(ok, first["build"], first["model"], first["cell"])}]
+
+
+def command_of(ok: pd.DataFrame, build: str, model: str, cell: str) -> str:
+    """The llama-bench command line a measured cell ran."""
+    mine = ok[(ok["build"] == build) & (ok["model"] == model) & (ok["cell"] == cell)]["command_line"].dropna()
+    return mine.iloc[0] if len(mine) else f"# no command line recorded for {build} / {model} / {cell}"
+
+
+def anchor(evidence: Any, sections: set[str]) -> str:
+    """The report section that shows a finding's evidence: a figure's own heading, or the section of its kind,
+    where the page shows it (``sections``); the table of every finding otherwise."""
     text = evidence if isinstance(evidence, str) else ""
-    for start, section in EVIDENCE:
-        if text.startswith(start):
-            return section
-    if text.startswith("figures/"):
-        return f"figure-{Path(text).stem}"
-    return "findings"
+    shown = next((section for start, section in EVIDENCE if text.startswith(start)),
+                 f"figure-{Path(text).stem}" if text.startswith("figures/") else "findings")
+    return shown if shown in sections else "findings"
 
 
-def html_table(frame: pd.DataFrame, columns: list[str] | None = None, base: dict[str, Any] | None = None,
-               cells: pd.DataFrame | None = None) -> str:
-    """``frame`` as an HTML table; with ``base`` (the defaults cell), a cell id reads as the setting that differs
-    from the defaults, the full id on hover."""
+def html_table(frame: pd.DataFrame, columns: list[str] | None = None,
+               names: dict[tuple[str, str], str] | None = None) -> str:
+    """``frame`` as an HTML table; with ``names`` (setting_names), a cell id reads as the setting that differs
+    from the defaults, and a finding's answer shows its cell, the full id on hover."""
     if frame.empty:
         return "<p><em>none</em></p>"
     shown = frame[[c for c in (columns or frame.columns) if c in frame.columns]].copy()
-    if base is not None:
-        for column in shown.columns:
-            if column in CELL_COLUMNS:
-                shown[column] = [cell_label(frame.loc[i], column, base, cells) for i in shown.index]
-            elif shown[column].dtype == object:
-                shown[column] = shown[column].map(lambda v: html.escape(v) if isinstance(v, str) else v)
-    return shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0, classes="data",
-                         escape=base is None)
+    for column in shown.columns:
+        if names is not None and column in CELL_COLUMNS:
+            shown[column] = [cell_label(frame.loc[i, "model"], frame.loc[i, column], names) for i in shown.index]
+        elif column == "answer" and "cell" in frame:
+            shown[column] = [hover(frame.loc[i, column], frame.loc[i, "cell"]) for i in shown.index]
+        elif shown[column].dtype == object:
+            shown[column] = shown[column].map(lambda v: html.escape(v) if isinstance(v, str) else
+                                              "" if v is None or v is pd.NA else v)
+    return shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}", border=0, classes="data",
+                         escape=False)
 
 
 CELL_COLUMNS = ("cell", "baseline_cell", "candidate_cell")
 
 
-def cell_label(row: pd.Series, column: str, base: dict[str, Any], cells: pd.DataFrame | None) -> str:
-    """A cell id as what it changes from the defaults (``threads=1``), the id itself in the hover text; a row
-    without the axis columns is looked up in ``cells``, and an id found nowhere stays an id."""
-    cid = row[column]
-    if not isinstance(cid, str):
+def setting_names(table: pd.DataFrame, metrics: pd.DataFrame, base: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """Every cell of the run in words, by model and cell id: a benchmark cell as the setting it changes from the
+    defaults (``threads=1``), a serving or RPC cell as metrics.csv names it."""
+    names = {(row["model"], row["cell"]): tables.setting_text(row, base)
+             for _, row in table.drop_duplicates(["model", "cell"]).iterrows()}
+    named = metrics.dropna(subset=["setting"]).drop_duplicates(["model", "cell"])
+    names.update({(row["model"], row["cell"]): row["setting"] for _, row in named.iterrows()})
+    return names
+
+
+def cell_label(model: str, cid: Any, names: dict[tuple[str, str], str]) -> str:
+    """A cell id as what it changes from the defaults, the id itself in the hover text; an id found nowhere
+    stays an id."""
+    return hover(names.get((model, cid), cid), cid) if isinstance(cid, str) else ""
+
+
+def hover(text: Any, cid: Any) -> str:
+    """``text`` with the cell id ``cid`` shown on hover (none where the row names no cell)."""
+    if not isinstance(text, str):
         return ""
-    if column == "cell" and all(axis in row.index for axis in axes.names(axes.BENCHMARK)):
-        text = tables.setting_text(row, base)
-    elif cells is not None:
-        text = tables.setting_of(cells, row["model"], cid, base)
-    else:
-        text = cid
+    if not isinstance(cid, str):
+        return html.escape(text)
     return f'<span class="setting" title="{html.escape(cid)}">{html.escape(text)}</span>'
 
 
@@ -147,7 +232,10 @@ def comparison_table(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: 
     return pd.DataFrame(rows)
 
 
-def embed_png(path: Path) -> str:
+def embed_png(path: Path | None) -> str | None:
+    """A figure as a data URL, so the page is one file; none for a figure with nothing to draw (plots.drawn)."""
+    if path is None or not plots.drawn(path):
+        return None
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
@@ -218,9 +306,17 @@ def render(
     serving_failed = serving[~serving["status"].map(lambda s: Status(s).measured).astype(bool)]
     kinds = {"benchmark": now.drop_duplicates(["build", "model", "cell"]), "serving": tables.current(serving),
              "RPC": tables.current(rpc)}
+    names = setting_names(table, metrics, baseline)
     disturbed = pd.concat([frame.assign(kind=kind)[frame["status"] == Status.DISTURBED]
                            for kind, frame in kinds.items()])
     pngs = {p.stem: p for p in figure_pngs}
+    shown_figures = [{"name": name, "src": src} for name in axes.FIGURES if (src := embed_png(pngs.get(name)))]
+    # The sections the page shows (the template's conditions): a section without data is left out.
+    sections = {"findings", "comparisons", *(f"figure-{f['name']}" for f in shown_figures),
+                *(name for name, data in (("versions", comparison_names or table["history"].astype(bool).any()),
+                                          ("serving", len(serving)), ("rpc", len(rpc)), ("memory", len(memory)),
+                                          ("tuning", studies), ("load", sweeps), ("history", bisects or histories))
+                  if data)}
     gpus = sorted({g for g in ok["gpu_info"].dropna() if g})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(TEMPLATE.read_text())
@@ -237,53 +333,61 @@ def render(
         kept=sorted(set(table.loc[table["history"].astype(bool), "build"])),
         version_comparisons=[
             {"name": name, "table": html_table(comparison_table(pairs, cells, name, baseline)),
-             "src": embed_png(pngs[f"comparison_{name}"]) if f"comparison_{name}" in pngs else None}
+             "src": embed_png(pngs.get(f"comparison_{name}"))}
             for name in comparison_names
         ],
         models=models,
         smokes=smokes,
-        best_table=html_table(tables.figures_table(found)),
-        answers=answers(found),
+        commands=recommended(found, studies or [], ok, baseline),
+        groups=answer_groups(found, sections),
+        sections=sections,
+        findings_table=html_table(found, EVERY_FINDING_COLUMNS),
         counts=[{"kind": kind, **{name: int(frame["status"].isin(statuses).sum()) for name, statuses in
-                                  OUTCOMES.items()}} for kind, frame in kinds.items()],
-        disturbed=disturbed[["kind", "build", "model", "cell", "disturbance"]].to_dict("records"),
+                                  OUTCOMES.items()}} for kind, frame in kinds.items() if len(frame)],
+        disturbed=listed(disturbed, names, "disturbance"),
         disturbed_dropped=Status.DISTURBED not in used,
-        serving_findings=html_table(found[found["question"] == "serving_vs_defaults"], FINDING_COLUMNS),
+        serving_findings=html_table(found[found["question"] == questions.SERVING_VS_DEFAULTS.name], FINDING_COLUMNS),
         metrics_table=html_table(metrics, METRIC_COLUMNS),
-        figures=[
-            {"name": name, "axis": axis, "src": embed_png(pngs[name]) if tables.swept(cells, name, baseline) else None}
-            for name, (axis, _, _) in axes.FIGURES.items() if name in pngs
-        ],
-        serving_figures=[embed_png(pngs[name]) for name in plan.SERVING_FIGURES if name in pngs],
+        figures=shown_figures,
+        serving_figures=[src for name in plan.SERVING_FIGURES if (src := embed_png(pngs.get(name)))],
         serving_table=html_table(tables.per_cell(serving, used), SERVING_COLUMNS),
         serving_failed=serving_failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         n_serving=len(serving),
-        stats_table=html_table(cells, STATS_COLUMNS, baseline),
-        comparison_table=html_table(pairs.sort_values("p_adjusted", na_position="last"), COMPARISON_COLUMNS,
-                                    baseline, cells),
-        noisy=cells[cells["noisy"].astype(bool)][["build", "model", "cell", "test", "cv"]].to_dict("records"),
-        busy=ok.dropna(subset=["busy"]).drop_duplicates("cell")[["build", "model", "cell", "busy"]].to_dict("records"),
+        stats_table=html_table(cells, STATS_COLUMNS, names),
+        comparison_table=html_table(pairs.sort_values("p_adjusted", na_position="last"), COMPARISON_COLUMNS, names),
+        noisy=listed(cells[cells["noisy"].astype(bool)].assign(
+            why=lambda f: f["test"] + ", cv " + f["cv"].map("{:.3f}".format)), names, "why"),
+        busy=listed(ok.dropna(subset=["busy"]).drop_duplicates("cell"), names, "busy"),
         bandwidth=bandwidth,
         rounds=int(cells["rounds"].max()) if len(cells) else 0,
-        rpc_figures=[embed_png(pngs[name]) for name in plan.RPC_FIGURES if name in pngs],
+        rpc_figures=[src for name in plan.RPC_FIGURES if (src := embed_png(pngs.get(name)))],
         rpc_table=html_table(tables.per_cell(rpc, used), RPC_COLUMNS),
-        rpc_not_ok=rpc[~rpc["status"].map(lambda s: Status(s).measured).astype(bool)][["topology", "devices", "link_rate", "status", "error"]].to_dict(
-            "records"),
+        rpc_not_ok=rpc[~rpc["status"].map(lambda s: Status(s).measured).astype(bool)][
+            ["topology", "devices", "link_rate", "status", "error"]].to_dict("records"),
         rpc_smokes=rpc_smokes,
         n_rpc=len(rpc),
-        summary_table=html_table(ok, SUMMARY_COLUMNS, baseline),
+        summary_table=html_table(ok, SUMMARY_COLUMNS, names),
         failed=failed[["build", "model", "cell", "error", "command_line"]].to_dict("records"),
         skipped=skipped[["build", "model", "cell", "error"]].to_dict("records"),
-        out_of_memory=now[now["status"] == Status.OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict("records"),
+        out_of_memory=now[now["status"] == Status.OUT_OF_MEMORY][["build", "model", "cell", "error"]].to_dict(
+            "records"),
         predicted_out_of_memory=now[now["status"] == Status.PREDICTED_OUT_OF_MEMORY][
             ["build", "model", "cell", "error"]].drop_duplicates("cell").to_dict("records"),
-        memory_findings=html_table(found[found["question"] == "memory_prediction"], FINDING_COLUMNS),
+        memory_findings=html_table(found[found["question"] == questions.MEMORY_PREDICTION.name], FINDING_COLUMNS),
         memory_worst=html_table(memory.dropna(subset=["error"]).assign(abs_error=lambda f: f["error"].abs())
                                 .sort_values("abs_error", ascending=False).head(MEMORY_WORST), MEMORY_COLUMNS),
-        memory_src=embed_png(memory_png) if memory_png else None,
+        memory_src=embed_png(memory_png),
         studies=studies or [],
         sweeps=[{**record, "src": embed_png(png)} for record, png in sweeps or []],
-        load_pairs=pairs[pairs["comparison"] == "load capacity"].to_dict("records"),
+        load_pairs=pairs[pairs["comparison"] == comparisons.LOAD_CAPACITY.name].to_dict("records"),
         bisects=[{**record, "src": embed_png(png)} for record, png in bisects or []],
         histories=[{**record, "src": embed_png(png)} for record, png in histories or []],
     )
+
+
+def listed(frame: pd.DataFrame, names: dict[tuple[str, str], str], why: str) -> list[dict[str, str]]:
+    """Cells the first screen counts and lists behind a fold (noisy, disturbed, started busy): where, the cell in
+    words with its id on hover, and why it is listed."""
+    return [{"where": " / ".join(str(row[k]) for k in ("kind", "build", "model") if k in row),
+             "cell": cell_label(row["model"], row["cell"], names), "why": str(row[why])}
+            for _, row in frame.iterrows()]

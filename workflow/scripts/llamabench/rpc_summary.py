@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import history, matrix, options, records
+from llamabench.core import history, matrix, metrics, options, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import samples, tables
@@ -52,8 +52,8 @@ def speeds(cell: dict[str, Any]) -> dict[str, float]:
     run = cell["rpc"]["llama_bench"]
     if not Status(cell["rpc"]["status"]).measured or not run:
         return {}
-    return {tables.test_kind(tables.test_of(rec)): (rec["avg_ts"], rec["stddev_ts"]) for rec in run["records"]
-            if tables.test_kind(tables.test_of(rec)) != tables.BOTH}
+    return {kind: (rec["avg_ts"], rec["stddev_ts"]) for rec in run["records"]
+            if (kind := metrics.test_kind(tables.test_of(rec))) in metrics.SINGLE}
 
 
 def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple], max_share: float = 1.0,
@@ -62,7 +62,7 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
     devices = run["rpc_devices"]
     names = {endpoint: name for name, endpoint in devices.items()}
     window = (run["llama_bench"] or {}).get("interference")
-    disturbance = samples.disturbed(window, max_share)
+    disturbance = samples.disturbed(run["llama_bench"], max_share)
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
         "cell": cell["cell"], "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
@@ -78,7 +78,7 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
         "hostname": cell["host"]["hostname"], "commit": cell["build"]["commit"], "error": run["error"],
         "command_line": (run["llama_bench"] or {}).get("command_line"),
     }
-    for test in ("pp", "tg"):
+    for test in metrics.SINGLE:
         if test in own:
             row[f"{test}_ts"], row[f"{test}_stddev_ts"] = own[test]
         if test in local:
@@ -108,7 +108,7 @@ def energy(run: dict[str, Any]) -> dict[str, Any]:
     sampled = bench.get("samples") or {}
     found: dict[str, Any] = {"peak_vram_mib": samples.peak_vram(sampled)}
     for rec in bench.get("records", []) if Status(run["status"]).measured else []:
-        kind = tables.test_kind(tables.test_of(rec))
-        if kind != tables.BOTH:
+        kind = metrics.test_kind(tables.test_of(rec))
+        if kind in metrics.SINGLE:
             found[f"{kind}_j_per_token"] = samples.energy_columns(sampled, rec)["energy_j_per_token"]
     return found

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, history, layout, progress, records
+from llamabench.core import axes, history, layout, metrics, progress, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import latency, samples, tables
@@ -59,7 +59,7 @@ def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: 
 def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests: dict[str, int],
              max_share: float = 1.0) -> dict[str, Any]:
     run, params = cell["serving"], cell["params"]
-    disturbance = samples.disturbed(run.get("interference"), max_share)
+    disturbance = samples.disturbed(run, max_share)
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
         "cell": cell["cell"], "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
@@ -91,6 +91,6 @@ def partner_facts(partner: dict[str, Any]) -> dict[str, Any]:
     """The llama-bench partner's cell id, first-token estimate and tg, from its own records."""
     run = partner["llama_bench"]
     tests = {tables.test_of(rec): rec for rec in run["records"]} if run["status"] == Status.OK else {}
-    tg = next((rec for test, rec in tests.items() if tables.test_kind(test) == tables.TG), None)
+    tg = next((rec for test, rec in tests.items() if metrics.test_kind(test) == metrics.TG), None)
     return {"bench_cell": partner["cell"], "bench_ttft_estimate_ms": tables.ttft_estimate(tests),
             "bench_tg_ts": tg["avg_ts"] if tg else None}

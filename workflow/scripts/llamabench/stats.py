@@ -1,13 +1,15 @@
 """Rule ``stats``: statistics over rounds for every kind of cell, paired comparisons, the roofline.
 
 Every statistic is over a cell's round values (derive/statistics.py says why):
-the mean with its confidence and prediction intervals, and the coefficient of
-variation that flags noisy cells - per benchmark cell and test
+the geometric mean with its confidence and prediction intervals (on the log
+scale: every value is a time or a speed), and the coefficient of variation that
+flags noisy cells - per benchmark cell and test
 (``results/stats.csv``), and per serving or RPC cell and metric (TTFT p50/p90,
 inter-token and end-to-end latency, aggregate t/s; pp and tg:
 ``results/metrics.csv``). Comparisons pair two cells by round: every benchmark
 setting against the defaults cell of its build, the config's named build
-comparisons, every serving setting against the serving defaults cell, each
+comparisons, every serving setting against the serving defaults cell (a setting
+only at its partner's workload: core/axes.py, an axis's role), each
 serving cell's measured TTFT against its llama-bench estimate of the same round,
 each RPC cell against its ``-dev none`` partner, and each load sweep's capacity on a build against its first
 build's. All are corrected together
@@ -26,9 +28,12 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, matrix, records
+from llamabench.core import axes, matrix, metrics, records
+from llamabench.core.comparisons import (BUILD_VS_BUILD, LOAD_CAPACITY, RPC_VS_LOCAL, SERVED_VS_ESTIMATE,
+                                         SERVING_SETTING_VS_DEFAULTS, SETTING_VS_DEFAULTS, Comparison)
+from llamabench.core.metrics import Metric
 from llamabench.core.status import Status
-from llamabench.derive import latency, statistics, tables
+from llamabench.derive import statistics, tables
 
 # Where a cell's layers went: the same in every round.
 PLACEMENT = ("offloaded_layers", "model_layers", "op_offload")
@@ -76,13 +81,12 @@ def cell_stats(table: pd.DataFrame, noisy_cv: float, used: set[str] = frozenset(
     for (build, model, base, test), group in round_means(table, used).groupby(keys):
         group = group.sort_values("round")
         values = [float(v) for v in group["round_mean"]]
-        mean = sum(values) / len(values)
-        spread = statistics.cv(values)
-        ci, pi = statistics.interval(values), statistics.interval(values, prediction=True)
+        summary = statistics.over_rounds(values)
+        mean = summary.pop("mean")
         first = group.iloc[0]
         repetitions = [s for text in group["samples_ts"] for s in json.loads(text or "[]")]
-        if ci[0] is not None:
-            err = (mean - ci[0], ci[1] - mean, "95 % CI over rounds")
+        if summary["ci_low"] is not None:
+            err = (mean - summary["ci_low"], summary["ci_high"] - mean, "95 % CI over rounds")
         else:  # one round: only the repetitions' spread is known
             sd = float(first["stddev_ts"] or 0)
             err = (sd, sd, "stddev of the repetitions (one round)")
@@ -96,8 +100,7 @@ def cell_stats(table: pd.DataFrame, noisy_cv: float, used: set[str] = frozenset(
             "rounds": len(values), "round_means": json.dumps([round(v, 3) for v in values]),
             "rounds_used": rounds_text(list(group["round"])),
             "dropped_rounds": rounds_text(dropped.get((build, model, base, test), [])),
-            "mean_ts": mean, "ci_low": ci[0], "ci_high": ci[1], "pi_low": pi[0], "pi_high": pi[1], "cv": spread,
-            "noisy": bool(spread is not None and spread > noisy_cv),
+            "mean_ts": mean, **summary, "noisy": bool(summary["cv"] is not None and summary["cv"] > noisy_cv),
             "err_low": err[0], "err_high": err[1], "err_kind": err[2],
             "busy_rounds": int(group["busy"].notna().sum()),
             "hostname": ", ".join(sorted(set(group["hostname"].dropna()))),
@@ -113,7 +116,7 @@ def add_roofline(cells: pd.DataFrame, bandwidth: Mapping[str, Any], models: Mapp
     cells = cells.copy()
     for index, row in cells.iterrows():
         gguf = models.get(row["model"], {}).get("gguf", {})
-        if tables.test_kind(row["test"]) != tables.TG or not gguf.get("weight_bytes_per_token"):
+        if metrics.test_kind(row["test"]) != metrics.TG or not gguf.get("weight_bytes_per_token"):
             continue
         kv = (gguf.get("kv_bytes_per_position_f16") or 0) * (row["n_depth"] + row["n_gen"] / 2)
         per_token = gguf["weight_bytes_per_token"] + kv
@@ -135,17 +138,16 @@ def comparisons(table: pd.DataFrame, base: Mapping[str, Any], alpha: float,
     base_id = matrix.cell_id(base)
     rows = []
     for (build, model, cell, test), values in keyed.items():
-        same_workload = all(tables.value(grouped[(build, model, cell, test)].iloc[0], axis) == base[axis]
-                            for axis in tables.WORKLOAD)
+        same_workload = tables.same_workload(grouped[(build, model, cell, test)].iloc[0], base, axes.BENCHMARK)
         if cell != base_id and same_workload and (build, model, base_id, test) in keyed:
-            rows.append(compare("setting vs defaults", keyed[(build, model, base_id, test)], values,
+            rows.append(compare(SETTING_VS_DEFAULTS, keyed[(build, model, base_id, test)], values,
                                 (build, model, base_id, test), (build, model, cell, test)))
     builds = sorted(set(tables.current(table)["build"]))
     for name, spec in (named or {}).items():
         for first, second in build_pairs(spec, builds):
             for (build, model, cell, test), values in keyed.items():
                 if build == first and (second, model, cell, test) in keyed:
-                    rows.append({**compare("build vs build", values, keyed[(second, model, cell, test)],
+                    rows.append({**compare(BUILD_VS_BUILD, values, keyed[(second, model, cell, test)],
                                            (first, model, cell, test), (second, model, cell, test)), "name": name})
     rows += others or []
     tested = [i for i, row in enumerate(rows) if row.get("p_value") is not None]
@@ -153,8 +155,8 @@ def comparisons(table: pd.DataFrame, base: Mapping[str, Any], alpha: float,
         rows[i]["p_adjusted"] = adjusted
     for row in rows:
         row["verdict"] = statistics.verdict(row.get("p_adjusted"), row.get("ratio"), alpha, row.get("note"),
-                                            row.get("better", "higher"))
-    return records.frame((records.new("comparison_row", {"better": "higher", **row}) for row in rows),
+                                            row["better"])
+    return records.frame((records.new("comparison_row", row) for row in rows),
                          "comparison_row")
 
 
@@ -166,70 +168,72 @@ def series(group: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def kind_series(frame: pd.DataFrame, used: set[str], kind: str, setting: Callable[[pd.Series], str],
-                metrics: Mapping[str, bool]) -> list[dict[str, Any]]:
-    """Each serving or RPC cell's metrics by round (``metrics``: name -> whether lower is better), with the
-    cell in words (``setting`` of its first row) and its rounds left out."""
+                ) -> list[dict[str, Any]]:
+    """Each serving or RPC cell's metrics by round (those core/metrics.py says ``kind``'s statistics take), with
+    the cell in words (``setting`` of its first row) and its rounds left out."""
     found = []
     keys = ["build", "model", "base_cell"]
     dropped = left_out(frame, used, keys)
     for (build, model, base), group in frame[frame["status"].isin(used)].groupby(keys):
         first = group.iloc[0]
-        for metric, lower in metrics.items():
+        for metric in metrics.summarised_in(kind):
             found.append({"kind": kind, "build": build, "history": bool(first["history"]), "model": model,
-                          "cell": base, "metric": metric, "better": "lower" if lower else "higher",
-                          "setting": setting(first), "values": series(group, metric),
+                          "cell": base, "metric": metric.name, "better": metric.better,
+                          "setting": setting(first), "values": series(group, metric.name),
                           "dropped": dropped.get((build, model, base), [])})
     return found
 
 
 def serving_series(serving: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
-    """Each serving cell's metrics by round (derive/latency.py METRICS)."""
-    return kind_series(serving, used, "serve_cell", lambda first: f"prompt {first['prompt_tokens']}, concurrency "
-                       f"{first['concurrency']}, parallel {first['parallel']}", latency.METRICS)
+    """Each serving cell's metrics by round."""
+    return kind_series(serving, used, metrics.SERVE_CELL, lambda first: f"prompt {first['prompt_tokens']}, "
+                       f"concurrency {first['concurrency']}, parallel {first['parallel']}")
 
 
 def rpc_series(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
     """Each RPC cell's pp and tg by round."""
-    return kind_series(rpc, used, "rpc_cell", lambda first: f"{first['topology']} -dev {first['devices']}, link "
-                       f"{first['link_rate']}", {"pp_ts": False, "tg_ts": False})
+    return kind_series(rpc, used, metrics.RPC_CELL, lambda first: f"{first['topology']} -dev {first['devices']}, "
+                       f"link {first['link_rate']}")
 
 
 def metric_stats(found: list[dict[str, Any]], noisy_cv: float) -> pd.DataFrame:
-    """Mean, intervals and spread over rounds of every serving and RPC metric."""
+    """Geometric mean, intervals (log scale: every metric is a time or a speed) and spread over rounds of every
+    serving and RPC metric."""
     rows = []
     for item in found:
         values = [float(v) for v in item["values"]["value"]]
         if not values:
             continue
-        ci, pi, spread = statistics.interval(values), statistics.interval(values, prediction=True), statistics.cv(values)
+        summary = statistics.over_rounds(values)
         rows.append(records.new("metric_row", {
             **{key: item[key] for key in ("kind", "build", "history", "model", "cell", "metric", "better", "setting")},
             "rounds": len(values), "rounds_used": rounds_text(list(item["values"].index)),
             "dropped_rounds": rounds_text(item["dropped"]), "round_values": json.dumps([round(v, 4) for v in values]),
-            "mean": sum(values) / len(values), "ci_low": ci[0], "ci_high": ci[1], "pi_low": pi[0], "pi_high": pi[1],
-            "cv": spread, "noisy": bool(spread is not None and spread > noisy_cv),
+            **summary, "noisy": bool(summary["cv"] is not None and summary["cv"] > noisy_cv),
             "hostname": ", ".join(sorted(set(item["values"]["hostname"].dropna()))),
         }))
     return records.frame(rows, "metric_row")
 
 
 def serving_pairs(serving: pd.DataFrame, used: set[str], defaults: str) -> list[dict[str, Any]]:
-    """Every serving setting against the serving defaults cell, metric by metric; each cell's measured TTFT
-    p50 against its llama-bench partner's estimate of the same round (neither is better: the verdict says
-    higher or lower)."""
+    """Every serving setting against the serving defaults cell at the same workload (a cell that changes the work,
+    a prompt length or a concurrency, is described by the findings, not compared), metric by metric; each cell's
+    measured TTFT p50 against its llama-bench partner's estimate of the same round (neither is better: the verdict
+    says higher or lower)."""
     rows = []
     ok = serving[serving["status"].isin(used)]
     grouped = {key: group for key, group in ok.groupby(["build", "model", "base_cell"])}
     for (build, model, cell), group in grouped.items():
-        for metric, lower in latency.METRICS.items():
-            if cell != defaults and (build, model, defaults) in grouped:
-                rows.append(compare("serving setting vs defaults",
-                                    series(grouped[(build, model, defaults)], metric), series(group, metric),
-                                    (build, model, defaults, metric), (build, model, cell, metric),
-                                    "lower" if lower else "higher"))
-        rows.append(compare("served vs estimate", series(group, "bench_ttft_estimate_ms"),
-                            series(group, "ttft_p50_ms"), (build, model, group.iloc[0]["bench_cell"], "ttft_p50_ms"),
-                            (build, model, cell, "ttft_p50_ms"), None))
+        reference = grouped.get((build, model, defaults))
+        if cell != defaults and reference is not None and tables.same_workload(group.iloc[0], reference.iloc[0],
+                                                                               axes.SERVING):
+            for metric in metrics.summarised_in(metrics.SERVE_CELL):
+                rows.append(compare(SERVING_SETTING_VS_DEFAULTS, series(reference, metric.name),
+                                    series(group, metric.name), (build, model, defaults, metric.name),
+                                    (build, model, cell, metric.name), metric))
+        ttft = metrics.TTFT_P50.name
+        rows.append(compare(SERVED_VS_ESTIMATE, series(group, metrics.TTFT_ESTIMATE.name), series(group, ttft),
+                            (build, model, group.iloc[0]["bench_cell"], ttft), (build, model, cell, ttft)))
     return rows
 
 
@@ -239,9 +243,9 @@ def rpc_pairs(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
     through = rpc[rpc["status"].isin(used) & (rpc["devices"] != "none")]
     for (build, model, cell), group in through.groupby(["build", "model", "base_cell"]):
         partner = f"{cell.rsplit('_devices-', 1)[0]}_devices-none"
-        for test in ("pp", "tg"):
-            rows.append(compare("rpc vs local", series(group, f"local_{test}_ts"), series(group, f"{test}_ts"),
-                                (build, model, partner, f"{test}_ts"), (build, model, cell, f"{test}_ts")))
+        for metric in metrics.summarised_in(metrics.RPC_CELL):
+            rows.append(compare(RPC_VS_LOCAL, series(group, f"local_{metric.name}"), series(group, metric.name),
+                                (build, model, partner, metric.name), (build, model, cell, metric.name), metric))
     return rows
 
 
@@ -256,13 +260,14 @@ def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if build == first[0] or first not in found:
                 continue
             base, candidate = capacity_series(found[first]), capacity_series(result)
-            keys = (first[0], model, sweep["sweep"], "capacity_rps"), (build, model, sweep["sweep"], "capacity_rps")
+            keys = ((first[0], model, sweep["sweep"], metrics.CAPACITY.name),
+                    (build, model, sweep["sweep"], metrics.CAPACITY.name))
             if (base["value"] <= 0).any() or (candidate["value"] <= 0).any():
                 empty = base.iloc[0:0]
-                rows.append({**compare("load capacity", empty, empty, *keys),
+                rows.append({**compare(LOAD_CAPACITY, empty, empty, *keys),
                              "note": "a round met the objectives at no level: no ratio to test"})
                 continue
-            rows.append(compare("load capacity", base, candidate, *keys))
+            rows.append(compare(LOAD_CAPACITY, base, candidate, *keys))
     return rows
 
 
@@ -283,19 +288,19 @@ def build_pairs(spec: Mapping[str, Any], current: list[str]) -> list[tuple[str, 
     return list(itertools.combinations(builds, 2))
 
 
-def compare(kind: str, baseline: pd.DataFrame, candidate: pd.DataFrame, base_key: tuple, cand_key: tuple,
-            better: str | None = "higher") -> dict[str, Any]:
-    """One comparison row: two cells' values paired by round, unless they come from different hosts."""
+def compare(kind: Comparison, baseline: pd.DataFrame, candidate: pd.DataFrame, base_key: tuple, cand_key: tuple,
+            metric: Metric | None = None) -> dict[str, Any]:
+    """One comparison row: two cells' values paired by round, unless they come from different hosts; the better
+    direction is the kind's, or the compared ``metric``'s where the kind takes it from the metric."""
     rounds = sorted(set(baseline.index) & set(candidate.index))
     a = [float(baseline.loc[r, "value"]) for r in rounds]
     b = [float(candidate.loc[r, "value"]) for r in rounds]
     row: dict[str, Any] = {
-        "comparison": kind, "model": base_key[1], "test": base_key[3], "better": better,
+        "comparison": kind.name, "model": base_key[1], "test": base_key[3], "better": kind.better_for(metric),
         "baseline_build": base_key[0], "baseline_cell": base_key[2],
         "candidate_build": cand_key[0], "candidate_cell": cand_key[2], "paired_rounds": len(rounds),
         "rounds_used": rounds_text(rounds),
-        "baseline_mean": sum(a) / len(a) if a else None,
-        "candidate_mean": sum(b) / len(b) if b else None,
+        "baseline_mean": statistics.geometric_mean(a), "candidate_mean": statistics.geometric_mean(b),
     }
     hosts = set(baseline["hostname"].dropna()) | set(candidate["hostname"].dropna())
     if len(hosts) > 1:

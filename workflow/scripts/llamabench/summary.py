@@ -52,7 +52,7 @@ def summarize(cell_paths: list[Path], max_share: float = 1.0) -> pd.DataFrame:
 def cell_rows(cell: dict[str, Any], max_share: float = 1.0) -> list[dict[str, Any]]:
     """The summary rows of one bench_cell record (read through history.read)."""
     run = cell["llama_bench"]
-    disturbance = samples.disturbed(run.get("interference"), max_share)
+    disturbance = samples.disturbed(run, max_share)
     common = {
         "build": cell["build"]["name"],
         "history": cell.get("history", False),

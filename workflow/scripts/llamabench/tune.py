@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from llamabench.core import layout, plan, records
+from llamabench.core.metrics import OBJECTIVES
 from llamabench.core.tuning import Study
 from llamabench.derive import race, statistics
 
-# A candidate's score: the geometric mean of the objective over its rounds, in these units.
-UNITS = {"tg": "t/s", "pp": "t/s", "mix": "t/s", "ttft": "ms", "throughput": "t/s"}
 ENDS = {
     race.WINNER: "one candidate is better than every other it raced",
     race.EQUIVALENT: "the survivors are equivalent within delta",
@@ -48,7 +47,7 @@ def tune(smk: Any) -> None:
         "study": study.name, "mode": study.mode, "objective": study.settings["objective"],
         "workload": study.settings["workload"], "delta": study.settings["delta"], "alpha": study.settings["alpha"],
         "budget": study.settings["budget"], "space_size": len(study.candidates),
-        "unit": UNITS[study.settings["objective"]["metric"]],
+        "unit": OBJECTIVES[study.settings["objective"]["metric"]].unit,
         "excluded": [{"label": label, "why": why} for label, why in study.excluded], "results": results})
 
 
@@ -90,8 +89,6 @@ def _ratio(obs: race.Observations, reference: str, candidate: str, rounds: range
     if reference == candidate:
         return {"ratio": 1.0, "ratio_ci_low": 1.0, "ratio_ci_high": 1.0, "rounds": len(common)}
     paired = statistics.paired([math.exp(a[r]) for r in common], [math.exp(b[r]) for r in common])
-    if common:  # the ratio of geometric means: the objective is a log score
-        paired["ratio"] = math.exp(float(np.mean([b[r] - a[r] for r in common])))
     return {**paired, "rounds": len(common)}
 
 
@@ -133,8 +130,7 @@ def _candidates(study: Study, state: Mapping[str, Any], obs: race.Observations, 
 def sentence(study: Study, found: Mapping[str, Any]) -> str:
     """The answer in one sentence, with its interval."""
     objective = study.settings["objective"]
-    metric = {"tg": "generation", "pp": "prompt processing", "mix": "the weighted pp/tg mix",
-              "ttft": "served time to first token", "throughput": "served throughput"}[objective["metric"]]
+    metric = OBJECTIVES[objective["metric"]].words
     if objective["metric"] == "throughput":
         metric += f" (TTFT p90 under {objective['ttft_p90_limit_ms']:g} ms)"
     if not found["winner"]:
@@ -150,8 +146,9 @@ def sentence(study: Study, found: Mapping[str, Any]) -> str:
     speed = found["speedup"]
     interval = (f" (95 % CI {speed['ratio_ci_low']:.2f}-{speed['ratio_ci_high']:.2f}×, {speed['rounds']} paired rounds)"
                 if speed.get("ratio_ci_low") is not None else "")
-    claim = {"winner": "Use", "equivalent": "Use (or any of the equivalent set)", "budget": "Best so far, no winner claimed:",
-             "failed": "No answer:"}[found["end_reason"]]
-    times = f"{speed.get('ratio', 1):.2f}× " + ("as fast as the defaults'" if objective["metric"] == "ttft" else "the defaults")
+    claim = {"winner": "Use", "equivalent": "Use (or any of the equivalent set)",
+             "budget": "Best so far, no winner claimed:", "failed": "No answer:"}[found["end_reason"]]
+    times = f"{speed.get('ratio', 1):.2f}× " + ("as fast as the defaults'" if objective["metric"] == "ttft"
+                                                 else "the defaults")
     flags = f" (flags {found['flags']})" if found.get("flags") else ""
     return f"{claim} {found['winner']['label']}{flags}: {metric} {times}{interval}{tail}{spent}"

@@ -84,6 +84,7 @@ def commands(kind: str, params: Mapping[str, Any], reference: Mapping[str, Any],
 def _line(exe: Path, model: str, kind: str, tool: str, params: Mapping[str, Any], extra: list[str]) -> str:
     """``exe`` with ``params`` as this build's tool spells them (its ``--help`` decides, as for every cell)."""
     try:
-        return shlex.join([str(exe), "-m", model, *extra, *axes.arguments(params, kind, tool, processes.help_text(exe))])
+        flags = axes.arguments(params, kind, tool, processes.help_text(exe))
+        return shlex.join([str(exe), "-m", model, *extra, *flags])
     except Unsupported as err:
         return f"# this build's {tool} cannot take these settings: {err}"

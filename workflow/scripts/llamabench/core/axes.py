@@ -13,6 +13,13 @@ concurrency, ...). Everything else derives from this table:
 - how each tree's tools spell a value (``Spelling``): flags were renamed over
   llama.cpp's history, so a tool's ``--help`` decides, never a version number.
 
+Each axis has a *role*: a ``setting`` is a choice a user makes (threads, batch
+sizes, offload, flash attention, K/V types, the load mode, the server's slots and
+switches); a ``workload`` describes the work (prompt and generation lengths,
+depth, concurrency, arrivals, request counts, the prompts). Settings are compared
+with the defaults at the same workload; workloads are described, never compared
+(a shorter prompt is no improvement a user can choose).
+
 An *optional* axis was added after cells had been measured: at its default it is
 neither spelled in a cell's id nor passed to a tool, so adding it renamed and
 re-measured nothing.
@@ -28,6 +35,8 @@ from typing import Any
 from llamabench.core.errors import Unsupported
 
 BENCHMARK, SERVING = "benchmark", "serving"
+# An axis's role: a choice a user makes, or a description of the work (see the module's docstring).
+SETTING, WORKLOAD = "setting", "workload"
 LLAMA_BENCH, LLAMA_SERVER = "llama-bench", "llama-server"
 
 
@@ -68,6 +77,7 @@ class Axis:
     json_field: str | None = None  # llama-bench's JSON/SQLite field
     # tool -> its spellings, the first whose ``when`` the tool's --help shows is used
     spellings: Mapping[str, tuple[Spelling, ...]] = field(default_factory=dict)
+    role: str = SETTING  # SETTING or WORKLOAD: whether a cell that changes it may be compared with the defaults
 
 
 INT = ("integer", "null")
@@ -118,8 +128,8 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
              ),
              LLAMA_SERVER: (
                  Spelling("--load-mode", "-lm"),
-                 Spelling("--no-mmap", "--no-mmap", {"mmap": (), "none": ("--no-mmap",), "mlock": ("--no-mmap", "--mlock"),
-                                                     "mmap+mlock": ("--mlock",)},
+                 Spelling("--no-mmap", "--no-mmap", {"mmap": (), "none": ("--no-mmap",),
+                                                     "mlock": ("--no-mmap", "--mlock"), "mmap+mlock": ("--mlock",)},
                           "this llama-server has --no-mmap and --mlock only (mid-2025): no direct I/O"),
              ),
          }),
@@ -147,11 +157,11 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
     Axis("cache_type_v", "ctv", CACHE_TYPE, TEXT, "V cache type (-ctv)", "f16", json_field="type_v",
          optional_in=(SERVING,), spellings=_flag("-ctv", LLAMA_BENCH, LLAMA_SERVER)),
     Axis("n_prompt", "p", {"type": "integer", "minimum": 0}, INT, "prompt tokens of the pp test (-p)", 128,
-         json_field="n_prompt", spellings=_flag("-p", LLAMA_BENCH)),
+         json_field="n_prompt", role=WORKLOAD, spellings=_flag("-p", LLAMA_BENCH)),
     Axis("n_gen", "n", {"type": "integer", "minimum": 0}, INT, "generated tokens of the tg test (-n)", 32,
-         json_field="n_gen", spellings=_flag("-n", LLAMA_BENCH)),
+         json_field="n_gen", role=WORKLOAD, spellings=_flag("-n", LLAMA_BENCH)),
     Axis("n_depth", "d", {"type": "integer", "minimum": 0}, INT, "tokens already in the context (-d)", 0,
-         json_field="n_depth", spellings=_flag("-d", LLAMA_BENCH)),
+         json_field="n_depth", role=WORKLOAD, spellings=_flag("-d", LLAMA_BENCH)),
     Axis("repetitions", "r", {"type": "integer", "minimum": 1}, INT,
          "llama-bench -r: repetitions inside one measurement (benchmark.repetitions)", 3, sweep=False,
          spellings=_flag("-r", LLAMA_BENCH)),
@@ -160,17 +170,17 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
     Axis("parallel", "np", {"type": "integer", "minimum": 1}, INT, "llama-server -np: requests served at once", 2,
          spellings=_flag("-np", LLAMA_SERVER)),
     Axis("prompt_tokens", "pt", {"type": "integer", "minimum": 1}, INT,
-         "prompt length in this model's tokens, BOS included", 128),
+         "prompt length in this model's tokens, BOS included", 128, role=WORKLOAD),
     Axis("max_tokens", "mt", {"type": "integer", "minimum": 1}, INT, "tokens generated per request (EOS ignored)",
-         16),
+         16, role=WORKLOAD),
     Axis("concurrency", "cc", {"type": "integer", "minimum": 1}, INT,
          "requests in flight at once (an open arrival: the most the client lets be in flight, vLLM's "
-         "--max-concurrency)", 1),
+         "--max-concurrency)", 1, role=WORKLOAD),
     Axis("requests", "rq", {"type": "integer", "minimum": 1}, INT, "measured requests per cell, after the warm-up",
-         6),
+         6, role=WORKLOAD),
     Axis("cache", "cache", {"enum": ["cold", "warm"]}, TEXT,
          "cold: every prompt processed in full (cache_n == 0 checked); warm: prompts share a prefix the "
-         "warm-up primed", "cold"),
+         "warm-up primed", "cold", role=WORKLOAD),
     Axis("cont_batching", "cb", {"description": "on or off (YAML's bare on/off arrive as booleans)",
                                  "enum": ["on", "off", True, False]}, TEXT,
          "llama-server continuous batching (-cb / -nocb): off serves one batch of requests at a time", "on",
@@ -188,19 +198,20 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
     Axis("arrival", "arr", {"enum": list(ARRIVALS)}, TEXT,
          "how requests arrive: closed (concurrency requests in flight, the next sent when one ends), constant "
          "(every 1/rate s), poisson (exponential gaps of mean 1/rate) or gamma (gamma gaps of mean 1/rate, "
-         "shape burstiness: below 1 burstier than Poisson)", "closed", optional=True),
+         "shape burstiness: below 1 burstier than Poisson)", "closed", optional=True, role=WORKLOAD),
     Axis("rate", "rate", {"type": "number", "exclusiveMinimum": 0}, ("number", "null"),
-         "requests per second offered by an open arrival (constant, poisson, gamma)", None, optional=True),
+         "requests per second offered by an open arrival (constant, poisson, gamma)", None, optional=True,
+         role=WORKLOAD),
     Axis("burstiness", "burst", {"type": "number", "exclusiveMinimum": 0}, ("number", "null"),
          "gamma arrivals' shape (vLLM's --burstiness): 1 is Poisson, below 1 burstier (gaps' CV 1/sqrt)", 1.0,
-         optional=True),
+         optional=True, role=WORKLOAD),
     Axis("length_spread", "ls", {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, ("number", "null"),
          "prompt and output lengths drawn uniformly within this share around prompt_tokens and max_tokens "
-         "(seeded: the same draws in every round and build); 0: fixed", 0, optional=True),
+         "(seeded: the same draws in every round and build); 0: fixed", 0, optional=True, role=WORKLOAD),
     Axis("dataset", "ds", {"type": "string", "pattern": "^[A-Za-z0-9_./~+-]+[.]jsonl$"}, TEXT,
          "a JSONL file of prompts ({\"prompt\": text, \"max_tokens\": n optional}) sent in turn, each "
          "tokenised by the server's /tokenize and cut to at most prompt_tokens; none: the built-in text",
-         None, optional=True),
+         None, optional=True, role=WORKLOAD),
 ]}
 
 # Each kind's axes, in cell-id order (the order never changes: ids are kept results).
@@ -231,6 +242,16 @@ def of(kind: str) -> list[Axis]:
 
 def names(kind: str) -> tuple[str, ...]:
     return ORDER[kind]
+
+
+def workload(kind: str) -> tuple[str, ...]:
+    """The axes of ``kind`` that describe the work rather than choose how to do it, in id order."""
+    return tuple(name for name in ORDER[kind] if AXES[name].role == WORKLOAD)
+
+
+def same_workload(params: Mapping[str, Any], other: Mapping[str, Any], kind: str) -> bool:
+    """Whether two cells of ``kind`` do the same work: only then is one a setting to compare with the other."""
+    return all(value(params, name, kind) == value(other, name, kind) for name in workload(kind))
 
 
 def canonical(name: str, value: Any) -> Any:

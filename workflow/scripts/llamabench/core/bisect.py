@@ -20,7 +20,6 @@ from llamabench.core import axes, matrix
 
 BISECT, HISTORY = "bisect", "history"
 PROBE_ROLES = frozenset({"bench"})  # a study's cells are llama-bench cells: its builds need nothing else
-TESTS = {"pp": "n_prompt", "tg": "n_gen"}
 LABEL_LENGTH = 9
 
 
@@ -48,6 +47,13 @@ class Study:
     def params(self, cell: str, late: Mapping[str, Mapping[str, Any]] | None = None) -> Mapping[str, Any]:
         """A cell's parameters: the study's own, or (``comparison:`` studies) those its first step chose."""
         return self.cells[cell] if cell in self.cells else (late or {})[cell]
+
+
+def measured(state: Mapping[str, Any]) -> list[int]:
+    """The positions (in the range) a bisect state's next measurement needs built: the two endpoints, measured
+    again beside every probe so that drift between probes cannot look like a regression, and its probe."""
+    target = state["next"]["target"]
+    return [0, len(state["commits"]) - 1] + ([target] if target is not None else [])
 
 
 def cells(spec: Mapping[str, Any], bench: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

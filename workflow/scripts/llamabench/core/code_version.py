@@ -12,7 +12,8 @@ never import a measuring or rule module, so an edit there reruns no aggregation.
 
 **Rules that fetch, build or measure** keep a *declared version* in
 ``workflow/versions.yaml``, beside the hash of the code it was declared for: the
-rule's module and every module of the measuring library it reaches (llama-bench's
+rule's module (a variant's, ``use rule bench_cell as tune_cell``, is its program's:
+:func:`module_of`) and every module of the measuring library it reaches (llama-bench's
 argument builder, the process lifecycle, the sampler, the axis spellings), with
 log calls, docstrings and comments stripped, and bookkeeping modules (records,
 layout, plan, ...) left out. While the hash matches, the version param is the
@@ -58,6 +59,10 @@ BOOKKEEPING = frozenset({"entry", "core.bisect", "core.code_version", "core.conf
                          "core.records", "core.status", "core.tuning", "derive.memory", "derive.memory_fit",
                          "measure.fit_params"})
 LOGGERS = frozenset({"log", "logger", "logging"})
+# A variant of a measuring program's rule (``use rule bench_cell as tune_cell with:``) -> the program's rule,
+# whose module runs it: the variant's own name keys its version, its results and its log, its code is the program's.
+VARIANTS = {"tune_cell": "bench_cell", "history_cell": "bench_cell", "bisect_cell": "bench_cell",
+            "tune_serve_cell": "serve_cell", "load_cell": "serve_cell"}
 
 
 @functools.cache
@@ -72,14 +77,21 @@ def declared() -> dict[str, dict[str, object]]:
             for rule, entry in {**_sections()["measure"], **_sections()["prepare"]}.items()}
 
 
+def module_of(rule: str) -> str:
+    """The package module (and its function of the same name) that runs ``rule``: its own, or for a variant its
+    program's."""
+    return VARIANTS.get(rule, rule)
+
+
 def rule_version(rule: str) -> int | str:
     """The ``version`` param of ``rule``: see the module's docstring."""
     entry = declared().get(rule)
     if entry is None:
         return code_hash(rule)
-    if rule in _sections()["prepare"] or entry["code"] == measuring_hash(rule):
+    current = rule_code(rule)
+    if rule in _sections()["prepare"] or entry["code"] == current:
         return entry["version"]
-    return f"{entry['version']}+{measuring_hash(rule)}"
+    return f"{entry['version']}+{current}"
 
 
 def declared_version(rule: str) -> int:
@@ -88,7 +100,8 @@ def declared_version(rule: str) -> int:
 
 def undecided() -> dict[str, str]:
     """{rule: its current hash} of every measuring rule whose code differs from what its version declares."""
-    return {rule: measuring_hash(rule) for rule, entry in declared().items() if entry["code"] != measuring_hash(rule)}
+    current = {rule: rule_code(rule) for rule in declared()}
+    return {rule: code for rule, code in current.items() if declared()[rule]["code"] != code}
 
 
 @functools.cache
@@ -100,6 +113,11 @@ def code_hash(module: str) -> str:
         for asset in assets(name):
             digest.update(asset.name.encode() + b"\n" + asset.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def rule_code(rule: str) -> str:
+    """The measuring hash of the code that runs ``rule``: a variant's is its program's."""
+    return measuring_hash(module_of(rule))
 
 
 @functools.cache
@@ -190,7 +208,7 @@ def _decide(action: str, rules: list[str]) -> None:
         entry = entries[rule]
         old = re.compile(rf"{rule}: \{{version: {entry['version']}, code: '?{entry['code']}'?\}}")
         version = int(entry["version"]) + (action == "bump")
-        code = measuring_hash(rule)
+        code = rule_code(rule)
         new = f"{rule}: {{version: {version}, code: {repr(code) if code.isdigit() else code}}}"
         if not old.search(text):
             raise SystemExit(f"{VERSIONS} does not spell {rule} as '{old.pattern}': edit it by hand")

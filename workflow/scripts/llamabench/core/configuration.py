@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import axes, bisect, load, options, platforms, presets, shapes, tuning
+from llamabench.core import axes, bisect, load, metrics, options, platforms, presets, shapes, tuning
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -195,13 +195,11 @@ def check_study(config: dict[str, Any], name: str, spec: dict[str, Any], names: 
     if study.reference not in study.by_id:
         why = dict(study.excluded).get("defaults", "")
         raise ConfigError(f"{where}: the defaults with this workload are not a valid candidate ({why})")
-    tests = {"pp": "n_prompt", "tg": "n_gen"}
-    needed = [test for test, w in ({objective["metric"]: 1} if objective["metric"] in tests else
-                                   objective["weights"] if objective["metric"] == "mix" else {}).items() if w]
-    for test in needed:
-        if not study.by_id[study.reference].params[tests[test]]:
+    weights = metrics.OBJECTIVES[objective["metric"]].weights(objective["weights"])
+    for test in [test for test, weight in weights.items() if weight]:
+        if not study.by_id[study.reference].params[metrics.TEST_AXIS[test]]:
             raise ConfigError(f"{where}: objective {objective['metric']} needs the {test} test, and "
-                              f"{tests[test]} is 0 in its workload")
+                              f"{metrics.TEST_AXIS[test]} is 0 in its workload")
     if study.mode == "coordinate" and any(c.name for c in study.candidates):
         raise ConfigError(f"{where}.candidates: named candidates race all at once, and this space is searched "
                           f"one axis at a time ({len(study.candidates)} candidates): raise {where}.enumerate to "
@@ -244,7 +242,7 @@ def check_commit_study(config: dict[str, Any], kind: str, name: str, spec: dict[
         raise ConfigError(f"{where}: give from and to, or refs, not both")
     elif not spec["refs"] and not ("from" in spec and "to" in spec):
         raise ConfigError(f"{where}: from and to are needed (the first and the last ref of the series), or refs")
-    test = bisect.TESTS[spec["metric"]]
+    test = metrics.TEST_AXIS[spec["metric"]]
     for cell_id, params in bisect.cells(spec, config["benchmark"]).items():
         if not params[test]:
             raise ConfigError(f"{where}.cells: metric {spec['metric']} needs the {spec['metric']} test, and {test} "

@@ -10,7 +10,9 @@ and records them. What changes a measurement reaches the job as a param instead.
 
 The plan is static plus functions of checkpoint outputs: :meth:`Plan.extra_rounds`
 turns the cells a checkpoint chose into the cells (and paths) to measure next, so
-dynamic work extends the plan instead of bypassing it.
+dynamic work extends the plan instead of bypassing it; core/chains.py walks the
+checkpoints' chains (tuning rounds, load pilots, bisect steps, history ranges)
+into the files each rule's input names.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class Cell:
     partner: Key | None = None  # read beside it: a serving cell's llama-bench cell, an RPC cell's -dev none cell
     position: int | None = None  # its place (from 1) in its round's seeded order
     priority: int = 0
-    compared: tuple[tuple[str, str], ...] = ()  # (kind, base id) of the cells of its build and model it is compared with
+    # (kind, base id) of the cells of its build and model it is compared with
+    compared: tuple[tuple[str, str], ...] = ()
     study: str | None = None  # a tuning study's candidate cell (results/tune/<study>/cells/), or a load sweep's
     study_kind: str = "tune"  # tune, load, bisect or history: which kind of study ``study`` names (for the last
     # two, ``build`` is the commit measured)
@@ -154,6 +157,37 @@ class Plan:
 
     def cell(self, kind: str, build: str, model: str, cell: str) -> Cell:
         return self.cells(kind)[(build, model, cell)]
+
+    def cell_of(self, rule: str, wildcards: Mapping[str, str]) -> Cell:
+        """The cell a job of a cell rule measures, by the rule's name (its output's layout key) and the job's
+        wildcards: one lookup for the rule's priority, threads and params and for the job itself, whichever variant
+        of a program's rule (workflow/rules/bench_cell.smk, serve_cell.smk) it is."""
+        w = wildcards
+        match rule:
+            case "bench_cell" | "serve_cell" | "rpc_cell":
+                return self.cell(rule, w["build"], w["model"], w["cell"])
+            case "tune_cell" | "tune_serve_cell":
+                return self.tune_cell(w["study"], w["build"], w["model"], w["cell"])
+            case "load_cell":
+                return self.load_cell(w["sweep"], w["build"], w["model"], w["cell"])
+            case "history_cell":
+                return self.commit_cell(bisect.HISTORY, w["study"], w["commit"], w["model"], w["cell"])
+            case "bisect_cell":
+                return self.commit_cell(bisect.BISECT, w["study"], w["commit"], w["model"], w["cell"], int(w["probe"]))
+        raise KeyError(f"{rule} is no cell rule")
+
+    def memory_settings(self, cell: Cell) -> Mapping[str, Any]:
+        """The fit decision's settings for ``cell``: a tuning study's candidate is held to the study's
+        ``memory_limit_mib`` too (a constraint: a candidate predicted to need more is not started, and the study
+        drops it with that reason)."""
+        if cell.study and cell.study_kind == "tune":
+            return tuning.memory_settings(self.memory, self.studies[cell.study])
+        return self.memory
+
+    def serving_partners(self) -> dict[str, str]:
+        """Each serving cell's file (every round it may get) -> its llama-bench partner's file of the same round:
+        the serving summary reads the estimate beside the measurement."""
+        return {cell.path: self.bench[cell.partner].path for cell in self.serving.values()}
 
     def tune_cell(self, study: str, build: str, model: str, cell: str) -> Cell:
         """One round of one candidate of a study: its place in the round is a seeded shuffle of every candidate of
@@ -358,8 +392,11 @@ class _Base:
 
 
 def _bench_base(bench: Mapping[str, Any], build: str, model: str, cid: str, params: Mapping[str, Any]) -> _Base:
-    defaults = matrix.cell_id(matrix.baseline(bench))
-    return _Base("bench_cell", build, model, cid, params, compared=(("bench_cell", defaults),))
+    """A benchmark cell, compared with the defaults cell where it does the same work (a setting), with none where it
+    changes the work (a prompt length is described, not compared)."""
+    base = matrix.baseline(bench)
+    compared = (("bench_cell", matrix.cell_id(base)),) if axes.same_workload(params, base, axes.BENCHMARK) else ()
+    return _Base("bench_cell", build, model, cid, params, compared=compared)
 
 
 def _bench_bases(bench: dict[str, Any], builds: list[str], models: list[str]) -> list[_Base]:
@@ -372,16 +409,16 @@ def _bench_bases(bench: dict[str, Any], builds: list[str], models: list[str]) ->
 def _serving_bases(serving: dict[str, Any], bench: dict[str, Any], builds: list[str], models: list[str],
                    ) -> list[_Base]:
     """Every serving cell of every served (build, model), with its llama-bench partner (the estimate's source)
-    and the serving defaults cell it is compared with."""
+    and the serving defaults cell it is compared with where it does the same work."""
     cells = matrix.serving_cells(serving)
     defaults = matrix.serving_defaults_id(serving)
     found = []
     for build, model in itertools.product(serving["builds"] or builds, serving["models"] or models):
         for cid, params in cells.items():
             partner = matrix.bench_partner(params, bench)
+            reference = (("serve_cell", defaults),) if axes.same_workload(params, cells[defaults], axes.SERVING) else ()
             found.append(_Base("serve_cell", build, model, cid, params, partner=("bench_cell", matrix.cell_id(partner)),
-                               partner_params=partner,
-                               compared=(("serve_cell", defaults), ("bench_cell", matrix.cell_id(partner)))))
+                               partner_params=partner, compared=(*reference, ("bench_cell", matrix.cell_id(partner)))))
     return found
 
 

@@ -8,8 +8,9 @@ misreading it, and give a table its schema's types (integers stay integers, a
 missing value is missing, ``n_gpu_layers`` is 99 or ``all``), so no reader has to
 undo a CSV's guessing. The schemas live in ``workflow/schemas/records/<kind>.schema.yaml``;
 a row schema's ``x-axes`` entry stands for the axis columns of that kind of cell
-(core/axes.py), ``x-params`` for a cell record's parameters, and ``x-status`` for the status
-vocabulary (core/status.py). Bump a
+(core/axes.py), ``x-params`` for a cell record's parameters, ``x-status`` for the status
+vocabulary (core/status.py), and a ``$ref`` into ``vocabulary.schema.yaml`` for an enum generated from a registry
+(core/vocabulary.py: finding questions, comparison kinds, metrics). Bump a
 kind's version there whenever its meaning or layout changes.
 """
 
@@ -28,8 +29,9 @@ from llamabench.core import axes, files, layout, status
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "records"
-KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune",
-         "load_pilot", "load_sweep", "probe_build", "bisect_step", "bisect_study", "history_range", "history_study",
+KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth",
+         "remeasure", "tune_round", "tune", "load_pilot", "load_sweep", "probe_build", "bisect_step", "bisect_study",
+         "history_range", "history_study",
          "hardware", "summary_row", "serving_row", "rpc_row", "stats_row", "metric_row", "comparison_row",
          "finding_row", "memory_row")
 # Rows of a CSV; every other kind is a JSON file that starts with the common head.
@@ -63,6 +65,8 @@ def _expand(node: Any) -> Any:
         return [_expand(item) for item in node]
     if not isinstance(node, dict):
         return node
+    if isinstance(node.get("$ref"), str) and not node["$ref"].startswith("#"):
+        return _expand({**_referenced(node["$ref"]), **{key: value for key, value in node.items() if key != "$ref"}})
     if "x-status" in node:
         return {key: value for key, value in node.items() if key != "x-status"} | {"enum": status.values()}
     if "x-params" in node:
@@ -77,6 +81,17 @@ def _expand(node: Any) -> Any:
         else:
             found[key] = _expand(value)
     return found
+
+
+@functools.cache
+def _referenced(ref: str) -> dict[str, Any]:
+    """What a ``$ref`` into another schema file beside the row schemas points to (the generated vocabularies:
+    core/vocabulary.py), inlined so that a schema validates on its own."""
+    file, _, pointer = ref.partition("#")
+    target = yaml.safe_load((SCHEMA_DIR / file).read_text())
+    for part in pointer.strip("/").split("/"):
+        target = target[part]
+    return target
 
 
 def version(kind: str) -> int:

@@ -6,16 +6,23 @@ beside fresh measurements of the good and the bad endpoint, in rounds, each
 round the three in a seeded order, and judged by two paired t-tests on the
 log ratios (statistics.paired), one against each endpoint:
 
-- first the endpoints alone: bad must be significantly slower than good, by at
-  least ``min_change``, or the study ends "no regression found" (no probe is built);
-  bad slower by that much but not significantly gets one more round at a time, up to
+- a test *differs* where it is significant at ``alpha`` and its log ratio at least
+  the change floor (:func:`change_floor`: ``min_change``, or one round's noise of
+  the endpoints' own comparison in those rounds, whichever is larger);
+- first the endpoints alone: bad must be slower than good by at least ``min_change``
+  and differ from it, or the study ends "no regression found" (no probe is built);
+  bad slower by that much but not differing gets one more round at a time, up to
   ``max_rounds``, as an inconclusive probe does;
-- a probe that differs (significantly, and by at least ``min_change``) from bad
-  and not from good is *good*; one that differs from good and not from bad is
-  *bad*; one that differs from both lies between (a regression in several steps)
-  and counts for the endpoint it is nearer;
-- one that differs from neither is inconclusive: one more round at a time, up
-  to ``max_rounds``, after which the study ends with the range still open.
+- a probe is judged only where its own trio's endpoints differ: a probe measured
+  beside endpoints that did not separate in its rounds can say nothing about them;
+- then by the endpoint it is nearer (its position on the log scale, 0 good, 1 bad)
+  where its two tests agree: *good* differs from bad, not from good, and lies
+  below 0.5; *bad* the mirror; one that differs from both lies between (a
+  regression in several steps) and counts for the endpoint it is nearer;
+- anything else (neither differs, or the tests and the position disagree: 0.96x
+  good, significantly, in a trio 0.81x apart, is not bad) is inconclusive: one more
+  round at a time, up to ``max_rounds``, after which the study ends with the range
+  still open.
 
 A commit whose build failed is skipped, as ``git bisect skip`` does: the next
 probe is the untested commit nearest the middle. The search ends when no
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +59,8 @@ def start(study: Study, commits: list[dict[str, Any]], cells: Iterable[str], met
           why_not: str | None = None) -> dict[str, Any]:
     """Step 0: the range (good first, bad last), the cells and metric compared, and the first measurement, the
     endpoints alone. ``why_not``: the study has nothing to bisect (a history without a confirmed slowdown)."""
-    state = {"commits": commits, "cells": sorted(cells), "metric": metric, "lo": 0, "hi": len(commits) - 1, "probes": [],
+    state = {"commits": commits, "cells": sorted(cells), "metric": metric, "lo": 0, "hi": len(commits) - 1,
+             "probes": [],
              "skipped": [], "ended": False, "outcome": None, "culprit": None, "candidates": [], "sentence": None,
              "next": {"probe": 0, "target": None, "rounds": study.settings["rounds"]}}
     if why_not:
@@ -60,12 +68,6 @@ def start(study: Study, commits: list[dict[str, Any]], cells: Iterable[str], met
     if len(commits) < 2:
         return _end(state, NO_REGRESSION, "the good and the bad ref are one commit: nothing to bisect")
     return state
-
-
-def measured(state: Mapping[str, Any]) -> list[int]:
-    """The positions (in the range) the next measurement needs built: the endpoints, and its probe."""
-    target = state["next"]["target"]
-    return [0, len(state["commits"]) - 1] + ([target] if target is not None else [])
 
 
 def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed: Iterable[int]) -> dict[str, Any]:
@@ -85,20 +87,21 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed
         return _choose(state, study, current["probe"] + 1)
     rounds = range(1, current["rounds"] + 1)
     endpoints = _test(obs, good, bad, rounds)
+    floor = change_floor(_log_ratios(obs, good, bad, rounds), study.settings["min_change"])
     if target is None:
-        entry = {**current, "commit": None, "verdict": None, "endpoints": endpoints}
+        entry = {**current, "commit": None, "verdict": None, "endpoints": endpoints, "floor": floor}
         state["probes"] = [*state["probes"][:-1], entry] if state["probes"] else [entry]
         slower = endpoints.get("ratio") is not None and endpoints["ratio"] <= 1 / (1 + study.settings["min_change"])
-        if slower and _differs(endpoints, study.settings["alpha"], study.settings["min_change"]):
+        if slower and _differs(endpoints, study.settings["alpha"], floor):
             return _choose(state, study, 1)
         if slower and current["rounds"] < study.settings["max_rounds"]:
             return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
         return _end(state, NO_REGRESSION, _no_regression(endpoints, state["metric"]))
     sha = state["commits"][target]["commit"]
     vs_good, vs_bad = _test(obs, good, sha, rounds), _test(obs, bad, sha, rounds)
-    verdict = classify(vs_good, vs_bad, endpoints, study.settings["alpha"], study.settings["min_change"])
+    verdict = classify(vs_good, vs_bad, endpoints, study.settings["alpha"], floor)
     entry = {**current, "commit": sha, "verdict": verdict, "endpoints": endpoints, "vs_good": vs_good,
-             "vs_bad": vs_bad, "position": _position(vs_good, endpoints)}
+             "vs_bad": vs_bad, "position": _position(vs_good, endpoints), "floor": floor}
     if state["probes"] and state["probes"][-1]["probe"] == current["probe"]:
         state["probes"][-1] = entry  # more rounds of the same probe
     else:
@@ -106,9 +109,8 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed
     if verdict == UNDECIDED:
         if current["rounds"] < study.settings["max_rounds"]:
             return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
-        return _end(state, INCONCLUSIVE, f"probe {sha[:9]} is inconclusive after {current['rounds']} rounds "
-                                         f"(neither endpoint differs significantly): the culprit is among "
-                                         f"{_span(state)}", candidates=_open(state))
+        return _end(state, INCONCLUSIVE, _inconclusive(state, entry, study.settings["alpha"]),
+                    candidates=_open(state))
     if verdict in (GOOD, BETWEEN_GOOD):
         state["lo"] = target
     else:
@@ -117,23 +119,39 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed
 
 
 def classify(vs_good: Mapping[str, Any], vs_bad: Mapping[str, Any], endpoints: Mapping[str, Any], alpha: float,
-             min_change: float) -> str:
-    """A probe's verdict from its paired tests against the good and the bad endpoint: it differs from one where
-    the test is significant and the difference at least ``min_change`` (a 1 % shift between two builds of commits
-    that changed no compiled file was significant here, with 3 rounds of small noise)."""
-    differs_good, differs_bad = _differs(vs_good, alpha, min_change), _differs(vs_bad, alpha, min_change)
-    if differs_bad and not differs_good:
-        return GOOD
-    if differs_good and not differs_bad:
-        return BAD
+             floor: float) -> str:
+    """A probe's verdict from its paired tests against the good and the bad endpoint of its trio (``floor``:
+    :func:`change_floor`). Only where the trio's endpoints differ, since a probe's place between them means
+    nothing otherwise; then the nearer endpoint decides, and only where both tests agree with it: on the recorded
+    harmless-commit bisect a comment change was 0.961x good (p 0.048) and not different from bad, at 0.19 of
+    the way from good to bad in a trio whose endpoints had not separated, and "differs from good, not from bad"
+    alone had called it bad."""
+    position = _position(vs_good, endpoints)
+    if not _differs(endpoints, alpha, floor) or position is None:
+        return UNDECIDED
+    differs_good, differs_bad = _differs(vs_good, alpha, floor), _differs(vs_bad, alpha, floor)
     if differs_good and differs_bad:
-        return BETWEEN_BAD if (_position(vs_good, endpoints) or 0) >= 0.5 else BETWEEN_GOOD
+        return BETWEEN_BAD if position >= 0.5 else BETWEEN_GOOD
+    if differs_bad and not differs_good and position < 0.5:
+        return GOOD
+    if differs_good and not differs_bad and position >= 0.5:
+        return BAD
     return UNDECIDED
 
 
-def _differs(test: Mapping[str, Any], alpha: float, min_change: float) -> bool:
-    return test.get("p_value") is not None and test["p_value"] < alpha and \
-        abs(math.log(test["ratio"])) >= math.log1p(min_change)
+def change_floor(log_ratios: Sequence[float], min_change: float) -> float:
+    """The smallest absolute log ratio a test may call a change: ``log1p(min_change)``, or the standard deviation
+    over rounds of the endpoints' log ratios (bad/good) where that is larger. ``min_change`` because a 1 % shift
+    between two builds of commits that changed no compiled file was significant here, with 3 rounds of small
+    noise; the noise because every test of a probe is made in the rounds of its trio, and a shift smaller than one
+    round's noise of the endpoints' own comparison is what the machine did to three builds in those minutes, not a
+    change (0.18 in the recorded harmless-commit bisect's last trio, where a comment change was 0.961x good)."""
+    spread = float(np.std(log_ratios, ddof=1)) if len(log_ratios) > 1 else 0.0
+    return max(math.log1p(min_change), spread)
+
+
+def _differs(test: Mapping[str, Any], alpha: float, floor: float) -> bool:
+    return test.get("p_value") is not None and test["p_value"] < alpha and abs(math.log(test["ratio"])) >= floor
 
 
 def _position(vs_good: Mapping[str, Any], endpoints: Mapping[str, Any]) -> float | None:
@@ -141,6 +159,12 @@ def _position(vs_good: Mapping[str, Any], endpoints: Mapping[str, Any]) -> float
     if not vs_good.get("ratio") or not endpoints.get("ratio") or endpoints["ratio"] == 1:
         return None
     return math.log(vs_good["ratio"]) / math.log(endpoints["ratio"])
+
+
+def _log_ratios(obs: Observations, baseline: str, candidate: str, rounds: range) -> list[float]:
+    """log(candidate / baseline) in each of ``rounds`` that measured both."""
+    return [obs[candidate][r] - obs[baseline][r] for r in rounds if r in obs.get(baseline, {})
+            and r in obs.get(candidate, {})]
 
 
 def _test(obs: Observations, baseline: str, candidate: str, rounds: range) -> dict[str, Any]:
@@ -172,6 +196,19 @@ def _open(state: Mapping[str, Any]) -> list[int]:
 
 def _span(state: Mapping[str, Any]) -> str:
     return ", ".join(state["commits"][p]["commit"][:9] for p in _open(state))
+
+
+def _inconclusive(state: Mapping[str, Any], entry: Mapping[str, Any], alpha: float) -> str:
+    """The end of a study whose probe stayed undecided: the open range, never one commit, and why."""
+    lo, hi = (state["commits"][p]["commit"][:9] for p in (state["lo"], state["hi"]))
+    if not _differs(entry["endpoints"], alpha, entry["floor"]):
+        why = "its endpoints did not differ in its rounds"
+    elif not (_differs(entry["vs_good"], alpha, entry["floor"]) or _differs(entry["vs_bad"], alpha, entry["floor"])):
+        why = "it differed from neither endpoint"
+    else:
+        why = f"its tests disagree with its position ({entry['position']:.2f} of the way from good to bad)"
+    return (f"inconclusive between {lo} and {hi}: after {entry['rounds']} rounds of the probe between them, {why}; "
+            f"the first bad commit is one of {_span(state)}")
 
 
 def _no_regression(endpoints: Mapping[str, Any], metric: str) -> str:

@@ -18,10 +18,6 @@ import numpy as np
 from llamabench.core import files
 from llamabench.core.status import Status
 
-# The serving metrics that get intervals over rounds and paired comparisons: name -> (lower is better).
-METRICS = {"ttft_p50_ms": True, "ttft_p90_ms": True, "itl_p50_ms": True, "e2e_p50_ms": True,
-           "aggregate_tps": False}
-
 
 def tail(values: Sequence[float], q: int, needed: int) -> tuple[float | None, bool]:
     """The q-th percentile, or the maximum where fewer than ``needed`` values exist (flagged True)."""

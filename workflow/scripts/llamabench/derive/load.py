@@ -10,16 +10,35 @@ Kendall trend test against the send time (the Mann-Kendall test), and both must
 be significant: a fixed threshold would depend on the model and the machine. The
 callers correct ``alpha`` for the levels tested together (Bonferroni over a
 round's levels, or over the pilot's most levels), so a false alarm below the
-knee, which would cut a round's capacity short, stays as rare as ``alpha``.
+knee, which would cut a round's capacity short, stays rare: as rare as ``alpha``
+were a level's requests independent (on a short window they are not: see the
+pilot below).
 
 A level meets the objectives when each objective percentile is within its limit
 and it is not saturated. The capacity of a round is the highest level below the
 first one that does not (a level further up that passes by chance does not
-count); across rounds it gets the t-interval of derive/statistics.py.
+count); across rounds it gets its geometric mean and the log-scale t-interval of
+derive/statistics.py.
 
-The pilot climbs from a light load by a factor until a level is saturated, then
-halves (geometrically) the gap between the last level meeting the objectives
-and the next until they are within ``refine`` of each other.
+The pilot climbs from a light load by a factor until a saturation call is
+*confirmed*, then halves (geometrically) the gap between the last level meeting
+the objectives and the next until they are within ``refine`` of each other. A
+call is judged by the levels above it: a queue that grows at one rate grows at
+any higher one, so a saturated level is a false alarm when a level tried above
+it is not saturated, and confirmed when every level above it is saturated and
+there is at least one (the top two of a climb confirm each other). On a few
+requests the Kendall tests' false alarms are far more frequent than ``alpha``
+(a level's requests are not independent: a cluster of arrivals lifts the
+in-flight counts and the TTFT of several in a row), and one at a light level
+would end the climb there and put every level of the sweep far below the knee;
+two in a row are about its square (docs/serving.md measures both). The pilot's
+capacity, which places the refined levels, is that of the judged levels: a
+false alarm's verdict is its percentiles' alone. A percentile over its limit is
+not undone by a level above that passes, since the level's own users saw it. A
+round's capacity (the answer) keeps the plain rule and errs low: its levels are
+refined near the knee, a few per cent apart, where a passing level above a
+saturated one is as likely chance as the saturation is, and they have the
+sweep's requests, on which false alarms are rarer.
 """
 
 from __future__ import annotations
@@ -35,6 +54,8 @@ from llamabench.core import load
 from llamabench.derive import statistics
 
 QUANTILES = {"p50": 50, "p90": 90, "p99": 99}
+# A saturated level's entry in ``missed``: what a false alarm's verdict leaves out.
+SATURATED = "saturated: in-flight requests and TTFT rise over the window"
 
 
 def request_values(request: Mapping[str, Any]) -> dict[str, float]:
@@ -93,7 +114,7 @@ def level_metrics(requests: Sequence[Mapping[str, Any]], objectives: Mapping[str
     sat = _saturation(ordered, flights, alpha)
     alone = [r["ttft_ms"] for r, n in zip(ordered, flights) if n == 1]
     if sat["saturated"]:
-        missed.append("saturated: in-flight requests and TTFT rise over the window")
+        missed.append(SATURATED)
     return {
         **found,
         "requests": len(requests),
@@ -123,38 +144,66 @@ def capacity(levels: Mapping[float, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def across_rounds(capacities: Sequence[float]) -> dict[str, Any]:
-    """The capacity over rounds: its mean, the 95 % t-interval (a capacity is never below 0), and the largest
-    relative deviation of a round from the mean."""
+    """The capacity over rounds: its geometric mean and 95 % interval on the log scale (a rate), and the largest
+    relative deviation of a round from the mean. A round whose lowest level missed has capacity 0, which has no
+    log: then the arithmetic mean and the linear t-interval, floored at 0 (a capacity is never below it)."""
     values = [float(v) for v in capacities]
-    mean = float(np.mean(values)) if values else None
-    low, high = statistics.interval(values)
-    low = None if low is None else max(0.0, low)
+    if all(v > 0 for v in values):
+        mean = statistics.geometric_mean(values)
+        low, high = statistics.log_interval(values)
+    else:
+        mean = float(np.mean(values))
+        low, high = statistics.interval(values)
+        low = None if low is None else max(0.0, low)
     spread = max(abs(v - mean) / mean for v in values) if mean else None
     return {"capacity_mean": mean, "capacity_ci_low": low, "capacity_ci_high": high, "capacity_rounds": values,
             "capacity_max_deviation": spread}
 
 
+def calls(levels: Mapping[float, Mapping[str, Any]]) -> dict[float, dict[str, Any]]:
+    """The pilot's levels, each saturation call judged by the levels tried above it (a queue that grows at one
+    rate grows at every higher one): ``false_alarm`` when one of them is not saturated; ``confirmed`` when the
+    level is in the topmost run of saturated levels and that run has two or more (a lone saturated top level is
+    neither: unconfirmed, and still a miss). A false alarm meets the objectives when its percentiles do."""
+    rates = sorted(levels)
+    run = len(rates)  # the topmost run of saturated levels: rates[run:]
+    while run and levels[rates[run - 1]]["saturated"]:
+        run -= 1
+    judged: dict[float, dict[str, Any]] = {}
+    for i, rate in enumerate(rates):
+        level = {**levels[rate], "confirmed": i >= run and len(rates) - run >= 2,
+                 "false_alarm": bool(levels[rate]["saturated"]) and i < run}
+        if level["false_alarm"]:
+            level["missed"] = [m for m in level["missed"] if m != SATURATED]
+            level["meets"] = not level["missed"]
+        judged[rate] = level
+    return judged
+
+
 def pilot(measure: Callable[[float], Mapping[str, Any]], start: float, factor: float, refine: float,
           max_levels: int) -> dict[str, Any]:
-    """Levels measured by ``measure(rate)`` (its level_metrics): up by ``factor`` from ``start`` until a level is
-    saturated, then the gap above the last level meeting the objectives refined geometrically until the two
-    rates are within ``refine``; at most ``max_levels``. Returns every level tried, in order, and why it ended."""
+    """Levels measured by ``measure(rate)`` (its level_metrics): up by ``factor`` from ``start`` until a
+    saturation call is confirmed (see calls(): a false alarm is refuted by the ladder's next level, which the climb
+    measures anyway; a real knee costs the one level above it), then the gap above the last level meeting the
+    objectives refined geometrically until the two rates are within ``refine``; at most ``max_levels``. Returns
+    every level tried, in order, judged; the false alarms; and why the climb ended: ``saturated`` (confirmed) or
+    ``max_levels`` (possibly with its top level saturated, unconfirmed)."""
     tried: dict[float, Mapping[str, Any]] = {}
 
-    def at(rate: float) -> Mapping[str, Any]:
+    def at(rate: float) -> None:
         rate = load.level_rate(rate)
         if rate not in tried:
             tried[rate] = measure(rate)
-        return tried[rate]
 
     rate, ended = start, "max_levels"
     while len(tried) < max_levels:
-        if at(rate)["saturated"]:
+        at(rate)
+        if any(level["confirmed"] for level in calls(tried).values()):
             ended = "saturated"
             break
         rate *= factor
     while len(tried) < max_levels:
-        found = capacity(tried)
+        found = capacity(calls(tried))
         if not found["bounded"]:
             break
         low = found["capacity"] or min(tried) / factor
@@ -165,5 +214,6 @@ def pilot(measure: Callable[[float], Mapping[str, Any]], start: float, factor: f
         if middle in tried or middle in (low, high):
             break
         at(middle)
-    return {"levels": [{"rate": r, **m} for r, m in tried.items()], "ended": ended,
-            "chosen": sorted(tried), **capacity(tried)}
+    judged = calls(tried)
+    return {"levels": [{"rate": r, **judged[r]} for r in tried], "ended": ended, "chosen": sorted(tried),
+            "false_alarms": sorted(r for r, level in judged.items() if level["false_alarm"]), **capacity(judged)}

@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as scistats
 
-from llamabench.core import axes, layout, records, tuning
+from llamabench.core import axes, layout, metrics, records, tuning
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.core.tuning import Study
-from llamabench.derive import latency, samples
+from llamabench.derive import latency, samples, tables
 
 PASSES = 2
 WINNER, EQUIVALENT, BUDGET, FAILED = "winner", "equivalent", "budget", "failed"
@@ -96,7 +96,8 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations) -> dic
     if state["phase"] == "confirm" and _confirmed(state, study, obs):
         state["phase"] = "ended"
     budget = study.settings["budget"]
-    spent = (round_ >= budget["rounds"] or (budget["minutes"] is not None and state["spent"]["minutes"] >= budget["minutes"]))
+    spent = (round_ >= budget["rounds"]
+             or (budget["minutes"] is not None and state["spent"]["minutes"] >= budget["minutes"]))
     if spent and state["phase"] == "race":
         race = state["race"]
         end = {"reason": BUDGET, "round": round_, "pick": _best(race, obs, round_), "set": list(race["alive"])}
@@ -316,7 +317,7 @@ def _equivalent(race: Mapping[str, Any], obs: Observations, round_: int, best: s
 def observation(scores: Mapping[str, tuple[float, list[float]]], objective: Mapping[str, Any]) -> dict[str, float]:
     """One cell's observation from its tests' scores ({"pp"|"tg": (mean t/s, per-repetition t/s)}): the
     objective's log score and the variance of that mean over the repetitions."""
-    weights = {"pp": {"pp": 1.0}, "tg": {"tg": 1.0}, "mix": objective["weights"]}[objective["metric"]]
+    weights = metrics.OBJECTIVES[objective["metric"]].weights(objective.get("weights") or {})
     total = sum(weights.values())
     x = sum(w * math.log(scores[test][0]) for test, w in weights.items() if w) / total
     parts = [(w / total) ** 2 * float(np.var(np.log(scores[test][1]), ddof=1)) / len(scores[test][1])
@@ -351,24 +352,28 @@ def cell_observation(kind: str, cell: Mapping[str, Any], objective: Mapping[str,
     seconds = measuring_seconds(run)
     if run["status"] != Status.OK:
         return {"why": f"{run['status']}: {run.get('error') or 'no reason recorded'}", "seconds": seconds}
-    if max_share is not None and (why := samples.disturbed(run.get("interference"), max_share)):
+    if max_share is not None and (why := samples.disturbed(run, max_share)):
         return {"disturbed": why, "seconds": seconds}
     if kind == "bench_cell":
-        scores = {("pp" if int(rec["n_gen"]) == 0 else "tg"): (float(rec["avg_ts"]),
-                                                               [float(v) for v in rec["samples_ts"]])
-                  for rec in run["records"]}
-        return {**observation(scores, objective), "seconds": seconds}
+        return {**observation(bench_scores(run["records"]), objective), "seconds": seconds}
     if objective["metric"] == "ttft":
         logs = np.log([r["ttft_ms"] for r in run["requests"]])
         var = float(np.var(logs, ddof=1)) / len(logs) if len(logs) > 1 else None
         return {"x": -float(np.mean(logs)), "v": var, "seconds": seconds}
     found = latency.request_metrics(run["requests"], run["wall_s"], {"p90": 1, "p99": 1})
-    if not found["aggregate_tps"]:
+    throughput, ttft = found[metrics.AGGREGATE_TPS.name], found[metrics.TTFT_P90.name]
+    if not throughput:
         return {"why": "no token generated", "seconds": seconds}
-    if found["ttft_p90_ms"] > (limit := objective["ttft_p90_limit_ms"]):
-        return {"why": f"TTFT p90 {found['ttft_p90_ms']:.0f} ms, over the study's limit of {limit:g} ms",
-                "seconds": seconds}
-    return {"x": math.log(found["aggregate_tps"]), "v": None, "seconds": seconds}
+    if ttft > (limit := objective["ttft_p90_limit_ms"]):
+        return {"why": f"TTFT p90 {ttft:.0f} ms, over the study's limit of {limit:g} ms", "seconds": seconds}
+    return {"x": math.log(throughput), "v": None, "seconds": seconds}
+
+
+def bench_scores(found: list[Mapping[str, Any]]) -> dict[str, tuple[float, list[float]]]:
+    """A llama-bench cell's scores by test kind, pp and tg (mean t/s, per-repetition t/s), from its JSON records;
+    a combined pp+tg test is neither, and weighs in no objective."""
+    return {kind: (float(rec["avg_ts"]), [float(v) for v in rec["samples_ts"]]) for rec in found
+            if (kind := metrics.test_kind(tables.test_of(rec))) in metrics.SINGLE}
 
 
 def measuring_seconds(run: Mapping[str, Any]) -> float | None:

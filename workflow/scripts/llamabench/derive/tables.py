@@ -1,7 +1,7 @@
 """The vocabulary of the result tables: tests, settings, current rows and failed ones.
 
-One place for what every aggregate asks of a row: which kind of test it is
-(``pp128``: prompt processing; ``tg32``: generation; ``pp128+tg32``: both), which
+One place for what every aggregate asks of a row: which test it is (llama-bench's
+name, ``pp128``; its kind, pp, tg or both, is core/metrics.py's), which
 setting it is (what differs from the defaults cell), whether it is a kept version,
 whether its status is a failure.
 """
@@ -14,40 +14,19 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, files, layout, records
+from llamabench.core import axes, comparisons, files, layout, metrics, records
 from llamabench.core.status import Status
-
-PP, TG, BOTH = "pp", "tg", "pp+tg"
-# What a cell measures, as opposed to how: settings are compared within one workload only.
-WORKLOAD = ("n_prompt", "n_gen", "n_depth")
-
-
-def test_name(n_prompt: int, n_gen: int) -> str:
-    """llama-bench's naming: pp512, tg128, or pp512+tg128 for a combined test."""
-    if n_prompt and n_gen:
-        return f"pp{n_prompt}+tg{n_gen}"
-    return f"pp{n_prompt}" if n_prompt else f"tg{n_gen}"
 
 
 def test_of(record: Mapping[str, Any]) -> str:
     """The test name of one of llama-bench's JSON records."""
-    return test_name(int(record.get("n_prompt", 0)), int(record.get("n_gen", 0)))
-
-
-def test_kind(test: str) -> str:
-    """``pp``, ``tg`` or ``pp+tg``: what a test times."""
-    return BOTH if "+" in test else test[:2]
+    return metrics.test_name(int(record.get("n_prompt", 0)), int(record.get("n_gen", 0)))
 
 
 def single_tests(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of plain pp or tg tests (not combined ones), with their kind in a column ``kind``."""
-    kinds = table["test"].map(lambda t: test_kind(str(t)) if isinstance(t, str) else None)
-    return table.assign(kind=kinds)[kinds.isin([PP, TG])]
-
-
-def metric(test: str) -> str:
-    """How a test's speed is named: ``pp t/s`` or ``tg t/s``."""
-    return f"{test_kind(test)} t/s"
+    kinds = table["test"].map(lambda t: metrics.test_kind(t) if isinstance(t, str) else None)
+    return table.assign(kind=kinds)[kinds.isin(metrics.SINGLE)]
 
 
 def current(table: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +76,12 @@ def value(row: Mapping[str, Any], axis: str) -> Any:
     return axes.value({} if found is None else {axis: found}, axis)
 
 
+def same_workload(row: Mapping[str, Any], other: Mapping[str, Any], kind: str) -> bool:
+    """Whether two table rows (or a row and a cell's parameters) of ``kind`` do the same work: settings are compared
+    within one workload only (core/axes.py, an axis's role)."""
+    return axes.same_workload(*({axis: value(r, axis) for axis in axes.workload(kind)} for r in (row, other)), kind)
+
+
 def setting_text(row: Mapping[str, Any], base: Mapping[str, Any]) -> str:
     """What differs from the defaults, e.g. ``threads=1, batch_size=512``; ``defaults`` if nothing."""
     diffs = [f"{axis}={value(row, axis)}" for axis in axes.names(axes.BENCHMARK)
@@ -139,7 +124,7 @@ def figures_table(findings: pd.DataFrame) -> pd.DataFrame:
 
 def named_comparison(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
     """The rows of one named build comparison (comparisons: in the config)."""
-    return pairs[(pairs["comparison"] == "build vs build") & (pairs["name"] == name)]
+    return pairs[(pairs["comparison"] == comparisons.BUILD_VS_BUILD.name) & (pairs["name"] == name)]
 
 
 def mean_of(values: pd.Series) -> float | None:
@@ -152,8 +137,8 @@ def ttft_estimate(tests: Mapping[str, Mapping[str, Any]]) -> float | None:
     """First-token latency *estimate* from llama-bench's numbers: prompt time at pp speed plus one token at tg
     speed (``tests``: test name -> a record with ``n_prompt`` and ``avg_ts``). llama-bench has no first-token
     metric; this is the closest derivation, and it is named an estimate wherever it is shown."""
-    pp = next((r for t, r in tests.items() if test_kind(t) == PP), None)
-    tg = next((r for t, r in tests.items() if test_kind(t) == TG), None)
+    pp = next((r for t, r in tests.items() if metrics.test_kind(t) == metrics.PP), None)
+    tg = next((r for t, r in tests.items() if metrics.test_kind(t) == metrics.TG), None)
     if not (pp and tg and pp["avg_ts"] and tg["avg_ts"]):
         return None
     return 1000.0 * (float(pp["n_prompt"]) / float(pp["avg_ts"]) + 1.0 / float(tg["avg_ts"]))

@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -90,6 +91,30 @@ class Window:
         }
 
 
+class Timeline:
+    """Each ``--progress`` mark of a running program with both clocks and the program's own CPU seconds at it.
+
+    llama-bench times its repetitions with the wall clock, so a stretch in which
+    the VM paused the process, or the clock stepped, inflates one repetition
+    while the machine-wide shares above see nothing. A mark holds what tells
+    them apart afterwards (derive/samples.stalls): the monotonic and the wall
+    clock, and the CPU seconds the program used by then.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.start_mono, self.start_wall = time.monotonic(), time.time()
+        self.marks: list[list[Any]] = []
+
+    def mark(self, line: str, cpu_s: float | None = None) -> None:
+        """One mark; ``cpu_s``: the program's CPU seconds where the caller knows them (its rusage at exit), else
+        read now (None once the program is gone: a mark read late has no CPU reading)."""
+        if cpu_s is None and self.pid and Path(f"/proc/{self.pid}/stat").exists():
+            cpu_s = process_seconds(self.pid)
+        self.marks.append([line, round(time.monotonic() - self.start_mono, 4),
+                           round(time.time() - self.start_wall, 4), None if cpu_s is None else round(cpu_s, 3)])
+
+
 def tree_seconds(pid: int) -> Callable[[], float]:
     """A reader of the CPU seconds of a running process and its descendants (a server and its workers)."""
     def read() -> float:
@@ -98,3 +123,54 @@ def tree_seconds(pid: int) -> Callable[[], float]:
             total += sum(process_seconds(child.pid) for child in psutil.Process(pid).children(recursive=True))
         return total
     return read
+
+
+# How often a server's CPU seconds are read while its requests run: a tenth of derive/samples.STALL_MIN_LOST_S,
+# so a stretch of that length spans several readings. A reading is one /proc read (about 20 µs): the client
+# thread costs well under 0.1 % of a core.
+SERVER_READ_S = 0.05
+
+
+class ServerReadings:
+    """A served process's CPU seconds and both clocks every SERVER_READ_S, read by a thread while requests run.
+
+    A server the VM pauses, a signal stops or the scheduler starves computes
+    nothing while requests wait on it, so their TTFT and latency grow while the
+    machine-wide shares (Window) see no other process. Each reading is
+    [s since ``origin``, wall s since then, CPU s of the process tree]: the
+    first on the requests' own clock (time.perf_counter, CLOCK_MONOTONIC on
+    Linux), so a reading lines up with each request's ``sent_s`` and
+    ``done_s`` when ``origin`` is the level's start. derive/samples.py
+    serving_stalls reads them. The process tree is taken once at the start: a
+    scan of every process at each reading would cost more than the reading.
+    """
+
+    def __init__(self, pid: int, period_s: float = SERVER_READ_S) -> None:
+        self.pids = [pid]
+        with contextlib.suppress(psutil.Error):
+            self.pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        self.period_s = period_s
+        self.origin = self.wall_origin = 0.0
+        self.readings: list[list[float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-readings", daemon=True)
+
+    def __enter__(self) -> Self:
+        self.origin, self.wall_origin = time.perf_counter(), time.time()
+        self.read()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.read()
+
+    def read(self) -> None:
+        cpu = sum(process_seconds(pid) for pid in self.pids)
+        self.readings.append([round(time.perf_counter() - self.origin, 3), round(time.time() - self.wall_origin, 3),
+                              round(cpu, 2)])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.read()

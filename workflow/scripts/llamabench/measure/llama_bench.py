@@ -83,7 +83,10 @@ def measure(
 
         shown = console.Ticker(what)
 
+        timeline = interference.Timeline()
+
         def marked(line: str) -> None:
+            timeline.mark(line)
             samples.mark(line)
             shown.update(line.removeprefix("llama-bench: "), progress.fraction(line))
             if on_progress:
@@ -94,6 +97,7 @@ def measure(
         # Ctrl-C in the terminal or a cancelled job reaches only this step, whose cleanup below stops
         # llama-bench; a killed step takes it along (processes.spawn).
         proc = processes.spawn(cmd, stdout=out, stderr=subprocess.PIPE, text=True, errors="replace")
+        timeline.pid = proc.pid
         relay = threading.Thread(target=_relay, args=(proc.stderr, err_out, marked), daemon=True)
         relay.start()
         timed_out = threading.Event()
@@ -120,6 +124,8 @@ def measure(
         seen.measured(usage.ru_utime + usage.ru_stime + (helpers[0]() - helped if helpers else 0.0))
         disturbance = seen.result(samples.gpu_others({proc.pid, *(helpers[1] if helpers else ())}))
         relay.join()
+        timeline.mark(progress.END, usage.ru_utime + usage.ru_stime)
+        disturbance["marks"] = timeline.marks
         out.seek(0)
         stdout = out.read()
     end = time.time()

@@ -212,10 +212,11 @@ def warm_up(session: requests.Session, base: str, prompts: list[list[int]], para
 
 
 def run_level(base: str, prompts: list[list[int]], outputs: list[int], concurrency: int, cache: bool | None,
-              send_at: list[float] | None = None) -> tuple[list[dict[str, Any]], float]:
+              send_at: list[float] | None = None, start: float | None = None) -> tuple[list[dict[str, Any]], float]:
     """All prompts, at most ``concurrency`` in flight; closed (``send_at`` None: the next sent as one ends) or
     on the schedule ``send_at`` (s from the start). Each request gets ``scheduled_s`` (open), ``sent_s`` and
-    ``done_s`` from the level's start; returns the requests and the level's wall time."""
+    ``done_s`` from the level's start (``start`` on time.perf_counter, now if None: the server's CPU readings
+    count from it too); returns the requests and the level's wall time."""
     local = threading.local()
     opened: list[requests.Session] = []
 
@@ -228,7 +229,7 @@ def run_level(base: str, prompts: list[list[int]], outputs: list[int], concurren
         return request
 
     pool = ThreadPoolExecutor(max_workers=concurrency)
-    start_time = time.perf_counter()
+    start_time = time.perf_counter() if start is None else start
     try:
         futures = []
         for i, (prompt, max_tokens) in enumerate(zip(prompts, outputs)):
@@ -299,7 +300,8 @@ def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, po
         measured = requests_at(base, proc.pid, params, prompts, outputs,
                                arrivals.schedule(params, params["requests"], f"{seed[0]}:arrivals:{seed[1]}"))
         seen.measured(measured["cpu"]["server_s"])
-        result["interference"] = seen.result(samples.gpu_others({proc.pid}))
+        result["interference"] = {**seen.result(samples.gpu_others({proc.pid})),
+                                  "server_cpu": measured.pop("server_cpu")}
         samples.mark("stop")
         if time.monotonic() > deadline:
             raise ServerFailed("the cell did not finish within serving.timeout")
@@ -358,14 +360,18 @@ def warm_up_slots(session: requests.Session, base: str, params: Mapping[str, Any
 
 def requests_at(base: str, server_pid: int, params: Mapping[str, Any], prompts: list[list[int]], outputs: list[int],
                 send_at: list[float] | None) -> dict[str, Any]:
-    """The measured requests of one cell (or pilot level), with the CPU time the client and the server spent."""
+    """The measured requests of one cell (or pilot level), with the CPU time the client and the server spent, and
+    the server's CPU seconds and both clocks read throughout (``server_cpu``: derive/samples.py serving_stalls)."""
     server_seconds = interference.tree_seconds(server_pid)
     before, client_before = server_seconds(), time.process_time()
-    done, wall = run_level(base, prompts, outputs, params["concurrency"], cache_prompt(params), send_at)
+    with interference.ServerReadings(server_pid) as readings:
+        done, wall = run_level(base, prompts, outputs, params["concurrency"], cache_prompt(params), send_at,
+                               start=readings.origin)
     client, server = time.process_time() - client_before, server_seconds() - before
     return {"requests": done, "wall_s": wall,
             "cpu": {"client_s": round(client, 3), "server_s": round(server, 3), "wall_s": round(wall, 3),
-                    "logical_cpus": os.cpu_count()}}
+                    "logical_cpus": os.cpu_count()},
+            "server_cpu": readings.readings}
 
 
 def check(done: list[dict[str, Any]], params: Mapping[str, Any]) -> str | None:

@@ -42,7 +42,8 @@ def find_nvcc(build_name: str) -> str:
             "install the CUDA toolkit and put its bin directory on PATH"
         )
     if missing := missing_cuda_parts(nvcc):
-        raise UserError(f"build '{build_name}' asks for CUDA, and the toolkit of {nvcc} has no {' and no '.join(missing)}: "
+        raise UserError(f"build '{build_name}' asks for CUDA, and the toolkit of {nvcc} has no "
+                        f"{' and no '.join(missing)}: "
                         f"llama.cpp's CUDA build links {'it' if len(missing) == 1 else 'them'}; install the full CUDA "
                         "toolkit (or the missing libraries' development packages)")
     return nvcc
