@@ -4,7 +4,9 @@ no section or figure without data."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,8 @@ from llamabench.core import axes, matrix, questions, records
 from llamabench.derive import plots
 from test_bench_cell import recorded_cell
 from test_stats import UB128, recorded, scaled
+
+DATA = Path(__file__).parent / "data"
 
 BASE = matrix.baseline(DEFAULT_CONFIG["benchmark"])
 BASE_ID = matrix.cell_id(BASE)
@@ -107,3 +111,12 @@ def test_the_first_screen_opens_with_the_command_then_grouped_answers_with_their
     assert "figure-threads" not in page and "figure-gpu_layers" not in page and "was not swept" not in page
     assert not re.search(r"<h[23][^>]*>(Serving|RPC|Version|Tuning|Performance over)", page.replace(
         '<h2 id="serving">Serving: latency', "").replace('<h2 id="rpc">RPC: distributed', ""))
+
+
+def test_the_recommended_line_is_the_cells_own_without_the_workflows_output_flags() -> None:
+    """The command a benchmark cell records (tests/data/stall-quiet-*.json, a real llama_bench.measure run) as a
+    user would type it: llama-bench's own table instead of the JSON, progress markers and log the workflow reads."""
+    recorded = json.loads((DATA / "stall-quiet-0c1e570-cpu-gemma3-270m.json").read_text())["command_line"]
+    typed = report_html.as_typed(recorded)
+    assert "-o json" in recorded and "--progress" in recorded
+    assert shlex.split(typed) == [w for w in shlex.split(recorded) if w not in ("-o", "json", "--progress", "-v")]

@@ -285,10 +285,10 @@ def prompt_cost(serving: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, 
         if fit is None:  # two lengths measured in no common round: nothing paired to describe
             continue
         build, model = group.iloc[0]["build"], group.iloc[0]["model"]
-        ci = (f" (95 % CI {fit['ci_low']:.2f}-{fit['ci_high']:.2f})" if fit["ci_low"] is not None
+        ci = (f" (95 % CI {fit['ci_low']:.2f} to {fit['ci_high']:.2f})" if fit["ci_low"] is not None
               else " (one round: no interval)")
         how = (f"a line through {fit['points']} round values" if fit["method"] == workloads.FIT
-               else f"the difference per token, paired over {fit['points']} rounds")
+               else f"the difference per token, paired over {fit['points']} round{'s' if fit['points'] != 1 else ''}")
         rows.append(finding(
             questions.TTFT_PER_PROMPT_TOKEN, build, model, f"{TTFT_P50.label} per prompt token",
             f"{build} / {model}: TTFT p50 grows by {fit['slope']:.2f} ms per prompt token{ci} over prompts of "
@@ -325,9 +325,14 @@ def concurrency_effect(serving: pd.DataFrame, metrics: pd.DataFrame) -> list[dic
 
 
 def _through(means: list[Mapping[str, Any]]) -> str:
-    """Means over rounds in order, each with its interval: ``104 [98, 111] → 180 [170, 190]``."""
-    return " → ".join(f"{m['mean']:.3g}" + ("" if pd.isna(m["ci_low"]) else
-                                           f" [{m['ci_low']:.3g}, {m['ci_high']:.3g}]") for m in means)
+    """Means over rounds in order, each with its interval: ``104 [98, 111] → 180 [170, 2030]``."""
+    return " → ".join(_number(m["mean"]) + ("" if pd.isna(m["ci_low"]) else
+                                            f" [{_number(m['ci_low'])}, {_number(m['ci_high'])}]") for m in means)
+
+
+def _number(value: float) -> str:
+    """Three significant digits, never in exponent notation (2030, not 2.03e+03)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def served_vs_estimate(pairs: pd.DataFrame, metrics: pd.DataFrame) -> list[dict[str, Any]]:

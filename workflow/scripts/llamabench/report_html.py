@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -135,18 +136,37 @@ def recommended(found: pd.DataFrame, studies: list[dict[str, Any]], ok: pd.DataF
         why = (f"{best['answer']} ({best['build']} / {best['model']}): the fastest setting for generation, "
                f"{best['ratio']:.2f}× the defaults, significantly.")
         return [{"why": why, "lines": command_of(ok, best["build"], best["model"], best["cell"])}]
-    defaults = ok[ok["cell"] == matrix.cell_id(base)]
+    defaults = ok[ok["base_cell"] == matrix.cell_id(base)]
     if defaults.empty:
         return []
     first = defaults.iloc[0]
     return [{"why": "the defaults: nothing measured here beats them.",
-             "lines": command_of(ok, first["build"], first["model"], first["cell"])}]
+             "lines": command_of(ok, first["build"], first["model"], first["base_cell"])}]
 
 
 def command_of(ok: pd.DataFrame, build: str, model: str, cell: str) -> str:
-    """The llama-bench command line a measured cell ran."""
-    mine = ok[(ok["build"] == build) & (ok["model"] == model) & (ok["cell"] == cell)]["command_line"].dropna()
-    return mine.iloc[0] if len(mine) else f"# no command line recorded for {build} / {model} / {cell}"
+    """The llama-bench command line a measured cell ran (in any of its rounds: round 1 may have been disturbed)."""
+    mine = ok[(ok["build"] == build) & (ok["model"] == model) & (ok["base_cell"] == cell)]["command_line"].dropna()
+    return as_typed(mine.iloc[0]) if len(mine) else f"# no command line recorded for {build} / {model} / {cell}"
+
+
+# The flags the workflow adds for its own records (llama-bench's JSON on stdout, its progress markers and the
+# buffers' log on stderr): a user running the line by hand wants llama-bench's own table.
+OWN_FLAGS = {"--progress": 0, "-v": 0, "-o": 1}
+
+
+def as_typed(line: str) -> str:
+    """A recorded command line as a user would type it: the workflow's own output flags left out."""
+    words, kept = shlex.split(line), []
+    skip = 0
+    for word in words:
+        if skip:
+            skip -= 1
+        elif word in OWN_FLAGS:
+            skip = OWN_FLAGS[word]
+        else:
+            kept.append(word)
+    return shlex.join(kept)
 
 
 def anchor(evidence: Any, sections: set[str]) -> str:
