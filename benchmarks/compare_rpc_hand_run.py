@@ -23,13 +23,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from llamabench.core import layout, records  # noqa: E402
-from llamabench.derive import tables  # noqa: E402
+from llamabench.core import layout, metrics, records  # noqa: E402
 from llamabench.measure import rpc_workers  # noqa: E402
 
 
 def speeds(run: dict) -> dict[str, list[float]]:
-    return {tables.test_of(r): r["samples_ts"] for r in run["records"]}
+    return {metrics.test_of(r): r["samples_ts"] for r in run["records"]}
 
 
 def workflow_run(path: Path) -> tuple[list[str], dict[str, list[float]]]:
@@ -46,7 +45,7 @@ def hand_run(command: list[str], workers: list[dict]) -> dict[str, list[float]]:
         cmd = list(command)
         cmd[cmd.index("--rpc") + 1] = ",".join(w["address"] for w in up)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return {tables.test_of(r): r["samples_ts"] for r in json.loads(out.stdout)}
+    return {metrics.test_of(r): r["samples_ts"] for r in json.loads(out.stdout)}
 
 
 def worker_specs(cell: dict) -> list[dict]:

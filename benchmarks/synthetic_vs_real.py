@@ -26,7 +26,8 @@ from gguf import GGUFReader  # noqa: E402
 
 from llamabench import model, source  # noqa: E402
 from llamabench.prepare import builds  # noqa: E402
-from llamabench.derive import statistics as stats, tables  # noqa: E402
+from llamabench.core import metrics  # noqa: E402
+from llamabench.derive import statistics as stats  # noqa: E402
 from llamabench.measure import llama_bench  # noqa: E402
 from llamabench.prepare import synthetic  # noqa: E402
 
@@ -40,7 +41,7 @@ def speeds(exe: Path, path: Path, log: Path) -> dict[str, float]:
     run = llama_bench.measure(llama_bench.command(exe, path, PARAMS, 0), log, timeout=600)
     if run["status"] != "ok":
         raise RuntimeError(run["error"])
-    return {tables.test_of(r): r["avg_ts"] for r in run["records"]}
+    return {metrics.test_of(r): r["avg_ts"] for r in run["records"]}
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import DEFAULT_CONFIG, load_test_config, snakemake, write_config
+from conftest import SHIPPED_CONFIG, load_test_config, snakemake, write_config
 from llamabench.core import configuration, plan
 from llamabench.core.configuration import ConfigError
 
@@ -20,7 +20,7 @@ def resolved(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_default_config_is_valid_and_gets_defaults() -> None:
-    config = resolved(DEFAULT_CONFIG)
+    config = resolved(SHIPPED_CONFIG)
     assert config["benchmark"]["timeout"] == 1800
     assert config["smoke"]["timeout"] == 600
     assert config["rpc"]["topologies"]["two-cpu"]["workers"][0]["cache"] is False  # a default inside a list
@@ -58,10 +58,10 @@ def is_default(config: dict, path: tuple) -> bool:
 
 def test_an_empty_config_is_the_default_config() -> None:
     """The schema is the one source of defaults: config.yaml shows exactly its values."""
-    assert resolved({}) == resolved(DEFAULT_CONFIG)
+    assert resolved({}) == resolved(SHIPPED_CONFIG)
 
 
-@pytest.mark.parametrize("path", key_paths(DEFAULT_CONFIG), ids=lambda p: ".".join(map(str, p)))
+@pytest.mark.parametrize("path", key_paths(SHIPPED_CONFIG), ids=lambda p: ".".join(map(str, p)))
 def test_removing_any_key_leaves_the_plan_unchanged(path: tuple) -> None:
     """Deleting a line of config.yaml falls back to the schema's default: the same config, the same plan.
 
@@ -69,14 +69,14 @@ def test_removing_any_key_leaves_the_plan_unchanged(path: tuple) -> None:
     entry's cells or is rejected naming the key, but never renames a remaining cell. A key inside one that
     equals the schema's default (a worker's ``threads: 1``) is a default like any other.
     """
-    full = plan.make(resolved(DEFAULT_CONFIG))
+    full = plan.make(resolved(SHIPPED_CONFIG))
     try:
-        reduced = resolved(without(DEFAULT_CONFIG, path))
+        reduced = resolved(without(SHIPPED_CONFIG, path))
     except ConfigError as err:  # the key, its entry, or the map it emptied is named
         assert any(f"{part}" in str(err) for part in path[-2:]) or f"config key {path[0]}:" in str(err)
         return
     inside_named = any(path[:i] in NAMED_MAPS for i in range(1, len(path)))
-    if inside_named and reduced != resolved(DEFAULT_CONFIG):
+    if inside_named and reduced != resolved(SHIPPED_CONFIG):
         smaller = plan.make(reduced)
         for kind in ("bench_cell", "serve_cell", "rpc_cell"):
             assert {c.key for c in smaller.planned(kind)} <= {c.key for c in full.planned(kind)}
@@ -86,10 +86,10 @@ def test_removing_any_key_leaves_the_plan_unchanged(path: tuple) -> None:
 
 def test_about_fifty_keys_are_defaults_and_each_of_them_leaves_the_plan_unchanged() -> None:
     """The issue's count: deleted one at a time, every default key gives the identical plan."""
-    defaults = [path for path in key_paths(DEFAULT_CONFIG, lists=True) if is_default(DEFAULT_CONFIG, path)]
+    defaults = [path for path in key_paths(SHIPPED_CONFIG, lists=True) if is_default(SHIPPED_CONFIG, path)]
     assert len(defaults) >= 45, len(defaults)
-    full = plan.make(resolved(DEFAULT_CONFIG))
-    assert all(plan.make(resolved(without(DEFAULT_CONFIG, path))) == full for path in defaults)
+    full = plan.make(resolved(SHIPPED_CONFIG))
+    assert all(plan.make(resolved(without(SHIPPED_CONFIG, path))) == full for path in defaults)
     assert ("rpc", "topologies", "two-cpu", "workers", 0, "threads") in defaults
 
 
@@ -101,7 +101,7 @@ def sorted_deeply(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("config", [DEFAULT_CONFIG, load_test_config(), load_test_config("failure")],
+@pytest.mark.parametrize("config", [SHIPPED_CONFIG, load_test_config(), load_test_config("failure")],
                          ids=["default", "test", "failure"])
 def test_key_order_at_any_depth_changes_nothing(config: dict) -> None:
     """What any YAML tool may do to config.yaml: the same values in another key order, dicts in lists included."""
@@ -112,7 +112,7 @@ def test_key_order_at_any_depth_changes_nothing(config: dict) -> None:
 
 def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
     """The check above can fail: a config that differs from a default is not the default config."""
-    changed = copy.deepcopy(DEFAULT_CONFIG)
+    changed = copy.deepcopy(SHIPPED_CONFIG)
     changed["benchmark"]["repetitions"] = 5
     assert resolved(changed) != resolved({})
     assert plan.make(resolved(changed)).bench != plan.make(resolved({})).bench
@@ -134,7 +134,7 @@ def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
     ],
 )
 def test_bad_config_names_the_key(mutate, named: str) -> None:
-    config = copy.deepcopy(DEFAULT_CONFIG)
+    config = copy.deepcopy(SHIPPED_CONFIG)
     mutate(config)
     with pytest.raises(ConfigError) as err:
         resolved(config)
@@ -147,7 +147,7 @@ def test_test_configs_are_valid(name: str) -> None:
 
 
 def test_bare_on_off_from_yaml_are_accepted() -> None:
-    config = copy.deepcopy(DEFAULT_CONFIG)
+    config = copy.deepcopy(SHIPPED_CONFIG)
     config["benchmark"]["groups"]["fa"] = {"flash_attn": [True, False]}  # what `flash_attn: [on, off]` parses to
     cells = plan.make(resolved(config)).bench.values()
     assert {c.params["flash_attn"] for c in cells} == {"on", "off", "auto"}
@@ -155,7 +155,7 @@ def test_bare_on_off_from_yaml_are_accepted() -> None:
 
 def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:
     """A typo in config.yaml stops snakemake itself, naming the key, and nothing is created."""
-    config = copy.deepcopy(DEFAULT_CONFIG)
+    config = copy.deepcopy(SHIPPED_CONFIG)
     config["benchmark"]["defaults"]["ubatch"] = 128
     write_config(tmp_path, config)
     out = snakemake(tmp_path, "--cores", "1", check=False)
@@ -276,7 +276,7 @@ def test_config_yaml_shows_every_default_of_the_sections_it_shows() -> None:
             return {prefix}
         return {path for key, value in tree.items() for path in leaves(value, (*prefix, key))}
 
-    assert leaves(resolved({})) == leaves(resolved(DEFAULT_CONFIG)) == leaves(copy.deepcopy(DEFAULT_CONFIG))
+    assert leaves(resolved({})) == leaves(resolved(SHIPPED_CONFIG)) == leaves(copy.deepcopy(SHIPPED_CONFIG))
 
 
 GIT = {"kind": "git", "url": "https://github.com/ggml-org/llama.cpp", "ref": "b6000"}
@@ -304,7 +304,7 @@ GIT = {"kind": "git", "url": "https://github.com/ggml-org/llama.cpp", "ref": "b6
     ],
 )
 def test_bad_commit_study_names_the_key(studies: dict, named: str) -> None:
-    config = copy.deepcopy(DEFAULT_CONFIG)
+    config = copy.deepcopy(SHIPPED_CONFIG)
     config["sources"]["up"] = GIT
     for build in config["builds"].values():
         build["source"] = "main"
@@ -315,7 +315,7 @@ def test_bad_commit_study_names_the_key(studies: dict, named: str) -> None:
 
 
 def test_commit_studies_plan_their_cells() -> None:
-    config = copy.deepcopy(DEFAULT_CONFIG)
+    config = copy.deepcopy(SHIPPED_CONFIG)
     config["sources"]["up"] = GIT
     for build in config["builds"].values():
         build["source"] = "main"

@@ -77,8 +77,8 @@ def test_test_kinds_of_recorded_llama_bench_records() -> None:
     """A record with both n_prompt and n_gen (llama-bench -pg) is a combined test: neither pp nor tg."""
     pp, tg = RECORDED
     both = {**copy.deepcopy(tg), "n_prompt": pp["n_prompt"]}
-    assert [tables.test_of(rec) for rec in (pp, tg, both)] == ["pp128", "tg32", "pp128+tg32"]
-    assert [metrics.test_kind(tables.test_of(rec)) for rec in (pp, tg, both)] == [metrics.PP, metrics.TG,
+    assert [metrics.test_of(rec) for rec in (pp, tg, both)] == ["pp128", "tg32", "pp128+tg32"]
+    assert [metrics.test_kind(metrics.test_of(rec)) for rec in (pp, tg, both)] == [metrics.PP, metrics.TG,
                                                                                    metrics.BOTH]
     assert metrics.test_kind("tg_ts") is None and metrics.test_kind("ttft_p50_ms") is None
     assert metrics.speed(metrics.BOTH).label == "pp+tg t/s"

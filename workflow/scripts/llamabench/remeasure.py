@@ -26,7 +26,7 @@ from llamabench.core import records
 from llamabench.core.metrics import TTFT_P50
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
-from llamabench.derive import latency, samples, statistics, tables
+from llamabench.derive import latency, samples, statistics
 
 RUNS = {"bench_cell": "llama_bench", "serve_cell": "serving", "rpc_cell": "rpc"}
 
@@ -81,4 +81,4 @@ def metrics(kind: str, run: dict[str, Any]) -> list[tuple[str, float]]:
         ttft = TTFT_P50.name
         return [(ttft, latency.request_metrics(run["requests"], run["wall_s"], {"p90": 1, "p99": 1})[ttft])]
     bench = run["llama_bench"] if kind == "rpc_cell" else run
-    return [(tables.test_of(rec), float(rec["avg_ts"])) for rec in bench["records"]]
+    return [(metrics.test_of(rec), float(rec["avg_ts"])) for rec in bench["records"]]

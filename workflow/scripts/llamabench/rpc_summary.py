@@ -53,7 +53,7 @@ def speeds(cell: dict[str, Any]) -> dict[str, float]:
     if not Status(cell["rpc"]["status"]).measured or not run:
         return {}
     return {kind: (rec["avg_ts"], rec["stddev_ts"]) for rec in run["records"]
-            if (kind := metrics.test_kind(tables.test_of(rec))) in metrics.SINGLE}
+            if (kind := metrics.test_kind(metrics.test_of(rec))) in metrics.SINGLE}
 
 
 def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple], max_share: float = 1.0,
@@ -108,7 +108,7 @@ def energy(run: dict[str, Any]) -> dict[str, Any]:
     sampled = bench.get("samples") or {}
     found: dict[str, Any] = {"peak_vram_mib": samples.peak_vram(sampled)}
     for rec in bench.get("records", []) if Status(run["status"]).measured else []:
-        kind = metrics.test_kind(tables.test_of(rec))
+        kind = metrics.test_kind(metrics.test_of(rec))
         if kind in metrics.SINGLE:
             found[f"{kind}_j_per_token"] = samples.energy_columns(sampled, rec)["energy_j_per_token"]
     return found

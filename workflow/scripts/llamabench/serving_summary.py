@@ -90,7 +90,7 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
 def partner_facts(partner: dict[str, Any]) -> dict[str, Any]:
     """The llama-bench partner's cell id, first-token estimate and tg, from its own records."""
     run = partner["llama_bench"]
-    tests = {tables.test_of(rec): rec for rec in run["records"]} if run["status"] == Status.OK else {}
+    tests = {metrics.test_of(rec): rec for rec in run["records"]} if run["status"] == Status.OK else {}
     tg = next((rec for test, rec in tests.items() if metrics.test_kind(test) == metrics.TG), None)
     return {"bench_cell": partner["cell"], "bench_ttft_estimate_ms": tables.ttft_estimate(tests),
             "bench_tg_ts": tg["avg_ts"] if tg else None}

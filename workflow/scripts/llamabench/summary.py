@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, history, records
+from llamabench.core import axes, history, metrics, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import samples, tables
@@ -85,7 +85,7 @@ def cell_rows(cell: dict[str, Any], max_share: float = 1.0) -> list[dict[str, An
         return [records.new("summary_row", common)]
     rows = []
     for rec in run["records"]:
-        row = {**common, "test": tables.test_of(rec)}
+        row = {**common, "test": metrics.test_of(rec)}
         row.update({key: rec.get(key) for key in MEASURES + LLAMA_BENCH_FACTS})
         row["gpu_info"] = rec.get("gpu_info") or None
         row["samples_ts"] = json.dumps(rec.get("samples_ts"))

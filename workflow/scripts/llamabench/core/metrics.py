@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass
 
 # Which direction of a metric is the better one (None: neither, a metric that describes).
@@ -84,6 +85,11 @@ CAPACITY = METRICS["capacity_rps"]
 def summarised_in(where: str) -> tuple[Metric, ...]:
     """The metrics that the statistics ``where`` (SERVE_CELL, RPC_CELL, LOAD_LEVEL) take, in registry order."""
     return tuple(metric for metric in METRICS.values() if where in metric.summarised_in)
+
+
+def test_of(record: Mapping[str, Any]) -> str:
+    """The test name of one of llama-bench's JSON records."""
+    return test_name(int(record.get("n_prompt", 0)), int(record.get("n_gen", 0)))
 
 
 def test_name(n_prompt: int, n_gen: int) -> str:

@@ -56,7 +56,7 @@ from llamabench.core import axes, layout, metrics, records, tuning
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.core.tuning import Study
-from llamabench.derive import latency, samples, tables
+from llamabench.derive import latency, samples
 
 PASSES = 2
 WINNER, EQUIVALENT, BUDGET, FAILED = "winner", "equivalent", "budget", "failed"
@@ -373,7 +373,7 @@ def bench_scores(found: list[Mapping[str, Any]]) -> dict[str, tuple[float, list[
     """A llama-bench cell's scores by test kind, pp and tg (mean t/s, per-repetition t/s), from its JSON records;
     a combined pp+tg test is neither, and weighs in no objective."""
     return {kind: (float(rec["avg_ts"]), [float(v) for v in rec["samples_ts"]]) for rec in found
-            if (kind := metrics.test_kind(tables.test_of(rec))) in metrics.SINGLE}
+            if (kind := metrics.test_kind(metrics.test_of(rec))) in metrics.SINGLE}
 
 
 def measuring_seconds(run: Mapping[str, Any]) -> float | None:

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llamabench.core import progress
-from llamabench.derive import tables
+from llamabench.core import metrics, progress
 
 
 def peak_vram(samples: Mapping[str, Any] | None) -> float | None:
@@ -130,7 +129,7 @@ def _outliers(records: list[Mapping[str, Any]]) -> list[str]:
         if len(times) < 2:
             continue
         median = float(np.median(times))
-        reasons += [f"repetition {i + 1} of {tables.test_of(rec)} took {t / median:.1f}× its median"
+        reasons += [f"repetition {i + 1} of {metrics.test_of(rec)} took {t / median:.1f}× its median"
                     for i, t in enumerate(times) if median and t > REPETITION_FACTOR * median]
     return reasons
 

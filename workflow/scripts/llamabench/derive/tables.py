@@ -18,11 +18,6 @@ from llamabench.core import axes, comparisons, files, layout, metrics, records
 from llamabench.core.status import Status
 
 
-def test_of(record: Mapping[str, Any]) -> str:
-    """The test name of one of llama-bench's JSON records."""
-    return metrics.test_name(int(record.get("n_prompt", 0)), int(record.get("n_gen", 0)))
-
-
 def single_tests(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of plain pp or tg tests (not combined ones), with their kind in a column ``kind``."""
     kinds = table["test"].map(lambda t: metrics.test_kind(t) if isinstance(t, str) else None)

@@ -101,15 +101,21 @@ class Timeline:
     clock, and the CPU seconds the program used by then.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, computes: bool = True) -> None:
+        """``computes``: whether the program does its own computing. An RPC client waits on its link and its
+        workers for most of a repetition (0 % of a core in a recorded 100 Mbit/s prompt run), so its CPU share
+        says nothing of a stall: its marks keep the clocks alone, and the clock and repetition rules judge it."""
         self.pid: int | None = None
+        self.computes = computes
         self.start_mono, self.start_wall = time.monotonic(), time.time()
         self.marks: list[list[Any]] = []
 
     def mark(self, line: str, cpu_s: float | None = None) -> None:
         """One mark; ``cpu_s``: the program's CPU seconds where the caller knows them (its rusage at exit), else
         read now (None once the program is gone: a mark read late has no CPU reading)."""
-        if cpu_s is None and self.pid and Path(f"/proc/{self.pid}/stat").exists():
+        if not self.computes:
+            cpu_s = None
+        elif cpu_s is None and self.pid and Path(f"/proc/{self.pid}/stat").exists():
             cpu_s = process_seconds(self.pid)
         self.marks.append([line, round(time.monotonic() - self.start_mono, 4),
                            round(time.time() - self.start_wall, 4), None if cpu_s is None else round(cpu_s, 3)])

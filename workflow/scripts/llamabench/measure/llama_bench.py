@@ -83,7 +83,7 @@ def measure(
 
         shown = console.Ticker(what)
 
-        timeline = interference.Timeline()
+        timeline = interference.Timeline(computes=helpers is None)
 
         def marked(line: str) -> None:
             timeline.mark(line)
