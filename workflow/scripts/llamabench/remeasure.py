@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llamabench.core import records
-from llamabench.core.metrics import TTFT_P50
+from llamabench.core.metrics import TTFT_P50, test_of
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import latency, samples, statistics
@@ -81,4 +81,4 @@ def metrics(kind: str, run: dict[str, Any]) -> list[tuple[str, float]]:
         ttft = TTFT_P50.name
         return [(ttft, latency.request_metrics(run["requests"], run["wall_s"], {"p90": 1, "p99": 1})[ttft])]
     bench = run["llama_bench"] if kind == "rpc_cell" else run
-    return [(metrics.test_of(rec), float(rec["avg_ts"])) for rec in bench["records"]]
+    return [(test_of(rec), float(rec["avg_ts"])) for rec in bench["records"]]
