@@ -208,6 +208,22 @@ def test_a_round_s_capacity_stops_below_its_first_missing_level() -> None:
     assert 0 < spread["capacity_ci_low"] <= spread["capacity_mean"] <= spread["capacity_ci_high"]
 
 
+def test_a_false_alarm_in_a_round_does_not_cut_its_capacity() -> None:
+    """Each recorded round judged as the load_sweep rule judges it: with the lightest level's saturation call
+    forced (the injected false alarm; its requests are real), the levels above it, unsaturated, refute it, and the
+    round's capacity is what it is without it; a real overload still ends it."""
+    for round_ in sorted(LEVELS[RATES[0]]):
+        found = {rate: metrics(rate, round_) for rate in RATES}
+        plain = load.capacity(load.calls(found))
+        forced = dict(found)
+        forced[RATES[0]] = {**found[RATES[0]], "saturated": True, "meets": False,
+                            "missed": [*found[RATES[0]]["missed"], load.SATURATED]}
+        assert load.capacity(forced)["capacity"] == 0.0  # the plain rule: the false alarm cuts the round to 0
+        judged = load.calls(forced)
+        assert judged[RATES[0]]["false_alarm"] and load.capacity(judged) == plain
+        assert plain["bounded"] and plain["capacity"] > RATES[0]
+
+
 def test_a_capacity_s_interval_is_on_the_log_scale_unless_a_round_has_none() -> None:
     """Capacities at the recorded levels 0.786, 1.77 and 2.4 requests/s: a linear t-interval would reach
     below 0; on the log scale it stays above 0 around the geometric mean. A round meeting the objectives at no

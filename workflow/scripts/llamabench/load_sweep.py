@@ -75,7 +75,7 @@ def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict
             found.update(meets=False, missed=[f"{run['status']}: {run['error']}"])
         levels[rate].append(found)
         by_round[found["round"]][rate] = found
-    rounds = {r: load.capacity(found) for r, found in sorted(by_round.items())}
+    rounds = {r: load.capacity(load.calls(found)) for r, found in sorted(by_round.items())}
     used = [r for r in rounds if r not in disturbed_rounds]
     across = load.across_rounds([rounds[r]["capacity"] for r in used])
     answer = {"build": build, "model": model, "levels": [level_summary(rate, found) for rate, found in
