@@ -62,7 +62,8 @@ def one_run(workdir: Path, rounds: int) -> bool:
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config(rounds)))
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                           "--cores", "2", "results/load/chat.json"], capture_output=True, text=True)
+                           "--cores", "2", "results/load/chat.json", "results/comparisons.csv"],
+                          capture_output=True, text=True)
     if done.returncode:
         print(done.stdout[-3000:], done.stderr[-3000:])
         return False
