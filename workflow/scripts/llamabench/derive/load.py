@@ -161,10 +161,10 @@ def across_rounds(capacities: Sequence[float]) -> dict[str, Any]:
 
 
 def calls(levels: Mapping[float, Mapping[str, Any]]) -> dict[float, dict[str, Any]]:
-    """A pilot's (or a round's) levels, each saturation call judged by the levels tried above it (a queue that grows at one
-    rate grows at every higher one): ``false_alarm`` when one of them is not saturated; ``confirmed`` when the
-    level is in the topmost run of saturated levels and that run has two or more (a lone saturated top level is
-    neither: unconfirmed, and still a miss). A false alarm meets the objectives when its percentiles do."""
+    """A pilot's (or a round's) levels, each saturation call judged by the levels tried above it (a queue that
+    grows at one rate grows at every higher one): ``false_alarm`` when one of them is not saturated; ``confirmed``
+    when the level is in the topmost run of saturated levels and that run has two or more (a lone saturated top
+    level is neither: unconfirmed, and still a miss). A false alarm meets the objectives when its percentiles do."""
     rates = sorted(levels)
     run = len(rates)  # the topmost run of saturated levels: rates[run:]
     while run and levels[rates[run - 1]].get("saturated"):
