@@ -109,7 +109,7 @@ def code_hash(module: str) -> str:
     """A derived rule's version: its whole import closure, with data files, without docstrings."""
     digest = hashlib.sha256()
     for name in sorted(imports_closure(module)):
-        digest.update(f"{name}\n{ast.dump(_strip(_tree(name), logging=False))}\n".encode())
+        digest.update(f"{name}\n{_normal_form(name, logging=False)}\n".encode())
         for asset in assets(name):
             digest.update(asset.name.encode() + b"\n" + asset.read_bytes())
     return digest.hexdigest()[:16]
@@ -125,7 +125,7 @@ def measuring_hash(module: str) -> str:
     """The code a measuring rule's results depend on: its closure without bookkeeping, logging stripped."""
     digest = hashlib.sha256()
     for name in sorted(imports_closure(module, skip=BOOKKEEPING)):
-        digest.update(f"{name}\n{ast.dump(_strip(_tree(name), logging=True))}\n".encode())
+        digest.update(f"{name}\n{_normal_form(name, logging=True)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -141,7 +141,8 @@ def imports_closure(module: str, skip: frozenset[str] = frozenset()) -> set[str]
     return seen
 
 
-def package_imports(module: str) -> set[str]:
+@functools.cache
+def package_imports(module: str) -> frozenset[str]:
     """The package modules ``module`` imports, by dotted name below the package (``core.axes``)."""
     found = set()
     for node in ast.walk(_tree(module)):
@@ -152,7 +153,7 @@ def package_imports(module: str) -> set[str]:
                 found.add(".".join(below))
         elif isinstance(node, ast.Import):
             found.update(".".join(a.name.split(".")[1:]) for a in node.names if a.name.startswith(PACKAGE + "."))
-    return {name for name in found if _source(name).is_file()}
+    return frozenset(name for name in found if _source(name).is_file())
 
 
 def assets(module: str) -> list[Path]:
@@ -171,6 +172,13 @@ def _source(module: str) -> Path:
 @functools.cache
 def _tree(module: str) -> ast.Module:
     return ast.parse(_source(module).read_text())
+
+
+@functools.cache
+def _normal_form(module: str, logging: bool) -> str:
+    """What of ``module`` a hash covers, computed once per module: a Snakefile's parse hashes ~35 rules'
+    overlapping closures, and stripping every module again for each made up half of a dry run's time."""
+    return ast.dump(_strip(_tree(module), logging=logging))
 
 
 def _strip(tree: ast.Module, logging: bool) -> ast.Module:

@@ -58,9 +58,10 @@ def canonical(value: Any, key: str | None = None) -> Any:
 
 @functools.cache
 def _schema() -> tuple[dict[str, Any], Registry]:
-    schema = yaml.safe_load(SCHEMA.read_text())
+    """The config schema and those it refers to, read with libyaml: every Snakemake parse reads them."""
+    schema = yaml.load(SCHEMA.read_text(), Loader=yaml.CSafeLoader)
     registry = Registry().with_resources(
-        (path.name, Resource.from_contents(yaml.safe_load(path.read_text())))
+        (path.name, Resource.from_contents(yaml.load(path.read_text(), Loader=yaml.CSafeLoader)))
         for path in SCHEMA_DIR.glob("*.schema.yaml"))
     return schema, registry
 
