@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
 from llamabench import model, source  # noqa: E402
+from llamabench.core import model_shape  # noqa: E402
 from llamabench.prepare import builds  # noqa: E402
 from llamabench.core import files  # noqa: E402
 from llamabench.derive import buffers, memory  # noqa: E402
@@ -74,7 +75,7 @@ def calibrate(record: dict[str, object], completion: Path, flags: frozenset[str]
     implied = []
     for vocab in TINY_VOCABS:
         _, path = synthetic.generate({**TINY, "vocab": vocab}, record, files.cache_root())
-        shape = memory.shape_of(path)
+        shape = model_shape.shape_of(path)
         probe = memory_probe.measure(memory_probe.command(completion, path, CALIBRATION), tmp / "probe.log")
         predicted = memory.predict(shape, {**run_of(CALIBRATION, flags), "touched_tokens": memory_probe.PROMPT_TOKENS})
         implied.append(probe["peak_rss_mib"] - predicted["resident"]["CPU"] + memory.runtime_mib(vocab))
@@ -105,7 +106,7 @@ def main(argv: list[str]) -> int:
         models = {"gemma3-270m": (gemma.resolve(), fetched["sha256"]),
                   "llama-3.2-1b-q4_0 (synthetic)": (larger, "synthetic-" + larger.parent.name)}
         for name, (path, digest) in models.items():
-            shape = memory.shape(path, digest, Path(tmp))
+            shape = model_shape.shape(path, digest, Path(tmp))
             for params in grid(args.quick):
                 probe = memory_probe.measure(memory_probe.command(completion, path, params), Path(tmp) / "probe.log")
                 contexts = buffers.logged((Path(tmp) / "probe.log").read_text(errors="replace"))

@@ -101,7 +101,7 @@ def main() -> None:
                     "--cores", "2", *targets], check=True)
     wall = time.monotonic() - started
     grid_paths = [args.workdir / p for p in grid]
-    observed = race.observations(grid_paths, OBJECTIVE, 0.25)
+    observed = race.observations(records.read_each(grid_paths, race.cell_kind), OBJECTIVE, 0.25)
     grid_means = means(observed)
     best = max(grid_means, key=grid_means.get)
     grid_s = seconds(grid_paths)

@@ -18,8 +18,9 @@ import pytest
 from conftest import DEFAULT_CONFIG, ROOT
 from llamabench import figures, findings, stats, summary
 from llamabench.core import axes, files, matrix, records
-from llamabench.derive import memory, memory_fit, tables
+from llamabench.derive import memory_fit, tables
 from llamabench.measure import llama_bench, memory_use
+from llamabench.core import model_shape
 
 pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
@@ -55,7 +56,7 @@ def test_a_cell_that_runs_out_of_memory_says_so(bin_dir: Path, gemma: Path, tmp_
     a sweep, listed apart from failures and not rerun by them."""
     params = {**SMALL, "n_prompt": 0, "n_gen": 1, "n_depth": 2_000_000, "repetitions": 1}
     runs = memory_fit.bench_runs(params, 0, None, memory_use.cpu_flags())
-    predicted = memory_fit.predictions(memory.shape(gemma, files.sha256_file(gemma.resolve())), runs)
+    predicted = memory_fit.predictions(model_shape.shape(gemma, files.sha256_file(gemma.resolve())), runs)
     fit = memory_fit.decide(predicted, {"CPU": 8000.0}, run_anyway=False)
     assert fit["started"] and 5000 < fit["predicted_peak_mib"]["CPU"] < 8000
     cmd = ["prlimit", "--as=1500000000", *llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0)]
@@ -181,9 +182,8 @@ def test_a_record_of_another_version_is_reported_not_misread(tmp_path: Path) -> 
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**cell, "version": 0}))
     table = summary.summarize([path])
-    tables.write_failed(tmp_path / "failed.txt", "bench_cell", [path], table)
     assert list(table["status"]) == ["unreadable"]
-    assert (tmp_path / "failed.txt").read_text() == f"{path}\n"
+    assert tables.failed_paths("bench_cell", [path], table) == [path]
     assert "of version 0, this code reads version 2" in table["error"].iloc[0]
     assert f"--forcerun {path}" in table["error"].iloc[0]
 

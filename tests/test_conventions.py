@@ -22,7 +22,7 @@ DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memo
            "bisect_study", "history_study", "findings", "figures", "report_html")
 RULES = (*MEASURING, *DERIVED)
 # Top-level modules that are not rules: what several rules share.
-LIBRARIES = {"entry", "preflight"}
+LIBRARIES = {"entry", "preflight", "plots"}
 # The layers (package docstrings say why): what each may import from the package.
 LAYERS = {"core": {"core"}, "derive": {"core", "derive"}, "measure": {"core", "measure"},
           "prepare": {"core", "prepare", "measure"}}
@@ -77,6 +77,27 @@ def test_rule_modules_are_thin_and_layers_import_downwards_only() -> None:
             assert not imported & (top_level - LIBRARIES), (module, imported & top_level)
         else:
             assert {name.split(".")[0] for name in imported} <= LAYERS[layer], (module, imported)
+
+
+# What only the edges do (rule modules, measure/, prepare/, core's readers and writers): read or write files,
+# draw, start processes.
+EDGE_CALLS = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "savefig", "read", "read_table",
+              "read_each", "write", "write_table", "write_json", "read_json", "cached_json", "write_lines", "run",
+              "Popen", "glob", "rglob", "unlink", "mkdir"}
+
+
+def test_derive_is_pure() -> None:
+    """derive/ takes records and values and returns values (its package docstring): nothing there reads or
+    writes a file, draws or starts a process, so each decision is tested on recorded data in milliseconds."""
+    for path in sorted((PACKAGE_DIR / "derive").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                assert name not in EDGE_CALLS, f"{path.name}:{node.lineno} calls {name}"
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not {a.name for a in node.names} & {"files", "plots", "subprocess"}, path.name
+            if isinstance(node, ast.Import):
+                assert not {a.name for a in node.names} & {"subprocess", "matplotlib"}, path.name
 
 
 def test_aggregations_never_reach_the_measuring_or_build_code() -> None:

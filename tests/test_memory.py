@@ -11,6 +11,7 @@ from conftest import ROOT
 from llamabench.core import files
 from llamabench.derive import buffers, memory, memory_accuracy, memory_fit
 from llamabench.measure import fit_params
+from llamabench.core import model_shape
 
 DATA = ROOT / "tests" / "data"
 CPU_LOG = DATA / "buffers-0c1e570-cpu-gemma3-270m-ub128.log"
@@ -22,7 +23,7 @@ CELL = {"threads": 2, "batch_size": 2048, "ubatch_size": 128, "n_gpu_layers": 99
 
 @pytest.fixture(scope="module")
 def gemma_shape(gemma: Path) -> dict:
-    return memory.shape(gemma, files.sha256_file(gemma.resolve()))
+    return model_shape.shape(gemma, files.sha256_file(gemma.resolve()))
 
 
 def test_logged_buffers_are_read_per_context() -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 from conftest import DEFAULT_CONFIG
 from llamabench import figures, findings, report_html, stats, summary
 from llamabench.core import axes, matrix, questions, records
-from llamabench.derive import plots
+from llamabench import plots
 from test_bench_cell import recorded_cell
 from test_stats import UB128, recorded, scaled
 

@@ -29,7 +29,7 @@ import yaml
 
 from conftest import DEFAULT_CONFIG, ROOT, as_in_a_terminal, load_test_config, snakemake, write_config
 from llamabench.core import configuration, files, matrix, plan, progress, records
-from llamabench.derive import plots
+from llamabench import plots
 from llamabench.measure import machine_lock
 
 pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake

@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import axes, layout, matrix, options, plan, records
+from llamabench.core import axes, files, layout, matrix, options, plan, records
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
-from llamabench.derive import buffers, memory, memory_fit, samples
+from llamabench.derive import buffers, memory_fit, samples
 from llamabench.entry import announce_failure
 from llamabench.measure import fit_params, gpus, llama_bench, machine_lock, memory_use, system_state
+from llamabench.core import model_shape
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     with machine_lock.held(f"cell {label}") as waited:
         # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it).
         state = system_state.snapshot()
-        predicted, fit = memory_fit.gate(memory.shape(Path(smk.input.model), model["sha256"]), runs,
+        predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, state["available_memory_mib"],
                                          gpus.free_mib() if gpu_run else {})
         try:
@@ -91,7 +92,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         **records.cell_facts(build, model),
         "log": smk.log[0],
         "memory": {"runs": runs, "predicted": predicted, "fit": fit, "fit_params": projection,
-                   "logged": buffers.logged_file(Path(smk.log[0]))},
+                   "logged": buffers.logged(files.read_text(Path(smk.log[0])))},
         "llama_bench": result,
     })
 

@@ -33,7 +33,7 @@ def bisect_step(smk: Any) -> None:
         previous = records.read(smk.input.previous, "bisect_step")["state"]
         built = {r["commit"]: r["status"] for r in (records.read(p, "probe_build") for p in smk.input.builds)}
         failed = [p for p in bisect.measured(previous) if built[previous["commits"][p]["commit"]] != Status.OK]
-        obs = steps.observations(smk.input.cells, previous["metric"],
+        obs = steps.observations(records.readable(records.read_each(smk.input.cells, "bench_cell")), previous["metric"],
                                  samples.disturbance_limit(smk.params.max_share, smk.params.action))
         state = steps.advance(found, previous, obs, failed)
     if state["ended"]:

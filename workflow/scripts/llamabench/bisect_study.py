@@ -9,7 +9,7 @@ from typing import Any
 from llamabench.core import records
 from llamabench.core.status import Status
 from llamabench.derive import bisect as steps
-from llamabench.derive import plots
+from llamabench import plots
 
 
 def bisect_study(smk: Any) -> None:
@@ -33,7 +33,8 @@ def bisect_study(smk: Any) -> None:
               "culprit": {**state["culprit"], "position": state["hi"]} if state["culprit"] else None,
               "candidates": [{**commits[p], "position": p} for p in state["candidates"]],
               "commits": commits, "probes": probes, "builds": builds, "steps": len(smk.input.steps),
-              "measuring_s": steps.measuring_seconds(cells), "cells": len(cells)}
+              "measuring_s": steps.study_seconds(records.readable(records.read_each(cells, "bench_cell"))),
+              "cells": len(cells)}
     records.write(smk.output.record, "bisect_study", record)
     figure(record, Path(smk.output.png), Path(smk.output.svg))
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from llamabench.core import axes, metrics, options, records
 from llamabench.derive import statistics, tables
-from llamabench.derive.plots import empty_note, finish, plt, save
+from llamabench.plots import empty_note, finish, plt, save
 
 
 def figures(smk: Any) -> None:

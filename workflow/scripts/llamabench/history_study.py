@@ -11,15 +11,17 @@ import numpy as np
 from llamabench.core import records
 from llamabench.core.status import Status
 from llamabench.derive import bisect as steps
-from llamabench.derive import changes, plots, samples, statistics
+from llamabench import plots
+from llamabench.derive import changes, samples, statistics
 
 
 def history_study(smk: Any) -> None:
     settings = dict(smk.params.settings)
     commits = records.read(smk.input.range, "history_range")["commits"]
     built = {r["commit"]: r["status"] for r in (records.read(p, "probe_build") for p in smk.input.builds)}
-    obs = steps.observations(smk.input.cells, settings["metric"],
-                             samples.disturbance_limit(smk.params.max_share, smk.params.action))
+    cells = records.readable(records.read_each(smk.input.cells, "bench_cell"))
+    obs = steps.observations(cells, settings["metric"], samples.disturbance_limit(smk.params.max_share,
+                                                                                  smk.params.action))
     kept, used, matrix = changes.table(obs, [c["commit"] for c in commits], settings["rounds"])
     found = (changes.detect(matrix, settings["alpha"], settings["min_change"]) if len(kept)
              else {"variance": None, "changes": []})
@@ -32,7 +34,7 @@ def history_study(smk: Any) -> None:
               "models": list(smk.params.models), "metric": settings["metric"], "series": series,
               "variance": found["variance"], "changes": changed,
               "sentence": sentence(settings["metric"], series, changed, by_sha),
-              "measuring_s": steps.measuring_seconds(smk.input.cells)}
+              "measuring_s": steps.study_seconds(cells)}
     records.write(smk.output.record, "history_study", record)
     figure(record, Path(smk.output.png), Path(smk.output.svg))
 

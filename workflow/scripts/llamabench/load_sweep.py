@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from llamabench.core import layout, metrics, plan, records
+from llamabench.core import files, layout, metrics, plan, records
 from llamabench.core.status import Status
-from llamabench.derive import latency, load, plots, samples
+from llamabench import plots
+from llamabench.derive import latency, load, samples
 
 
 def load_sweep(smk: Any) -> None:
@@ -46,7 +47,7 @@ def load_sweep(smk: Any) -> None:
               "pilots": [pilot_summary(records.read(path, "load_pilot")) for path in smk.input.pilots],
               "results": results}
     records.write(smk.output.record, "load_sweep", record)
-    latency.write_tokens(Path(smk.output.tokens), tokens)
+    files.write_lines(Path(smk.output.tokens), latency.jsonl(tokens))
     figure(record, Path(smk.output.png), Path(smk.output.svg))
 
 

@@ -25,7 +25,9 @@ import pandas as pd
 from llamabench.core import layout, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
-from llamabench.derive import buffers, memory, memory_fit, plots
+from llamabench import plots
+from llamabench.derive import buffers, memory, memory_fit
+from llamabench.core import model_shape
 from llamabench.derive.memory_accuracy import FIT_PARAMS, OURS, SLACK_MIB, TOLERANCE, error, within
 
 
@@ -54,7 +56,7 @@ def _read(path: Path, kind: str) -> dict[str, Any] | None:
 
 
 def _shape(cell: dict[str, Any]) -> dict[str, Any]:
-    return memory.shape(Path(layout.path("model_file", model=cell["model"]["name"])), cell["model"]["sha256"])
+    return model_shape.shape(Path(layout.path("model_file", model=cell["model"]["name"])), cell["model"]["sha256"])
 
 
 def plot(table: pd.DataFrame, png: Path, svg: Path) -> None:

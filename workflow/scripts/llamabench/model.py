@@ -16,8 +16,8 @@ from typing import Any
 
 from llamabench.core import code_version, files, records
 from llamabench.core.errors import UserError
-from llamabench.derive import memory
 from llamabench.measure import console, machine_lock, processes
+from llamabench.core import model_shape
 from llamabench.prepare import synthetic
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None,
             files.remove(found)
         raise
     metadata = cached_metadata(found.resolve(), digest, cache)
-    memory.shape(found.resolve(), digest, cache)  # read once here, beside no measurement, for the cells' predictions
+    # read once here, beside no measurement, for the cells' predictions
+    model_shape.shape(found.resolve(), digest, cache)
     if kind == "path":
         # A user's own file is referenced, never copied: it may be many GB.
         with files.atomic_path(dest) as tmp:

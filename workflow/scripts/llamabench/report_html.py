@@ -15,7 +15,8 @@ import pandas as pd
 from llamabench.core import axes, comparisons, files, matrix, plan, questions, records, status
 from llamabench.core.metrics import TG_TS
 from llamabench.core.status import Status
-from llamabench.derive import plots, tables
+from llamabench import plots
+from llamabench.derive import tables
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import history, matrix, metrics, options, records
+from llamabench.core import files, history, matrix, metrics, options, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import samples, tables
@@ -24,7 +24,7 @@ def rpc_summary(smk: Any) -> None:
     paths = history.current_and_kept(smk.input.cells, "rpc_cell", Path(smk.output.csv).parent)
     table = summarize(paths, smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
-    tables.write_failed(Path(smk.output.failed), "rpc_cell", smk.input.cells, table)
+    files.write_lines(Path(smk.output.failed), tables.failed_paths("rpc_cell", smk.input.cells, table))
 
 
 def summarize(cell_paths: list[Path], max_share: float = 1.0) -> pd.DataFrame:
@@ -34,10 +34,12 @@ def summarize(cell_paths: list[Path], max_share: float = 1.0) -> pd.DataFrame:
             cells.append(history.read(path, "rpc_cell"))
         except RecordError as err:
             rows.append(history.unreadable("rpc_row", "rpc_cell", path, err))
-    measured = {partner_key(c): speeds(c) for c in cells}
+    by_key = {partner_key(c): c for c in cells}
     for cell in cells:
-        local = measured.get(partner_key(cell, devices="none"), {})
-        rows.append(cell_row(cell, measured[partner_key(cell)], local, max_share))
+        partner = by_key.get(partner_key(cell, devices="none"))
+        row = cell_row(cell, speeds(cell), speeds(partner) if partner else {}, max_share)
+        row["local_cell"] = partner.get("base_cell", partner["cell"]) if partner else None
+        rows.append(row)
     return records.frame(rows, "rpc_row")
 
 

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import matrix, options, plan, records
+from llamabench.core import files, matrix, options, plan, records
 from llamabench.core.status import Status
-from llamabench.derive import buffers, memory, memory_fit
+from llamabench.derive import buffers, memory_fit
 from llamabench.entry import announce_failure
 from llamabench.measure import gpus, llama_server, machine_lock, memory_use, system_state
+from llamabench.core import model_shape
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0, "CUDA0" if gpu_run else None,
                                  memory_use.cpu_flags())
     with machine_lock.held(f"serving cell {label}") as waited:
-        predicted, fit = memory_fit.gate(memory.shape(Path(smk.input.model), model["sha256"]), runs,
+        predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, system_state.snapshot()["available_memory_mib"],
                                          gpus.free_mib() if gpu_run else {})
         skip, status = gpus.skip_reason(smk.input), Status.SKIPPED
@@ -63,6 +64,6 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         **records.cell_facts(build, model),
         "log": smk.log[0],
         "memory": {"runs": runs, "predicted": predicted, "fit": fit,
-                   "logged": buffers.logged_file(Path(smk.log[0])) if skip is None else []},
+                   "logged": buffers.logged(files.read_text(Path(smk.log[0]))) if skip is None else []},
         "serving": result,
     })

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, history, layout, metrics, progress, records
+from llamabench.core import axes, files, history, layout, metrics, progress, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import latency, samples, tables
@@ -26,8 +26,8 @@ def serving_summary(smk: Any) -> None:
     paths = history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent)
     table = summarize(paths, partners, dict(smk.params.min_requests), smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
-    tables.write_failed(Path(smk.output.failed), "serve_cell", smk.input.cells, table)
-    latency.write_tokens(Path(smk.output.tokens), token_export(paths))
+    files.write_lines(Path(smk.output.failed), tables.failed_paths("serve_cell", smk.input.cells, table))
+    files.write_lines(Path(smk.output.tokens), latency.jsonl(token_export(paths)))
 
 
 def token_export(paths: list[Path]) -> list[dict[str, Any]]:

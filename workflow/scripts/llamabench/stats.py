@@ -241,8 +241,7 @@ def rpc_pairs(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
     """Each RPC cell's pp and tg against its -dev none partner of the same round (from the partner's row)."""
     rows = []
     through = rpc[rpc["status"].isin(used) & (rpc["devices"] != "none")]
-    for (build, model, cell), group in through.groupby(["build", "model", "base_cell"]):
-        partner = f"{cell.rsplit('_devices-', 1)[0]}_devices-none"
+    for (build, model, cell, partner), group in through.groupby(["build", "model", "base_cell", "local_cell"]):
         for metric in metrics.summarised_in(metrics.RPC_CELL):
             rows.append(compare(RPC_VS_LOCAL, series(group, f"local_{metric.name}"), series(group, metric.name),
                                 (build, model, partner, metric.name), (build, model, cell, metric.name), metric))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, history, metrics, records
+from llamabench.core import axes, files, history, metrics, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import samples, tables
@@ -30,7 +30,7 @@ def summary(smk: Any) -> None:
     paths = history.current_and_kept(smk.input.cells, "bench_cell", Path(smk.output.csv).parent)
     table = summarize(paths, smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
-    tables.write_failed(Path(smk.output.failed), "bench_cell", smk.input.cells, table)
+    files.write_lines(Path(smk.output.failed), tables.failed_paths("bench_cell", smk.input.cells, table))
 
 
 def summarize(cell_paths: list[Path], max_share: float = 1.0) -> pd.DataFrame:

@@ -39,7 +39,8 @@ def tune(smk: Any) -> None:
     results = []
     for path in smk.input.decisions:
         decision = records.read(path, "tune_round")
-        found = race.observations(cells[(decision["build"], decision["model"])], study.settings["objective"],
+        found = race.observations(records.read_each(cells[(decision["build"], decision["model"])], race.cell_kind),
+                                  study.settings["objective"],
                                   smk.params.max_share if smk.params.action != "flag" else None)
         answer = {**result(study, decision, found), **decision.get("commands", {})}
         results.append({**answer, "sentence": sentence(study, answer)})

@@ -34,13 +34,12 @@ def tune_round(smk: Any) -> None:
         found["state"] = race.start(study)
     else:
         previous = records.read(smk.input.previous, "tune_round")["state"]
-        cells = [Path(p) for p in smk.input.cells]
+        cells = records.read_each(smk.input.cells, race.cell_kind)
         found["state"] = race.advance(study, previous, race.observations(
             cells, study.settings["objective"], samples.disturbance_limit(smk.params.max_share, smk.params.action)))
         winner = (found["state"]["ended"] or {}).get("winner")
         if winner:
-            kind = "serve_cell" if study.kind == axes.SERVING else "bench_cell"
-            measured = next(records.read(p, kind) for p in cells if tuning.split(p.stem)[0] == winner)
+            measured = next(cell for p, cell in cells.items() if tuning.split(p.stem)[0] == winner)
             found["commands"] = commands(study.kind, study.by_id[winner].params, study.by_id[study.reference].params,
                                          measured, records.read(smk.input.build, "build"), the_plan.config)
     records.write(smk.output[0], "tune_round", found)

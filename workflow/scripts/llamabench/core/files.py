@@ -17,7 +17,7 @@ import platform
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,20 @@ def remove(path: Path) -> None:
 def write_json(path: Path, data: Any) -> None:
     with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """A text file of one line per item, written whole or not at all."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in lines))
+
+
+def read_text(path: Path) -> str:
+    """A log's text, however it is encoded; empty where there is none (nothing was written to it)."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def read_json(path: Path) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,25 @@ def read(path: str | Path, kind: str) -> dict[str, Any]:
     if found := problems(kind, data):
         raise RecordError(f"{path} is not a valid {kind} record: {'; '.join(found[:5])}")
     return data
+
+
+def read_each(paths: Iterable[str | Path], kind: str | Callable[[str], str],
+              ) -> dict[Path, dict[str, Any] | RecordError]:
+    """{path: its record, or why it cannot be read} for each of ``paths`` (each once): the edge where studies'
+    cells are read, so their decisions (derive/) take records and can say which one was unreadable. ``kind``: the
+    record kind, or a function of the path giving it."""
+    found: dict[Path, dict[str, Any] | RecordError] = {}
+    for path in map(Path, paths):
+        try:
+            found[path] = read(path, kind if isinstance(kind, str) else kind(str(path)))
+        except RecordError as err:
+            found[path] = err
+    return found
+
+
+def readable(found: Mapping[Path, dict[str, Any] | RecordError]) -> list[dict[str, Any]]:
+    """The records of a ``read_each``, without those that could not be read."""
+    return [record for record in found.values() if not isinstance(record, RecordError)]
 
 
 def read_table(path: str | Path, kind: str) -> Any:

@@ -41,9 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from llamabench.core import records
 from llamabench.core.bisect import Study
-from llamabench.core.errors import UserError
 from llamabench.core.status import Status
 from llamabench.derive import race, statistics
 
@@ -227,20 +225,18 @@ def _end(state: dict[str, Any], outcome: str, sentence: str, candidates: list[in
             "candidates": candidates or []}
 
 
-def measuring_seconds(paths: Iterable[str]) -> float:
+def study_seconds(cells: Iterable[Mapping[str, Any]]) -> float:
     """Seconds of llama-bench runs over a study's cell records."""
-    return round(sum(race.measuring_seconds(records.read(p, "bench_cell")["llama_bench"]) or 0 for p in paths), 3)
+    return round(sum(race.measuring_seconds(cell["llama_bench"]) or 0 for cell in cells), 3)
 
 
-def observations(paths: Iterable[str], metric: str, max_share: float | None) -> dict[str, dict[int, float]]:
-    """Commit -> round -> the mean over the study's cells (every model) of log tokens/s; a round where any cell
-    failed, or was disturbed beyond ``max_share``, is left out for that commit."""
+def observations(cells: Iterable[Mapping[str, Any]], metric: str, max_share: float | None,
+                 ) -> dict[str, dict[int, float]]:
+    """Commit -> round -> the mean over the study's cells (their readable records, every model) of log
+    tokens/s; a round where any cell failed, or was disturbed beyond ``max_share``, is left out for that
+    commit."""
     logs: dict[str, dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
-    for path in paths:
-        try:
-            cell = records.read(path, "bench_cell")
-        except UserError:
-            continue
+    for cell in cells:
         found = race.cell_observation("bench_cell", cell, {"metric": metric, "weights": {}}, max_share)
         logs[cell["build"]["commit"]][cell["round"]].append(found.get("x"))
     return {commit: {r: float(np.mean(xs)) for r, xs in by_round.items() if None not in xs}

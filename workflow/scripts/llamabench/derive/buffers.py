@@ -12,7 +12,6 @@ the worker reports, by which llama.cpp splits the layers.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 BUFFER = re.compile(r"(?P<buffer>\S+)\s+(?P<what>model|KV|compute|output) buffer size\s*=\s*(?P<mib>[\d.]+) MiB")
@@ -61,13 +60,6 @@ def logged(text: str) -> list[dict[str, Any]]:
         elif current is not None:
             _add(current, device(buffer), what, mib)
     return contexts
-
-
-def logged_file(path: Path) -> list[dict[str, Any]]:
-    try:
-        return logged(path.read_text(errors="replace"))
-    except OSError:
-        return []
 
 
 def rpc_devices(text: str) -> list[list[Any]]:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from llamabench.core import files
 from llamabench.core.status import Status
 
 
@@ -68,7 +66,6 @@ def token_lines(cell: Mapping[str, Any]) -> list[dict[str, Any]]:
             for j, t in enumerate(req["token_ms"])]
 
 
-def write_tokens(path: Path, lines: Iterable[Mapping[str, Any]]) -> None:
-    """The per-token export: one JSON object per line (JSONL), written whole or not at all."""
-    with files.atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+def jsonl(tokens: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The per-token export's lines: one JSON object each (JSONL)."""
+    return [json.dumps(token) for token in tokens]

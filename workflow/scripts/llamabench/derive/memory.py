@@ -1,7 +1,8 @@
 """How much memory a run will take, per device and component, predicted before it runs.
 
 A prediction follows llama.cpp's own allocation rules (mid-2026 trees), from the
-GGUF file's tensors and hyper-parameters and the run's parameters:
+GGUF file's tensors and hyper-parameters (``core/model_shape.py`` reads them) and the
+run's parameters:
 
 - **weights**: every tensor where the layer placement puts it (``matrix.placement``'s
   rule: the last ``n_gpu_layers`` of the block count + 1, the output layer first,
@@ -39,14 +40,9 @@ import bisect
 import itertools
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from llamabench.core import files
-
 MIB = 2**20
-# Bump when what ``shape_of`` extracts changes: the cached shapes are keyed by it.
-SHAPE_VERSION = 2
 # What a llama.cpp process holds besides its buffers: code, libraries, heap and thread stacks, and its
 # vocabulary's tables, which grow with the token count. Calibrated by benchmarks/memory_grid.py on two tiny
 # synthetic models (1000 and 262144 tokens, a few MiB of weights), not on the models it is checked against.
@@ -61,48 +57,6 @@ SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "cohere2": 4}
 # (GGML type, the CPU feature it needs) repacked on x86 (ggml-cpu/repack.cpp): rows divisible by 8.
 X86_REPACK = {"Q4_0": "avx2", "Q4_K": "avx2", "IQ4_NL": "avx2", "MXFP4": "avx2", "Q2_K": "avx512f"}
 COMPONENTS = ("weights", "kv", "output", "compute")
-
-
-def shape(path: Path, digest: str, cache: Path | None = None) -> dict[str, Any]:
-    """The memory shape of a GGUF file, remembered by its sha256 (reading a 262k-token vocabulary takes ~10 s)."""
-    entry = (cache or files.cache_root()) / "gguf-metadata" / f"{digest}-memory-v{SHAPE_VERSION}.json"
-    return files.cached_json(entry, lambda: shape_of(path))
-
-
-def shape_of(path: Path) -> dict[str, Any]:
-    """Hyper-parameters and every tensor's type, bytes, file offset, rows and layer: what the prediction
-    needs."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-
-    def field(key: str) -> Any:
-        item = reader.fields.get(key)
-        return item.contents() if item is not None else None
-
-    arch = field("general.architecture")
-    heads = field(f"{arch}.attention.head_count")
-    embedding = field(f"{arch}.embedding_length")
-    head_k = field(f"{arch}.attention.key_length") or (embedding // heads if embedding and heads else None)
-    tensors = [{"name": t.name, "type": t.tensor_type.name, "bytes": int(t.n_bytes), "offset": int(t.data_offset),
-                "rows": int(t.shape[1]) if len(t.shape) > 1 else 1,
-                "layer": int(t.name.split(".")[1]) if t.name.startswith("blk.") else None}
-               for t in reader.tensors]
-    embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
-    return {
-        "architecture": arch,
-        "layers": field(f"{arch}.block_count"),
-        "embedding": embedding,
-        "ffn": field(f"{arch}.feed_forward_length"),
-        "heads": heads,
-        "kv_heads": field(f"{arch}.attention.head_count_kv") or heads,
-        "head_k": head_k,
-        "head_v": field(f"{arch}.attention.value_length") or head_k,
-        "vocab": int(embd.shape[1]) if embd is not None else None,
-        "sliding_window": field(f"{arch}.attention.sliding_window"),
-        "file_bytes": path.stat().st_size,
-        "tensors": tensors,
-    }
 
 
 class Unpredictable(ValueError):

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scistats
 
-from llamabench.core import axes, layout, metrics, records, tuning
+from llamabench.core import axes, layout, metrics, tuning
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.core.tuning import Study
@@ -325,21 +325,23 @@ def observation(scores: Mapping[str, tuple[float, list[float]]], objective: Mapp
     return {"x": x, "v": sum(parts) if parts else None}
 
 
-def observations(paths: list[Path], objective: Mapping[str, Any], max_share: float | None,
-                 ) -> dict[str, dict[int, dict[str, Any]]]:
-    """The observations of a study's cells (their records: benchmark or serving cells, by their place in the
-    layout). A round something else disturbed (beyond ``max_share``; None keeps it) is missing, not failed: the
-    candidate goes on."""
+def cell_kind(path: str) -> str:
+    """The record kind of a study's cell file, by its place in the layout: a serving or a benchmark cell."""
+    return "serve_cell" if layout.parse("tune_serve_cell", path) else "bench_cell"
+
+
+def observations(cells: Mapping[Path, Mapping[str, Any] | RecordError], objective: Mapping[str, Any],
+                 max_share: float | None) -> dict[str, dict[int, dict[str, Any]]]:
+    """The observations of a study's cells ({file: its record, or why it could not be read}:
+    ``records.read_each``). A round something else disturbed (beyond ``max_share``; None keeps it) is missing,
+    not failed: the candidate goes on."""
     found: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for path in paths:
-        kind = "serve_cell" if layout.parse("tune_serve_cell", path) else "bench_cell"
-        try:
-            cell = records.read(path, kind)
-        except RecordError as err:
+    for path, cell in cells.items():
+        if isinstance(cell, RecordError):
             base, round_ = tuning.split(Path(path).stem)
-            found[base][round_] = {"why": f"unreadable record: {err}"}
+            found[base][round_] = {"why": f"unreadable record: {cell}"}
             continue
-        found[cell["base_cell"]][cell["round"]] = cell_observation(kind, cell, objective, max_share)
+        found[cell["base_cell"]][cell["round"]] = cell_observation(cell_kind(str(path)), cell, objective, max_share)
     return found
 
 

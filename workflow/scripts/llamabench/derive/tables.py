@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, comparisons, files, layout, metrics, records
+from llamabench.core import axes, comparisons, layout, metrics, records
 from llamabench.core.status import Status
 
 
@@ -55,14 +55,12 @@ def failed_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["status"].map(lambda s: Status(s).is_failure).astype(bool)]
 
 
-def write_failed(target: Path, cell_kind: str, cell_paths: Iterable[Path], table: pd.DataFrame) -> None:
+def failed_paths(cell_kind: str, cell_paths: Iterable[Path], table: pd.DataFrame) -> list[Path]:
     """The cell files whose run failed or could not be read, for ``snakemake --forcerun $(cat ...)``."""
     failed = failed_rows(current(table))
     bad = set(zip(failed["build"], failed["model"], failed["cell"]))
     keys = {Path(p): layout.parse(cell_kind, p) for p in cell_paths}
-    with files.atomic_path(target) as tmp:
-        tmp.write_text("".join(f"{p}\n" for p in sorted(keys)
-                               if (keys[p]["build"], keys[p]["model"], keys[p]["cell"]) in bad))
+    return [p for p in sorted(keys) if (keys[p]["build"], keys[p]["model"], keys[p]["cell"]) in bad]
 
 
 def value(row: Mapping[str, Any], axis: str) -> Any:
