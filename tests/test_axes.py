@@ -10,6 +10,7 @@ import yaml
 from conftest import DEFAULT_CONFIG, ROOT
 from llamabench import export, report_html
 from llamabench.core import axes, configuration, matrix, records
+from llamabench.core.configuration import ConfigError
 from llamabench.core.errors import Unsupported
 
 HELP = ROOT / "tests" / "data" / "help"
@@ -139,3 +140,21 @@ def test_a_tool_without_the_flag_at_all_is_unsupported() -> None:
 def test_every_axis_a_tool_takes_is_on_the_command_line_in_id_order() -> None:
     flags = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT, load_mode="none")[::2]
     assert flags == ["-t", "-b", "-ub", "-ngl", "-lm", "-fa", "-ctk", "-ctv", "-p", "-n", "-d", "-r"]
+
+
+def test_a_studys_space_and_a_sweeps_settings_take_what_the_registry_says() -> None:
+    """Making an axis tunable is its registry flag (``Axis.tunable``): the generated schema's tuning and load
+    blocks follow it, and the config check names the key of an axis a study or sweep cannot take."""
+    defs = axes.schema_defs()
+    settings = {a.name for a in axes.AXES.values() if a.tunable and a.sweep and a.role == axes.SETTING}
+    assert set(defs["tune_space"]["properties"]) == set(defs["tune_candidate"]["properties"]) == settings
+    assert {"threads", "n_gpu_layers", "no_op_offload", "parallel"} <= settings
+    assert set(defs["tune_workload"]["properties"]) >= {"n_gen", "prompt_tokens"}
+    assert not set(defs["load_settings"]["properties"]) & set(axes.SWEEP_OWN)
+    configuration.resolve({"tune": {"s": {"space": {"threads": [1, 2]}, "workload": {"n_gen": 8}}}})
+    for bad, key in [({"tune": {"s": {"space": {"cont_batching": ["on", "off"]}}}}, "cont_batching"),
+                     ({"tune": {"s": {"workload": {"rate": 2}}}}, "rate"),
+                     ({"load": {"s": {"settings": {"requests": 3}}}}, "requests"),
+                     ({"load": {"s": {"settings": {"arrival": "closed"}}}}, "arrival")]:
+        with pytest.raises(ConfigError, match=key):
+            configuration.resolve(bad)

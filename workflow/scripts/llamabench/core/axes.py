@@ -78,6 +78,9 @@ class Axis:
     # tool -> its spellings, the first whose ``when`` the tool's --help shows is used
     spellings: Mapping[str, tuple[Spelling, ...]] = field(default_factory=dict)
     role: str = SETTING  # SETTING or WORKLOAD: whether a cell that changes it may be compared with the defaults
+    # in a tuning study: a setting its space and candidates may vary, or a workload axis its closed-loop
+    # workload may fix (the generated config schema's tune blocks)
+    tunable: bool = True
 
 
 INT = ("integer", "null")
@@ -88,6 +91,8 @@ LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
 SWITCHES = ("flash_attn", "cont_batching", "prompt_cache")
 # How a serving cell's requests arrive: closed keeps ``concurrency`` in flight; the others are open (a rate).
 ARRIVALS = ("closed", "constant", "poisson", "gamma")
+# A load sweep's own serving axes: its levels' rates and its requests per level (config ``load.<sweep>``).
+SWEEP_OWN = ("rate", "requests")
 
 
 def _flag(flag: str, *tools: str) -> dict[str, tuple[Spelling, ...]]:
@@ -186,7 +191,7 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "llama-server continuous batching (-cb / -nocb): off serves one batch of requests at a time", "on",
          optional=True, spellings={LLAMA_SERVER: (
              Spelling("-nocb", "-cb", {"on": ("-cb",), "off": ("-nocb",)},
-                      "this llama-server has no -nocb: leave cont_batching at its default"),)}),
+                      "this llama-server has no -nocb: leave cont_batching at its default"),)}, tunable=False),
     Axis("prompt_cache", "pc", {"description": "request, on or off (YAML's bare on/off arrive as booleans)",
                                 "enum": ["request", "on", "off", True, False]}, TEXT,
          "the server's prompt cache (--cache-prompt / --no-cache-prompt, trees from late 2025): request leaves "
@@ -194,24 +199,24 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "server's and requests leave it out", "request", optional=True,
          spellings={LLAMA_SERVER: (
              Spelling("--no-cache-prompt", "--cache-prompt", {"on": ("--cache-prompt",),
-                                                               "off": ("--no-cache-prompt",)}),)}),
+                                                               "off": ("--no-cache-prompt",)}),)}, tunable=False),
     Axis("arrival", "arr", {"enum": list(ARRIVALS)}, TEXT,
          "how requests arrive: closed (concurrency requests in flight, the next sent when one ends), constant "
          "(every 1/rate s), poisson (exponential gaps of mean 1/rate) or gamma (gamma gaps of mean 1/rate, "
-         "shape burstiness: below 1 burstier than Poisson)", "closed", optional=True, role=WORKLOAD),
+         "shape burstiness: below 1 burstier than Poisson)", "closed", optional=True, role=WORKLOAD, tunable=False),
     Axis("rate", "rate", {"type": "number", "exclusiveMinimum": 0}, ("number", "null"),
          "requests per second offered by an open arrival (constant, poisson, gamma)", None, optional=True,
-         role=WORKLOAD),
+         role=WORKLOAD, tunable=False),
     Axis("burstiness", "burst", {"type": "number", "exclusiveMinimum": 0}, ("number", "null"),
          "gamma arrivals' shape (vLLM's --burstiness): 1 is Poisson, below 1 burstier (gaps' CV 1/sqrt)", 1.0,
-         optional=True, role=WORKLOAD),
+         optional=True, role=WORKLOAD, tunable=False),
     Axis("length_spread", "ls", {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, ("number", "null"),
          "prompt and output lengths drawn uniformly within this share around prompt_tokens and max_tokens "
-         "(seeded: the same draws in every round and build); 0: fixed", 0, optional=True, role=WORKLOAD),
+         "(seeded: the same draws in every round and build); 0: fixed", 0, optional=True, role=WORKLOAD, tunable=False),
     Axis("dataset", "ds", {"type": "string", "pattern": "^[A-Za-z0-9_./~+-]+[.]jsonl$"}, TEXT,
          "a JSONL file of prompts ({\"prompt\": text, \"max_tokens\": n optional}) sent in turn, each "
          "tokenised by the server's /tokenize and cut to at most prompt_tokens; none: the built-in text",
-         None, optional=True, role=WORKLOAD),
+         None, optional=True, role=WORKLOAD, tunable=False),
 ]}
 
 # Each kind's axes, in cell-id order (the order never changes: ids are kept results).
@@ -344,6 +349,36 @@ def schema_defs() -> dict[str, Any]:
         "partial": {"description": "a partial assignment of benchmark axes to single values", "type": "object",
                     "additionalProperties": False, "minProperties": 1,
                     "properties": {a.name: ref[a.name] for a in sweepable[BENCHMARK]}},
+        **_study_defs(sweepable, ref, lists),
+    }
+
+
+def _study_defs(sweepable: Mapping[str, list[Axis]], ref: Mapping[str, Any], lists: Mapping[str, Any],
+                ) -> dict[str, Any]:
+    """The tuning and load blocks: which axes a study's space, candidates and workload and a sweep's settings
+    take follows from each axis's kind, role and ``tunable``, so making an axis tunable is one flag."""
+    names = dict.fromkeys(a.name for a in [*sweepable[BENCHMARK], *sweepable[SERVING]])
+    tunable = [AXES[name] for name in names if AXES[name].tunable]
+    settings = [a for a in tunable if a.role == SETTING]
+    sweep = {a.name: ref[a.name] for a in sweepable[SERVING] if a.name not in SWEEP_OWN}
+    sweep["arrival"] = {"enum": [a for a in ARRIVALS if a != "closed"],
+                        "description": "how requests arrive: open, at each level's rate (poisson unless set)"}
+    return {
+        "range": {"description": "from, to, and a step (from, from + step, ...) or a factor (from, from * factor, "
+                                 "...), both ends included",
+                  "type": "object", "additionalProperties": False, "required": ["from", "to"],
+                  "oneOf": [{"required": ["step"]}, {"required": ["factor"]}],
+                  "properties": {"from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0},
+                                 "step": {"type": "integer", "minimum": 1},
+                                 "factor": {"type": "integer", "minimum": 2}}},
+        "tune_workload": {"type": "object", "additionalProperties": False,
+                          "properties": {a.name: ref[a.name] for a in tunable if a.role == WORKLOAD}},
+        "tune_space": {"type": "object", "additionalProperties": False,
+                       "properties": {a.name: {"oneOf": [lists[a.name], {"$ref": "#/$defs/range"}]}
+                                      for a in settings}},
+        "tune_candidate": {"type": "object", "additionalProperties": False,
+                           "properties": {a.name: ref[a.name] for a in settings}},
+        "load_settings": {"type": "object", "additionalProperties": False, "properties": sweep},
     }
 
 
@@ -363,4 +398,10 @@ def schema_document() -> dict[str, Any]:
 if __name__ == "__main__":
     import yaml
 
-    yaml.safe_dump(schema_document(), sys.stdout, sort_keys=False, width=120)
+    class _Plain(yaml.SafeDumper):
+        """Each block written out in full: a reader of the file sees no YAML anchors."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    yaml.dump(schema_document(), sys.stdout, Dumper=_Plain, sort_keys=False, width=120)
