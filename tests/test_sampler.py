@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llamabench.core import progress
+from llamabench.core import phases
 from llamabench.derive import samples as sampled
 from llamabench.measure import llama_bench, sampler
 from test_bench_cell import SMALL
@@ -39,11 +39,11 @@ def test_a_real_run_is_sampled_between_llama_benchs_phase_markers(real_run: dict
     assert len(host["t"]) >= 3 and len(host["cpu_percent"]) == len(host["t"]) == len(host["cpu_mhz"])
     assert host["t"] == sorted(host["t"]) and max(host["cpu_percent"]) > 0
     labels = [m["label"] for m in samples["marks"]]
-    assert labels[0] == progress.BEFORE and labels[-1] == progress.END
-    phases = [progress.phase_of(label) for label in labels[1:-1]]
+    assert labels[0] == phases.BEFORE and labels[-1] == phases.END
+    seen = [phases.phase_of(label) for label in labels[1:-1]]
     # SMALL: a pp16 and a tg4 test, 2 repetitions each, a warm-up before each
-    assert phases.count("prompt") == 2 and phases.count("generation") == 2 and phases.count("load") == 2
-    seconds = progress.phase_seconds([(m["label"], m["t"], None) for m in samples["marks"]])
+    assert seen.count("prompt") == 2 and seen.count("generation") == 2 and seen.count("load") == 2
+    seconds = phases.phase_seconds([(m["label"], m["t"], None) for m in samples["marks"]])
     assert abs(sum(seconds.values()) - (samples["marks"][-1]["t"] - samples["marks"][0]["t"])) < 1e-6
     assert not sampler_threads()
 
@@ -69,14 +69,14 @@ def test_the_thread_stops_when_the_block_fails(error: type[BaseException]) -> No
             assert running.running() and sampler_threads()
             raise error()
     assert not running.running() and not sampler_threads()
-    assert running.marks[-1][0] == progress.END
+    assert running.marks[-1][0] == phases.END
 
 
 def test_a_failing_llama_bench_stops_the_sampler(bin_dir: Path, gemma: Path, tmp_path: Path) -> None:
     params = {**SMALL, "cache_type_k": "nonsense"}
     result = llama_bench.measure(llama_bench.command(bin_dir / "llama-bench", gemma, params, delay=0),
                                 tmp_path / "cell.log", gpus=True)
-    assert result["status"] == "failed" and result["samples"]["marks"][-1]["label"] == progress.END
+    assert result["status"] == "failed" and result["samples"]["marks"][-1]["label"] == phases.END
     assert not sampler_threads()
 
 
@@ -91,7 +91,7 @@ def test_energy_per_phase_from_real_markers(real_run: dict) -> None:
             {"energy_counter": True, "series": {"t": [], "power_w": []}}]
     energy = sampler.energy_by_phase(marks, gpus, start)
     assert energy["source"] == sampler.SAMPLED_POWER  # one GPU without a counter: say so
-    seconds = progress.phase_seconds(marks)
+    seconds = phases.phase_seconds(marks)
     for phase, totals in energy["phases"].items():
         assert totals["seconds"] == pytest.approx(seconds[phase], abs=1e-3)
         assert totals["joules"] == pytest.approx(250 * seconds[phase], rel=1e-3, abs=1e-3)

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from llamabench.core import progress
+from llamabench.core import phases
 from llamabench.derive import latency, samples
 from llamabench.measure import llama_server
 
@@ -53,7 +53,7 @@ def test_real_cell_measures_ttft_on_prompts_of_exact_length(bin_dir: Path, gemma
     assert not servers_on(gemma)
     # The sampler ran over the whole cell: the server's load, the warm-up, the measured requests, its stop.
     marks = [m["label"] for m in result["samples"]["marks"]]
-    assert marks == [progress.BEFORE, "load", "warmup", progress.REQUESTS, "stop", progress.END]
+    assert marks == [phases.BEFORE, "load", "warmup", phases.REQUESTS, "stop", phases.END]
     assert result["samples"]["host"]["t"] and result["samples"]["energy"] is None  # no GPU asked for
 
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from conftest import DEFAULT_CONFIG, ROOT, as_in_a_terminal, load_test_config, snakemake, write_config
-from llamabench.core import configuration, files, matrix, plan, progress, records
+from llamabench.core import configuration, files, matrix, plan, phases, records
 from llamabench import plots
 from llamabench.measure import machine_lock
 
@@ -270,7 +270,7 @@ def test_cells_record_where_the_layers_went_and_what_the_sampler_saw(run_dir: Pa
     assert all(r["no_op_offload"] == 1 for r in baseline["llama_bench"]["records"])
     samples = run["samples"]
     assert samples["host"]["t"] and samples["gpu_error"].startswith("not sampled")  # a CPU build
-    assert {progress.phase_of(m["label"]) for m in samples["marks"]} >= {"load", "prompt", "generation"}
+    assert {phases.phase_of(m["label"]) for m in samples["marks"]} >= {"load", "prompt", "generation"}
     table = pd.read_csv(run_dir / "results/summary.csv")
     rows = table[table["cell"].str.contains("_ngl-all_")]
     assert set(rows["n_gpu_layers"]) == {"all"} and set(rows["offloaded_layers"]) == {0}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, files, history, layout, metrics, progress, records
+from llamabench.core import axes, files, history, layout, metrics, phases, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
 from llamabench.derive import latency, samples, tables
@@ -77,7 +77,7 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
     reqs = run["requests"]
     row.update(latency.request_metrics(reqs, run["wall_s"], min_requests))
     sampled = run.get("samples") or {}
-    used = samples.per_token(sampled.get("energy"), progress.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
+    used = samples.per_token(sampled.get("energy"), phases.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
     row.update(energy_j_per_token=used["j_per_token"], gpu_power_w=used["power_w"],
                peak_vram_mib=samples.peak_vram(sampled))
     if row.get("bench_ttft_estimate_ms"):

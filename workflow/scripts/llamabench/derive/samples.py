@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llamabench.core import metrics, progress
+from llamabench.core import metrics, phases
 
 
 def peak_vram(samples: Mapping[str, Any] | None) -> float | None:
@@ -100,10 +100,10 @@ def _timed(marks: list[list[Any]]) -> list[tuple[str, str, float, float, float |
     loading aside), up to the next mark."""
     found = []
     for (line, mono, wall, cpu), (_, mono2, wall2, cpu2) in zip(marks, marks[1:]):
-        phase = progress.phase_of(line)
+        phase = phases.phase_of(line)
         if phase in ("prompt", "generation", "depth") and mono2 > mono:
             used = cpu2 - cpu if cpu is not None and cpu2 is not None and cpu2 >= cpu else None
-            found.append((line.removeprefix(progress.MARKER), phase, mono2 - mono, wall2 - wall, used))
+            found.append((line.removeprefix(phases.MARKER), phase, mono2 - mono, wall2 - wall, used))
     return found
 
 

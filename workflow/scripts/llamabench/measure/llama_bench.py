@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from llamabench.core import axes, files, progress
+from llamabench.core import axes, files, phases
 from llamabench.core.status import Status
 from llamabench.measure import console, interference, machine_lock, memory_use, processes, sampler
 
@@ -88,7 +88,7 @@ def measure(
         def marked(line: str) -> None:
             timeline.mark(line)
             samples.mark(line)
-            shown.update(line.removeprefix("llama-bench: "), progress.fraction(line))
+            shown.update(line.removeprefix("llama-bench: "), phases.fraction(line))
             if on_progress:
                 on_progress(line)
 
@@ -124,7 +124,7 @@ def measure(
         seen.measured(usage.ru_utime + usage.ru_stime + (helpers[0]() - helped if helpers else 0.0))
         disturbance = seen.result(samples.gpu_others({proc.pid, *(helpers[1] if helpers else ())}))
         relay.join()
-        timeline.mark(progress.END, usage.ru_utime + usage.ru_stime)
+        timeline.mark(phases.END, usage.ru_utime + usage.ru_stime)
         disturbance["marks"] = timeline.marks
         out.seek(0)
         stdout = out.read()
@@ -181,7 +181,7 @@ def skipped(cmd: list[str], reason: str, status: Status = Status.SKIPPED) -> dic
 
 def _relay(stream: IO[str], sink: IO[str], on_progress: Callable[[str], None]) -> None:
     for line in stream:
-        if line.startswith(progress.MARKER):
+        if line.startswith(phases.MARKER):
             on_progress(line.strip())
         sink.write(line)
         sink.flush()  # the log shows progress as it happens

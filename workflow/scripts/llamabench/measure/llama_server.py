@@ -43,7 +43,7 @@ from typing import Any
 
 import requests
 
-from llamabench.core import axes, files, progress
+from llamabench.core import axes, files, phases
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.measure import arrivals, interference, machine_lock, processes, sampler
@@ -295,7 +295,7 @@ def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, po
             prompts, outputs = workload(session, base, params, seed[0])
             samples.mark("warmup")
             result["warmup"] = warm_up_slots(session, base, params, first=params["requests"])
-        samples.mark(progress.REQUESTS)
+        samples.mark(phases.REQUESTS)
         seen = interference.Window()
         measured = requests_at(base, proc.pid, params, prompts, outputs,
                                arrivals.schedule(params, params["requests"], f"{seed[0]}:arrivals:{seed[1]}"))

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import progress
+from llamabench.core import phases
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.measure import interference, llama_bench, machine_lock, processes, rpc_workers
@@ -63,7 +63,7 @@ def measure(bench_exe: Path, model: Path, params: Mapping[str, Any], workers: li
             addresses = [w["address"] for w in running]
             tools = [bench_exe] + ([completion_exe] if completion_exe else [])
             result["rpc_devices"] = rpc_workers.rpc_devices(tools, addresses)
-            marks: list[tuple[str, float, list[dict[str, int] | None]]] = [(progress.BEFORE, time.time(),
+            marks: list[tuple[str, float, list[dict[str, int] | None]]] = [(phases.BEFORE, time.time(),
                                                                             rpc_workers.counters(running))]
             # The workers here are part of the measurement: their CPU time is not a disturbance.
             local = [w["proc"].pid for w in running if w["proc"] is not None]
@@ -73,7 +73,7 @@ def measure(bench_exe: Path, model: Path, params: Mapping[str, Any], workers: li
                 on_progress=lambda line: marks.append((line, time.time(), rpc_workers.counters(running))),
                 gpus=gpus, interval_s=interval_s,
                 helpers=(lambda: sum(read() for read in readers), set(local)))
-            marks.append((progress.END, time.time(), rpc_workers.counters(running)))
+            marks.append((phases.END, time.time(), rpc_workers.counters(running)))
             dead = [w["index"] for w in running if not rpc_workers.alive(w)]
             result["llama_bench"] = run
             result["traffic"] = traffic(marks, params, running)
@@ -100,17 +100,17 @@ def traffic(marks: list[tuple[str, float, list[dict[str, int] | None]]], params:
     for index, worker in enumerate(workers):
         if not worker.get("iface"):
             continue
-        phases: dict[str, dict[str, int]] = {}
-        for phase, _, before, _, after in progress.stretches(marks):
+        by_phase: dict[str, dict[str, int]] = {}
+        for phase, _, before, _, after in phases.stretches(marks):
             if before[index] is None or after[index] is None:
                 continue
-            into = phases.setdefault(phase, {"sent_bytes": 0, "received_bytes": 0})
+            into = by_phase.setdefault(phase, {"sent_bytes": 0, "received_bytes": 0})
             into["sent_bytes"] += after[index]["tx_bytes"] - before[index]["tx_bytes"]
             into["received_bytes"] += after[index]["rx_bytes"] - before[index]["rx_bytes"]
         first, last = marks[0][2][index], next((m[2][index] for m in reversed(marks) if m[2][index]), None)
         total = {"sent_bytes": last["tx_bytes"] - first["tx_bytes"],
                  "received_bytes": last["rx_bytes"] - first["rx_bytes"]} if first and last else None
-        per_worker.append({"index": worker["index"], "interface": worker["iface"], "phases": phases, "total": total})
+        per_worker.append({"index": worker["index"], "interface": worker["iface"], "phases": by_phase, "total": total})
     reps = params["repetitions"]
 
     def per_token(phase: str, tokens: int) -> float | None:

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pynvml
 
-from llamabench.core import progress
+from llamabench.core import phases
 
 # Bump when what a sample holds or how energy is derived changes.
 SAMPLER_VERSION = 1
@@ -58,7 +58,7 @@ class Sampler:
 
     def start(self) -> None:
         psutil.cpu_percent(None)  # the first call starts psutil's interval
-        self.mark(progress.BEFORE)
+        self.mark(phases.BEFORE)
         self.sample()
         self._thread.start()
 
@@ -67,7 +67,7 @@ class Sampler:
         if self._thread.is_alive():
             self._thread.join()
         self.sample()
-        self.mark(progress.END)
+        self.mark(phases.END)
         if self._nvml:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
@@ -210,7 +210,7 @@ def energy_by_phase(marks: list[tuple[str, float, list[float | None]]], gpus: li
     a counter, else its sampled power integrated over the phase.
     """
     joules: dict[str, float] = {}
-    for phase, start, first, end, last in progress.stretches(marks):
+    for phase, start, first, end, last in phases.stretches(marks):
         for index, gpu in enumerate(gpus):
             if first[index] is not None and last[index] is not None:
                 used = (last[index] - first[index]) / 1000
@@ -221,7 +221,7 @@ def energy_by_phase(marks: list[tuple[str, float, list[float | None]]], gpus: li
     counters = all(gpu["energy_counter"] for gpu in gpus)
     return {"source": COUNTER if counters else SAMPLED_POWER,
             "phases": {phase: {"joules": round(joules.get(phase, 0.0), 4), "seconds": round(seconds, 4)}
-                       for phase, seconds in progress.phase_seconds(marks).items()}}
+                       for phase, seconds in phases.phase_seconds(marks).items()}}
 
 
 def integrate(times: list[float], watts: list[float | None], start: float, end: float) -> float:
