@@ -99,8 +99,8 @@ def _timed(marks: list[list[Any]]) -> list[tuple[str, str, float, float, float |
     """(mark, phase, monotonic s, wall s, CPU s or None) of each timed repetition's stretch (warm-ups and
     loading aside), up to the next mark."""
     found = []
-    for (line, mono, wall, cpu), (_, mono2, wall2, cpu2) in zip(marks, marks[1:]):
-        phase = phases.phase_of(line)
+    read = [(line, mono, (line, wall, cpu)) for line, mono, wall, cpu in marks]
+    for phase, mono, (line, wall, cpu), mono2, (_, wall2, cpu2) in phases.stretches(read):
         if phase in ("prompt", "generation", "depth") and mono2 > mono:
             used = cpu2 - cpu if cpu is not None and cpu2 is not None and cpu2 >= cpu else None
             found.append((line.removeprefix(phases.MARKER), phase, mono2 - mono, wall2 - wall, used))
