@@ -4,6 +4,7 @@ every name checked, and equal values equal (core/configuration.py), so the plan 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,19 @@ def test_every_key_of_the_schema_is_documented_in_the_config_reference() -> None
         if f"`{key}`" not in text:
             missing.append(key)
     assert not missing, missing
+
+
+def test_the_reference_names_the_axes_a_study_takes_as_the_registry_does() -> None:
+    """config/README.md's tune.<name>.space and workload rows list axes by name: exactly the registry's tunable
+    settings and workload axes (``Axis.tunable``), so making an axis tunable cannot leave them stale."""
+    from llamabench.core import axes
+
+    text = (configuration.SCHEMA_DIR.parents[1] / "config" / "README.md").read_text()
+    tunable = [a for a in axes.AXES.values() if a.tunable and a.sweep]
+    for row, role in [("tune.<name>.space", axes.SETTING), ("tune.<name>.workload", axes.WORKLOAD)]:
+        [line] = [line for line in text.splitlines() if line.startswith(f"| `{row}` |")]
+        named = {name for name in re.findall(r"`(\w+)`", line) if name in axes.AXES}
+        assert named == {a.name for a in tunable if a.role == role}, row
 
 
 def test_config_yaml_shows_every_default_of_the_sections_it_shows() -> None:
