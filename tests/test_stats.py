@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, ROOT
-from llamabench import findings, stats
+from llamabench import findings, rpc_summary, stats
 from llamabench.core import axes, matrix, records
 from llamabench.derive import statistics, tables, workloads
 
 ROUNDS = ROOT / "tests" / "data" / "rounds-0c1e570-cpu-gemma3-270m.csv"
+RPC_CELLS = sorted((ROOT / "tests" / "data" / "rpc-netns-0c1e570").glob("*.json"))
 LOAD_LEVELS = json.loads((ROOT / "tests" / "data" / "load-levels-gemma3-270m.json").read_text())["levels"]
 BASE = matrix.baseline({**DEFAULT_CONFIG["benchmark"]})
 DEFAULTS = matrix.cell_id(BASE)
@@ -364,3 +365,21 @@ def test_what_rpc_costs_is_said_as_a_cost_not_a_verdict() -> None:
     pair = {**pair, "ratio_ci_low": 0.6, "ratio_ci_high": 1.05, "verdict": statistics.NO_DIFFERENCE}
     said = findings.rpc_sentence("cpu-rpc", "gemma3-270m", "-dev RPC0", pair)
     assert said.endswith("): no significant cost.") and statistics.REGRESSED not in said
+
+
+def test_each_rpc_cell_is_compared_with_its_own_local_partner() -> None:
+    """Recorded real RPC cells of a netns sweep (three link rates, each with -dev RPC0/RPC1 and -dev none): the
+    summary names each cell's partner of the same topology and rate (``local_cell``), and the statistics pair
+    each RPC cell with exactly that one — the relation is read from the records, never rebuilt from an id."""
+    table = rpc_summary.summarize(RPC_CELLS)
+    assert len(table) == 6 and set(table["status"]) == {"ok"}
+    local = table[table["devices"] == "none"].set_index(["topology", "link_rate"])["base_cell"]
+    through = table[table["devices"] != "none"]
+    assert len(through) == 3
+    for row in through.itertuples():
+        assert row.local_cell == local[(row.topology, row.link_rate)] != row.base_cell
+        assert row.local_tg_ts == pytest.approx(float(table.set_index("base_cell").loc[row.local_cell, "tg_ts"]))
+    pairs = stats.rpc_pairs(table, {"ok"})
+    assert len(pairs) == 2 * len(through)  # pp and tg
+    assert {(p["candidate_cell"], p["baseline_cell"]) for p in pairs} == set(zip(through["base_cell"],
+                                                                               through["local_cell"]))
