@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
 N, CULPRIT, BROKEN = 8, 5, 2
 CELLS = [{"n_prompt": 0, "n_gen": 16}]
-LONG_GEN = 256
+LONG_GEN = 128  # each repetition ~2.5 s: longer than the console's 1 s poll, so each shows
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +247,7 @@ def test_progress_on_the_console(run: Path) -> None:
     assert len(left) <= (left[-1][0] - left[0][0]) / 10 + 11  # every 10 s at most, or a tenth of the run
     cells = {}
     for t, text in lines:
-        if m := re.match(r"llamabench: cell (cpu-rpc/gemma3-270m/\S+_n256\S*): benchmark \d+/\d+: (.*)$", text):
+        if m := re.match(rf"llamabench: cell (cpu-rpc/gemma3-270m/\S+_n{LONG_GEN}\S*): benchmark \d+/\d+: (.*)$", text):
             cells.setdefault(m[1], []).append((t, m[2]))
     assert len(cells) >= 3  # the long cell, each round (and one more for a disturbed one)
     for shown in cells.values():
