@@ -189,3 +189,15 @@ def test_a_cell_rules_job_finds_its_cell_by_the_rules_name_and_its_wildcards() -
         limited = cell.study == "bench"
         assert (the_plan.memory_settings(cell)["limit_mib"] == 1000) == limited, cell.path
         assert limited or the_plan.memory_settings(cell) == the_plan.memory
+
+
+def test_a_sweeps_builds_are_not_what_a_pilot_depends_on() -> None:
+    """A pilot's params are its sweep's settings but which builds and models it covers: taking the twin of an A/A
+    pair out of a sweep (tests/test_load.py's second round) pilots the build that stays not again."""
+    def sweep(builds: list[str]) -> Any:
+        config = configuration.resolve({**DEFAULT_CONFIG, "load": {"chat": {"builds": builds}}})
+        return plan.make(config).sweeps["chat"]
+
+    both, one = sweep(["cpu", "cpu-rpc"]), sweep(["cpu-rpc"])
+    assert both.settings != one.settings and both.pilot_settings == one.pilot_settings
+    assert set(both.settings) - set(both.pilot_settings) == {"builds", "models"}

@@ -31,6 +31,12 @@ class Sweep:
     settings: Mapping[str, Any]  # the sweep's config: rates, pilot, objectives, requests, alpha
 
     @property
+    def pilot_settings(self) -> dict[str, Any]:
+        """What a build's pilot depends on: the sweep's settings but which builds and models it covers, so that
+        adding a build to a sweep, or taking one out, pilots no other build again."""
+        return {key: value for key, value in self.settings.items() if key not in ("builds", "models")}
+
+    @property
     def piloted(self) -> bool:
         """Whether a pilot finds the levels (no rates configured)."""
         return not self.settings["rates"]
