@@ -20,7 +20,9 @@ checkpoint load_pilot:
     params:
         # what the levels depend on: the sweep's settings and objectives
         sweep=lambda wildcards: plan.thaw(PLAN.sweeps[wildcards.sweep].params),
-        settings=lambda wildcards: plan.thaw(PLAN.sweeps[wildcards.sweep].pilot_settings),
+        settings=lambda wildcards: plan.thaw(
+            PLAN.sweeps[wildcards.sweep].pilot_settings
+        ),
         version=get_rule_version("load_pilot"),
     message:
         "Load pilot {wildcards.sweep}: {wildcards.build}/{wildcards.model}"
