@@ -122,6 +122,11 @@ def report_bisect(found: dict, commits: list[str], args: argparse.Namespace) -> 
             print(f"  probe {p['probe']} #{p['target']}: {p['verdict']}; vs good {p['vs_good']['ratio']:.3f} "
                   f"p={p['vs_good'].get('p_value', float('nan')):.2g}, vs bad {p['vs_bad']['ratio']:.3f} "
                   f"p={p['vs_bad'].get('p_value', float('nan')):.2g} ({p['rounds']} rounds)")
+        elif p.get("vs_parent"):
+            test = p["vs_parent"]
+            print(f"  confirmation #{p['target']} beside #{p['parent']}: {p['verdict']}; "
+                  f"{test.get('ratio', float('nan')):.3f} p={test.get('p_value', float('nan')):.2g} "
+                  f"({p['rounds']} rounds)")
         else:
             print(f"  probe {p['probe']} #{p['target']}: {p['verdict']}")
     if found["culprit"]:

@@ -111,14 +111,19 @@ def test_the_culprit_of_a_comparisons_regression_within_log2_n_plus_2_builds(run
     assert len(built) <= math.ceil(math.log2(N)) + 2, built
     assert set(built) == {0, N, 4, 6, 5}  # the endpoints, then the middle of each open range
     assert built[0]["cache_hit"]  # the good endpoint: the commit conftest.git_build compiled
-    verdicts = {p["target"]: p["verdict"] for p in found["probes"] if p["target"] is not None}
+    *search, confirmation = found["probes"]
+    verdicts = {p["target"]: p["verdict"] for p in search if p["target"] is not None}
     assert verdicts == {4: "good", 6: "bad", 5: "bad"}
+    # then named only once measured slower than its parent beside it
+    assert (confirmation["target"], confirmation["parent"], confirmation["verdict"]) == (5, 4, "confirmed")
+    assert confirmation["vs_parent"]["ratio"] < 0.9
     endpoints = found["probes"][0]["endpoints"]
     assert endpoints["ratio"] < 0.9 and endpoints["p_value"] < 0.05
     # every probe was measured beside both endpoints, in its own rounds
     cells = list((run / "bisect" / "slow" / "cells").glob("probe-*/*/*/*.json"))
-    # the endpoints alone, then three trios, 3 rounds each (more where a disturbed round left a test undecided)
-    assert len(cells) == found["cells"] >= 3 * 2 + 3 * 3 * 3
+    # the endpoints alone, then three trios, then the culprit beside its parent and the endpoints, 3 rounds each
+    # (more where a disturbed round left a test undecided)
+    assert len(cells) == found["cells"] >= 3 * 2 + 3 * 3 * 3 + 3 * 4
     assert found["measuring_s"] > 0 and (run / "bisect" / "slow.png").stat().st_size > 0
 
 

@@ -144,3 +144,38 @@ def test_endpoints_paired_in_too_few_rounds_end_inconclusive_not_without_a_regre
     quiet = {commit: dict(zip((1, 2, 3), itertools.cycle(by_round.values()))) for commit, by_round in obs.items()}
     after = bisect.advance(study, DISTURBED["start"], quiet, [])
     assert not after["ended"] and after["next"] == {**DISTURBED["start"]["next"], "rounds": 4}
+
+
+WRONG = json.loads((Path(__file__).parent / "data" / "bisect-wrong-probe-steps.json").read_text())
+
+
+def test_a_search_misled_on_the_way_asks_for_confirmation_and_a_harmless_pair_names_no_commit() -> None:
+    """benchmarks/bisect_history.py, 16 commits, #11 makes tg 0.80x: in one of its runs the trio of #10 (a docs
+    note) measured it 0.80x good (p 0.005) and like bad, the search ended at #10 and named it
+    (tests/data/bisect-wrong-probe-steps.json). Replayed, every probe decides as it did, and the end asks to
+    measure #10 beside its parent #9 instead of naming it. The two harmless builds that probe 4's trio did measure
+    side by side (the good endpoint and #9, 0.93x, p 0.36, in 4 rounds) stand in for that pair: not confirmed in
+    any number of rounds, the study ends inconclusive, naming no commit."""
+    study = Study("slow", "bisect", "upstream", "", "cpu-rpc", (), ("gemma3-270m",), {}, WRONG["settings"])
+    commits = WRONG["start"]["commits"]
+    assert WRONG["outcome"] == bisect.CULPRIT and commits[10]["subject"] == "docs : note 10"  # what the run said
+    state = WRONG["start"]
+    for step in WRONG["steps"]:
+        assert state["next"] == step["measured"]
+        state = bisect.advance(study, state, observations(step), [])
+    assert [p["verdict"] for p in state["probes"][1:]] == [p["verdict"] for p in step["recorded"]["probes"][1:]]
+    assert not state["ended"] and state["next"] == {"probe": 5, "target": 10, "parent": 9,
+                                                   "rounds": WRONG["settings"]["rounds"]}
+    last = observations(WRONG["steps"][-1])
+    good, bad, nine = (commits[p]["commit"] for p in (0, 16, 9))
+    harmless = {good: last[good], bad: last[bad], nine: last[good], commits[10]["commit"]: last[nine]}
+    while not state["ended"]:
+        state = bisect.advance(study, state, harmless, [])
+    assert state["outcome"] == bisect.INCONCLUSIVE and state["culprit"] is None
+    assert state["probes"][-1]["verdict"] == bisect.UNDECIDED and state["probes"][-1]["vs_parent"]["rounds"] == 4
+    assert "no commit is named" in state["sentence"] and commits[10]["commit"][:9] in state["sentence"]
+    # the real culprit's side of the same rounds: the bad endpoint beside the good one is a change, confirmed
+    real = {**harmless, nine: last[good], commits[10]["commit"]: last[bad]}
+    redo = bisect.advance(study, {**state, "ended": False, "next": {"probe": 5, "target": 10, "parent": 9,
+                                                                    "rounds": 4}}, real, [])
+    assert redo["outcome"] == bisect.CULPRIT and redo["probes"][-1]["verdict"] == bisect.CONFIRMED

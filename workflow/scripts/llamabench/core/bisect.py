@@ -51,9 +51,11 @@ class Study:
 
 def measured(state: Mapping[str, Any]) -> list[int]:
     """The positions (in the range) a bisect state's next measurement needs built: the two endpoints, measured
-    again beside every probe so that drift between probes cannot look like a regression, and its probe."""
-    target = state["next"]["target"]
-    return [0, len(state["commits"]) - 1] + ([target] if target is not None else [])
+    again beside every probe so that drift between probes cannot look like a regression, its probe, and at the
+    end of a search the parent its culprit is confirmed against."""
+    wanted = state["next"]
+    extra = [p for p in (wanted["target"], wanted.get("parent")) if p is not None]
+    return list(dict.fromkeys([0, len(state["commits"]) - 1, *extra]))
 
 
 def cells(spec: Mapping[str, Any], bench: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -28,8 +28,14 @@ log ratios (statistics.paired), one against each endpoint:
 
 A commit whose build failed is skipped, as ``git bisect skip`` does: the next
 probe is the untested commit nearest the middle. The search ends when no
-commit between the last good and the first bad is left: that bad one is the
-culprit, or, when skipped commits lie between, the culprit is one of them or it.
+commit between the last good and the first bad is left: when skipped commits lie
+between, the culprit is one of them or the bad one. Otherwise the bad one is
+measured once more, beside its parent (and both endpoints), and named only where
+it is slower than its parent by a change (:func:`confirms`); a search that went
+wrong on the way (each probe is a test at ``alpha``: one of a dozen is a false
+verdict now and then - a benchmark's harmless commit 0.80x good with p 0.005, while
+the same build measured 0.98x in the run before) ends inconclusive instead, with
+more rounds first, as an undecided probe gets.
 
 Pure: states in, states out (the ``bisect_step`` checkpoint reads and writes them).
 """
@@ -51,8 +57,9 @@ Observations = Mapping[str, Mapping[int, float]]  # commit -> round -> mean log 
 
 CULPRIT, NO_REGRESSION, AMBIGUOUS, INCONCLUSIVE, ENDPOINT_FAILED = (
     "culprit", "no regression found", "ambiguous", "inconclusive", "endpoint does not build")
-GOOD, BAD, BETWEEN_GOOD, BETWEEN_BAD, UNDECIDED, BUILD_FAILED = (
-    "good", "bad", "between (nearer good)", "between (nearer bad)", "inconclusive", Status.BUILD_FAILED.value)
+GOOD, BAD, BETWEEN_GOOD, BETWEEN_BAD, UNDECIDED, BUILD_FAILED, CONFIRMED = (
+    "good", "bad", "between (nearer good)", "between (nearer bad)", "inconclusive", Status.BUILD_FAILED.value,
+    "confirmed")
 
 
 def start(study: Study, commits: list[dict[str, Any]], cells: Iterable[str], metric: str,
@@ -102,14 +109,13 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed
                         candidates=_open(state))
         return _end(state, NO_REGRESSION, _no_regression(endpoints, state["metric"]))
     sha = state["commits"][target]["commit"]
+    if current.get("parent") is not None:
+        return _confirm(state, study, current, obs, endpoints, floor)
     vs_good, vs_bad = _test(obs, good, sha, rounds), _test(obs, bad, sha, rounds)
     verdict = classify(vs_good, vs_bad, endpoints, study.settings["alpha"], floor)
     entry = {**current, "commit": sha, "verdict": verdict, "endpoints": endpoints, "vs_good": vs_good,
              "vs_bad": vs_bad, "position": _position(vs_good, endpoints), "floor": floor}
-    if state["probes"] and state["probes"][-1]["probe"] == current["probe"]:
-        state["probes"][-1] = entry  # more rounds of the same probe
-    else:
-        state["probes"].append(entry)
+    _record(state, entry)
     if verdict == UNDECIDED:
         if current["rounds"] < study.settings["max_rounds"]:
             return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
@@ -120,6 +126,47 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations, failed
     else:
         state["hi"] = target
     return _choose(state, study, current["probe"] + 1)
+
+
+def _record(state: dict[str, Any], entry: dict[str, Any]) -> None:
+    if state["probes"] and state["probes"][-1]["probe"] == entry["probe"]:
+        state["probes"][-1] = entry  # more rounds of the same probe
+    else:
+        state["probes"].append(entry)
+
+
+def _confirm(state: dict[str, Any], study: Study, current: Mapping[str, Any], obs: Observations,
+             endpoints: Mapping[str, Any], floor: float) -> dict[str, Any]:
+    """The end of a search: the first bad commit named where it is slower than its parent beside it, more rounds
+    where not yet, "inconclusive" where not even then."""
+    commits, rounds = state["commits"], range(1, current["rounds"] + 1)
+    parent, culprit = commits[current["parent"]], commits[current["target"]]
+    vs_parent = _test(obs, parent["commit"], culprit["commit"], rounds)
+    confirmed = confirms(vs_parent, study.settings["alpha"], floor)
+    _record(state, {**current, "commit": culprit["commit"], "verdict": CONFIRMED if confirmed else UNDECIDED,
+                    "endpoints": endpoints, "vs_parent": vs_parent, "floor": floor})
+    if confirmed:
+        return _end({**state, "culprit": culprit}, CULPRIT,
+                    f"the first bad commit is {culprit['commit'][:9]} \"{culprit['subject']}\" "
+                    f"({_ratio(vs_parent)} its parent's {state['metric']} beside it)", candidates=[state["hi"]])
+    if current["rounds"] < study.settings["max_rounds"]:
+        return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
+    return _end(state, INCONCLUSIVE,
+                f"inconclusive: the search ended at {culprit['commit'][:9]}, but beside its parent "
+                f"{parent['commit'][:9]} it measured {_ratio(vs_parent)} over {vs_parent['rounds']} rounds, not "
+                "slower by a change: a verdict on the way was wrong, and no commit is named",
+                candidates=list(range(1, len(commits))))
+
+
+def confirms(vs_parent: Mapping[str, Any], alpha: float, floor: float) -> bool:
+    """Whether the commit a search ended at made the change: slower than its parent, significantly and by at least
+    the change floor, in rounds of their own."""
+    return _differs(vs_parent, alpha, floor) and vs_parent["ratio"] < 1
+
+
+def _ratio(test: Mapping[str, Any]) -> str:
+    p = f", p = {test['p_value']:.2g}" if test.get("p_value") is not None else ""
+    return f"{test['ratio']:.3f}x{p}" if test.get("ratio") is not None else "no paired round"
 
 
 def classify(vs_good: Mapping[str, Any], vs_bad: Mapping[str, Any], endpoints: Mapping[str, Any], alpha: float,
@@ -188,8 +235,10 @@ def _choose(state: dict[str, Any], study: Study, probe: int) -> dict[str, Any]:
         return {**state, "next": {"probe": probe, "target": target, "rounds": study.settings["rounds"]}}
     culprit = state["commits"][hi]
     if not _open(state)[:-1]:
-        return _end({**state, "culprit": culprit}, CULPRIT,
-                    f"the first bad commit is {culprit['commit'][:9]} \"{culprit['subject']}\"", candidates=[hi])
+        if lo == 0 and hi == len(state["commits"]) - 1:  # the endpoints' own test was the confirmation
+            return _end({**state, "culprit": culprit}, CULPRIT,
+                        f"the first bad commit is {culprit['commit'][:9]} \"{culprit['subject']}\"", candidates=[hi])
+        return {**state, "next": {"probe": probe, "target": hi, "parent": lo, "rounds": study.settings["rounds"]}}
     return _end(state, AMBIGUOUS, f"the first bad commit is one of {_span(state)}: the others between did not build",
                 candidates=_open(state))
 
