@@ -225,6 +225,22 @@ def test_cells_of_two_hosts_are_not_compared() -> None:
     assert all(v.startswith("not compared: measured on different hosts") for v in verdicts(table).values())
 
 
+def test_a_software_gpu_is_never_compared_with_a_hardware_gpu() -> None:
+    """The recorded rounds under three labels: a build on lavapipe (its rows labelled), a CUDA build and a CPU build.
+    Software against hardware GPU is not compared; each against the CPU build is (labelled in the findings)."""
+    table = recorded()
+    software = table.assign(build="lavapipe", software_device="software GPU (lavapipe): a functional check, not GPU "
+                            "performance", options="-DGGML_VULKAN=ON")
+    cuda = table.assign(build="cuda", options="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90")
+    pairs = stats.comparisons(pd.concat([table, software, cuda]), BASE, 0.05, {"all": {"builds": []}})
+    across = pairs[pairs["comparison"] == "build vs build"]
+    mixed = across[{"lavapipe", "cuda"} == across[["baseline_build", "candidate_build"]].apply(set, axis=1)]
+    assert len(mixed) == 4 and mixed["verdict"].str.startswith("not compared: a software GPU's numbers").all()
+    assert mixed["p_value"].isna().all()
+    with_cpu = across[across["baseline_build"] == "cpu"]
+    assert len(with_cpu) == 8 and with_cpu["p_value"].notna().all()
+
+
 def test_the_correction_covers_every_comparison() -> None:
     p = [0.01, 0.02, 0.03, 0.5]
     adjusted = statistics.adjust(p)

@@ -18,6 +18,9 @@ rule build:
     params:
         cmake_options=lambda wildcards: list(PLAN.builds[wildcards.build].cmake_options),
         source=lambda wildcards: PLAN.builds[wildcards.build].source,
+        # the devices its processes see, and whether a software GPU may be measured (core/backends.py)
+        environment=lambda wildcards: PLAN.builds[wildcards.build].environment,
+        software_device=lambda wildcards: PLAN.builds[wildcards.build].software_device,
         version=get_rule_version("build"),
     message:
         "Building llama.cpp variant '{wildcards.build}'"

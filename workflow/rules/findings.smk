@@ -9,6 +9,7 @@ rule findings:
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
         bisect=[layout.path("bisect_study", study=name) for name in PLAN.bisects],
         history=[layout.path("history_study", study=name) for name in PLAN.histories],
+        builds=[layout.path("build", build=name) for name in PLAN.builds],
     output:
         csv=layout.pattern("findings"),
         table_csv=layout.pattern("figures_table_csv"),

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import axes, files, layout, matrix, options, plan, records
+from llamabench.core import axes, backends, files, matrix, options, plan, records
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory_fit, samples
@@ -39,7 +39,7 @@ def bench_cell(smk: Any) -> None:
 def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Mapping[str, Any]) -> None:
     """One round of ``cell`` (a grid cell, a tuning study's candidate, a commit's cell of a bisect or history
     study) under the ``memory`` settings' fit decision, recorded even when it fails."""
-    build = read_build(smk.input.build)
+    build = records.read_build(smk.input.build)
     model = records.read(smk.input.model_manifest, "model")
     layers = model["gguf"].get("layers")
     params = dict(smk.params.cell)
@@ -47,18 +47,18 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     log.info("cell %s", label)
     exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
     timeout = the_plan.timeouts["bench_cell"]
-    gpu_run = options.uses_gpu(build["options"])
-    offload = matrix.placement(params, layers, gpu_run)
-    runs = memory_fit.bench_runs(params, offload["offloaded_layers"] or 0, "CUDA0" if gpu_run else None,
+    backend = backends.of(build["options"])
+    offload = matrix.placement(params, layers, backend is not None)
+    runs = memory_fit.bench_runs(params, offload["offloaded_layers"] or 0, backends.main_device(build),
                                  memory_use.cpu_flags())
     with machine_lock.held(f"cell {label}") as waited:
         # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it).
         state = system_state.snapshot()
         predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, state["available_memory_mib"],
-                                         gpus.free_mib() if gpu_run else {})
+                                         gpus.free_mib(build))
         try:
-            if why := gpus.skip_reason(smk.input):
+            if why := backends.unusable(build):
                 raise Unsupported(why)
             cmd = llama_bench.command(exe, Path(smk.input.model), matrix.for_model(params, layers), smk.params.delay)
         except Unsupported as err:
@@ -66,7 +66,8 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
             result = llama_bench.skipped([str(exe), "-m", str(smk.input.model)], str(err))
         else:
             if fit["started"]:
-                result = llama_bench.measure(cmd, Path(smk.log[0]), timeout=timeout, gpus=gpu_run,
+                result = llama_bench.measure(cmd, Path(smk.log[0]), timeout=timeout,
+                                             gpus=bool(backend and backend.nvml),
                                              interval_s=the_plan.sample_interval_s, what=f"cell {label}")
             else:
                 log.warning("cell %s not started: %s", label, memory_fit.reason(fit))
@@ -95,13 +96,6 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
                    "logged": buffers.logged(files.read_text(Path(smk.log[0])))},
         "llama_bench": result,
     })
-
-
-def read_build(path: str) -> dict[str, Any]:
-    """A cell's build: a configured build's record, or a probe's (a commit of a bisect or history study)."""
-    if layout.parse("probe_build", path):
-        return records.read(path, "probe_build")["built"]
-    return records.read(path, "build")
 
 
 def memlock(params: dict[str, Any]) -> dict[str, list[int]]:

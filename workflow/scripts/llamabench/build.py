@@ -16,7 +16,8 @@ def build(smk: Any) -> None:
     node = records.read(smk.input.hardware, "hardware") if "hardware" in smk.input.keys() else None
     options = builds.cuda_architectures(list(smk.params.cmake_options), node, name)
     entry = builds.cached_build(src, name, options, smk.threads)
-    fields = builds.installed(entry, Path(smk.output.bin), name, smk.params.source, smk.params.cmake_options, src)
+    fields = builds.installed(entry, Path(smk.output.bin), name, smk.params.source, smk.params.cmake_options, src,
+                              dict(smk.params.environment), smk.params.software_device)
     # This build replaces any of another commit: keep that one's results (history.py).
     history.archive(Path(smk.output.manifest).parents[2], name, src["commit"])
     records.write(smk.output.manifest, "build", fields)

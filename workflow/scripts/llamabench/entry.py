@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from llamabench.core import records
 from llamabench.core.code_version import module_of
 from llamabench.core.errors import UserError
 from llamabench.core.status import Status
@@ -45,6 +47,7 @@ def run_step(smk: Any, step: Callable[[Any], Any]) -> None:
     # cleanup runs and no child llama.cpp process outlives its job.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        apply_environment(smk)
         step(smk)
     except UserError as err:
         logging.error("%s", err)
@@ -53,6 +56,14 @@ def run_step(smk: Any, step: Callable[[Any], Any]) -> None:
     except Exception:
         logging.exception("step failed")
         raise
+
+
+def apply_environment(smk: Any) -> None:
+    """A job that runs a build's binaries runs them with the build's environment (the GPU devices its backend is to
+    see, core/backends.py): set here once, for every rule that reads a build record, and inherited by every process
+    the job starts."""
+    if "build" in smk.input.keys():
+        os.environ.update((records.read_build(smk.input.build) or {}).get("environment") or {})
 
 
 def announce_failure(what: str, result: dict[str, Any]) -> None:

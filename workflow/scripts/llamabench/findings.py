@@ -46,7 +46,7 @@ def findings(smk: Any) -> None:
             *loaded([records.read(path, "load_sweep") for path in smk.input.load], pairs),
             *bisected([records.read(path, "bisect_study") for path in smk.input.bisect]),
             *history_changes([records.read(path, "history_study") for path in smk.input.history])]
-    table = records.frame(rows, "finding_row")
+    table = records.frame(labelled(rows, [records.read(path, "build") for path in smk.input.builds]), "finding_row")
     records.write_table(Path(smk.output.csv), table)
     view = tables.figures_table(table)
     records.write_table(Path(smk.output.table_csv), view)
@@ -59,6 +59,15 @@ def findings(smk: Any) -> None:
 def finding(question: Question, build: str, model: str, label: str, statement: str, **fields: Any) -> dict[str, Any]:
     return records.new("finding_row", {"question": question.name, "build": build, "model": model, "label": label,
                                        "statement": statement, **fields})
+
+
+def labelled(rows: list[dict[str, Any]], builds: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every finding of a build on a software GPU says so, first: its numbers are a functional check of the GPU
+    code paths, never GPU performance."""
+    label = {b["name"]: b.get("software_device") for b in builds}
+    return [{**row, "software_device": label.get(row["build"]),
+             "statement": f"{label[row['build']][0].upper()}{label[row['build']][1:]}. {row['statement']}"
+             if label.get(row["build"]) else row["statement"]} for row in rows]
 
 
 def _ci(row: Mapping[str, Any]) -> str:

@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import requests
 
-from llamabench.core import files, plan, records
+from llamabench.core import backends, files, plan, records
 from llamabench.core.errors import Unsupported
 from llamabench.core.load import level_rate, pilot_requests
 from llamabench.core.status import Status
 from llamabench.derive import load, samples
 from llamabench.entry import announce_failure
-from llamabench.measure import arrivals, gpus, llama_server, machine_lock
+from llamabench.measure import arrivals, llama_server, machine_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def load_pilot(smk: Any) -> None:
     seed = f"{the_plan.seed}:{sweep.name}:pilot"
     result: dict[str, Any] = {"status": Status.FAILED, "error": None, "start": files.now_iso(), "levels": [],
                               "chosen": []}
-    skip = gpus.skip_reason(smk.input)
+    skip = backends.unusable(build)
     if skip or "server" not in build["binaries"]:
         result.update(status=Status.SKIPPED, error=skip or f"build {build['name']} has no llama-server")
     else:

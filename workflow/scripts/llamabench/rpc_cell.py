@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import matrix, options, plan, records
+from llamabench.core import backends, matrix, plan, records
 from llamabench.entry import announce_failure
-from llamabench.measure import gpus, machine_lock, rpc_bench, rpc_workers
+from llamabench.measure import machine_lock, rpc_bench, rpc_workers
 
 
 def rpc_cell(smk: Any) -> None:
@@ -26,8 +26,11 @@ def rpc_cell(smk: Any) -> None:
         bin_dir = Path(client["bin_dir"])
         result = rpc_bench.measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
                                    matrix.for_model(params, layers), workers, rpc, Path(smk.log[0]), timeout,
-                                   bin_dir / client["binaries"]["completion"], skip=gpus.skip_reason(smk.input),
-                                   gpus=any(options.uses_gpu(b["options"]) for b in [client, *worker_builds.values()]),
+                                   bin_dir / client["binaries"]["completion"],
+                                   skip=next(filter(None, map(backends.unusable, [client, *worker_builds.values()])),
+                                             None),
+                                   gpus=any(b.nvml for b in map(backends.of, [client["options"], *(
+                                       w["options"] for w in worker_builds.values())]) if b),
                                    interval_s=the_plan.sample_interval_s)
     announce_failure(f"RPC cell {label}", result)
     cell = the_plan.cell("rpc_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)

@@ -67,7 +67,8 @@ def cell_row(cell: dict[str, Any], own: dict[str, tuple], local: dict[str, tuple
     disturbance = samples.disturbed(run["llama_bench"], max_share)
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
-        "cell": cell["cell"], "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
+        "software_device": cell["build"].get("software_device"), "cell": cell["cell"],
+        "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
         "status": Status.DISTURBED if run["status"] == Status.OK and disturbance else run["status"],
         "disturbance": disturbance, "others_share": (window or {}).get("others_share"),
         "topology": cell["topology"], "link_rate": cell["link_rate"],

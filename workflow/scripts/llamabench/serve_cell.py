@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import files, matrix, options, plan, records
+from llamabench.core import backends, files, matrix, plan, records
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory_fit
 from llamabench.entry import announce_failure
@@ -39,21 +39,21 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         raise ValueError(f"build {build['name']} has no llama-server")
     exe = Path(build["bin_dir"]) / build["binaries"]["server"]
     timeout = the_plan.timeouts["serve_cell"]
-    gpu_run = options.uses_gpu(build["options"])
+    backend = backends.of(build["options"])
     layers = model["gguf"].get("layers")
-    offload = matrix.placement(params, layers, gpu_run)
-    runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0, "CUDA0" if gpu_run else None,
+    offload = matrix.placement(params, layers, backend is not None)
+    runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0, backends.main_device(build),
                                  memory_use.cpu_flags())
     with machine_lock.held(f"serving cell {label}") as waited:
         predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, system_state.snapshot()["available_memory_mib"],
-                                         gpus.free_mib() if gpu_run else {})
-        skip, status = gpus.skip_reason(smk.input), Status.SKIPPED
+                                         gpus.free_mib(build))
+        skip, status = backends.unusable(build), Status.SKIPPED
         if not skip and not fit["started"]:
             skip, status = memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY
         result = llama_server.measure(exe, Path(smk.input.model), matrix.for_model(params, layers),
                                       Path(smk.log[0]), timeout=timeout, skip=skip, skip_status=status,
-                                      gpus=gpu_run, interval_s=the_plan.sample_interval_s,
+                                      gpus=bool(backend and backend.nvml), interval_s=the_plan.sample_interval_s,
                                       seed=f"{the_plan.seed}:{cell.base}", round_=cell.round)
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {

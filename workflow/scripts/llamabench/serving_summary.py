@@ -62,7 +62,8 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
     disturbance = samples.disturbed(run, max_share)
     row: dict[str, Any] = {
         "build": cell["build"]["name"], "history": cell.get("history", False), "model": cell["model"]["name"],
-        "cell": cell["cell"], "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
+        "software_device": cell["build"].get("software_device"), "cell": cell["cell"],
+        "base_cell": cell.get("base_cell", cell["cell"]), "round": cell.get("round", 1),
         "status": Status.DISTURBED if run["status"] == Status.OK and disturbance else run["status"],
         "disturbance": disturbance, "others_share": (run.get("interference") or {}).get("others_share"),
         "warmup_requests": len(run.get("warmup", [])) or None,

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, matrix, metrics, records
+from llamabench.core import axes, backends, matrix, metrics, records
 from llamabench.core.comparisons import (BUILD_VS_BUILD, LOAD_CAPACITY, RPC_VS_LOCAL, SERVED_VS_ESTIMATE,
                                          SERVING_SETTING_VS_DEFAULTS, SETTING_VS_DEFAULTS, Comparison)
 from llamabench.core.metrics import Metric
@@ -161,10 +161,22 @@ def comparisons(table: pd.DataFrame, base: Mapping[str, Any], alpha: float,
 
 
 def series(group: pd.DataFrame, column: str) -> pd.DataFrame:
-    """A cell's values of one column by round, with the host each round ran on."""
+    """A cell's values of one column by round, with the host each round ran on and the kind of device it used."""
     found = group.dropna(subset=[column])
-    return pd.DataFrame({"value": found[column].astype(float).to_numpy(), "hostname": found["hostname"].to_numpy()},
+    return pd.DataFrame({"value": found[column].astype(float).to_numpy(), "hostname": found["hostname"].to_numpy(),
+                         "device": [device_kind(row) for _, row in found.iterrows()]},
                         index=found["round"].astype(int).to_numpy())
+
+
+def device_kind(row: pd.Series) -> str:
+    """software GPU, GPU or CPU: what a row's build measured on (its label, else its CMake options' backend)."""
+    if isinstance(row.get("software_device"), str):
+        return SOFTWARE_GPU
+    options = row.get("options")
+    return "GPU" if isinstance(options, str) and backends.of(options.split()) else "CPU"
+
+
+SOFTWARE_GPU = "software GPU"
 
 
 def kind_series(frame: pd.DataFrame, used: set[str], kind: str, setting: Callable[[pd.Series], str],
@@ -301,6 +313,8 @@ def compare(kind: Comparison, baseline: pd.DataFrame, candidate: pd.DataFrame, b
         "rounds_used": rounds_text(rounds),
         "baseline_mean": statistics.geometric_mean(a), "candidate_mean": statistics.geometric_mean(b),
     }
+    if {SOFTWARE_GPU, "GPU"} <= {d for frame in (baseline, candidate) if "device" in frame for d in frame["device"]}:
+        return {**row, "note": "not compared: a software GPU's numbers (a functional check) against a hardware GPU's"}
     hosts = set(baseline["hostname"].dropna()) | set(candidate["hostname"].dropna())
     if len(hosts) > 1:
         return {**row, "note": f"not compared: measured on different hosts ({', '.join(sorted(hosts))})"}

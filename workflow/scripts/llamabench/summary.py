@@ -58,6 +58,7 @@ def cell_rows(cell: dict[str, Any], max_share: float = 1.0) -> list[dict[str, An
         "history": cell.get("history", False),
         "model": cell["model"]["name"],
         "synthetic": bool(cell["model"]["origin"].get("synthetic")),
+        "software_device": cell["build"].get("software_device"),
         "cell": cell["cell"],
         "base_cell": cell["base_cell"],
         "round": cell["round"],

@@ -34,11 +34,6 @@ def is_true(text: str | None) -> bool:
     return (text or "").upper() in _TRUE
 
 
-def uses_gpu(options: list[str]) -> bool:
-    """Whether a build's runs are GPU runs, whose GPUs the sampler reads (energy, VRAM)."""
-    return enabled(options, "GGML_CUDA")
-
-
 # The K/V type pairs a CUDA build compiles flash-attention kernels for unless told otherwise
 # (GGML_CUDA_FA_QUANTS; older trees: the same pairs, or all with GGML_CUDA_FA_ALL_QUANTS=ON).
 FA_KV_PAIRS_DEFAULT = ("f16-f16", "q4_0-q4_0", "q8_0-q8_0", "bf16-bf16")

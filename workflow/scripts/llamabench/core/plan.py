@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from llamabench.core import axes, bisect, layout, load, matrix, options, platforms, tuning
+from llamabench.core import axes, backends, bisect, layout, load, matrix, options, platforms, tuning
 
 # Sources, builds and models come before every cell (a cell's priority is at most a few million): then
 # round 1 of every cell of every build runs before round 2 of any. A priority, not an input, so adding a
@@ -67,10 +67,21 @@ class Build:
     source: str
     cmake_options: tuple[str, ...]
     platform: str
+    visible_devices: str | None = None  # the GPU devices its processes see (its backend's variable)
+    software_device: bool = False  # opted in to a software GPU (lavapipe): a functional check
 
     @property
     def cuda(self) -> bool:
         return options.enabled(list(self.cmake_options), "GGML_CUDA")
+
+    @property
+    def backend(self) -> backends.Backend | None:
+        return backends.of(self.cmake_options)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables its processes run with (core/backends.py)."""
+        return backends.environment(self.backend, self.visible_devices)
 
 
 @dataclass(frozen=True)
@@ -305,7 +316,8 @@ def make(config: Mapping[str, Any]) -> Plan:
     """Every job of a run, from the config core/configuration.py validated."""
     expanded = platforms.expand(thaw(config))
     builds = {name: Build(name, cfg["source"], tuple(cfg["cmake_options"]), cfg.get("platform")
-                          or next(iter(expanded["platforms"])))
+                          or next(iter(expanded["platforms"])), cfg.get("visible_devices"),
+                          cfg.get("software_device", False))
               for name, cfg in expanded["builds"].items()}
     bench, serving = expanded["benchmark"], expanded["serving"]
     models = list(expanded["models"])

@@ -276,4 +276,14 @@ def cell_head(cell: Any, seed: int) -> dict[str, Any]:
 
 def cell_facts(build: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The build and model record fields a cell keeps, under their own names."""
-    return {"build": {key: build[key] for key in BUILD_FACTS}, "model": {key: model[key] for key in MODEL_FACTS}}
+    return {"build": {**{key: build[key] for key in BUILD_FACTS},
+                      **{key: build.get(key) for key in ("backend", "software_device")}},
+            "model": {key: model[key] for key in MODEL_FACTS}}
+
+
+def read_build(path: str | Path) -> dict[str, Any] | None:
+    """A job's build: a configured build's record, or a probe's (a commit of a bisect or history study; None where
+    it did not build)."""
+    if layout.parse("probe_build", str(path)):
+        return read(path, "probe_build")["built"]
+    return read(path, "build")

@@ -148,13 +148,13 @@ def _confirm(state: dict[str, Any], study: Study, current: Mapping[str, Any], ob
     if confirmed:
         return _end({**state, "culprit": culprit}, CULPRIT,
                     f"the first bad commit is {culprit['commit'][:9]} \"{culprit['subject']}\" "
-                    f"({_ratio(vs_parent)} its parent's {state['metric']} beside it)", candidates=[state["hi"]])
+                    f"({state['metric']} {_ratio(vs_parent, 'its parent')} beside it)", candidates=[state["hi"]])
     if current["rounds"] < study.settings["max_rounds"]:
         return {**state, "next": {**current, "rounds": current["rounds"] + 1}}
     return _end(state, INCONCLUSIVE,
                 f"inconclusive: the search ended at {culprit['commit'][:9]}, but beside its parent "
-                f"{parent['commit'][:9]} it measured {_ratio(vs_parent)} over {vs_parent['rounds']} rounds, not "
-                "slower by a change: a verdict on the way was wrong, and no commit is named",
+                f"{parent['commit'][:9]} it measured {_ratio(vs_parent, 'its parent')} over {vs_parent['rounds']} "
+                "rounds, not slower by a change: a verdict on the way was wrong, and no commit is named",
                 candidates=list(range(1, len(commits))))
 
 
@@ -164,9 +164,10 @@ def confirms(vs_parent: Mapping[str, Any], alpha: float, floor: float) -> bool:
     return _differs(vs_parent, alpha, floor) and vs_parent["ratio"] < 1
 
 
-def _ratio(test: Mapping[str, Any]) -> str:
-    p = f", p = {test['p_value']:.2g}" if test.get("p_value") is not None else ""
-    return f"{test['ratio']:.3f}x{p}" if test.get("ratio") is not None else "no paired round"
+def _ratio(test: Mapping[str, Any], of: str) -> str:
+    """``0.810x its parent's (p = 0.039)``."""
+    p = f" (p = {test['p_value']:.2g})" if test.get("p_value") is not None else ""
+    return f"{test['ratio']:.3f}x {of}'s{p}" if test.get("ratio") is not None else f"in no round paired with {of}"
 
 
 def classify(vs_good: Mapping[str, Any], vs_bad: Mapping[str, Any], endpoints: Mapping[str, Any], alpha: float,

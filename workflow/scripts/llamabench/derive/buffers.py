@@ -2,7 +2,7 @@
 
 llama.cpp logs (with ``-v``, as every cell runs) each buffer it allocates: the
 model's weights per buffer type once per model load (``CPU_Mapped``, ``CPU``,
-``CPU_REPACK``, ``CUDA0``, ``RPC0[host:port]``...), then per context its K/V cache
+``CPU_REPACK``, ``CUDA0``, ``Vulkan0``, ``RPC0[host:port]``...), then per context its K/V cache
 (one line per cache: a sliding-window model has two), its output buffer and its
 compute buffer per backend. Those are the components a memory prediction is
 checked against. An RPC client also logs each worker it uses and the free memory
@@ -17,7 +17,6 @@ from typing import Any
 BUFFER = re.compile(r"(?P<buffer>\S+)\s+(?P<what>model|KV|compute|output) buffer size\s*=\s*(?P<mib>[\d.]+) MiB")
 COMPONENT = {"model": "weights", "KV": "kv", "compute": "compute", "output": "output"}
 NEW_CONTEXT = "llama_context: constructing llama_context"
-HOST_BUFFERS = ("CPU", "CPU_Mapped", "CPU_REPACK", "CUDA_Host", "CPU_AARCH64")
 # "using device RPC0 (127.0.0.1:51455) (unknown id) - 24105 MiB free"
 RPC_DEVICE = re.compile(r"using device RPC\d* \((?P<address>[^)]+)\).* - (?P<free>\d+) MiB free")
 RPC_BUFFER = re.compile(r"^RPC\d*\[(?P<address>[^\]]+)\]$")
@@ -29,8 +28,9 @@ def rpc_name(address: str) -> str:
 
 
 def device(buffer: str) -> str:
-    """The device a buffer lives on: host buffer types are the CPU's; ``RPC0[127.0.0.1:5]`` is that worker's."""
-    if buffer in HOST_BUFFERS or buffer.startswith("CPU"):
+    """The device a buffer lives on: host buffer types (``CPU_Mapped``, ``CPU_REPACK``, a GPU backend's pinned
+    ``CUDA_Host``, ``Vulkan_Host``, ``ROCm_Host``) are the CPU's; ``RPC0[127.0.0.1:5]`` is that worker's."""
+    if buffer.startswith("CPU") or buffer.endswith("_Host"):
         return "CPU"
     match = RPC_BUFFER.match(buffer)
     return rpc_name(match["address"]) if match else buffer

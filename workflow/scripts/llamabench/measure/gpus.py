@@ -1,7 +1,9 @@
-"""The node's NVIDIA GPUs as ``nvidia-smi`` lists them, and what their absence means for a CUDA build's cells.
+"""The node's NVIDIA GPUs as ``nvidia-smi`` lists them (the hardware record, a CUDA build's architectures), and each
+GPU's free memory for the fit decision.
 
-A CUDA binary on a host without a GPU silently runs on the CPU; those numbers
-must never be reported as GPU numbers, so such cells are recorded as skipped.
+Whether a GPU build's cells can run is the build's own ``--list-devices``'s to say, for every backend
+(core/backends.py ``unusable``): a GPU binary on a host without its GPU silently runs on the CPU, and those numbers
+must never be reported as GPU numbers.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from llamabench.core import records
+from llamabench.core import backends
 
 def query(fields: list[str]) -> tuple[list[dict[str, str]] | None, str | None]:
     """``nvidia-smi --query-gpu`` as one dict per GPU, or None and why there is none."""
@@ -46,15 +48,14 @@ def gpu_missing(record: dict[str, Any]) -> str | None:
             "and those numbers are not GPU numbers")
 
 
-def skip_reason(inputs: Any) -> str | None:
-    """Why a cell is not run: one of a CUDA build (its rule then has a ``hardware`` input) on a host
-    without a GPU; None otherwise."""
-    if "hardware" not in inputs.keys():
-        return None
-    return gpu_missing(records.read(inputs.hardware, "hardware"))
-
-
-def free_mib() -> dict[str, float]:
-    """Each GPU's free memory in MiB, by llama.cpp's device name (``CUDA<index>``); none without a GPU."""
-    rows, _ = query(["index", "memory.free"])
-    return {f"CUDA{row['index']}": float(row["memory.free"]) for row in rows or [] if row.get("memory.free")}
+def free_mib(build: dict[str, Any]) -> dict[str, float]:
+    """Each GPU's free memory in MiB by llama.cpp's device name: read now through nvidia-smi for a CUDA build (what
+    other processes hold changes), else as the build's own ``--list-devices`` reported it."""
+    backend = backends.of(build["options"])
+    if backend is None:
+        return {}
+    if backend.nvml:
+        rows, _ = query(["index", "memory.free"])
+        if rows:
+            return {f"CUDA{row['index']}": float(row["memory.free"]) for row in rows if row.get("memory.free")}
+    return backends.recorded_free_mib(build)

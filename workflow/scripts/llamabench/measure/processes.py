@@ -71,10 +71,11 @@ def current_log() -> Path | None:
     return None
 
 
-def run(cmd: Sequence[str | Path], timeout: float) -> subprocess.CompletedProcess:
+def run(cmd: Sequence[str | Path], timeout: float, env: Mapping[str, str] | None = None,
+        ) -> subprocess.CompletedProcess:
     """``cmd``'s exit status and output, like subprocess.run with a timeout, through :func:`spawn`; on a timeout
     (subprocess.TimeoutExpired, with the output so far) or any interruption its whole group is killed first."""
-    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

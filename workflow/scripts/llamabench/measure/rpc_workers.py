@@ -111,7 +111,7 @@ def _start(index: int, spec: dict[str, Any], link_rate: str, log_path: Path) -> 
     kind = spec["kind"]
     worker: dict[str, Any] = {"index": index, "kind": kind, "spec": spec, "proc": None, "pid": None,
                               "iface": None, "log": str(log_path), "link_rate": None}
-    env = dict(os.environ)
+    env = {**os.environ, **(spec.get("environment") or {})}
     if spec.get("cache"):
         env["LLAMA_CACHE"] = str(files.cache_root() / "rpc-tensor-cache")
     if kind == "static":
@@ -301,10 +301,12 @@ def rpc_devices(client_tools: list[Path], addresses: list[str]) -> dict[str, str
 
 
 def resolve(spec: dict[str, Any], builds: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A worker spec with the path of its build's RPC server, for the kinds the workflow starts from its builds."""
+    """A worker spec with the path of its build's RPC server and that build's environment (the GPU devices its
+    backend sees), for the kinds the workflow starts from its builds."""
     if spec["kind"] in ("local", "netns"):
         build = builds[spec["build"]]
-        return {**spec, "rpc_server": str(Path(build["bin_dir"]) / build["binaries"]["rpc_server"])}
+        return {**spec, "rpc_server": str(Path(build["bin_dir"]) / build["binaries"]["rpc_server"]),
+                "environment": dict(build.get("environment") or {})}
     return dict(spec)
 
 

@@ -18,11 +18,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import code_version, files
+from llamabench.core import backends, code_version, files
 from llamabench.core import options as cmake
 from llamabench.core.errors import UserError
 from llamabench.measure import console, machine_lock, processes
-from llamabench.prepare import toolchain
+from llamabench.prepare import toolchain, vulkan
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,11 @@ def cached_build(
     cache = cache or files.cache_root()
     versions = {name: toolchain.tool_version(tools[name], "release") for name in ("cxx", "cc", "nvcc") if name in tools}
     compiler = versions["cxx"]
+    gpu_headers = None
+    if cmake.enabled(options, "GGML_VULKAN") and not cmake.value(options, "Vulkan_INCLUDE_DIR"):
+        found = vulkan.check(build_name, Path(source["source_dir"]), cache)
+        versions["glslc"] = toolchain.tool_version(found["glslc"])
+        options, gpu_headers = [*options, *found["cmake_options"]], found["headers"]
     options_all = full_options(source, options)
     key_fields = cache_key(source, options_all, versions)
     keys = [files.sha256_text(repr(sorted(key_fields.items())))[:20]]
@@ -177,7 +182,7 @@ def cached_build(
         jobs = max(1, min(threads, os.cpu_count() or 1))
         with machine_lock.held(f"build '{build_name}'", shared=True):  # never beside a measurement
             info = compile_tree(source, build_name, options_all, tools, jobs, entry, roles)
-        info.update(cache_key=key, key_fields=key_fields, compiler=compiler)
+        info.update(cache_key=key, key_fields=key_fields, compiler=compiler, vulkan_headers=gpu_headers)
         files.write_json(entry / "entry.json", info)
     return {**info, "cache_dir": str(entry), "cache_hit": False}
 
@@ -251,8 +256,10 @@ def compile_tree(
 
 
 
-def list_devices(bin_dir: Path, binaries: dict[str, str]) -> dict[str, Any]:
-    """``--list-devices`` output of the build, from llama-bench or (older trees) the completion tool.
+def list_devices(bin_dir: Path, binaries: dict[str, str], environment: dict[str, str] | None = None,
+                 ) -> dict[str, Any]:
+    """``--list-devices`` output of the build, from llama-bench or (older trees) the completion tool, run with the
+    build's ``environment`` (the devices it is to see).
 
     An unknown flag makes some llama.cpp tools print usage and exit 0, so the
     output is checked for the device list header rather than trusting the exit code.
@@ -262,7 +269,7 @@ def list_devices(bin_dir: Path, binaries: dict[str, str]) -> dict[str, Any]:
             continue
         exe = bin_dir / binaries[role]
         try:
-            out = processes.run([exe, "--list-devices"], timeout=120)
+            out = processes.run([exe, "--list-devices"], timeout=120, env={**os.environ, **(environment or {})})
         except (OSError, subprocess.TimeoutExpired) as err:
             log.warning("%s --list-devices: %s", exe.name, err)
             continue
@@ -288,11 +295,20 @@ def parse_devices(text: str) -> list[dict[str, str]]:
 
 
 def installed(entry: dict[str, Any], bin_dir: Path, name: str, source_name: str, requested_options: list[str],
-              source: dict[str, Any]) -> dict[str, Any]:
+              source: dict[str, Any], environment: dict[str, str] | None = None, software_opt_in: bool = False,
+              ) -> dict[str, Any]:
     """Put the cached binaries at ``bin_dir`` and return the build record's fields: what a configured build's
-    record and a probe's ``built`` hold alike."""
+    record and a probe's ``built`` hold alike. ``environment``: the variables its processes run with (the devices
+    its backend sees); ``software_opt_in``: the config lets it measure on a software GPU."""
     install(entry, bin_dir)
+    devices = list_devices(bin_dir, entry["binaries"], environment)
+    backend = backends.of(entry["options"])
     return {
+        "backend": backend.name if backend else None,
+        "environment": dict(environment or {}),
+        "software_device": backends.software_label(backends.gpu_devices(backend, devices["devices"])),
+        "software_opt_in": software_opt_in,
+        "vulkan_headers": entry.get("vulkan_headers"),
         "name": name,
         "source": source_name,
         "requested_options": list(requested_options),
@@ -300,7 +316,7 @@ def installed(entry: dict[str, Any], bin_dir: Path, name: str, source_name: str,
         "build_number": source["build_number"],
         "source_kind": source["source_kind"],
         "bin_dir": str(bin_dir),
-        "devices": list_devices(bin_dir, entry["binaries"]),
+        "devices": devices,
         "flash_attn_kv_pairs": cmake.flash_attn_kv_pairs(entry["options"]),
         **{key: entry[key] for key in ("options", "compiler", "cmake", "nvcc", "ccache", "cache_key", "cache_dir",
                                        "cache_hit", "binaries")},

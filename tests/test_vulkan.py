@@ -1,0 +1,121 @@
+"""The GPU half on a real Vulkan device of this machine: Mesa's lavapipe, a software GPU on the CPU.
+
+The Vulkan build (llama.cpp's ggml-vulkan, shaders compiled by glslc) is built once through the build cache, with
+Debian 13's Vulkan headers fetched into the cache where the system's are too old for the tree. Its devices come
+from its own ``--list-devices``; lavapipe is seen only where ``visible_devices`` names it, and measured only where
+the config opts in (``software_device``), every record, table and finding then labelled a functional check.
+
+Skipped, with the reason, where the packages (glslc, spirv-headers, libvulkan-dev, mesa-vulkan-drivers) cannot be
+installed (not root, no apt-get, no package mirror).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from conftest import snakemake, write_config
+from llamabench.core import backends, records
+from llamabench.prepare import builds
+
+pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
+
+PACKAGES = ("glslc", "spirv-headers", "libvulkan-dev", "mesa-vulkan-drivers")
+VULKAN_OPTIONS = ["-DGGML_VULKAN=ON", "-DGGML_RPC=ON"]
+TINY = {"layers": 2, "embedding": 256, "heads": 4, "kv_heads": 2, "ffn": 512, "vocab": 1024, "context": 2048}
+
+
+@pytest.fixture(scope="session")
+def vulkan_packages() -> None:
+    """Debian's Vulkan build tools and the lavapipe driver, installed with apt-get where missing."""
+    missing = [p for p in PACKAGES if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0] \
+        if shutil.which("dpkg") else list(PACKAGES)
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(f"the Vulkan tests need {', '.join(missing)}, which only root can install with apt-get")
+    install = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], capture_output=True,
+                             text=True, timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if install.returncode != 0:
+        pytest.skip(f"{', '.join(missing)} could not be installed: {install.stderr.strip()[-300:]}")
+
+
+@pytest.fixture(scope="session")
+def vulkan_build(vulkan_packages: None, source_manifest: dict[str, Any]) -> dict[str, Any]:
+    """The default source's Vulkan + RPC build: the workflow's cache key for these options, so either fills it."""
+    return builds.cached_build(source_manifest, "vulkan", VULKAN_OPTIONS, threads=os.cpu_count() or 2)
+
+
+def test_lavapipe_is_listed_only_where_named_and_labelled_software(vulkan_build: dict[str, Any]) -> None:
+    bin_dir = Path(vulkan_build["cache_dir"]) / "bin"
+    hidden = builds.list_devices(bin_dir, vulkan_build["binaries"], {})
+    named = builds.list_devices(bin_dir, vulkan_build["binaries"], {"GGML_VK_VISIBLE_DEVICES": "0"})
+    twice = builds.list_devices(bin_dir, vulkan_build["binaries"], {"GGML_VK_VISIBLE_DEVICES": "0,0"})
+    vulkan = backends.BACKENDS["vulkan"]
+    assert backends.gpu_devices(vulkan, hidden["devices"]) == []  # a CPU-type device is skipped unless named
+    [device] = backends.gpu_devices(vulkan, named["devices"])
+    assert device["name"] == "Vulkan0" and "llvmpipe" in device["description"] and int(device["total_mib"]) > 0
+    assert [d["name"] for d in backends.gpu_devices(vulkan, twice["devices"])] == ["Vulkan0", "Vulkan1"]
+    assert backends.software_label([device]) == "software GPU (lavapipe): a functional check, not GPU performance"
+    record = {"name": "vulkan", "options": vulkan_build["options"], "devices": hidden}
+    assert "lists no Vulkan device" in backends.unusable(record)
+    assert "builds.vulkan.software_device: true" in backends.unusable({**record, "devices": named})
+    assert backends.unusable({**record, "devices": named, "software_opt_in": True}) is None
+    headers = vulkan_build["vulkan_headers"]
+    assert headers["version"] and Path(headers["include_dir"], "vulkan", "vulkan.hpp").is_file()
+
+
+def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[str, Any], tmp_path: Path) -> None:
+    """A tiny synthetic model at 0, 50 % and all layers on the software device, labelled in every table and
+    finding; the same build without the opt-in has its cells skipped with the key to set."""
+    config = {
+        "builds": {"vulkan": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0", "software_device": True},
+                   "vulkan-no-opt-in": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0"}},
+        "models": {"tiny-llama": {"kind": "synthetic", "architecture": "llama", **TINY, "type": "Q8_0"}},
+        "smoke": {"n_predict": 4},
+        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "exclude": [],
+                      "defaults": {"n_prompt": 16, "n_gen": 4, "n_gpu_layers": 0},
+                      "groups": {"offload": {"builds": ["vulkan"], "n_gpu_layers": ["50%", "all"]}}},
+        # a serving cell with every layer offloaded
+        "serving": {"builds": ["vulkan"], "scenarios": {"offloaded": {"n_gpu_layers": ["all"]}},
+                    "defaults": {"prompt_tokens": 16, "max_tokens": 4, "requests": 2, "ctx_size": 512,
+                                 "parallel": 1}},
+        # the lab report's CPU+GPU RPC: one worker on the (software) GPU, one on the CPU, beside the local partner
+        "rpc": {"cells": [{}], "topologies": {"cpu-gpu": {
+            "client": "vulkan", "devices": ["RPC0/RPC1"],
+            "workers": [{"kind": "local", "build": "vulkan", "device": "Vulkan0"},
+                        {"kind": "local", "build": "vulkan", "device": "CPU", "threads": 1}]}}},
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", timeout=2400)
+    results = tmp_path / "results"
+    build = records.read(results / "builds/vulkan/manifest.json", "build")
+    assert build["backend"] == "vulkan" and build["environment"] == {"GGML_VK_VISIBLE_DEVICES": "0"}
+    assert build["software_device"].startswith("software GPU (lavapipe)") and build["software_opt_in"]
+    summary = pd.read_csv(results / "summary.csv")
+    ours = summary[summary["build"] == "vulkan"]
+    assert set(ours["status"]) == {"ok"} and ours["software_device"].str.startswith("software GPU").all()
+    assert sorted(set(ours["offloaded_layers"])) == [0, 2, 3]  # 2 blocks + the output layer: 0, 50 %, all
+    cells = [records.read(p, "bench_cell") for p in (results / "cells/vulkan/tiny-llama").glob("*.json")]
+    assert all("Vulkan" in r["backends"] for c in cells for r in c["llama_bench"]["records"])
+    assert {c["build"]["software_device"] for c in cells} == {build["software_device"]}
+    skipped = summary[summary["build"] == "vulkan-no-opt-in"]
+    assert set(skipped["status"]) == {"skipped"}
+    assert skipped["error"].str.contains("builds.vulkan-no-opt-in.software_device: true").all()
+    served = pd.read_csv(results / "serving_summary.csv")
+    assert set(served["status"]) == {"ok"} and served["software_device"].notna().all()
+    rpc = pd.read_csv(results / "rpc_summary.csv")
+    [remote] = rpc[rpc["devices"] == "RPC0/RPC1"].itertuples()
+    assert remote.status == "ok" and remote.software_device.startswith("software GPU") and remote.local_cell
+    [rpc_cell] = [records.read(p, "rpc_cell") for p in (results / "rpc").rglob("*.json")
+                  if records.read(p, "rpc_cell")["devices"] == "RPC0/RPC1"]
+    assert [w["device"] for w in rpc_cell["rpc"]["workers"]] == ["Vulkan0", "CPU"]
+    findings = pd.read_csv(results / "findings.csv")
+    mine = findings[findings["build"] == "vulkan"]
+    assert len(mine) and mine["statement"].str.startswith("Software GPU (lavapipe): a functional check").all()

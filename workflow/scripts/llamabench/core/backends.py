@@ -1,0 +1,106 @@
+"""The registry of llama.cpp's GPU backends: how a build asks for one, what its devices are called, which variable
+chooses the devices a process sees, and what each can split.
+
+Everything that used to assume NVIDIA asks here: whether a build's runs are GPU runs, which devices of the build's
+own ``--list-devices`` are its GPUs (their free memory feeds the fit decision), and which devices are software
+renderers (Mesa's lavapipe, SwiftShader) whose numbers are a functional check, never GPU performance.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llamabench.core import options
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # the project's spelling: cuda, vulkan, hip, sycl, metal, musa
+    cmake_flag: str  # -D<flag>=ON asks for it
+    device_prefix: str  # llama.cpp's device names: <prefix><index> (Metal's is the bare prefix)
+    visible_env: str | None  # the variable that picks the devices a process sees
+    split_row: bool = False  # -sm row needs split buffers, which only some backends have
+    nvml: bool = False  # NVIDIA telemetry (power, energy, clocks, VRAM) is read through NVML
+
+
+BACKENDS = {b.name: b for b in (
+    Backend("cuda", "GGML_CUDA", "CUDA", "CUDA_VISIBLE_DEVICES", nvml=True),
+    Backend("vulkan", "GGML_VULKAN", "Vulkan", "GGML_VK_VISIBLE_DEVICES"),
+    Backend("hip", "GGML_HIP", "ROCm", "HIP_VISIBLE_DEVICES"),
+    Backend("sycl", "GGML_SYCL", "SYCL", "ONEAPI_DEVICE_SELECTOR", split_row=True),
+    Backend("metal", "GGML_METAL", "Metal", None),
+    Backend("musa", "GGML_MUSA", "MUSA", "MUSA_VISIBLE_DEVICES"),
+)}
+
+# Software renderers that present themselves as GPUs: Mesa's lavapipe (llvmpipe), Google's SwiftShader, Mesa's
+# softpipe. Their speed is the CPU's, through a graphics API.
+SOFTWARE_DEVICE = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe", re.IGNORECASE)
+
+SOFTWARE_LABEL = "software GPU ({renderer}): a functional check, not GPU performance"
+
+
+def of(cmake_options: Iterable[str]) -> Backend | None:
+    """The GPU backend a build's CMake options ask for, or None for a CPU build (with or without RPC)."""
+    chosen = [b for b in BACKENDS.values() if options.enabled(list(cmake_options), b.cmake_flag)]
+    return chosen[0] if chosen else None
+
+
+def gpu_devices(backend: Backend | None, devices: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The devices of a build's ``--list-devices`` that belong to its backend (RPC and CPU devices are not)."""
+    if backend is None:
+        return []
+    pattern = re.compile(rf"{re.escape(backend.device_prefix)}\d*")
+    return [dict(d) for d in devices if pattern.fullmatch(d["name"])]
+
+
+def software_renderer(device: Mapping[str, Any]) -> str | None:
+    """The renderer's name where a device is a software one (``llvmpipe``), else None."""
+    match = SOFTWARE_DEVICE.search(str(device.get("description") or ""))
+    return match.group(0).lower() if match else None
+
+
+def software_label(devices: Iterable[Mapping[str, Any]]) -> str | None:
+    """The sentence every record, table and finding of a software device carries, or None for hardware."""
+    renderers = sorted({r for d in devices if (r := software_renderer(d))})
+    if not renderers:
+        return None
+    return SOFTWARE_LABEL.format(renderer=", ".join("lavapipe" if r == "llvmpipe" else r for r in renderers))
+
+
+def environment(backend: Backend | None, visible_devices: str | None) -> dict[str, str]:
+    """The variables a build's processes run with: its backend's device choice, where the build names one."""
+    if backend is None or visible_devices is None or backend.visible_env is None:
+        return {}
+    return {backend.visible_env: visible_devices}
+
+
+def unusable(build: Mapping[str, Any]) -> str | None:
+    """Why a GPU build's cells are not measured here (from the build's own ``--list-devices``), or None: no device
+    of its backend (its binary would run on the CPU, and those numbers are not GPU numbers), or a software device
+    the config did not opt in to."""
+    backend = of(build["options"])
+    if backend is None:
+        return None
+    found = gpu_devices(backend, build["devices"]["devices"])
+    if not found:
+        return (f"build '{build['name']}' lists no {backend.device_prefix} device on this host (its --list-devices):"
+                f" a {backend.name} binary without its GPU runs on the CPU, and those numbers are not GPU numbers")
+    if (label := software_label(found)) and not build.get("software_opt_in"):
+        return (f"build '{build['name']}' sees a {label.split(':')[0]}: set builds.{build['name']}.software_device: "
+                "true to run it as a functional check")
+    return None
+
+
+def main_device(build: Mapping[str, Any]) -> str | None:
+    """The device a GPU build's offloaded layers go to first (``CUDA0``, ``Vulkan0``), or None for a CPU build."""
+    found = gpu_devices(of(build["options"]), build["devices"]["devices"])
+    return found[0]["name"] if found else None
+
+
+def recorded_free_mib(build: Mapping[str, Any]) -> dict[str, float]:
+    """Each GPU device's free MiB as the build's ``--list-devices`` reported it (what llama.cpp splits layers by)."""
+    return {d["name"]: float(d["free_mib"]) for d in gpu_devices(of(build["options"]), build["devices"]["devices"])
+            if d.get("free_mib") is not None}
