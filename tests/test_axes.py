@@ -158,3 +158,20 @@ def test_a_studys_space_and_a_sweeps_settings_take_what_the_registry_says() -> N
                      ({"load": {"s": {"settings": {"arrival": "closed"}}}}, "arrival")]:
         with pytest.raises(ConfigError, match=key):
             configuration.resolve(bad)
+
+
+def test_a_split_over_several_gpus_is_spelled_per_tool_and_tree() -> None:
+    """-sm, -mg and -ts on the recorded --help of both trees: llama-bench takes the tensor split with "/", the
+    server with ","; the mid-2025 trees have no -sm tensor; at their defaults none is passed (no cell changed)."""
+    args = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT, split_mode="row", main_gpu=1, tensor_split="3/1")
+    assert args[args.index("-sm"):args.index("-sm") + 6] == ["-sm", "row", "-mg", "1", "-ts", "3/1"]
+    assert spelled("tensor_split", "3/1", axes.LLAMA_SERVER, CURRENT) == ["-ts", "3,1"]
+    assert spelled("split_mode", "tensor", axes.LLAMA_SERVER, CURRENT) == ["-sm", "tensor"]
+    assert spelled("split_mode", "none", axes.LLAMA_BENCH, MID_2025) == ["-sm", "none"]
+    with pytest.raises(Unsupported, match="no -sm tensor"):
+        spelled("split_mode", "tensor", axes.LLAMA_BENCH, MID_2025)
+    plain = command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT)
+    assert command_line(axes.BENCHMARK, axes.LLAMA_BENCH, CURRENT, split_mode="layer", main_gpu=0) == plain
+    assert not {"-sm", "-mg", "-ts"} & set(plain)
+    assert matrix.cell_id(axes.normalize({**matrix.baseline(configuration.resolve(DEFAULT_CONFIG)["benchmark"]),
+                                          "tensor_split": "3/1"}, axes.BENCHMARK)).count("_ts-3-1_") == 1

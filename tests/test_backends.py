@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from llamabench.core import backends
-from llamabench.prepare import builds
+from llamabench.core import axes, backends
+from llamabench.core.errors import UserError
+from llamabench.measure import rpc_workers
+from llamabench.prepare import builds, vulkan
 
 LISTINGS = {head.strip(): body for head, body in
             (part.split("\n", 1) for part in
@@ -56,11 +58,23 @@ def test_a_cell_runs_only_on_a_device_of_its_backend_and_software_only_by_opt_in
     assert backends.unusable({"name": "cpu", "options": ["-DGGML_RPC=ON"], "devices": listed("unset")}) is None
 
 
-def test_the_first_device_takes_the_layers_and_its_reported_free_memory_splits_them() -> None:
-    build = {"name": "lava", "options": VULKAN, "devices": listed("=0,0")}
-    assert backends.main_device(build) == "Vulkan0"
-    assert backends.recorded_free_mib(build) == {"Vulkan0": 2048.0, "Vulkan1": 2048.0}
-    assert backends.main_device({"name": "cpu", "options": [], "devices": listed("=0")}) is None
+def test_offloaded_layers_are_split_as_llama_cpp_splits_them() -> None:
+    """By each device's reported free memory, by tensor_split where set, to the main GPU alone with split_mode
+    none; one listed device takes them all, a CPU build none."""
+    two = {"name": "lava", "options": VULKAN, "devices": listed("=0,0")}
+    free = backends.recorded_free_mib(two)
+    assert free == {"Vulkan0": 2048.0, "Vulkan1": 2048.0}
+
+    def split(**params: object) -> list:
+        return backends.split_devices(two, params, axes.BENCHMARK, free)
+
+    assert split() == [["Vulkan0", 2048.0], ["Vulkan1", 2048.0]]
+    assert split(tensor_split="3/1") == [["Vulkan0", 3.0], ["Vulkan1", 1.0]]
+    assert split(tensor_split="0/1") == [["Vulkan1", 1.0]]
+    assert split(split_mode="none", main_gpu=1) == [["Vulkan1", 1.0]]
+    one = {**two, "devices": listed("=0")}
+    assert backends.split_devices(one, {"tensor_split": "3/1"}, axes.BENCHMARK, {}) == [["Vulkan0", 1.0]]
+    assert backends.split_devices({**two, "options": []}, {}, axes.BENCHMARK, free) == []
 
 
 def test_visible_devices_become_the_backends_own_variable() -> None:
@@ -68,3 +82,41 @@ def test_visible_devices_become_the_backends_own_variable() -> None:
     assert backends.environment(backends.of(["-DGGML_CUDA=ON"]), "1") == {"CUDA_VISIBLE_DEVICES": "1"}
     assert backends.environment(backends.of(VULKAN), None) == {}
     assert backends.environment(None, "0") == {}
+
+
+def test_a_workers_gpu0_is_its_builds_first_gpu_whatever_its_backend_calls_it() -> None:
+    build = {"name": "lava", "options": VULKAN, "devices": listed("=0,0"), "bin_dir": "/b",
+             "binaries": {"rpc_server": "ggml-rpc-server"}, "environment": {"GGML_VK_VISIBLE_DEVICES": "0,0"}}
+    spec = {"kind": "local", "build": "lava", "device": "GPU1"}
+    resolved = rpc_workers.resolve(spec, {"lava": build})
+    assert resolved["device"] == "Vulkan1" and resolved["environment"] == {"GGML_VK_VISIBLE_DEVICES": "0,0"}
+    assert rpc_workers.resolve({**spec, "device": "CPU"}, {"lava": build})["device"] == "CPU"
+    none = {**build, "devices": listed("unset")}  # no GPU listed: kept, and the cell is skipped as unusable
+    assert rpc_workers.resolve({**spec, "device": "GPU0"}, {"lava": none})["device"] == "GPU0"
+
+
+def test_a_machine_without_the_vulkan_tools_is_told_every_missing_part_in_one_sentence(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(vulkan, "PREFIXES", (str(tmp_path),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("VULKAN_SDK", raising=False)
+    with pytest.raises(UserError) as err:
+        vulkan.tools("lava")
+    text = str(err.value)
+    assert text.startswith("build 'lava' asks for Vulkan (-DGGML_VULKAN=ON) but this machine has no glslc")
+    assert all(part in text for part in ("libvulkan.so", "SPIRV-Headers", "vulkan.hpp", "apt-get install glslc"))
+
+
+def test_headers_too_old_for_the_tree_are_told_apart_by_the_symbol_it_uses(tmp_path: Path) -> None:
+    """Debian 12's vulkan.hpp 1.3.239 lacks ``struct LayerSettingEXT``; 1.4.309's declares it in vulkan_structs.hpp
+    (line 57099). The lines are copied from the two packages' real headers."""
+    old, new = tmp_path / "old" / "vulkan", tmp_path / "new" / "vulkan"
+    old.mkdir(parents=True)
+    new.mkdir(parents=True)
+    (old / "vulkan_structs.hpp").write_text("  struct LayerProperties\n  {\n")
+    (new / "vulkan_structs.hpp").write_text("  struct LayerSettingEXT\n  {\n")
+    (new / "vulkan_core.h").write_text("#define VK_HEADER_VERSION 309\n"
+                                       "#define VK_HEADER_VERSION_COMPLETE VK_MAKE_API_VERSION(0, 1, 4, "
+                                       "VK_HEADER_VERSION)\n")
+    assert not vulkan.declares(old.parent) and vulkan.declares(new.parent)
+    assert vulkan.header_version(new.parent) == "1.4.309" and vulkan.header_version(old.parent) is None

@@ -55,7 +55,7 @@ def test_a_cell_that_runs_out_of_memory_says_so(bin_dir: Path, gemma: Path, tmp_
     the memory the machine has allows, but the address space is capped at 1.5 GB. It is an expected outcome of
     a sweep, listed apart from failures and not rerun by them."""
     params = {**SMALL, "n_prompt": 0, "n_gen": 1, "n_depth": 2_000_000, "repetitions": 1}
-    runs = memory_fit.bench_runs(params, 0, None, memory_use.cpu_flags())
+    runs = memory_fit.bench_runs(params, 0, [], memory_use.cpu_flags())
     predicted = memory_fit.predictions(model_shape.shape(gemma, files.sha256_file(gemma.resolve())), runs)
     fit = memory_fit.decide(predicted, {"CPU": 8000.0}, run_anyway=False)
     assert fit["started"] and 5000 < fit["predicted_peak_mib"]["CPU"] < 8000

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import SHIPPED_CONFIG, load_test_config, snakemake, write_config
+from conftest import DEFAULT_CONFIG, SHIPPED_CONFIG, load_test_config, snakemake, write_config
 from llamabench.core import configuration, plan
 from llamabench.core.configuration import ConfigError
 
@@ -346,3 +346,23 @@ def test_commit_studies_plan_their_cells() -> None:
         f"results/bisect/b/cells/probe-1/{commit}/gemma3-270m/{cell_id}.json",
         f"results/bisect/b/cells/probe-1/{commit}/gemma3-270m/{cell_id}_round-2.json"]
     assert cells[0].priority > cells[1].priority  # round 1 of a measurement before its round 2
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"benchmark": {"groups": {"rows": {"builds": ["vk"], "split_mode": ["layer", "row"]}}}},
+     "benchmark.groups.rows: split_mode row needs a backend with split buffers (sycl); build 'vk' is vulkan"),
+    ({"serving": {"builds": ["vk"], "scenarios": {"split": {"split_mode": ["tensor"], "flash_attn": ["auto"]}}}},
+     "serving.scenarios.split: split_mode tensor needs flash_attn on"),
+])
+def test_a_split_llama_cpp_would_refuse_is_a_config_error_naming_where(change: dict, message: str) -> None:
+    builds = {**DEFAULT_CONFIG["builds"], "vk": {"cmake_options": ["-DGGML_VULKAN=ON"]}}
+    config = {**copy.deepcopy(DEFAULT_CONFIG), "builds": builds,
+              "benchmark": {**DEFAULT_CONFIG["benchmark"], "groups": {}},
+              "serving": {**DEFAULT_CONFIG["serving"], "scenarios": {}}}
+    for section, value in change.items():
+        config[section] = {**config[section], **value}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        configuration.resolve(config)
+    sycl = {**config, "builds": {**builds, "vk": {"cmake_options": ["-DGGML_SYCL=ON"]}}}
+    if "row" in message:
+        configuration.resolve(sycl)  # SYCL has split buffers

@@ -49,7 +49,7 @@ def test_rpc_workers_get_the_layers_their_free_memory_buys(gemma_shape: dict) ->
     text = RPC_LOG.read_text()
     workers = buffers.rpc_devices(text)
     assert [free for _, free in workers] == [24105.0, 24105.0]
-    runs = memory_fit.bench_runs({**CELL, "ubatch_size": 512}, 19, None, ["avx2"])
+    runs = memory_fit.bench_runs({**CELL, "ubatch_size": 512}, 19, [], ["avx2"])
     for run, used in zip(runs, buffers.logged(text), strict=True):
         predicted = memory.predict(gemma_shape, {**run, "devices": workers})["devices"]
         assert set(predicted) == set(used["devices"]) == {"CPU", *(name for name, _ in workers)}
@@ -62,7 +62,7 @@ def test_rpc_workers_get_the_layers_their_free_memory_buys(gemma_shape: dict) ->
 def test_the_prediction_matches_the_recorded_buffers(gemma_shape: dict) -> None:
     """The real model's shape and the recorded cell's settings: every buffer of both contexts (the prompt test's
     and the generation test's) within tolerance; weights and K/V to the hundredth of a MiB."""
-    runs = memory_fit.bench_runs(CELL, 0, None, ["avx2"])  # the recording machine's (tests/data/README.md)
+    runs = memory_fit.bench_runs(CELL, 0, [], ["avx2"])  # the recording machine's (tests/data/README.md)
     logged = buffers.logged(CPU_LOG.read_text())
     for run, used in zip(runs, logged, strict=True):
         predicted = memory.predict(gemma_shape, run)
@@ -74,7 +74,7 @@ def test_the_prediction_matches_the_recorded_buffers(gemma_shape: dict) -> None:
 
 
 def test_without_mmap_repacked_weights_are_not_read_twice(gemma_shape: dict) -> None:
-    run = memory_fit.bench_runs(CELL, 0, None, ["avx2"])[0]
+    run = memory_fit.bench_runs(CELL, 0, [], ["avx2"])[0]
     mapped, loaded = memory.predict(gemma_shape, run), memory.predict(gemma_shape, {**run, "mmap": False})
     assert loaded["buffers"]["CPU"] + loaded["buffers"]["CPU_REPACK"] == pytest.approx(mapped["buffers"]["CPU_Mapped"],
                                                                                         abs=0.02)
@@ -84,7 +84,7 @@ def test_without_mmap_repacked_weights_are_not_read_twice(gemma_shape: dict) -> 
 
 def test_sliding_window_layers_keep_window_plus_ubatch_cells(gemma_shape: dict) -> None:
     """Gemma 3: 3 of 18 layers attend to the whole context; the other 15 keep 512 + ubatch cells, padded."""
-    run = {**memory_fit.bench_runs(CELL, 0, None, [])[0], "n_ctx": 32768, "n_ubatch": 512}
+    run = {**memory_fit.bench_runs(CELL, 0, [], [])[0], "n_ctx": 32768, "n_ubatch": 512}
     kv = memory.predict(gemma_shape, run)["devices"]["CPU"]["kv"]
     per_cell_layer = 2 * 256 * 2 / memory.MIB  # K and V of one 256-wide head, f16
     assert kv == pytest.approx(3 * 32768 * per_cell_layer + 15 * 1024 * per_cell_layer, abs=0.01)
@@ -102,7 +102,7 @@ def test_a_cell_over_its_limit_is_not_started_unless_asked() -> None:
 
 
 def test_an_unknown_cache_type_is_not_predicted_and_the_cell_starts(gemma_shape: dict) -> None:
-    runs = memory_fit.bench_runs({**CELL, "cache_type_k": "nonsense"}, 0, None, [])
+    runs = memory_fit.bench_runs({**CELL, "cache_type_k": "nonsense"}, 0, [], [])
     assert memory_fit.predictions(gemma_shape, runs) == []
     assert memory_fit.decide([], {"CPU": 1.0}, run_anyway=False)["started"]
 

@@ -35,7 +35,7 @@ def plan(preset: str, tmp_path: Path, env: dict[str, str] | None = None) -> tupl
 @pytest.mark.parametrize("preset", ["lab-report", "lab-report-offline"])
 def test_the_lab_report_plans_every_job_and_names_the_missing_nvcc(preset: str, tmp_path: Path) -> None:
     jobs, text = plan(preset, tmp_path, without_nvcc())
-    assert "build 'cuda-rpc' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found" in text
+    assert "build 'gpu-rpc' asks for CUDA (-DGGML_CUDA=ON) but nvcc was not found" in text
     # 2 builds; cells: defaults, threads 1/2/8, batch 4 more, ngl 5 (one is the defaults') x 3 rounds, per build;
     # serving (2 prompts x 2 concurrencies, one of them the defaults cell) and RPC cells (4) in the same 3 rounds
     assert jobs["build"] == 2 and jobs["bench_cell"] == 66 and jobs["rpc_cell"] == 12 and jobs["serve_cell"] == 24
@@ -58,6 +58,20 @@ def test_the_offline_variant_swaps_only_the_source_and_the_model(tmp_path: Path)
 def test_the_gpu_variant_is_one_cuda_build_with_short_sweeps(tmp_path: Path) -> None:
     jobs, _ = plan("lab-report-gpu", tmp_path)
     assert jobs["build"] == 1 and jobs["bench_cell"] == 10 and "serve_cell" not in jobs and jobs["rpc_cell"] == 8
+
+
+@pytest.mark.skipif(shutil.which("glslc") is None, reason="the Vulkan variant's dry run needs glslc (apt-get install "
+                    "glslc spirv-headers libvulkan-dev; tests/test_vulkan.py installs them as root)")
+def test_the_vulkan_variant_is_the_gpu_variant_with_another_backend(tmp_path: Path) -> None:
+    """One setting switches the backend: the same jobs as the CUDA variant, no nvcc asked for, the GPU worker the
+    build's first GPU whatever its backend calls it."""
+    vulkan, text = plan("lab-report-vulkan", tmp_path, without_nvcc())
+    gpu, _ = plan("lab-report-gpu", tmp_path)
+    assert vulkan == gpu and "nvcc was not found" not in text
+    config = presets.resolve({"extends": "config.yaml"}, PRESETS / "lab-report-vulkan" / "config")
+    assert config["builds"]["gpu-rpc"]["cmake_options"] == ["-DGGML_VULKAN=ON", "-DGGML_RPC=ON"]
+    workers = config["rpc"]["topologies"]["cpu-and-gpu"]["workers"]
+    assert [w["device"] for w in workers] == ["CPU", "GPU0"]
 
 
 def test_the_cpu_variant_needs_no_gpu_and_tunes_the_cpu_with_two_cpu_rpc_workers(tmp_path: Path) -> None:

@@ -76,12 +76,22 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     finding; the same build without the opt-in has its cells skipped with the key to set."""
     config = {
         "builds": {"vulkan": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0", "software_device": True},
-                   "vulkan-no-opt-in": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0"}},
+                   "vulkan-no-opt-in": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0"},
+                   # lavapipe twice: two devices, one heap in truth
+                   "vulkan-two": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0,0", "software_device": True}},
         "models": {"tiny-llama": {"kind": "synthetic", "architecture": "llama", **TINY, "type": "Q8_0"}},
         "smoke": {"n_predict": 4},
         "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "exclude": [],
                       "defaults": {"n_prompt": 16, "n_gen": 4, "n_gpu_layers": 0},
-                      "groups": {"offload": {"builds": ["vulkan"], "n_gpu_layers": ["50%", "all"]}}},
+                      "groups": {"offload": {"builds": ["vulkan"], "n_gpu_layers": ["50%", "all"]},
+                                 "split": {"builds": ["vulkan-two"], "n_gpu_layers": ["all"],
+                                           "tensor_split": ["1/2"]},
+                                 # a K/V cache of ~2.4 GiB: more than the 2048 MiB the device reports free
+                                 "too-big": {"builds": ["vulkan"], "n_gpu_layers": ["all"], "n_depth": [2_500_000]}}},
+        # how many layers to offload, as a tuning study decides it (two rounds: plumbing, not statistics)
+        "tune": {"gpu-layers": {"builds": ["vulkan"], "objective": {"metric": "tg"},
+                                "space": {"n_gpu_layers": [0, "all"]}, "budget": {"rounds": 2}, "min_rounds": 2,
+                                "workload": {"n_prompt": 16, "n_gen": 4}}},
         # a serving cell with every layer offloaded
         "serving": {"builds": ["vulkan"], "scenarios": {"offloaded": {"n_gpu_layers": ["all"]}},
                     "defaults": {"prompt_tokens": 16, "max_tokens": 4, "requests": 2, "ctx_size": 512,
@@ -100,11 +110,27 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     assert build["software_device"].startswith("software GPU (lavapipe)") and build["software_opt_in"]
     summary = pd.read_csv(results / "summary.csv")
     ours = summary[summary["build"] == "vulkan"]
-    assert set(ours["status"]) == {"ok"} and ours["software_device"].str.startswith("software GPU").all()
-    assert sorted(set(ours["offloaded_layers"])) == [0, 2, 3]  # 2 blocks + the output layer: 0, 50 %, all
+    measured = ours[~ours["cell"].str.contains("_d2500000_")]
+    assert set(measured["status"]) == {"ok"} and ours["software_device"].str.startswith("software GPU").all()
+    assert sorted(set(measured["offloaded_layers"])) == [0, 2, 3]  # 2 blocks + the output layer: 0, 50 %, all
     cells = [records.read(p, "bench_cell") for p in (results / "cells/vulkan/tiny-llama").glob("*.json")]
     assert all("Vulkan" in r["backends"] for c in cells for r in c["llama_bench"]["records"])
     assert {c["build"]["software_device"] for c in cells} == {build["software_device"]}
+    # two devices, the layers split 1:2 (block 0 on Vulkan0; block 1 and the output layer on Vulkan1, as llama.cpp
+    # places them): each device's buffers predicted and logged
+    two = [records.read(p, "bench_cell") for p in (results / "cells/vulkan-two/tiny-llama").glob("*ts-1-2*.json")]
+    assert two and all(c["llama_bench"]["status"] == "ok" for c in two)
+    assert all(r["tensor_split"] == "1.00/2.00" for c in two for r in c["llama_bench"]["records"])
+    memory = pd.read_csv(results / "memory.csv")
+    split = memory[(memory["build"] == "vulkan-two") & memory["cell"].str.contains("ts-1-2")
+                   & (memory["predictor"] == "derive/memory.py") & (memory["component"] == "weights")]
+    assert {"Vulkan0", "Vulkan1"} <= set(split["device"]) and split["within_tolerance"].all()
+    study = records.read(results / "tune/gpu-layers.json", "tune")
+    [result] = study["results"]
+    assert result["spent"]["rounds"] >= 1 and any("n_gpu_layers=all" in c["label"] for c in result["candidates"])
+    [too_big] = [records.read(p, "bench_cell") for p in (results / "cells/vulkan/tiny-llama").glob("*_d2500000_*")]
+    assert too_big["llama_bench"]["status"] == "predicted_out_of_memory" and not too_big["memory"]["fit"]["started"]
+    assert "Vulkan0" in too_big["llama_bench"]["error"]
     skipped = summary[summary["build"] == "vulkan-no-opt-in"]
     assert set(skipped["status"]) == {"skipped"}
     assert skipped["error"].str.contains("builds.vulkan-no-opt-in.software_device: true").all()

@@ -33,15 +33,15 @@ for _warning in configuration.warnings(config, _KEPT):
     logger.warning(_warning)
 
 # A dry run still plans every job and says what is missing; a run here stops before the first job.
-if MISSING_CUDA := preflight.missing_cuda(PLAN):
-    logger.warning(MISSING_CUDA)
+if MISSING_TOOLS := preflight.missing_tools(PLAN):
+    logger.warning(MISSING_TOOLS)
 if _note := preflight.gpu_note(PLAN):
     (logger.warning if _note[1] else logger.info)(_note[0])
 
 
 onstart:
-    if MISSING_CUDA and workflow.local_exec:
-        raise WorkflowError(MISSING_CUDA)
+    if MISSING_TOOLS and workflow.local_exec:
+        raise WorkflowError(MISSING_TOOLS)
 
 
 if PLAN.cluster:

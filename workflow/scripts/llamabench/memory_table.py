@@ -105,7 +105,7 @@ def rpc_rows(cell: dict[str, Any], shape: dict[str, Any], cpu_flags: list[str]) 
     text = Path(cell["log"]).read_text(errors="replace") if Path(cell["log"]).is_file() else ""
     workers = buffers.rpc_devices(text)
     offloaded = (cell.get("offload") or {}).get("offloaded_layers") or 0 if workers else 0
-    runs = [{**run, "devices": workers} for run in memory_fit.bench_runs(cell["params"], offloaded, None, cpu_flags)]
+    runs = [{**run, "devices": workers} for run in memory_fit.bench_runs(cell["params"], offloaded, [], cpu_flags)]
     rows = compared(cell, "rpc_cell", cell["rpc"]["llama_bench"], runs, buffers.logged(text), shape, {})
     # A client's peak RSS is not predicted: while it uploads the weights it holds the whole mapped file and
     # staging copies besides (472 MiB for the 235 MiB default model).

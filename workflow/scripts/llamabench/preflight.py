@@ -1,5 +1,5 @@
-"""What a run needs from this machine, checked before any job: nvcc and cuBLAS for CUDA builds, a GPU to
-measure on.
+"""What a run needs from this machine, checked before any job: nvcc and cuBLAS for CUDA builds, glslc and
+the Vulkan headers and libraries for Vulkan builds, a GPU to measure on.
 
 Called by the Snakefile layer (not a rule): a dry run still plans every job and
 says what is missing; a real run stops before the first job (Snakemake's
@@ -9,20 +9,24 @@ have their own nvcc and GPUs, and this machine's say nothing.
 
 from __future__ import annotations
 
+from llamabench.core import backends
 from llamabench.core.errors import UserError
 from llamabench.core.plan import Plan
 from llamabench.measure import gpus
-from llamabench.prepare import toolchain
+from llamabench.prepare import toolchain, vulkan
 
 
-def missing_cuda(the_plan: Plan) -> str | None:
-    """The one sentence for a CUDA build whose nvcc, or a part of its toolkit (cuBLAS), is not here, or None."""
+def missing_tools(the_plan: Plan) -> str | None:
+    """The one sentence for a GPU build whose compiler or libraries are not here: a CUDA build's nvcc or a part of
+    its toolkit (cuBLAS), a Vulkan build's glslc, loader, SPIRV-Headers or headers; or None."""
     for build in the_plan.builds.values():
-        if build.cuda:
-            try:
+        try:
+            if build.cuda:
                 toolchain.find_nvcc(build.name)
-            except UserError as err:
-                return str(err)
+            elif build.backend is backends.BACKENDS["vulkan"]:
+                vulkan.tools(build.name)
+        except UserError as err:
+            return str(err)
     return None
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import backends, files, matrix, plan, records
+from llamabench.core import axes, backends, files, matrix, plan, records
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory_fit
 from llamabench.entry import announce_failure
@@ -42,12 +42,13 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     backend = backends.of(build["options"])
     layers = model["gguf"].get("layers")
     offload = matrix.placement(params, layers, backend is not None)
-    runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0, backends.main_device(build),
-                                 memory_use.cpu_flags())
+    free = gpus.free_mib(build)
+    runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
+                                 backends.split_devices(build, params, axes.SERVING, free), memory_use.cpu_flags())
     with machine_lock.held(f"serving cell {label}") as waited:
         predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, system_state.snapshot()["available_memory_mib"],
-                                         gpus.free_mib(build))
+                                         free)
         skip, status = backends.unusable(build), Status.SKIPPED
         if not skip and not fit["started"]:
             skip, status = memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY

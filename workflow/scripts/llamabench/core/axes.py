@@ -53,10 +53,11 @@ class Spelling:
     flag: str
     values: Mapping[str, tuple[str, ...]] | None = None
     unsupported: str = ""
+    separator: str | None = None  # a list value (``3/1``) joined with this instead of ``/``
 
     def arguments(self, axis: str, value: Any, tool: str) -> list[str]:
         if self.values is None:
-            return [self.flag, str(value)]
+            return [self.flag, str(value) if self.separator is None else str(value).replace("/", self.separator)]
         if str(value) not in self.values:
             raise Unsupported(self.unsupported or f"this {tool} cannot say {axis} {value} "
                                                    f"(it takes {', '.join(self.values)})")
@@ -87,6 +88,7 @@ INT = ("integer", "null")
 TEXT = ("string", "null")
 CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
 LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
+SPLIT_MODES = ("none", "layer", "row", "tensor")
 # Axes that take on/off, which YAML may hand over as booleans.
 SWITCHES = ("flash_attn", "cont_batching", "prompt_cache")
 # How a serving cell's requests arrive: closed keeps ``concurrency`` in flight; the others are open (a rate).
@@ -120,6 +122,25 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "1: large prompt matrix products stay on the CPU with the layers kept there (-nopo 1); with "
          "n_gpu_layers 0 a GPU build's true CPU baseline", 0, optional=True, json_field="no_op_offload",
          spellings={LLAMA_BENCH: (Spelling("-nopo,", "-nopo"),)}),
+    Axis("split_mode", "sm", {"enum": list(SPLIT_MODES)}, TEXT,
+         "how layers are spread over several GPUs (-sm): none (the main GPU alone), layer (pipelined), row (weights "
+         "by rows: backends with split buffers, SYCL here), tensor (weights and K/V: needs flash attention)",
+         "layer", optional=True, json_field="split_mode",
+         spellings={
+             LLAMA_BENCH: (Spelling("<none|layer|row|tensor>", "-sm"),
+                           Spelling(None, "-sm", {m: ("-sm", m) for m in SPLIT_MODES[:3]},
+                                    "this llama-bench has no -sm tensor (mid-2025)")),
+             LLAMA_SERVER: (Spelling("{none,layer,row,tensor}", "-sm"),
+                            Spelling(None, "-sm", {m: ("-sm", m) for m in SPLIT_MODES[:3]},
+                                     "this llama-server has no -sm tensor (mid-2025)")),
+         }),
+    Axis("main_gpu", "mg", {"type": "integer", "minimum": 0}, INT,
+         "the GPU that holds the model with split_mode none, or intermediate results with row (-mg)", 0,
+         optional=True, json_field="main_gpu", spellings=_flag("-mg", LLAMA_BENCH, LLAMA_SERVER)),
+    Axis("tensor_split", "ts", {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(/[0-9]+(\\.[0-9]+)?)+$"}, TEXT,
+         "the share of the offloaded layers each GPU takes, as llama-bench writes it (-ts 3/1); unset: by each "
+         "device's free memory", None, optional=True, json_field="tensor_split",
+         spellings={LLAMA_BENCH: (Spelling(None, "-ts"),), LLAMA_SERVER: (Spelling(None, "-ts", separator=","),)}),
     Axis("load_mode", "lm", {"enum": list(LOAD_MODES)}, TEXT,
          "how the model is loaded: auto (mmap unless a device cannot), none (read into memory), mmap, "
          "mlock, mmap+mlock, dio (direct I/O); mid-2025 trees say mmap and none only", "auto",
@@ -221,16 +242,18 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
 
 # Each kind's axes, in cell-id order (the order never changes: ids are kept results).
 ORDER: dict[str, tuple[str, ...]] = {
-    BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "load_mode", "flash_attn",
-                "cache_type_k", "cache_type_v", "n_prompt", "n_gen", "n_depth", "repetitions"),
-    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "cache_type_k",
-              "cache_type_v", "ctx_size", "parallel", "prompt_tokens", "max_tokens", "concurrency", "requests",
-              "cache", "cont_batching", "prompt_cache", "arrival", "rate", "burstiness", "length_spread", "dataset"),
+    BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "split_mode", "main_gpu",
+                "tensor_split", "load_mode", "flash_attn", "cache_type_k", "cache_type_v", "n_prompt", "n_gen",
+                "n_depth", "repetitions"),
+    SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
+              "load_mode", "flash_attn", "cache_type_k", "cache_type_v", "ctx_size", "parallel", "prompt_tokens",
+              "max_tokens", "concurrency", "requests", "cache", "cont_batching", "prompt_cache", "arrival", "rate",
+              "burstiness", "length_spread", "dataset"),
 }
 
 # The settings a serving cell shares with its llama-bench partner (the source of its estimate).
-SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "load_mode", "flash_attn", "cache_type_k",
-                 "cache_type_v")
+SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
+                 "load_mode", "flash_attn", "cache_type_k", "cache_type_v")
 
 # Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and ubatch are swept together
 # (ubatch is capped at batch), so the batch figure draws one line per ubatch size.

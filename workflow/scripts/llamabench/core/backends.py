@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llamabench.core import options
+from llamabench.core import axes, options
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,38 @@ def unusable(build: Mapping[str, Any]) -> str | None:
     return None
 
 
-def main_device(build: Mapping[str, Any]) -> str | None:
-    """The device a GPU build's offloaded layers go to first (``CUDA0``, ``Vulkan0``), or None for a CPU build."""
+def split_devices(build: Mapping[str, Any], params: Mapping[str, Any], kind: str,
+                  free_mib: Mapping[str, float]) -> list[list[Any]]:
+    """Where a GPU build's offloaded layers go, as llama.cpp splits them: [[device, share], ...]. One device, or
+    ``split_mode: none``: the main GPU alone; otherwise every GPU of the build's list, by ``tensor_split`` where
+    set (a device it leaves out, or gives 0, takes nothing), else by each device's free memory. Empty for a CPU
+    build."""
     found = gpu_devices(of(build["options"]), build["devices"]["devices"])
-    return found[0]["name"] if found else None
+    if not found:
+        return []
+    if len(found) == 1 or axes.value(params, "split_mode", kind) == "none":
+        return [[found[min(int(axes.value(params, "main_gpu", kind) or 0), len(found) - 1)]["name"], 1.0]]
+    split = axes.value(params, "tensor_split", kind)
+    shares = ([float(x) for x in str(split).split("/")] if split else
+              [free_mib.get(d["name"], float(d.get("free_mib") or 1)) for d in found])
+    return [[d["name"], share] for d, share in zip(found, shares) if share > 0]
 
 
 def recorded_free_mib(build: Mapping[str, Any]) -> dict[str, float]:
     """Each GPU device's free MiB as the build's ``--list-devices`` reported it (what llama.cpp splits layers by)."""
     return {d["name"]: float(d["free_mib"]) for d in gpu_devices(of(build["options"]), build["devices"]["devices"])
             if d.get("free_mib") is not None}
+
+
+def split_problem(params: Mapping[str, Any], kind: str, backend: Backend | None = None,
+                  build: str | None = None) -> str | None:
+    """Why llama.cpp would refuse a cell's split over several GPUs, or None: ``-sm tensor`` splits the K/V too and
+    needs flash attention on; ``-sm row`` needs split buffers, which only some backends have (``backend``: the
+    build's, where known)."""
+    mode = axes.value(params, "split_mode", kind)
+    if mode == "tensor" and str(axes.value(params, "flash_attn", kind)) not in ("on", "1", "True"):
+        return "split_mode tensor needs flash_attn on"
+    if mode == "row" and backend is not None and not backend.split_row:
+        able = ", ".join(b.name for b in BACKENDS.values() if b.split_row)
+        return (f"split_mode row needs a backend with split buffers ({able}); build '{build}' is {backend.name}")
+    return None

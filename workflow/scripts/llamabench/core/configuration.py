@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import axes, bisect, load, metrics, options, platforms, presets, shapes, tuning
+from llamabench.core import axes, backends, bisect, load, metrics, options, platforms, presets, shapes, tuning
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -158,6 +158,7 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
     for name, scenario in serving["scenarios"].items():
         for combo in itertools.product(*scenario.values()):
             check_arrival({**serving["defaults"], **dict(zip(scenario, combo))}, f"serving.scenarios.{name}")
+    check_splits(config)
     for name, spec in config["load"].items():
         check_load(config, name, spec, names)
     for kind in (bisect.HISTORY, bisect.BISECT):
@@ -248,6 +249,26 @@ def check_commit_study(config: dict[str, Any], kind: str, name: str, spec: dict[
         if not params[test]:
             raise ConfigError(f"{where}.cells: metric {spec['metric']} needs the {spec['metric']} test, and {test} "
                               f"is 0 in cell {cell_id}")
+
+
+def check_splits(config: dict[str, Any]) -> None:
+    """A split over several GPUs that llama.cpp would refuse (core/backends.py ``split_problem``) is a config error
+    naming the group or scenario, before any job, rather than a failed cell."""
+    bench, serving = config["benchmark"], config["serving"]
+    swept = [(f"benchmark.groups.{name}", axes.BENCHMARK, bench["defaults"], group,
+              group.get("builds") or bench["builds"]) for name, group in bench["groups"].items()]
+    swept += [(f"serving.scenarios.{name}", axes.SERVING, serving["defaults"], scenario, serving["builds"])
+              for name, scenario in serving["scenarios"].items()]
+    swept += [("benchmark.defaults", axes.BENCHMARK, bench["defaults"], {}, bench["builds"]),
+              ("serving.defaults", axes.SERVING, serving["defaults"], {}, serving["builds"])]
+    for where, kind, defaults, sweep, builds in swept:
+        values = {axis: v for axis, v in sweep.items() if axis in axes.AXES and isinstance(v, list)}
+        for combo in itertools.product(*values.values()):
+            params = {**defaults, **dict(zip(values, combo))}
+            for build in builds or list(config["builds"]):
+                backend = backends.of(config["builds"][build]["cmake_options"])
+                if why := backends.split_problem(params, kind, backend, build):
+                    raise ConfigError(f"{where}: {why}")
 
 
 def check_arrival(params: Mapping[str, Any], where: str) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llamabench.core import axes, matrix, options
+from llamabench.core import axes, backends, matrix, options
 
 MAX_SPACE = 100_000  # combinations a space may cross (each a candidate the plan can name)
 SERVED = ("ttft", "throughput")  # objectives measured by serving cells
@@ -95,7 +95,8 @@ def invalid(params: Mapping[str, Any], kind: str = axes.BENCHMARK) -> str | None
     if options.flash_attn_off(params["flash_attn"]) and \
             str(axes.value(params, "cache_type_v", kind)) not in ("f16", "f32", "bf16"):
         return "a quantised V cache needs flash attention"
-    return None
+    return backends.split_problem(params, kind)
+
 
 
 def label(params: Mapping[str, Any], reference: Mapping[str, Any], name: str | None = None) -> str:

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import files
+from llamabench.core import backends, files
 from llamabench.core.options import rate_bits
 from llamabench.measure import processes
 
@@ -306,8 +306,17 @@ def resolve(spec: dict[str, Any], builds: dict[str, dict[str, Any]]) -> dict[str
     if spec["kind"] in ("local", "netns"):
         build = builds[spec["build"]]
         return {**spec, "rpc_server": str(Path(build["bin_dir"]) / build["binaries"]["rpc_server"]),
-                "environment": dict(build.get("environment") or {})}
+                "environment": dict(build.get("environment") or {}), "device": device_of(spec, build)}
     return dict(spec)
+
+
+def device_of(spec: dict[str, Any], build: dict[str, Any]) -> str | None:
+    """A worker's ``-d`` device: as configured, or for ``GPU<i>`` the i-th GPU of its build's own
+    ``--list-devices`` (CUDA0, Vulkan0, ROCm0...), so that one topology serves every GPU backend. A build that
+    lists no such GPU keeps ``GPU<i>``: its cell is skipped (backends.unusable) or the server says why."""
+    match = re.fullmatch(r"GPU(\d+)", spec.get("device") or "")
+    found = backends.gpu_devices(backends.of(build["options"]), build["devices"]["devices"]) if match else []
+    return found[int(match[1])]["name"] if match and int(match[1]) < len(found) else spec.get("device")
 
 
 def facts(worker: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,19 @@ def check(build_name: str, source_dir: Path, cache: Path) -> dict[str, Any]:
 
     Returns the tools (``glslc``), the CMake options that point at provided headers, and what the record says of
     the headers (their version, and where they came from when the system's were too old)."""
+    glslc, headers = tools(build_name)
+    include = Path(headers).parent.parent
+    system = {"include_dir": str(include), "version": header_version(include), "provided": None}
+    if not needs(source_dir) or declares(include):
+        return {"glslc": glslc, "cmake_options": [], "headers": system}
+    provided = newer_headers(build_name, cache, system["version"])
+    return {"glslc": glslc, "cmake_options": [f"-DVulkan_INCLUDE_DIR={provided['include_dir']}"],
+            "headers": provided}
+
+
+def tools(build_name: str) -> tuple[str, str]:
+    """glslc and the Vulkan C++ header, with the loader and SPIRV-Headers checked too, or one sentence naming
+    every missing part (the preflight asks before any job, the build again on its host)."""
     glslc = shutil.which("glslc") or next((str(p / "bin/glslc") for p in prefixes() if (p / "bin/glslc").is_file()),
                                           None)
     loader = found(["lib/libvulkan.so", "lib/*/libvulkan.so", "lib64/libvulkan.so"])
@@ -57,13 +70,7 @@ def check(build_name: str, source_dir: Path, cache: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"build '{build_name}' asks for Vulkan (-DGGML_VULKAN=ON) but this machine has no "
                         f"{' and no '.join(missing)}: {INSTALL}")
-    include = Path(headers).parent.parent
-    system = {"include_dir": str(include), "version": header_version(include), "provided": None}
-    if not needs(source_dir) or declares(include):
-        return {"glslc": glslc, "cmake_options": [], "headers": system}
-    provided = newer_headers(build_name, cache, system["version"])
-    return {"glslc": glslc, "cmake_options": [f"-DVulkan_INCLUDE_DIR={provided['include_dir']}"],
-            "headers": provided}
+    return glslc, headers
 
 
 def found(patterns: list[str]) -> str | None:
