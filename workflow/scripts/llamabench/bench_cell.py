@@ -49,12 +49,14 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     timeout = the_plan.timeouts["bench_cell"]
     backend = backends.of(build["options"])
     offload = matrix.placement(params, layers, backend is not None)
-    free = gpus.free_mib(build)
-    runs = memory_fit.bench_runs(params, offload["offloaded_layers"] or 0,
-                                 backends.split_devices(build, params, axes.BENCHMARK, free), memory_use.cpu_flags())
     with machine_lock.held(f"cell {label}") as waited:
-        # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it).
+        # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it), and
+        # a GPU's free memory is what no other measurement holds.
         state = system_state.snapshot()
+        free = gpus.free_mib(build)
+        runs = memory_fit.bench_runs(params, offload["offloaded_layers"] or 0,
+                                     backends.split_devices(build, params, axes.BENCHMARK, free),
+                                     memory_use.cpu_flags())
         predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, state["available_memory_mib"],
                                          free)

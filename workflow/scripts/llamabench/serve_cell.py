@@ -42,10 +42,10 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     backend = backends.of(build["options"])
     layers = model["gguf"].get("layers")
     offload = matrix.placement(params, layers, backend is not None)
-    free = gpus.free_mib(build)
-    runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
-                                 backends.split_devices(build, params, axes.SERVING, free), memory_use.cpu_flags())
     with machine_lock.held(f"serving cell {label}") as waited:
+        free = gpus.free_mib(build)  # under the lock: what no other measurement holds
+        runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
+                                     backends.split_devices(build, params, axes.SERVING, free), memory_use.cpu_flags())
         predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, system_state.snapshot()["available_memory_mib"],
                                          free)

@@ -102,6 +102,14 @@ def _flag(flag: str, *tools: str) -> dict[str, tuple[Spelling, ...]]:
     return {tool: (Spelling(None, flag),) for tool in tools}
 
 
+def _split_mode(when: str, tool: str) -> tuple[Spelling, ...]:
+    """-sm as each tree of ``tool`` takes it: any mode where its --help shows ``when``; mid-2025 trees have no
+    tensor."""
+    return (Spelling(when, "-sm"),
+            Spelling(None, "-sm", {m: ("-sm", m) for m in SPLIT_MODES[:3]},
+                     f"this {tool} has no -sm tensor (mid-2025)"))
+
+
 AXES: dict[str, Axis] = {axis.name: axis for axis in [
     Axis("threads", "t", {"type": "integer", "minimum": 1}, INT, "CPU threads (-t)", 2,
          json_field="n_threads", spellings=_flag("-t", LLAMA_BENCH, LLAMA_SERVER)),
@@ -126,14 +134,8 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "how layers are spread over several GPUs (-sm): none (the main GPU alone), layer (pipelined), row (weights "
          "by rows: backends with split buffers, SYCL here), tensor (weights and K/V: needs flash attention)",
          "layer", optional=True, json_field="split_mode",
-         spellings={
-             LLAMA_BENCH: (Spelling("<none|layer|row|tensor>", "-sm"),
-                           Spelling(None, "-sm", {m: ("-sm", m) for m in SPLIT_MODES[:3]},
-                                    "this llama-bench has no -sm tensor (mid-2025)")),
-             LLAMA_SERVER: (Spelling("{none,layer,row,tensor}", "-sm"),
-                            Spelling(None, "-sm", {m: ("-sm", m) for m in SPLIT_MODES[:3]},
-                                     "this llama-server has no -sm tensor (mid-2025)")),
-         }),
+         spellings={LLAMA_BENCH: _split_mode("<none|layer|row|tensor>", LLAMA_BENCH),
+                    LLAMA_SERVER: _split_mode("{none,layer,row,tensor}", LLAMA_SERVER)}),
     Axis("main_gpu", "mg", {"type": "integer", "minimum": 0}, INT,
          "the GPU that holds the model with split_mode none, or intermediate results with row (-mg)", 0,
          optional=True, json_field="main_gpu", spellings=_flag("-mg", LLAMA_BENCH, LLAMA_SERVER)),

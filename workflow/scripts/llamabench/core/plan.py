@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from llamabench.core import axes, backends, bisect, layout, load, matrix, options, platforms, tuning
+from llamabench.core import axes, backends, bisect, layout, load, matrix, platforms, tuning
 
 # Sources, builds and models come before every cell (a cell's priority is at most a few million): then
 # round 1 of every cell of every build runs before round 2 of any. A priority, not an input, so adding a
@@ -71,12 +71,12 @@ class Build:
     software_device: bool = False  # opted in to a software GPU (lavapipe): a functional check
 
     @property
-    def cuda(self) -> bool:
-        return options.enabled(list(self.cmake_options), "GGML_CUDA")
-
-    @property
     def backend(self) -> backends.Backend | None:
         return backends.of(self.cmake_options)
+
+    @property
+    def cuda(self) -> bool:
+        return self.backend is backends.BACKENDS["cuda"]
 
     @property
     def environment(self) -> dict[str, str]:

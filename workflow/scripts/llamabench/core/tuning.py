@@ -98,7 +98,6 @@ def invalid(params: Mapping[str, Any], kind: str = axes.BENCHMARK) -> str | None
     return backends.split_problem(params, kind)
 
 
-
 def label(params: Mapping[str, Any], reference: Mapping[str, Any], name: str | None = None) -> str:
     """What a candidate changes from the defaults, e.g. ``threads=1, flash_attn=off``; its name first if named."""
     changed = [f"{axis}={params[axis]}" for axis in params if params[axis] != reference.get(axis)]

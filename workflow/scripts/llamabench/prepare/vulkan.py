@@ -56,8 +56,7 @@ def check(build_name: str, source_dir: Path, cache: Path) -> dict[str, Any]:
 def tools(build_name: str) -> tuple[str, str]:
     """glslc and the Vulkan C++ header, with the loader and SPIRV-Headers checked too, or one sentence naming
     every missing part (the preflight asks before any job, the build again on its host)."""
-    glslc = shutil.which("glslc") or next((str(p / "bin/glslc") for p in prefixes() if (p / "bin/glslc").is_file()),
-                                          None)
+    glslc = shutil.which("glslc") or found(["bin/glslc"])
     loader = found(["lib/libvulkan.so", "lib/*/libvulkan.so", "lib64/libvulkan.so"])
     spirv = found(["share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake",
                    "lib/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake",
