@@ -92,6 +92,8 @@ def test_a_synthetic_model_through_the_workflow_is_marked_as_such(rpc_build: dic
                       "defaults": {"n_prompt": 16, "n_gen": 4}},
         "serving": {"builds": [], "scenarios": {}},
         "rpc": {"topologies": {}},
+        # 4 chunks of 64: 124 scored tokens (llama-perplexity prints no summary under 100)
+        "quality": {"ctx_size": 64, "chunks": 4, "cells": [{"cache_type_k": "q8_0", "cache_type_v": "q8_0"}]},
     }
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2", timeout=1800)
@@ -101,3 +103,10 @@ def test_a_synthetic_model_through_the_workflow_is_marked_as_such(rpc_build: dic
     summary = pd.read_csv(tmp_path / "results/summary.csv")
     assert set(summary["status"]) == {"ok"} and summary["synthetic"].all()
     assert "random weights" in (tmp_path / "results/report.html").read_text()
+    # its KL divergence measures numerical fidelity, never quality
+    table = records.read_table(tmp_path / "results/quality.csv", "quality_row")
+    [row] = table[~table["reference"]].to_dict("records")
+    assert row["status"] == "ok" and "numerical fidelity only" in row["label"] and row["kld_mean"] >= 0
+    found = records.read_table(tmp_path / "results/findings.csv", "finding_row")
+    [said] = found.loc[found["question"] == "quality_cost", "statement"]
+    assert "numerical fidelity (a synthetic model: not quality)" in said

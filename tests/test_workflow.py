@@ -97,7 +97,7 @@ def edit(path: Path, old: str, new: str) -> None:
 # What follows any cell measured again: the re-measure decision (which reads every planned cell) and every
 # aggregation after it.
 AFTER_A_CELL = {"remeasure": 1, "summary": 1, "serving_summary": 1, "rpc_summary": 1, "export": 1, "stats": 1,
-                "findings": 1, "figures": 1, "report_html": 1, "all": 1}
+                "quality_summary": 1, "findings": 1, "figures": 1, "report_html": 1, "all": 1}
 # After a round-1 benchmark cell: the memory table too (it compares round 1 of each cell).
 AFTER_A_FIRST_ROUND = {**AFTER_A_CELL, "memory_table": 1}
 
@@ -135,11 +135,11 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
     assert kinds == {"source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell",
-                     "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune"}
+                     "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune", "quality_text", "quality_cell"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
                        ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("metrics.csv", "metric_row"),
                        ("comparisons.csv", "comparison_row"), ("findings.csv", "finding_row"),
-                       ("memory.csv", "memory_row")]:
+                       ("memory.csv", "memory_row"), ("quality.csv", "quality_row")]:
         table = pd.read_csv(run_dir / "results" / name)
         assert list(table.columns) == records.columns(kind)
         for row in table.astype(object).where(table.notna(), None).to_dict("records"):
@@ -324,6 +324,61 @@ def test_one_more_thread_value_runs_only_the_new_cell(run_dir: Path) -> None:
     assert dry_run(run_dir, config) == {"bench_cell": 1, **AFTER_A_FIRST_ROUND}
 
 
+QUALITY = Path("results/quality/cpu-rpc/gemma3-270m")
+Q8, Q4 = "ngl99_fa-auto_ctk-q8-0_ctv-q8-0", "ngl99_fa-auto_ctk-q4-0_ctv-q4-0"
+
+
+def test_quality_cells_measure_each_kv_setting_against_one_reference(run_dir: Path) -> None:
+    """The kv_cache group's q8_0 K/V and quality.cells' q4_0 each get a llama-perplexity run against the one
+    reference, whose logits are gone once no cell needs them; the table puts the grid's speed beside."""
+    results = run_dir / "results"
+    text = records.read(results / "quality/text.json", "quality_text")
+    assert text["origin"]["glob"] == "docs/**/*.md" and text["origin"]["files"] > 10
+    assert text["sha256"] == files.sha256_file(results / "quality/text.txt") and text["bytes"] > 100_000
+    reference = records.read(run_dir / QUALITY / "reference.json", "quality_cell")
+    assert reference["status"] == "ok" and len(reference["ppl_cumulative"]) == 3
+    assert reference["logits_bytes"] > 3 * 63 * 262_144 * 2  # 2 bytes per vocabulary entry per scored token
+    assert not (run_dir / QUALITY / "reference.kld").exists()  # temp(): deleted once no quality cell needs it
+    found = {p.stem: records.read(p, "quality_cell") for p in (run_dir / QUALITY / "cells").glob("*.json")}
+    q8, q4 = found[Q8], found[Q4]
+    for cell in (q8, q4):
+        assert cell["status"] == "ok" and "--kl-divergence" in cell["command"], cell["error"]
+        assert cell["created"] > reference["created"] and cell["text_sha256"] == text["sha256"]
+        assert cell["kld_ci_low"] <= cell["kld_mean"] <= cell["kld_ci_high"] and len(cell["chunk_kld"]) == 3
+    assert "-ctk q8_0" in " ".join(q8["command"]) and "-ctv q4_0" in " ".join(q4["command"])
+    assert q4["kld_mean"] > 3 * q8["kld_mean"] > 0 and q4["same_top"] < q8["same_top"]
+    table = records.read_table(results / "quality.csv", "quality_row").set_index("cell")
+    assert table.loc[Q8, "setting"] == "-ctk q8_0 -ctv q8_0" and not pd.isna(table.loc[Q8, "tg_ratio"])
+    assert pd.isna(table.loc[Q4, "tg_ratio"])  # quality.cells has no benchmark cell: no speed beside
+    assert table.loc["reference", "pareto"] and table.loc["reference", "kld_mean"] == 0
+    rows = records.read_table(results / "findings.csv", "finding_row")
+    said = rows[rows["question"] == "quality_cost"].set_index("cell")["statement"]
+    assert f"KLD {q8['kld_mean']:.4g}" in said[Q8] and "-ctk q4_0 -ctv q4_0" in said[Q4]
+    assert "Quality beside speed" in (results / "report.html").read_text()
+
+
+def test_a_quality_budget_drops_a_candidate_unmeasured_with_its_reason(run_dir: Path) -> None:
+    """tune.kv (q8_0 or q4_0 K) within max_kld 0.05: q4_0 (KLD ~0.16 here) never races."""
+    results = run_dir / "results"
+    [found] = records.read(results / "tune/kv.json", "tune")["results"]
+    [over] = found["over_budget"]
+    assert over["label"] == "cache_type_k=q4_0" and "exceeds the quality budget max_kld 0.05" in over["reason"]
+    assert not [p for p in (results / "tune/kv/cells").rglob("*.json") if "ctk-q4-0" in p.name]
+    assert found["winner"]["label"] != "cache_type_k=q4_0" and found["quality"]["budget"] == {"max_kld": 0.05}
+    cost = found["quality"]["winner"]
+    assert cost["kld_mean"] < 0.05
+    if found["winner"]["label"] != "defaults":
+        assert "within the quality budget (max_kld 0.05): KLD" in found["sentence"]
+
+
+def test_one_more_quality_setting_makes_the_reference_again_and_measures_only_itself(run_dir: Path) -> None:
+    """The reference's logits are temp: a new cell makes them again, and the cells measured stay."""
+    config = small_config()
+    config["quality"]["cells"].append({"cache_type_k": "q5_1", "cache_type_v": "q5_1"})
+    assert dry_run(run_dir, config) == {"quality_reference": 1, "quality_cell": 1, "quality_summary": 1,
+                                        "findings": 1, "report_html": 1, "all": 1}
+
+
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
     config = small_config()
     model = run_dir / "results/models/gemma3-270m/model.gguf"
@@ -411,8 +466,8 @@ def test_editing_the_aggregation_code_reruns_summary_figures_and_report_only(run
     snakefile = workflow_copy(tmp_path)
     edit(snakefile.parent / "workflow/scripts/llamabench/summary.py",
          '"samples_ts"] = json.dumps(rec.get("samples_ts"))', '"samples_ts"] = json.dumps(rec.get("samples_ts") or [])')
-    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "stats": 1, "findings": 1, "figures": 1,
-                                                          "report_html": 1, "all": 1}
+    assert dry_run(run_dir, small_config(), snakefile) == {"summary": 1, "stats": 1, "quality_summary": 1,
+                                                          "findings": 1, "figures": 1, "report_html": 1, "all": 1}
 
 
 def test_editing_the_table_vocabulary_reruns_every_aggregation_and_no_cell(run_dir: Path, tmp_path: Path) -> None:
@@ -447,8 +502,8 @@ def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(
          "    return axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)",
          "    found = axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, help_text)\n    return found")
     # a tuning study's candidates are llama-bench cells too: its round 1 is measured again, then decided again
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, "rpc_cell": 2, "tune_cell": 2,
-                                                           "tune_round": 1, "tune": 1, **AFTER_A_FIRST_ROUND}
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 8, "rpc_cell": 2, "tune_cell": 4,
+                                                           "tune_round": 2, "tune": 2, **AFTER_A_FIRST_ROUND}
     assert undecided(snakefile) == ["bench_cell", "bisect_cell", "history_cell", "rpc_cell", "tune_cell"]
 
 
@@ -480,7 +535,7 @@ def test_bumping_the_measurement_version_remeasures_every_cell_and_builds_nothin
     bumped = re.sub(r"^  bench_cell: \{version: (\d+)", lambda m: f"  bench_cell: {{version: {int(m[1]) + 1}",
                     versions.read_text(), flags=re.MULTILINE)
     versions.write_text(bumped)
-    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 7, **AFTER_A_FIRST_ROUND}
+    assert dry_run(run_dir, small_config(), snakefile) == {"bench_cell": 8, **AFTER_A_FIRST_ROUND}
 
 
 def test_snakemake_report_is_built(run_dir: Path) -> None:

@@ -18,6 +18,7 @@ from llamabench.core import (
     matrix,
     plan,
     platforms,
+    quality,
     records,
     shapes,
 )  # noqa: E402
@@ -139,13 +140,16 @@ def get_build_source(wildcards):
 
 
 def get_model_inputs(wildcards):
-    """A synthetic model needs the build whose llama-quantize it uses, and the model it copies (like)."""
+    """A synthetic or quantized model needs the build whose llama-quantize it uses, and the model it copies (like)
+    or quantises (from), with its record (its sha256 keys the cache)."""
     spec = PLAN.models[wildcards.model]
-    if spec["kind"] != "synthetic":
+    if spec["kind"] not in ("synthetic", "quantized"):
         return {}
     found = {"build": layout.path("build", build=spec["build"])}
-    if "like" in spec:
-        found["like"] = ancient(layout.path("model_file", model=spec["like"]))
+    if "like" in spec or "from" in spec:
+        source = spec.get("like") or spec["from"]
+        found["like"] = ancient(layout.path("model_file", model=source))
+        found["like_manifest"] = layout.path("model", model=source)
     return found
 
 
@@ -266,6 +270,26 @@ def get_dataset_input(wildcards):
 def get_load_sweep_input(wildcards):
     """Every pilot of the sweep and every round of every level of every build and model."""
     return chains.load_sweep_input(PLAN, wildcards.sweep, recorded("load_pilot"))
+
+
+def get_quality_text_input(wildcards):
+    """The source tree whose docs make the quality text (none when the user names a text file)."""
+    source = PLAN.quality_text_source
+    return {"source": layout.path("source", source=source)} if source else {}
+
+
+def get_quality_reference(kind):
+    """A quality cell's reference record or logits: its model's, or a ladder rung's source model's. Ancient: the
+    logits are temp, and making the same reference again for a new cell reruns no cell measured.
+    """
+
+    def found(wildcards):
+        cell = PLAN.quality_cell(wildcards.build, wildcards.model, wildcards.cell)
+        return ancient(
+            layout.path(kind, build=cell.against.build, model=cell.against.model)
+        )
+
+    return found
 
 
 def commit_study(wildcards):

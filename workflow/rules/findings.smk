@@ -5,6 +5,7 @@ rule findings:
         metrics=layout.pattern("metrics"),
         serving=layout.pattern("serving_summary"),
         memory=layout.pattern("memory_table"),
+        quality=layout.pattern("quality_summary"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
         bisect=[layout.path("bisect_study", study=name) for name in PLAN.bisects],

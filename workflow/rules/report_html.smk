@@ -13,6 +13,8 @@ rule report_html:
         metrics=layout.pattern("metrics"),
         memory=layout.pattern("memory_table"),
         memory_figure=layout.path("figure_png", name="memory"),
+        quality=layout.pattern("quality_summary"),
+        quality_figure=layout.pattern("quality_png"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
         bisect=[layout.path("bisect_study", study=name) for name in PLAN.bisects],

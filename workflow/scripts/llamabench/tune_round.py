@@ -20,8 +20,10 @@ from typing import Any
 
 import yaml
 
-from llamabench.core import axes, matrix, plan, records, tuning
+from llamabench.core import axes, matrix, plan, quality, records, tuning
 from llamabench.core.errors import Unsupported
+from llamabench.core.status import Status
+from llamabench.derive import quality as cost
 from llamabench.derive import race, samples
 from llamabench.measure import processes
 
@@ -31,7 +33,11 @@ def tune_round(smk: Any) -> None:
     study = the_plan.studies[smk.wildcards.study]
     found: dict[str, Any] = {"study": study.name, "build": smk.wildcards.build, "model": smk.wildcards.model}
     if int(smk.wildcards.round) == 0:
-        found["state"] = race.start(study)
+        costs = candidate_costs(the_plan, study.name, smk.wildcards.build, smk.wildcards.model)
+        budget = quality.budget(study.settings)
+        over = {c: f"quality: {why}" for c, row in costs.items()
+                if (why := row.get("error") or cost.within(row, budget))}
+        found["state"] = race.start(study, over, {"budget": budget, "costs": costs} if budget else None)
     else:
         previous = records.read(smk.input.previous, "tune_round")["state"]
         cells = records.read_each(smk.input.cells, race.cell_kind)
@@ -43,6 +49,24 @@ def tune_round(smk: Any) -> None:
             found["commands"] = commands(study.kind, study.by_id[winner].params, study.by_id[study.reference].params,
                                          measured, records.read(smk.input.build, "build"), the_plan.config)
     records.write(smk.output[0], "tune_round", found)
+
+
+QUALITY_FIELDS = ("kld_mean", "kld_ci_low", "kld_ci_high", "same_top", "same_top_ci_low", "same_top_ci_high",
+                  "ppl_ratio")
+
+
+def candidate_costs(the_plan: plan.Plan, study: str, build: str, model: str) -> dict[str, dict[str, Any]]:
+    """Each candidate's quality cost, from the quality cell of its settings (a study with a quality budget reads
+    them first); a candidate whose quality cell failed has its reason instead of numbers: not shown within the
+    budget, it is dropped with that reason."""
+    if not quality.budget(the_plan.studies[study].settings):
+        return {}
+    found = {}
+    for candidate, cell in the_plan.candidate_quality(study, build, model).items():
+        record = records.read(cell.path, "quality_cell")
+        found[candidate] = ({name: record.get(name) for name in QUALITY_FIELDS} if record["status"] == Status.OK else
+                            {"error": f"its quality cell {record['status']}: {record['error']}"})
+    return found
 
 
 def commands(kind: str, params: Mapping[str, Any], reference: Mapping[str, Any], measured: Mapping[str, Any],

@@ -34,10 +34,12 @@ from typing import Any
 
 from llamabench.core.errors import Unsupported
 
-BENCHMARK, SERVING = "benchmark", "serving"
+BENCHMARK, SERVING, QUALITY = "benchmark", "serving", "quality"
 # An axis's role: a choice a user makes, or a description of the work (see the module's docstring).
 SETTING, WORKLOAD = "setting", "workload"
-LLAMA_BENCH, LLAMA_SERVER = "llama-bench", "llama-server"
+LLAMA_BENCH, LLAMA_SERVER, LLAMA_PERPLEXITY = "llama-bench", "llama-server", "llama-perplexity"
+# Tools that parse their flags with llama.cpp's common arguments, as llama-server does: they spell axes alike.
+SPEAKS_AS = {LLAMA_PERPLEXITY: LLAMA_SERVER}
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,13 @@ class Axis:
     # in a tuning study: a setting its space and candidates may vary, or a workload axis its closed-loop
     # workload may fix (the generated config schema's tune blocks)
     tunable: bool = True
+    # whether a setting changes what the model computes (numerics, not only speed): quality cells measure what a
+    # cell that changes it costs against the reference (core/quality.py). ALWAYS: on any build (K/V types, flash
+    # attention); ON_GPU: where a build has a GPU backend (where layers go: on a CPU build every value is the same)
+    quality: str | None = None
 
 
+ALWAYS, ON_GPU = "always", "on_gpu"
 INT = ("integer", "null")
 TEXT = ("string", "null")
 CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
@@ -125,7 +132,7 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
           "oneOf": [{"type": "integer", "minimum": -1}, {"const": "all"},
                     {"type": "string", "pattern": "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"}]},
          ("integer", "string", "null"), "layers offloaded to the GPU (-ngl), as the cell asks", 99,
-         json_field="n_gpu_layers", spellings=_flag("-ngl", LLAMA_BENCH, LLAMA_SERVER)),
+         json_field="n_gpu_layers", quality=ON_GPU, spellings=_flag("-ngl", LLAMA_BENCH, LLAMA_SERVER)),
     Axis("no_op_offload", "nopo", {"enum": [0, 1]}, INT,
          "1: large prompt matrix products stay on the CPU with the layers kept there (-nopo 1); with "
          "n_gpu_layers 0 a GPU build's true CPU baseline", 0, optional=True, json_field="no_op_offload",
@@ -133,7 +140,7 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
     Axis("split_mode", "sm", {"enum": list(SPLIT_MODES)}, TEXT,
          "how layers are spread over several GPUs (-sm): none (the main GPU alone), layer (pipelined), row (weights "
          "by rows: backends with split buffers, SYCL here), tensor (weights and K/V: needs flash attention)",
-         "layer", optional=True, json_field="split_mode",
+         "layer", optional=True, json_field="split_mode", quality=ON_GPU,
          spellings={LLAMA_BENCH: _split_mode("<none|layer|row|tensor>", LLAMA_BENCH),
                     LLAMA_SERVER: _split_mode("{none,layer,row,tensor}", LLAMA_SERVER)}),
     Axis("main_gpu", "mg", {"type": "integer", "minimum": 0}, INT,
@@ -141,7 +148,7 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          optional=True, json_field="main_gpu", spellings=_flag("-mg", LLAMA_BENCH, LLAMA_SERVER)),
     Axis("tensor_split", "ts", {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(/[0-9]+(\\.[0-9]+)?)+$"}, TEXT,
          "the share of the offloaded layers each GPU takes, as llama-bench writes it (-ts 3/1); unset: by each "
-         "device's free memory", None, optional=True, json_field="tensor_split",
+         "device's free memory", None, optional=True, json_field="tensor_split", quality=ON_GPU,
          spellings={LLAMA_BENCH: (Spelling(None, "-ts"),), LLAMA_SERVER: (Spelling(None, "-ts", separator=","),)}),
     Axis("load_mode", "lm", {"enum": list(LOAD_MODES)}, TEXT,
          "how the model is loaded: auto (mmap unless a device cannot), none (read into memory), mmap, "
@@ -165,7 +172,7 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          {"description": "on/off/auto (llama.cpp from late 2025), or 0/1 (any version); YAML's bare on/off "
                          "arrive as booleans",
           "enum": [0, 1, "on", "off", "auto", True, False]},
-         ("string", "integer", "null"), "flash attention (-fa)", "auto", json_field="flash_attn",
+         ("string", "integer", "null"), "flash attention (-fa)", "auto", json_field="flash_attn", quality=ALWAYS,
          spellings={
              LLAMA_BENCH: (
                  Spelling("--flash-attn <0|1>", "-fa", {"on": ("-fa", "1"), "1": ("-fa", "1"), "off": ("-fa", "0"),
@@ -180,9 +187,9 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
                           "this llama-server takes flash attention as a switch (on/off) only, not auto"),
              ),
          }),
-    Axis("cache_type_k", "ctk", CACHE_TYPE, TEXT, "K cache type (-ctk)", "f16", json_field="type_k",
+    Axis("cache_type_k", "ctk", CACHE_TYPE, TEXT, "K cache type (-ctk)", "f16", json_field="type_k", quality=ALWAYS,
          optional_in=(SERVING,), spellings=_flag("-ctk", LLAMA_BENCH, LLAMA_SERVER)),
-    Axis("cache_type_v", "ctv", CACHE_TYPE, TEXT, "V cache type (-ctv)", "f16", json_field="type_v",
+    Axis("cache_type_v", "ctv", CACHE_TYPE, TEXT, "V cache type (-ctv)", "f16", json_field="type_v", quality=ALWAYS,
          optional_in=(SERVING,), spellings=_flag("-ctv", LLAMA_BENCH, LLAMA_SERVER)),
     Axis("n_prompt", "p", {"type": "integer", "minimum": 0}, INT, "prompt tokens of the pp test (-p)", 128,
          json_field="n_prompt", role=WORKLOAD, spellings=_flag("-p", LLAMA_BENCH)),
@@ -252,6 +259,8 @@ ORDER: dict[str, tuple[str, ...]] = {
               "max_tokens", "concurrency", "requests", "cache", "cont_batching", "prompt_cache", "arrival", "rate",
               "burstiness", "length_spread", "dataset"),
 }
+# A quality cell's axes: the settings that change what the model computes, in the benchmark's id order.
+ORDER[QUALITY] = tuple(name for name in ORDER[BENCHMARK] if AXES[name].quality)
 
 # The settings a serving cell shares with its llama-bench partner (the source of its estimate).
 SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
@@ -324,7 +333,7 @@ def arguments(params: Mapping[str, Any], kind: str, tool: str, help_text: str) -
     """
     found: list[str] = []
     for name in ORDER[kind]:
-        spellings = AXES[name].spellings.get(tool)
+        spellings = AXES[name].spellings.get(SPEAKS_AS.get(tool, tool))
         if not spellings or at_default(params, name, kind):
             continue
         found += spelling(name, tool, help_text).arguments(name, params[name], tool)
@@ -334,7 +343,7 @@ def arguments(params: Mapping[str, Any], kind: str, tool: str, help_text: str) -
 def spelling(name: str, tool: str, help_text: str) -> Spelling:
     """The spelling of axis ``name`` that this ``tool`` (its ``--help``) speaks; with no help text (the tool
     cannot run: the cell then fails with its own reason) the one every tree takes, else the newest."""
-    spellings = AXES[name].spellings[tool]
+    spellings = AXES[name].spellings[SPEAKS_AS.get(tool, tool)]
     if not help_text:
         return next((s for s in spellings if s.when is None), spellings[0])
     for candidate in spellings:

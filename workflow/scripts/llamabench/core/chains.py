@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from llamabench.core import bisect, layout
+from llamabench.core import bisect, layout, quality
 from llamabench.core.plan import Plan
 from llamabench.core.status import Status
 
@@ -37,8 +37,10 @@ def tune_round_input(plan: Plan, study: str, build: str, model: str, round_: int
     """Decision ``round_`` reads decision ``round_ - 1`` and every cell measured so far: those it lists as measured
     and round ``round_``'s, the candidates it chose. Decision 0 opens the study from its build alone."""
     built = layout.path("build", build=build)
-    if round_ == 0:
-        return {"build": built}
+    if round_ == 0:  # and a quality budget's evidence: the quality cells of the candidates' settings
+        if not quality.budget(plan.studies[study].settings):
+            return {"build": built}
+        return {"build": built, "quality": [c.path for c in plan.candidate_quality(study, build, model).values()]}
     key = {"study": study, "build": build, "model": model, "round": round_ - 1}
     state = decision(**key)["state"]
     chosen = [*state["measured"], *[(c, round_) for c in state["next"]]]

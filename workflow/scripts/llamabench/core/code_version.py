@@ -62,7 +62,7 @@ LOGGERS = frozenset({"log", "logger", "logging"})
 # A variant of a measuring program's rule (``use rule bench_cell as tune_cell with:``) -> the program's rule,
 # whose module runs it: the variant's own name keys its version, its results and its log, its code is the program's.
 VARIANTS = {"tune_cell": "bench_cell", "history_cell": "bench_cell", "bisect_cell": "bench_cell",
-            "tune_serve_cell": "serve_cell", "load_cell": "serve_cell"}
+            "tune_serve_cell": "serve_cell", "load_cell": "serve_cell", "quality_reference": "quality_cell"}
 
 
 @functools.cache

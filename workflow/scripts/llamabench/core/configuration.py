@@ -22,7 +22,8 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import axes, backends, bisect, load, metrics, options, platforms, presets, shapes, tuning
+from llamabench.core import (axes, backends, bisect, load, metrics, options, platforms, presets, quality, shapes,
+                             tuning)
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -119,6 +120,15 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
         else:
             build["source"] = sources[0]
     for name, model in config["models"].items():
+        if model["kind"] == "quantized":
+            where = f"models.{name}"
+            names(f"{where}.from", [model["from"]], models, "models")
+            if config["models"][model["from"]]["kind"] in ("synthetic", "quantized"):
+                raise ConfigError(f"{where}.from names a {config['models'][model['from']]['kind']} model: name "
+                                  "one with real weights of its own")
+            model.setdefault("build", builds[0])
+            names(f"{where}.build", [model["build"]], builds, "builds")
+            continue
         if model["kind"] != "synthetic":
             continue
         where = f"models.{name}"
@@ -159,6 +169,7 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
         for combo in itertools.product(*scenario.values()):
             check_arrival({**serving["defaults"], **dict(zip(scenario, combo))}, f"serving.scenarios.{name}")
     check_splits(config)
+    check_quality(config, names)
     for name, spec in config["load"].items():
         check_load(config, name, spec, names)
     for kind in (bisect.HISTORY, bisect.BISECT):
@@ -209,6 +220,10 @@ def check_study(config: dict[str, Any], name: str, spec: dict[str, Any], names: 
     if len(study.candidates) < 2:
         raise ConfigError(f"{where}: {len(study.candidates)} valid candidate(s), nothing to choose from: give "
                           f"{where}.space an axis with two values, or {where}.candidates")
+    if quality.budget(spec) and all(quality.cell_id(c.params, config["benchmark"], True) == quality.REFERENCE
+                                    for c in study.candidates):
+        raise ConfigError(f"{where}.quality: a quality budget needs candidates that change a quality axis "
+                          f"({', '.join(axes.names(axes.QUALITY))}); this study's change none")
     if spec["budget"]["rounds"] < spec["min_rounds"]:
         raise ConfigError(f"{where}.budget.rounds ({spec['budget']['rounds']}) is below {where}.min_rounds "
                           f"({spec['min_rounds']}): the winner could never be confirmed")
@@ -251,24 +266,54 @@ def check_commit_study(config: dict[str, Any], kind: str, name: str, spec: dict[
                               f"is 0 in cell {cell_id}")
 
 
-def check_splits(config: dict[str, Any]) -> None:
-    """A split over several GPUs that llama.cpp would refuse (core/backends.py ``split_problem``) is a config error
-    naming the group or scenario, before any job, rather than a failed cell."""
+def _swept(config: dict[str, Any]) -> Iterable[tuple[str, str, dict[str, Any], list[str]]]:
+    """Every cell the benchmark and serving sections sweep, as (where, kind, params, builds): the config key that
+    asks for it, its axes' kind, its parameters, the builds it runs on."""
     bench, serving = config["benchmark"], config["serving"]
     swept = [(f"benchmark.groups.{name}", axes.BENCHMARK, bench["defaults"], group,
               group.get("builds") or bench["builds"]) for name, group in bench["groups"].items()]
     swept += [(f"serving.scenarios.{name}", axes.SERVING, serving["defaults"], scenario, serving["builds"])
               for name, scenario in serving["scenarios"].items()]
+    swept += [(f"benchmark.include[{i}]", axes.BENCHMARK, {**bench["defaults"], **partial}, {}, bench["builds"])
+              for i, partial in enumerate(bench["include"])]
+    swept += [(f"quality.cells[{i}]", axes.BENCHMARK, {**bench["defaults"], **partial}, {}, bench["builds"])
+              for i, partial in enumerate(config["quality"]["cells"])]
     swept += [("benchmark.defaults", axes.BENCHMARK, bench["defaults"], {}, bench["builds"]),
               ("serving.defaults", axes.SERVING, serving["defaults"], {}, serving["builds"])]
     for where, kind, defaults, sweep, builds in swept:
         values = {axis: v for axis, v in sweep.items() if axis in axes.AXES and isinstance(v, list)}
         for combo in itertools.product(*values.values()):
-            params = {**defaults, **dict(zip(values, combo))}
-            for build in builds or list(config["builds"]):
-                backend = backends.of(config["builds"][build]["cmake_options"])
-                if why := backends.split_problem(params, kind, backend, build):
-                    raise ConfigError(f"{where}: {why}")
+            yield where, kind, {**defaults, **dict(zip(values, combo))}, builds or list(config["builds"])
+
+
+def check_splits(config: dict[str, Any]) -> None:
+    """A split over several GPUs that llama.cpp would refuse (core/backends.py ``split_problem``) is a config error
+    naming the group or scenario, before any job, rather than a failed cell; so is a quantised V cache without
+    flash attention (core/quality.py)."""
+    for where, kind, params, builds in _swept(config):
+        if why := quality.flash_attention_problem(params):
+            raise ConfigError(f"{where}: {why}")
+        for build in builds:
+            backend = backends.of(config["builds"][build]["cmake_options"])
+            if why := backends.split_problem(params, kind, backend, build):
+                raise ConfigError(f"{where}: {why}")
+
+
+def check_quality(config: dict[str, Any], names: Any) -> None:
+    """Quality cells name builds and models that exist, and a text long enough for two chunks: llama-perplexity
+    needs 2 x ctx_size tokens, and a token is at least a byte (a longer text that still tokenises short fails its
+    reference with the tool's own words)."""
+    spec = config["quality"]
+    names("quality.builds", spec["builds"], config["builds"], "builds")
+    names("quality.models", spec["models"], config["models"], "models")
+    if spec["text"] is None:
+        return
+    text = Path(spec["text"]).expanduser()
+    if not text.is_file():
+        raise ConfigError(f"quality.text: {text} is not a file")
+    if (size := text.stat().st_size) < 2 * spec["ctx_size"]:
+        raise ConfigError(f"quality.text: {text} has {size} bytes, fewer than the 2 x quality.ctx_size = "
+                          f"{2 * spec['ctx_size']} tokens llama-perplexity needs: name a longer text")
 
 
 def check_arrival(params: Mapping[str, Any], where: str) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from llamabench.core import axes, backends, bisect, layout, load, matrix, platforms, tuning
+from llamabench.core import axes, backends, bisect, layout, load, matrix, platforms, quality, tuning
 
 # Sources, builds and models come before every cell (a cell's priority is at most a few million): then
 # round 1 of every cell of every build runs before round 2 of any. A priority, not an input, so adding a
@@ -157,6 +157,30 @@ class Plan:
     sweeps: Mapping[str, load.Sweep]  # load sweeps: their fixed settings (their levels: the pilots' or the config's)
     bisects: Mapping[str, bisect.Study]  # bisect studies (which commits they probe: their checkpoints)
     histories: Mapping[str, bisect.Study]  # history studies (their commits: their range checkpoint)
+    quality: Mapping[Key, quality.Cell]  # quality cells and their references (core/quality.py)
+    quality_spec: Mapping[str, Any]  # the quality section: what llama-perplexity runs with
+
+    def quality_cell(self, build: str, model: str, cell: str = quality.REFERENCE) -> quality.Cell:
+        return self.quality[(build, model, cell)]
+
+    def candidate_quality(self, study: str, build: str, model: str) -> dict[str, quality.Cell]:
+        """A study's candidates -> the quality cells of their settings, where they differ from the reference's
+        (the quality budget's evidence; the others cost nothing)."""
+        found = {}
+        for candidate in self.studies[study].candidates:
+            cid = quality.cell_id(candidate.params, self.benchmark, self.builds[build].backend is not None,
+                                  self.models[model]["kind"] == "quantized")
+            if cid != quality.REFERENCE:
+                found[candidate.id] = self.quality[(build, model, cid)]
+        return found
+
+    @property
+    def quality_text_source(self) -> str | None:
+        """The source whose docs make the default text: the first quality build's (by name). None: the user
+        named a text, or nothing measures quality."""
+        if self.quality_spec["text"] is not None or not self.quality:
+            return None
+        return self.builds[min(build for build, _, _ in self.quality)].source
 
     def cells(self, kind: str) -> Mapping[Key, Cell]:
         """Every cell of ``kind`` (bench_cell, serve_cell, rpc_cell) in every round it may get."""
@@ -327,6 +351,8 @@ def make(config: Mapping[str, Any]) -> Plan:
               for b in bases if b.kind == "serve_cell"]
     cells = _rounds(bases, last_round(bench), bench["seed"])
     by_kind = {kind: {key[1:]: cell for key, cell in cells.items() if key[0] == kind} for kind in KINDS}
+    studies = {name: tuning.study(name, spec, expanded, list(builds), models)
+               for name, spec in expanded["tune"].items()}
     return Plan(
         config=freeze(config),
         cluster=platforms.clustered(expanded),
@@ -352,14 +378,15 @@ def make(config: Mapping[str, Any]) -> Plan:
                          "rpc_smoke": expanded["smoke"]["timeout"]}),
         sample_interval_s=bench["sample_interval_ms"] / 1000,
         memory=freeze(expanded["memory"]),
-        studies=freeze({name: tuning.study(name, spec, expanded, list(builds), models)
-                        for name, spec in expanded["tune"].items()}),
+        studies=freeze(studies),
         sweeps=freeze({name: load.sweep(name, spec, expanded, list(builds), models)
                        for name, spec in expanded["load"].items()}),
         bisects=freeze({name: bisect.study(name, bisect.BISECT, spec, expanded)
                         for name, spec in expanded["bisect"].items()}),
         histories=freeze({name: bisect.study(name, bisect.HISTORY, spec, expanded)
                           for name, spec in expanded["history"].items()}),
+        quality=freeze(_quality_cells(expanded, by_kind["bench_cell"], studies)),
+        quality_spec=freeze(expanded["quality"]),
     )
 
 
@@ -368,6 +395,17 @@ KINDS = ("bench_cell", "serve_cell", "rpc_cell")
 TUNE_KINDS = {"bench_cell": "tune_cell", "serve_cell": "tune_serve_cell"}
 # How each kind's ids spell its parameters.
 ID_KIND = {"bench_cell": axes.BENCHMARK, "serve_cell": axes.SERVING, "rpc_cell": axes.BENCHMARK}
+
+
+def _quality_cells(config: dict[str, Any], bench: Mapping[Key, Cell], studies: Mapping[str, tuning.Study],
+                   ) -> dict[Key, quality.Cell]:
+    """The quality cells of the grid's and the tuning studies' settings (core/quality.py)."""
+    grids: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for cell in bench.values():
+        grids.setdefault((cell.build, cell.model), {})[cell.base] = cell.params
+    candidates = [(build, model, candidate.params, bool(quality.budget(found.settings))) for found in studies.values()
+                  for build, model in itertools.product(found.builds, found.models) for candidate in found.candidates]
+    return quality.cells(config, grids, candidates)
 
 
 def remeasures(bench: Mapping[str, Any]) -> bool:

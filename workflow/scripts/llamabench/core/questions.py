@@ -50,6 +50,11 @@ LOAD_CAPACITY_VS_BUILD = Question("load_capacity_vs_build", WORKLOAD,
                                   "that capacity on a build against the sweep's first build, paired by round")
 RPC_VS_LOCAL = Question("rpc_vs_local", COST, "generation through RPC's fastest device selection against the client "
                                               "alone (-dev none)")
+QUALITY_COST = Question("quality_cost", COST,
+                        "what a setting that changes the numerics costs in output quality: value the mean KL "
+                        "divergence from the reference's distributions with its 95 % interval over chunks, "
+                        "reference_value the share of tokens whose top token is unchanged, ratio its tg speed over "
+                        "the defaults with its paired test")
 LARGEST_CHANGE = Question("largest_change", VERSIONS, "a named version comparison's largest significant change")
 BISECT_CULPRIT = Question("bisect_culprit", VERSIONS,
                           "a bisect study's first bad commit: answer the commit and its subject, ratio bad/good over "
@@ -63,5 +68,6 @@ SERVED_VS_ESTIMATE = Question("served_vs_estimate", None, "a measured TTFT again
 
 QUESTIONS: dict[str, Question] = {question.name: question for question in [
     TUNING, BEST_SETTING, BEST_SWEEP, LOWEST_TTFT, THROUGHPUT_UNDER_TTFT_LIMIT, SERVING_VS_DEFAULTS,
-    TTFT_PER_PROMPT_TOKEN, CONCURRENCY_EFFECT, LOAD_CAPACITY, LOAD_CAPACITY_VS_BUILD, RPC_VS_LOCAL, LARGEST_CHANGE,
+    TTFT_PER_PROMPT_TOKEN, CONCURRENCY_EFFECT, LOAD_CAPACITY, LOAD_CAPACITY_VS_BUILD, RPC_VS_LOCAL, QUALITY_COST,
+    LARGEST_CHANGE,
     BISECT_CULPRIT, HISTORY_CHANGE, MEMORY_PREDICTION, SERVED_VS_ESTIMATE]}

@@ -63,15 +63,20 @@ WINNER, EQUIVALENT, BUDGET, FAILED = "winner", "equivalent", "budget", "failed"
 Observations = Mapping[str, Mapping[int, Mapping[str, Any]]]  # candidate -> round -> observation
 
 
-def start(study: Study) -> dict[str, Any]:
-    """Decision 0: the first race and the candidates of round 1."""
+def start(study: Study, over_budget: Mapping[str, str] | None = None,
+          quality: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Decision 0: the first race and the candidates of round 1. ``over_budget``: candidates whose quality cost
+    exceeds the study's quality budget, with why (derive/quality.py ``within``): every race drops them before
+    their first round, so they are never measured and never win. ``quality``: the budget and every candidate's
+    cost, kept for the answer."""
     state: dict[str, Any] = {"round": 0, "mode": study.mode, "phase": "race", "races": [], "measured": [],
                              "incumbent": None, "pass": 1, "axis_index": 0, "changed": False, "race": None,
-                             "next": [], "ended": None, "spent": {"rounds": 0, "minutes": 0.0, "candidates": 0}}
+                             "next": [], "ended": None, "spent": {"rounds": 0, "minutes": 0.0, "candidates": 0},
+                             "over_budget": dict(over_budget or {}), "quality": dict(quality) if quality else None}
     if study.mode == "race":
         _open_race(state, None, [c.id for c in study.candidates], 1)
     else:
-        state["incumbent"] = _start_point(study)
+        state["incumbent"] = _start_point(study, state["over_budget"])
         _next_axis(state, study, first=True)
     state["next"] = _next(state, study)
     return state
@@ -116,15 +121,18 @@ def advance(study: Study, previous: Mapping[str, Any], obs: Observations) -> dic
 
 
 def _open_race(state: dict[str, Any], axis: str | None, members: list[str], start_round: int) -> None:
-    state["race"] = {"axis": axis, "pass": state["pass"], "start": start_round, "members": members,
-                     "alive": list(members), "dropped": []}
+    state["race"] = race = {"axis": axis, "pass": state["pass"], "start": start_round, "members": members,
+                            "alive": list(members), "dropped": []}
+    for candidate, why in state.get("over_budget", {}).items():
+        if candidate in race["alive"]:
+            _drop(race, candidate, start_round - 1, why)
 
 
-def _start_point(study: Study) -> str:
+def _start_point(study: Study, over_budget: Mapping[str, str]) -> str:
     """Coordinate descent starts from the defaults where the space's grid has them, else from the point of the
     grid that shares most of their values (the defaults themselves are measured beside the winner at the end)."""
     reference = study.by_id[study.reference].params
-    inside = [c for c in study.candidates if c.in_space]
+    inside = [c for c in study.candidates if c.in_space and c.id not in over_budget]
     return max(inside, key=lambda c: (sum(axes.value(c.params, a, study.kind) == axes.value(reference, a, study.kind)
                                           for a in study.axes), c.id == study.reference)).id
 

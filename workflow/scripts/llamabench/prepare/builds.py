@@ -45,6 +45,8 @@ ROLES: dict[str, list[str]] = {
     "quantize": ["llama-quantize"],
     # llama.cpp's own memory projection (late-2025 trees on): a second predictor beside derive/memory.py.
     "fit_params": ["llama-fit-params"],
+    # what a setting costs in output quality: KL divergence against a reference's logits (quality cells)
+    "perplexity": ["llama-perplexity"],
 }
 REQUIRED_ROLES = {"bench", "completion"}
 

@@ -188,6 +188,41 @@ def quantize(quantize_exe: Path, source: Path, dest: Path, file_type: str, per_t
     return cmd
 
 
+def requantize(cfg: dict[str, Any], build: dict[str, Any], cache: Path, source: Path,
+               source_record: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """A rung of a quantisation ladder: ``source``'s real weights quantised to ``cfg["type"]`` by the build's
+    llama-quantize (cached by the source's sha256, the type and the build); from a quantised source with
+    ``--allow-requantize``, and its origin says "requantised from <type>" (precision already lost stays lost)."""
+    if "quantize" not in build["binaries"]:
+        raise UserError(f"build '{build['name']}' has no llama-quantize, which a quantized model needs")
+    source_type = str(source_record["gguf"].get("quantization") or "").removeprefix("MOSTLY_")
+    requantized = source_type.upper() not in ("F32", "F16", "BF16", "ALL_F32")
+    identity = {"source": source_record["sha256"], "type": cfg["type"], "build": build["cache_key"]}
+    key = files.sha256_text(repr(sorted(identity.items())))[:20]
+    entry = cache / "models" / f"quantized-{key}"
+    target = entry / "model.gguf"
+    with files.file_lock(cache / "models" / f".quantized-{key}.lock"):
+        if not target.exists():
+            staging = files.make_temp_dir(entry.parent, "quantized")
+            try:
+                print(f"llamabench: {cfg['from']} to {cfg['type']}: quantising with llama-quantize", flush=True)
+                exe = Path(build["bin_dir"]) / build["binaries"]["quantize"]
+                cmd = [str(exe), *(["--allow-requantize"] if requantized else []), str(source),
+                       str(staging / "model.gguf"), cfg["type"]]
+                processes.run_logged(cmd, what="llama-quantize",
+                                     progress=("llama-quantize", lambda text: console.counted(text, "tensors")))
+                files.write_json(staging / "command.json", cmd)
+                staging.rename(entry)
+            finally:
+                files.remove(staging)
+    origin = {"quantized_from": cfg["from"], "from_sha256": source_record["sha256"], "from_type": source_type,
+              "type": cfg["type"], "requantized": requantized,
+              "note": f"requantised from {source_type}" if requantized else f"quantised from {source_type}",
+              "build": build["name"], "build_cache_key": build["cache_key"],
+              "quantize_command": files.read_json(entry / "command.json")}
+    return origin, target
+
+
 def generate(cfg: dict[str, Any], build: dict[str, Any], cache: Path, like: Path | None = None,
              ) -> tuple[dict[str, Any], Path]:
     """The synthetic model's origin facts and its cached file, generated and quantised on a miss."""
