@@ -258,3 +258,7 @@ def test_capacities_pair_by_round_and_a_build_meeting_no_level_is_not_tested() -
     assert (twin["baseline_build"], twin["candidate_build"], twin["ratio"]) == ("a", "b", 1.0)
     assert twin["paired_rounds"] == len(same["rounds"]) and twin["p_value"] == 1.0
     assert never["candidate_build"] == "c" and "ratio" not in never and "no level" in never["note"]
+    # a software GPU (lavapipe) beside a hardware one: never a ratio, whatever the numbers
+    [mixed] = stats.load_pairs([{**sweep, "builds": ["a", "b"], "results": [same, {**same, "build": "b"}]}],
+                               {"a": "GPU", "b": stats.SOFTWARE_GPU})
+    assert "ratio" not in mixed and mixed["note"].startswith("not compared: a software GPU's numbers")

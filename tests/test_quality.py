@@ -135,6 +135,8 @@ def test_quality_cells_and_tuning_candidates_add_settings() -> None:
      "benchmark.groups.kv: cache_type_v q8_0 with flash_attn off: llama.cpp quantises the V cache only with flash"),
     ({"quality.cells": [{"cache_type_v": "q4_0", "flash_attn": 0}]}, "quality.cells[0]: cache_type_v q4_0"),
     ({"quality.builds": ["nope"]}, "quality.builds names 'nope'"),
+    ({"tune": {"t": {"space": {"threads": [1, 2]}, "quality": {"max_kld": 0.1}}}},
+     "tune.t.quality: a quality budget needs candidates that change a quality axis"),
 ])
 def test_bad_quality_settings_name_the_key_before_any_job(changes: dict, words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):

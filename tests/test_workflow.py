@@ -212,8 +212,8 @@ def test_improving_the_memory_predictor_rebuilds_the_table_and_measures_nothing(
     snakefile = workflow_copy(tmp_path)
     edit(snakefile.parent / "workflow/scripts/llamabench/derive/memory.py", "CUDA_CONTEXT_MIB = 300.0",
          "CUDA_CONTEXT_MIB = 310.0")
-    assert dry_run(run_dir, small_config(), snakefile) == {"memory_table": 1, "findings": 1, "report_html": 1,
-                                                          "all": 1}
+    assert dry_run(run_dir, small_config(), snakefile) == {"memory_table": 1, "quality_summary": 1, "findings": 1,
+                                                          "report_html": 1, "all": 1}
     assert undecided(snakefile) == []
 
 
@@ -224,7 +224,8 @@ def test_the_documented_rerun_of_failed_cells_redoes_only_them(failure_dir: Path
 
 
 def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
-    """Benchmark cells (the matrix's 6 and the serving partner), serving cells and RPC cells, one at a time."""
+    """Benchmark cells (the matrix's 7 and the serving partner), serving cells, RPC cells and quality cells, one at
+    a time."""
     spans = [(cell["llama_bench"]["start_epoch"], cell["llama_bench"]["end_epoch"])
              for cell in map(files.read_json, (run_dir / "results/cells").rglob("*.json"))]
     spans += [(datetime.fromisoformat(cell["serving"]["start"]).timestamp(),
@@ -232,8 +233,10 @@ def test_measurements_never_overlap_even_with_8_cores(run_dir: Path) -> None:
               for cell in map(files.read_json, (run_dir / "results/serving").rglob("*.json"))]
     spans += [(cell["rpc"]["llama_bench"]["start_epoch"], cell["rpc"]["llama_bench"]["end_epoch"])
               for cell in map(files.read_json, (run_dir / "results/rpc").rglob("*.json"))]
+    spans += [(cell["start_epoch"], cell["end_epoch"])  # llama-perplexity: the reference and 4 settings
+              for cell in map(files.read_json, (run_dir / "results/quality").rglob("*.json")) if "end_epoch" in cell]
     spans.sort()
-    assert len(spans) == 11
+    assert len(spans) == 12 + 5
     for (_, end), (next_start, _) in zip(spans, spans[1:]):
         assert end <= next_start
 

@@ -4,6 +4,7 @@ rule quality_summary:
         cells=[cell.path for cell in PLAN.quality.values()],
         comparisons=layout.pattern("comparisons"),
         stats=layout.pattern("stats"),
+        memory=layout.pattern("memory_table"),
         builds=[layout.path("build", build=name) for name in PLAN.builds],
     output:
         csv=layout.pattern("quality_summary"),

@@ -6,6 +6,7 @@ rule stats:
         bandwidth=layout.pattern("bandwidth"),
         models=[layout.path("model", model=name) for name in PLAN.models],
         load=[layout.path("load_sweep", sweep=name) for name in PLAN.sweeps],
+        builds=[layout.path("build", build=name) for name in PLAN.builds],
     output:
         stats=layout.pattern("stats"),
         metrics=layout.pattern("metrics"),

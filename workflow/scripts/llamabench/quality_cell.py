@@ -71,11 +71,12 @@ def quality_cell(smk: Any) -> None:
             cmd = perplexity.candidate_command(exe, Path(smk.input.model), Path(smk.input.logits),
                                                smk.params.ctx_size, smk.params.chunks, spec["threads"], settings)
         with machine_lock.held(f"quality {label}") as waited:
-            start = time.monotonic()
+            start = time.time()
             output, error = perplexity.run(cmd, Path(smk.log[0]), spec["timeout"])
-            wall = round(time.monotonic() - start, 3)
+            end = time.time()
         parse = perplexity.parse_reference if reference else perplexity.parse_candidate
-        result = {**perplexity.measured(output, error, parse, smk.params.chunks), "command": cmd, "wall_s": wall}
+        result = {**perplexity.measured(output, error, parse, smk.params.chunks), "command": cmd,
+                  "start_epoch": start, "end_epoch": end, "wall_s": round(end - start, 3)}
         if not reference and result["status"] == Status.OK:
             result = {**result, **cost.cost(result, ref["ppl_cumulative"])}
     if reference:

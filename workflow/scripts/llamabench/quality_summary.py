@@ -3,7 +3,8 @@
 One row per quality cell and reference: its cost (mean KLD, same top token, perplexity ratio, with 95 %
 intervals over chunks) and its speed against the defaults (the setting-vs-defaults comparison of the benchmark
 cell with these settings and every other setting at the defaults', paired by round), and whether it is on the
-frontier: no other setting of its build and model is both closer to the reference and faster.
+frontier: no other setting of its build and model is both closer to the reference and faster (faster by its
+paired test: a speed-up the test does not support counts as none).
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ COST_FIELDS = ("kld_mean", "kld_ci_low", "kld_ci_high", "kld_p99", "same_top", "
 def quality_summary(smk: Any) -> None:
     pairs = records.read_table(Path(smk.input.comparisons), "comparison_row")
     stats = records.read_table(Path(smk.input.stats), "stats_row")
+    memory = records.read_table(Path(smk.input.memory), "memory_row")
     found = [records.read(path, "quality_cell") for path in smk.input.cells]
     builds = {b["name"]: b for b in (records.read(path, "build") for path in smk.input.builds)}
     rows = summary_rows(found, dict(smk.params.speed_cells), dict(smk.params.reference), pairs, builds,
                         Ladder(stats, smk.params.defaults_cell, smk.params.alpha))
+    for row in rows:
+        row["predicted_mib"] = predicted(memory, row["build"], row["model"], row.get("speed_cell"))
     table = records.frame(rows, "quality_row")
     records.write_table(Path(smk.output.csv), table)
     plot_frontier(table, Path(smk.output.png), Path(smk.output.svg))
@@ -58,6 +62,17 @@ def _speed(pairs: pd.DataFrame, build: str, model: str, cells: list[str]) -> dic
             found |= {f"{kind}_ratio": row.ratio, f"{kind}_ratio_ci_low": row.ratio_ci_low,
                       f"{kind}_ratio_ci_high": row.ratio_ci_high, f"{kind}_verdict": row.verdict}
     return found
+
+
+def predicted(memory: pd.DataFrame, build: str, model: str, cell: str | None) -> float | None:
+    """The memory predictor's (derive/memory.py) total for a benchmark cell, over its devices: what the settings
+    take at the benchmark's context (more K/V at a longer one)."""
+    if cell is None or memory.empty:
+        return None
+    rows = memory[(memory["kind"] == "bench_cell") & (memory["build"] == build) & (memory["model"] == model)
+                  & (memory["cell"] == cell) & (memory["component"] == "total")
+                  & (memory["predictor"] == "derive/memory.py")]
+    return float(rows["predicted_mib"].sum()) if len(rows) else None
 
 
 class Ladder:
@@ -125,8 +140,9 @@ def summary_rows(found: list[Mapping[str, Any]], speed_cells: Mapping[str, list[
         if source != model:  # a ladder's rung: its model first, then what else differs
             rung = f"{model} ({record['model']['origin'].get('note', 'quantised')})"
             flags = rung if flags == quality.REFERENCE else f"{rung} {flags}"
+        weights = str(record["model"]["gguf"].get("quantization") or "").removeprefix("MOSTLY_") or None
         rows.append({"build": build, "model": model, "reference_model": source, "cell": cid,
-                     "reference": record["reference"], "setting": flags,
+                     "reference": record["reference"], "setting": flags, "weights": weights,
                      **record["params"],
                      "status": record["status"], "error": record["error"],
                      "label": "; ".join(x for x in (record.get("label"), software) if x) or None,
@@ -138,9 +154,18 @@ def summary_rows(found: list[Mapping[str, Any]], speed_cells: Mapping[str, list[
         row.update(speed)
     for build, model in {(r["build"], r["reference_model"]) for r in rows}:
         group = [r for r in rows if (r["build"], r["reference_model"]) == (build, model)]
-        for row, efficient in zip(group, cost.pareto([(r.get("kld_mean"), r.get("tg_ratio")) for r in group])):
+        for row, efficient in zip(group, cost.pareto([(r.get("kld_mean"), tested_speed(r)) for r in group])):
             row["pareto"] = efficient
     return rows
+
+
+def tested_speed(row: Mapping[str, Any]) -> float | None:
+    """A row's tg speed as the frontier takes it: its ratio where its test found a difference, else the defaults'
+    (1): a setting is never on the frontier for a speed-up the statistics do not support."""
+    ratio = row.get("tg_ratio")
+    if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)):
+        return None
+    return ratio if row.get("tg_verdict") in (statistics.IMPROVED, statistics.REGRESSED) else 1.0
 
 
 def plot_frontier(table: pd.DataFrame, png: Path, svg: Path) -> None:
@@ -148,7 +173,7 @@ def plot_frontier(table: pd.DataFrame, png: Path, svg: Path) -> None:
     build and model."""
     drawn = table.dropna(subset=["kld_mean", "tg_ratio"]) if not table.empty else table
     groups = sorted({(r.build, r.reference_model) for r in drawn.itertuples()}) or [("", "")]
-    fig, axs = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+    fig, axs = plt.subplots(1, len(groups), figsize=(8 * len(groups), 5.5), squeeze=False)
     for ax, (build, model) in zip(axs[0], groups):
         rows = drawn[(drawn["build"] == build) & (drawn["reference_model"] == model)] if build else drawn
         for row in rows.itertuples():
@@ -157,8 +182,8 @@ def plot_frontier(table: pd.DataFrame, png: Path, svg: Path) -> None:
             yerr = [[y - _or(row.tg_ratio_ci_low, y)], [_or(row.tg_ratio_ci_high, y) - y]]
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color="tab:green" if row.pareto else "tab:grey",
                         capsize=3)
-            ax.annotate(row.setting if not row.reference else "reference (KLD 0, drawn at 1e-6)", (x, y), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(short_label(row), (x, y), fontsize=6, xytext=(-4 if x > 1e-3 else 4, 4),
+                        textcoords="offset points", ha="right" if x > 1e-3 else "left")
         front = rows[rows["pareto"]].sort_values("kld_mean")
         ax.plot(front["kld_mean"].clip(lower=1e-6), front["tg_ratio"], color="tab:green", linewidth=0.8)
         ax.set_xscale("log")
@@ -169,6 +194,14 @@ def plot_frontier(table: pd.DataFrame, png: Path, svg: Path) -> None:
         if rows.empty:
             empty_note(ax, "no setting measured for both quality and speed")
     save(fig, png, svg, has_data=not drawn.empty)
+
+
+def short_label(row: Any) -> str:
+    """A point's label: a ladder rung's weights type, then the flags that differ from the reference."""
+    if row.reference:
+        return "reference (KLD 0, drawn at 1e-6)"
+    flags = "" if row.model != row.reference_model and " -" not in row.setting else row.setting.split(") ")[-1]
+    return " ".join(x for x in (row.weights if row.model != row.reference_model else "", flags) if x)
 
 
 def _or(value: Any, default: float) -> float:

@@ -20,7 +20,8 @@ from llamabench.derive import tables
 
 TEMPLATE = Path(__file__).with_name("report_html.html.j2")
 QUALITY_COLUMNS = ["build", "model", "setting", "status", "label", "kld_mean", "kld_ci_low", "kld_ci_high", "kld_p99",
-                   "same_top", "ppl_ratio", "tg_ratio", "tg_ratio_ci_low", "tg_ratio_ci_high", "tg_verdict", "pareto",
+                   "same_top", "ppl_ratio", "tg_ratio", "tg_ratio_ci_low", "tg_ratio_ci_high", "tg_verdict",
+                   "predicted_mib", "pareto",
                    "error"]
 
 SERVING_COLUMNS = ["build", "model", *axes.names(axes.SERVING),

@@ -51,8 +51,11 @@ def stats(smk: Any) -> None:
                          {m["name"]: m for m in (records.read(path, "model") for path in smk.input.models)})
     series = serving_series(serving, used) + rpc_series(rpc, used)
     sweeps = [records.read(path, "load_sweep") for path in smk.input.load]
+    devices = {b["name"]: build_device(b.get("software_device"), b["options"])
+               for b in (records.read(path, "build") for path in smk.input.builds)}
     pairs = comparisons(table, dict(p.baseline), p.alpha, dict(p.comparisons), used,
-                        serving_pairs(serving, used, p.serving_defaults) + rpc_pairs(rpc, used) + load_pairs(sweeps))
+                        serving_pairs(serving, used, p.serving_defaults) + rpc_pairs(rpc, used)
+                        + load_pairs(sweeps, devices))
     records.write_table(Path(smk.output.stats), cells)
     records.write_table(Path(smk.output.metrics), metric_stats(series, p.noisy_cv))
     records.write_table(Path(smk.output.comparisons), pairs)
@@ -170,10 +173,15 @@ def series(group: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def device_kind(row: pd.Series) -> str:
     """software GPU, GPU or CPU: what a row's build measured on (its label, else its CMake options' backend)."""
-    if isinstance(row.get("software_device"), str):
-        return SOFTWARE_GPU
     options = row.get("options")
-    return "GPU" if isinstance(options, str) and backends.of(options.split()) else "CPU"
+    return build_device(row.get("software_device"), options.split() if isinstance(options, str) else [])
+
+
+def build_device(software_device: Any, options: list[str]) -> str:
+    """software GPU, GPU or CPU: what a build measures on, from its software label and its CMake options."""
+    if isinstance(software_device, str):
+        return SOFTWARE_GPU
+    return "GPU" if backends.of(options) else "CPU"
 
 
 SOFTWARE_GPU = "software GPU"
@@ -260,9 +268,11 @@ def rpc_pairs(rpc: pd.DataFrame, used: set[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def load_pairs(sweeps: list[Mapping[str, Any]], devices: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Each load sweep's capacity on every other build against its first build, paired by round (the rounds
-    each used). A round where a build met the objectives at no level has no ratio: the pair is not tested."""
+    each used). A round where a build met the objectives at no level has no ratio: the pair is not tested; nor is
+    a software GPU's capacity against a hardware GPU's (``devices``: each build's, build_device)."""
+    devices = devices or {}
     rows = []
     for sweep in sweeps:
         found = {(r["build"], r["model"]): r for r in sweep["results"]}
@@ -270,7 +280,8 @@ def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             first = (sweep["builds"][0], model)
             if build == first[0] or first not in found:
                 continue
-            base, candidate = capacity_series(found[first]), capacity_series(result)
+            base = capacity_series(found[first], devices.get(first[0], "CPU"))
+            candidate = capacity_series(result, devices.get(build, "CPU"))
             keys = ((first[0], model, sweep["sweep"], metrics.CAPACITY.name),
                     (build, model, sweep["sweep"], metrics.CAPACITY.name))
             if (base["value"] <= 0).any() or (candidate["value"] <= 0).any():
@@ -282,11 +293,12 @@ def load_pairs(sweeps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def capacity_series(result: Mapping[str, Any]) -> pd.DataFrame:
-    """A sweep's capacity by round (the rounds it used), as series() gives a cell's values."""
+def capacity_series(result: Mapping[str, Any], device: str = "CPU") -> pd.DataFrame:
+    """A sweep's capacity by round (the rounds it used), as series() gives a cell's values, with what the build
+    measured on."""
     used = [r for r in result["rounds"] if r["round"] in result["rounds_used"]]
-    return pd.DataFrame({"value": [float(r["capacity"]) for r in used], "hostname": result["hostname"]},
-                        index=[int(r["round"]) for r in used])
+    return pd.DataFrame({"value": [float(r["capacity"]) for r in used], "hostname": result["hostname"],
+                         "device": device}, index=[int(r["round"]) for r in used])
 
 
 def build_pairs(spec: Mapping[str, Any], current: list[str]) -> list[tuple[str, str]]:
