@@ -174,3 +174,13 @@ def test_a_ladder_needs_real_weights_to_quantise() -> None:
               "q4": {"kind": "quantized", "from": "fake", "type": "Q4_0"}}
     with pytest.raises(ConfigError, match="models.q4.from names a synthetic model"):
         resolved({"models": models})
+
+
+def test_a_named_reference_model_measures_what_the_quantisation_costs() -> None:
+    models = {**CONFIG["models"],
+              "mine": {"kind": "path", "path": "/models/q4.gguf", "quality_reference": "gemma3-270m"}}
+    config = resolved({"models": models, "benchmark.groups": {}, "quality.models": ["mine"]})
+    rung = cells(config)[(config["benchmark"]["builds"][0], "mine", "ngl99_fa-auto_ctk-f16_ctv-f16")]
+    assert rung.against.model == "gemma3-270m"
+    with pytest.raises(ConfigError, match="models.mine.quality_reference: name another model"):
+        resolved({"models": {**models, "mine": {**models["mine"], "quality_reference": "mine"}}})

@@ -27,7 +27,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import DEFAULT_CONFIG, ROOT, as_in_a_terminal, load_test_config, snakemake, write_config
+from conftest import DEFAULT_CONFIG, ROOT, as_in_a_terminal, load_test_config, mtimes, snakemake, write_config
 from llamabench.core import configuration, files, matrix, plan, phases, records
 from llamabench import plots
 from llamabench.measure import machine_lock
@@ -341,7 +341,7 @@ def test_quality_cells_measure_each_kv_setting_against_one_reference(run_dir: Pa
     reference = records.read(run_dir / QUALITY / "reference.json", "quality_cell")
     assert reference["status"] == "ok" and len(reference["ppl_cumulative"]) == 3
     assert reference["logits_bytes"] > 3 * 63 * 262_144 * 2  # 2 bytes per vocabulary entry per scored token
-    assert not (run_dir / QUALITY / "reference.kld").exists()  # temp(): deleted once no quality cell needs it
+    assert not (run_dir / QUALITY / "reference.kld").exists()  # deleted once every quality cell has read it
     found = {p.stem: records.read(p, "quality_cell") for p in (run_dir / QUALITY / "cells").glob("*.json")}
     q8, q4 = found[Q8], found[Q4]
     for cell in (q8, q4):
@@ -374,12 +374,27 @@ def test_a_quality_budget_drops_a_candidate_unmeasured_with_its_reason(run_dir: 
         assert "within the quality budget (max_kld 0.05): KLD" in found["sentence"]
 
 
-def test_one_more_quality_setting_makes_the_reference_again_and_measures_only_itself(run_dir: Path) -> None:
-    """The reference's logits are temp: a new cell makes them again, and the cells measured stay."""
+def test_one_more_quality_setting_measures_only_itself_making_the_deleted_logits_again(run_dir: Path,
+                                                                                      tmp_path: Path) -> None:
+    """The reference's logits are deleted after a run (266 MB at the defaults): a new cell makes them again by
+    the reference's recorded command, checked against its record, and no other cell or reference reruns."""
     config = small_config()
     config["quality"]["cells"].append({"cache_type_k": "q5_1", "cache_type_v": "q5_1"})
-    assert dry_run(run_dir, config) == {"quality_reference": 1, "quality_cell": 1, "quality_summary": 1,
-                                        "findings": 1, "report_html": 1, "all": 1}
+    assert dry_run(run_dir, config) == {"quality_cell": 1, "quality_summary": 1, "findings": 1, "report_html": 1,
+                                        "all": 1}
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, symlinks=True, ignore=shutil.ignore_patterns("logs"))
+    (copy / "results/logs").mkdir()
+    before = mtimes(copy / QUALITY)
+    write_config(copy, config)
+    snakemake(copy, "--cores", "2", "results/quality.csv")
+    new = records.read(copy / QUALITY / "cells/ngl99_fa-auto_ctk-q5-1_ctv-q5-1.json", "quality_cell")
+    assert new["status"] == "ok" and 0 < new["kld_mean"]
+    assert not (copy / QUALITY / "reference.kld").exists()
+    log = (copy / "results/logs/quality_cell/cpu-rpc/gemma3-270m/ngl99_fa-auto_ctk-q5-1_ctv-q5-1.log").read_text()
+    ran = [line for line in log.splitlines() if line.startswith("$ ")]
+    assert len(ran) == 2 and " -f " in ran[0] and "--kl-divergence " in f"{ran[1]} "  # the logits, then the cell
+    assert {p: t for p, t in mtimes(copy / QUALITY).items() if p in before} == before
 
 
 def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
@@ -388,7 +403,7 @@ def test_changing_only_a_model_never_rebuilds(run_dir: Path) -> None:
     config["models"] = {"gemma3-270m": {"kind": "path", "path": str(model.resolve())}}
     jobs = dry_run(run_dir, config)
     assert "build" not in jobs and "source" not in jobs
-    assert jobs["model"] == 1 and jobs["bench_cell"] == 7 and jobs["serve_cell"] == 2 and jobs["rpc_cell"] == 2
+    assert jobs["model"] == 1 and jobs["bench_cell"] == 8 and jobs["serve_cell"] == 2 and jobs["rpc_cell"] == 2
 
 
 def test_changing_the_smoke_prompt_reruns_only_the_smoke_runs(run_dir: Path) -> None:

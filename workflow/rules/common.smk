@@ -278,18 +278,18 @@ def get_quality_text_input(wildcards):
     return {"source": layout.path("source", source=source)} if source else {}
 
 
-def get_quality_reference(kind):
-    """A quality cell's reference record or logits: its model's, or a ladder rung's source model's. Ancient: the
-    logits are temp, and making the same reference again for a new cell reruns no cell measured.
-    """
-
-    def found(wildcards):
-        cell = PLAN.quality_cell(wildcards.build, wildcards.model, wildcards.cell)
-        return ancient(
-            layout.path(kind, build=cell.against.build, model=cell.against.model)
-        )
-
-    return found
+def get_quality_reference(wildcards):
+    """A quality cell's reference record, and the model file its logits are made again from: its model's, or a
+    ladder rung's (or named reference's) source model's."""
+    against = PLAN.quality_cell(
+        wildcards.build, wildcards.model, wildcards.cell
+    ).against
+    return {
+        "reference": layout.path(
+            "quality_reference", build=against.build, model=against.model
+        ),
+        "reference_model": ancient(layout.path("model_file", model=against.model)),
+    }
 
 
 def commit_study(wildcards):

@@ -1,15 +1,15 @@
 # One setting's quality cost: llama-perplexity's KL divergence from its reference's logits (llamabench/quality_cell.py).
-# model.gguf is hard-linked from the shared cache (its mtime says nothing: the model record decides). The reference
-# is ancient too: its logits are temp, so a new cell makes the same reference again (same build, model, text and
-# settings), and that must not rerun the cells already measured; a changed build or model reruns both.
+# model.gguf is hard-linked from the shared cache (its mtime says nothing: the model record decides). The logits are
+# no input: they lie beside the reference's record until quality_summary deletes them, and a cell that finds them
+# gone makes them again by the reference's recorded command (its model file and the text are inputs for that).
 rule quality_cell:
     input:
+        unpack(get_quality_reference),
         build=layout.pattern("build"),
         model=ancient(layout.pattern("model_file")),
         model_manifest=layout.pattern("model"),
         text=layout.pattern("quality_text"),
-        reference=get_quality_reference("quality_reference"),
-        logits=get_quality_reference("quality_logits"),
+        text_file=layout.pattern("quality_text_file"),
     output:
         record=layout.pattern("quality_cell"),
     log:
@@ -34,7 +34,7 @@ rule quality_cell:
 
 
 # The reference's run: it scores the text with the reference settings and keeps every scored token's
-# distribution, deleted once no quality cell still needs it.
+# distribution beside its record, deleted by quality_summary once every quality cell has read it.
 use rule quality_cell as quality_reference with:
     input:
         build=layout.pattern("build"),
@@ -44,7 +44,6 @@ use rule quality_cell as quality_reference with:
         text_file=layout.pattern("quality_text_file"),
     output:
         record=layout.pattern("quality_reference"),
-        logits=temp(layout.pattern("quality_logits")),
     log:
         layout.log_pattern("quality_reference"),
     params:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from llamabench.core import axes, comparisons, metrics, quality, records
+from llamabench.core import axes, comparisons, files, layout, metrics, quality, records
 from llamabench.core.status import Status
 from llamabench.derive import quality as cost
 from llamabench.derive import statistics
@@ -40,6 +40,11 @@ def quality_summary(smk: Any) -> None:
     table = records.frame(rows, "quality_row")
     records.write_table(Path(smk.output.csv), table)
     plot_frontier(table, Path(smk.output.png), Path(smk.output.svg))
+    # every quality cell of the plan has read its reference's logits (512 KiB per token at a 262k vocabulary): a
+    # cell added later makes them again (quality_cell.remake_logits)
+    for record in found:
+        if record["reference"]:
+            files.remove(Path(layout.path("quality_logits", build=record["build_name"], model=record["model_name"])))
 
 
 def setting(params: Mapping[str, Any], reference: Mapping[str, Any]) -> str:

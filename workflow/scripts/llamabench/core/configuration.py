@@ -120,6 +120,14 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
         else:
             build["source"] = sources[0]
     for name, model in config["models"].items():
+        if "quality_reference" in model:
+            where = f"models.{name}.quality_reference"
+            names(where, [model["quality_reference"]], models, "models")
+            other = config["models"][model["quality_reference"]]
+            if model["quality_reference"] == name or other["kind"] in ("synthetic", "quantized") \
+                    or "quality_reference" in other:
+                raise ConfigError(f"{where}: name another model with real weights of its own, itself measured "
+                                  "against its own reference")
         if model["kind"] == "quantized":
             where = f"models.{name}"
             names(f"{where}.from", [model["from"]], models, "models")

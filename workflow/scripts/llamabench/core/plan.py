@@ -168,8 +168,9 @@ class Plan:
         (the quality budget's evidence; the others cost nothing)."""
         found = {}
         for candidate in self.studies[study].candidates:
+            spec = self.models[model]
             cid = quality.cell_id(candidate.params, self.benchmark, self.builds[build].backend is not None,
-                                  self.models[model]["kind"] == "quantized")
+                                  spec["kind"] == "quantized" or "quality_reference" in spec)
             if cid != quality.REFERENCE:
                 found[candidate.id] = self.quality[(build, model, cid)]
         return found

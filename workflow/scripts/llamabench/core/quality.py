@@ -100,7 +100,9 @@ def cells(config: Mapping[str, Any], grids: Mapping[tuple[str, str], Mapping[str
     ``quality.models``, each distinct quality setting of its benchmark cells (``grids``), of the tuning candidates
     measured on it and of ``quality.cells``, apart from the reference's; and on any build and model a study with a
     quality budget races on, its candidates' (``candidates``: build, model, params, whether the study has a
-    budget). A (build, model) with none gets no reference either."""
+    budget). A (build, model) with none gets no reference either. A rung of a quantisation ladder (a ``quantized``
+    model), or a model that names its ``quality_reference`` (a higher-precision GGUF of the same weights), is
+    measured against that other model's reference, its reference settings too (what its quantisation costs)."""
     spec, bench = config["quality"], config["benchmark"]
     base = matrix.baseline(bench)
     gpus = {name: backends.of(build["cmake_options"]) is not None for name, build in config["builds"].items()}
@@ -118,7 +120,8 @@ def cells(config: Mapping[str, Any], grids: Mapping[tuple[str, str], Mapping[str
     for (build, model), only_tuned in pairs.items():
         grid = grids.get((build, model), {})
         gpu = gpus.get(build, False)
-        source = config["models"][model].get("from") if config["models"][model]["kind"] == "quantized" else None
+        spec_model = config["models"][model]
+        source = spec_model.get("from") if spec_model["kind"] == "quantized" else spec_model.get("quality_reference")
         wanted = [settings(params, gpu, base) for params in
                   tuned.get((build, model), []) + ([] if only_tuned else [*grid.values(), *extra])]
         wanted += [ref] if source and not only_tuned else []
