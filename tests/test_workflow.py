@@ -39,7 +39,16 @@ WORKFLOW_FILES = ["Snakefile", "workflow", "envs", "profiles"]
 
 
 def small_config() -> dict[str, Any]:
-    return load_test_config()
+    """The small test config, and what only these runs measure (the other tests start from .test/config too):
+    quality cells of two K/V types and a tuning study within a quality budget."""
+    config = load_test_config()
+    config["benchmark"]["groups"]["kv_cache"] = {"cache_type_k": ["q8_0"], "cache_type_v": ["q8_0"]}
+    # small chunks: plumbing, not statistics (tests/test_quality.py has the recorded ones)
+    config["quality"] = {"ctx_size": 128, "chunks": 3, "cells": [{"cache_type_k": "q4_0", "cache_type_v": "q4_0"}]}
+    # within a quality budget: q4_0 K (KLD ~0.16 here) is dropped unmeasured, q8_0 (~0.01) races
+    config["tune"]["kv"] = {"space": {"cache_type_k": ["f16", "q8_0", "q4_0"]}, "quality": {"max_kld": 0.05},
+                            "budget": {"rounds": 2}, "race_rounds": 2, "min_rounds": 2}
+    return config
 
 
 @pytest.fixture(scope="module")

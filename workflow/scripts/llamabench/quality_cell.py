@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from llamabench.core import axes, backends, files, layout, matrix, plan, quality, records
-from llamabench.core.errors import Unsupported
+from llamabench.core.errors import Unsupported, UserError
 from llamabench.core.status import Status
 from llamabench.derive import quality as cost
 from llamabench.entry import announce_failure
 from llamabench.measure import machine_lock, perplexity, processes
+from llamabench.prepare import builds
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ def quality_cell(smk: Any) -> None:
         result, cmd = None, []
         if why := backends.unusable(build):
             raise Unsupported(why)
-        if "perplexity" not in build["binaries"]:
-            raise Unsupported(f"build '{build['name']}' has no llama-perplexity: quality cells need it")
-        exe = Path(build["bin_dir"]) / build["binaries"]["perplexity"]
+        exe = tool(build, smk)
         settings = axes.arguments(matrix.for_model(params, model["gguf"].get("layers")), axes.QUALITY,
                                   axes.LLAMA_PERPLEXITY, processes.help_text(exe))
     except Unsupported as err:
@@ -82,6 +81,18 @@ def quality_cell(smk: Any) -> None:
                     result = {**result, **cost.cost(result, ref["ppl_cumulative"])}
     announce_failure(f"quality {label}", result)
     records.write(smk.output.record, "quality_cell", {**head, "lock_wait_s": round(waited, 3), **result})
+
+
+def tool(build: dict[str, Any], smk: Any) -> Path:
+    """The build's llama-perplexity: among its binaries, or (a build cached before quality cells existed)
+    compiled once beside its cache entry with the same options."""
+    if "perplexity" in build["binaries"]:
+        return Path(build["bin_dir"]) / build["binaries"]["perplexity"]
+    source = records.read(smk.input.source, "source")
+    try:
+        return builds.added_roles(build, source, frozenset({"perplexity"}), smk.threads)["perplexity"]
+    except UserError as err:  # a tree without the target, or a toolchain gone since
+        raise Unsupported(f"build '{build['name']}' has no llama-perplexity and it could not be added: {err}") from None
 
 
 def timed(cmd: list[str], log_path: Path, timeout: float, parse: Any, chunks: int) -> dict[str, Any]:

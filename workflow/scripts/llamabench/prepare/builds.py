@@ -189,6 +189,26 @@ def cached_build(
     return {**info, "cache_dir": str(entry), "cache_hit": False}
 
 
+def added_roles(build: dict[str, Any], source: dict[str, Any], roles: frozenset[str], threads: int,
+                cache: Path | None = None) -> dict[str, Path]:
+    """Binaries of ``roles`` that a cached build lacks (one compiled before the role existed: llama-perplexity
+    came with quality cells), compiled once beside it with the same options, keyed by its cache key and the
+    roles: the build and its record stay as they are, so nothing measured with it reruns. Role -> its binary."""
+    cache = cache or files.cache_root()
+    key = files.sha256_text(repr([build["cache_key"], sorted(roles)]))[:20]
+    entry = cache / "builds" / key
+    with files.file_lock(cache / "builds" / f".{key}.lock"):
+        if not (entry / "entry.json").exists():
+            log.info("build %s lacks %s: compiling it beside (%s)", build["name"], ", ".join(sorted(roles)), entry)
+            tools = toolchain.check(build["options"], build["name"])
+            jobs = max(1, min(threads, os.cpu_count() or 1))
+            with machine_lock.held(f"build '{build['name']}' ({', '.join(sorted(roles))})", shared=True):
+                info = compile_tree(source, build["name"], list(build["options"]), tools, jobs, entry, roles)
+            files.write_json(entry / "entry.json", {**info, "cache_key": key, "added_to": build["cache_key"]})
+    binaries = files.read_json(entry / "entry.json")["binaries"]
+    return {role: entry / "bin" / binaries[role] for role in roles}
+
+
 def _hit(entry: Path) -> dict[str, Any]:
     log.info("build cache hit: %s", entry)
     return {**files.read_json(entry / "entry.json"), "cache_dir": str(entry), "cache_hit": True}
