@@ -18,7 +18,7 @@ PACKAGE_DIR = ROOT / "workflow" / "scripts" / "llamabench"
 MEASURING = ("source", "hardware", "build", "model", "smoke", "bench_cell", "tune_cell", "serve_cell",
              "tune_serve_cell", "rpc_cell", "rpc_smoke", "bandwidth", "remeasure", "tune_round", "load_pilot",
              "load_cell", "probe_build", "history_range", "bisect_step", "bisect_cell", "history_cell",
-             "quality_text", "quality_cell", "quality_reference")
+             "quality_text", "quality_cell", "quality_reference", "perplexity_build")
 DERIVED = ("summary", "serving_summary", "rpc_summary", "stats", "export", "memory_table", "tune", "load_sweep",
            "bisect_study", "history_study", "findings", "figures", "report_html", "quality_summary")
 RULES = (*MEASURING, *DERIVED)

@@ -144,7 +144,8 @@ def test_every_json_record_names_its_kind_and_version_and_validates(run_dir: Pat
         records.read(path, data["kind"])  # raises on any schema violation
         kinds.add(data["kind"])
     assert kinds == {"source", "hardware", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell",
-                     "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune", "quality_text", "quality_cell"}
+                     "rpc_smoke", "bandwidth", "remeasure", "tune_round", "tune", "quality_text", "quality_cell",
+                     "perplexity_build"}
     for name, kind in [("summary.csv", "summary_row"), ("serving_summary.csv", "serving_row"),
                        ("rpc_summary.csv", "rpc_row"), ("stats.csv", "stats_row"), ("metrics.csv", "metric_row"),
                        ("comparisons.csv", "comparison_row"), ("findings.csv", "finding_row"),
@@ -517,7 +518,7 @@ def test_a_statement_in_the_build_module_reruns_nothing_and_asks_for_a_decision(
     edit(snakefile.parent / "workflow/scripts/llamabench/prepare/builds.py", "    files.remove(work)\n    return {",
          "    files.remove(work)\n    work = None\n    return {")
     assert dry_run(run_dir, small_config(), snakefile) == {}
-    assert undecided(snakefile) == ["build", "probe_build"]
+    assert undecided(snakefile) == ["build", "perplexity_build", "probe_build"]
 
 
 def test_a_statement_in_the_argument_builder_remeasures_benchmark_and_rpc_cells(run_dir: Path,

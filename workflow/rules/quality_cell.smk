@@ -6,7 +6,7 @@ rule quality_cell:
     input:
         unpack(get_quality_reference),
         build=layout.pattern("build"),
-        source=get_build_source,
+        tool=layout.pattern("perplexity_build"),
         model=ancient(layout.pattern("model_file")),
         model_manifest=layout.pattern("model"),
         text=layout.pattern("quality_text"),
@@ -39,7 +39,7 @@ rule quality_cell:
 use rule quality_cell as quality_reference with:
     input:
         build=layout.pattern("build"),
-        source=get_build_source,
+        tool=layout.pattern("perplexity_build"),
         model=ancient(layout.pattern("model_file")),
         model_manifest=layout.pattern("model"),
         text=layout.pattern("quality_text"),

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from llamabench.core import axes, backends, files, layout, matrix, plan, quality, records
-from llamabench.core.errors import Unsupported, UserError
+from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.derive import quality as cost
 from llamabench.entry import announce_failure
 from llamabench.measure import machine_lock, perplexity, processes
-from llamabench.prepare import builds
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,10 @@ def quality_cell(smk: Any) -> None:
         result, cmd = None, []
         if why := backends.unusable(build):
             raise Unsupported(why)
-        exe = tool(build, smk)
+        tool = records.read(smk.input.tool, "perplexity_build")
+        if tool["binary"] is None:
+            raise Unsupported(tool["error"])
+        exe = Path(tool["binary"])
         settings = axes.arguments(matrix.for_model(params, model["gguf"].get("layers")), axes.QUALITY,
                                   axes.LLAMA_PERPLEXITY, processes.help_text(exe))
     except Unsupported as err:
@@ -81,18 +83,6 @@ def quality_cell(smk: Any) -> None:
                     result = {**result, **cost.cost(result, ref["ppl_cumulative"])}
     announce_failure(f"quality {label}", result)
     records.write(smk.output.record, "quality_cell", {**head, "lock_wait_s": round(waited, 3), **result})
-
-
-def tool(build: dict[str, Any], smk: Any) -> Path:
-    """The build's llama-perplexity: among its binaries, or (a build cached before quality cells existed)
-    compiled once beside its cache entry with the same options."""
-    if "perplexity" in build["binaries"]:
-        return Path(build["bin_dir"]) / build["binaries"]["perplexity"]
-    source = records.read(smk.input.source, "source")
-    try:
-        return builds.added_roles(build, source, frozenset({"perplexity"}), smk.threads)["perplexity"]
-    except UserError as err:  # a tree without the target, or a toolchain gone since
-        raise Unsupported(f"build '{build['name']}' has no llama-perplexity and it could not be added: {err}") from None
 
 
 def timed(cmd: list[str], log_path: Path, timeout: float, parse: Any, chunks: int) -> dict[str, Any]:

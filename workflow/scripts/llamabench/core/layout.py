@@ -20,6 +20,7 @@ PATHS: dict[str, str] = {
     "hardware": "hardware/{platform}.json",
     "build": "builds/{build}/manifest.json",
     "build_bin": "builds/{build}/bin",
+    "perplexity_build": "builds/{build}/perplexity.json",
     "model": "models/{model}/manifest.json",
     "model_file": "models/{model}/model.gguf",
     "smoke": "smoke/{build}/{model}.json",

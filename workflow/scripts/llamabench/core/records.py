@@ -31,7 +31,7 @@ from llamabench.core.errors import UserError
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "records"
 KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_cell", "rpc_smoke", "bandwidth",
          "remeasure", "tune_round", "tune", "load_pilot", "load_sweep", "probe_build", "bisect_step", "bisect_study",
-         "history_range", "history_study", "quality_text", "quality_cell",
+         "history_range", "history_study", "quality_text", "quality_cell", "perplexity_build",
          "hardware", "summary_row", "serving_row", "rpc_row", "stats_row", "metric_row", "comparison_row",
          "finding_row", "memory_row", "quality_row")
 # Rows of a CSV; every other kind is a JSON file that starts with the common head.
