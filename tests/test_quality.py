@@ -184,3 +184,13 @@ def test_a_named_reference_model_measures_what_the_quantisation_costs() -> None:
     assert rung.against.model == "gemma3-270m"
     with pytest.raises(ConfigError, match="models.mine.quality_reference: name another model"):
         resolved({"models": {**models, "mine": {**models["mine"], "quality_reference": "mine"}}})
+
+
+def test_a_source_of_another_vocabulary_is_named_by_its_key() -> None:
+    """The bundled Gemma's 262,144 tokens against a synthetic llama's 1,024 (tests/test_synthetic.py's shape)."""
+    spec = {"kind": "path", "path": "/models/q4.gguf", "quality_reference": "gemma3-270m"}
+    why = quality.vocabulary_problem("mine", spec, 1024, 262_144)
+    assert why.startswith("models.mine.quality_reference: gemma3-270m has a vocabulary of 262144 tokens")
+    assert quality.vocabulary_problem("mine", spec, 262_144, 262_144) is None
+    rung = {"kind": "quantized", "from": "gemma3-270m", "type": "Q4_0"}
+    assert quality.vocabulary_problem("q4", rung, 1024, 262_144).startswith("models.q4.from:")

@@ -279,8 +279,9 @@ def get_quality_text_input(wildcards):
 
 
 def get_quality_reference(wildcards):
-    """A quality cell's reference record, and the model file its logits are made again from: its model's, or a
-    ladder rung's (or named reference's) source model's."""
+    """A quality cell's reference record, and the model (file and record: its logits are made again from it, its
+    vocabulary checked against the cell's) of that reference: its own, or a ladder rung's (or named reference's)
+    source model."""
     against = PLAN.quality_cell(
         wildcards.build, wildcards.model, wildcards.cell
     ).against
@@ -289,6 +290,7 @@ def get_quality_reference(wildcards):
             "quality_reference", build=against.build, model=against.model
         ),
         "reference_model": ancient(layout.path("model_file", model=against.model)),
+        "reference_manifest": layout.path("model", model=against.model),
     }
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import axes, backends, files, layout, matrix, plan, quality, records
+from llamabench.core import axes, backends, files, layout, matrix, model_shape, plan, quality, records
 from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.derive import quality as cost
@@ -62,7 +62,14 @@ def quality_cell(smk: Any) -> None:
         result = {"status": Status.SKIPPED, "error": str(err), "command": []}
     if result is None and not reference:
         ref = records.read(smk.input.reference, "quality_cell")
-        if ref["status"] != Status.OK:
+        source = records.read(smk.input.reference_manifest, "model")
+        why = quality.vocabulary_problem(
+            cell.model, the_plan.models[cell.model],
+            model_shape.shape(Path(smk.input.model), model["sha256"]).get("vocab"),
+            model_shape.shape(Path(smk.input.reference_model), source["sha256"]).get("vocab"))
+        if why:
+            result = {"status": Status.FAILED, "command": [], "error": why}
+        elif ref["status"] != Status.OK:
             result = {"status": Status.FAILED, "command": [],
                       "error": f"its reference did not measure ({ref['status']}: {ref['error']})"}
     if result is None:

@@ -145,6 +145,17 @@ def cell_id(params: Mapping[str, Any], bench: Mapping[str, Any], gpu: bool, ladd
     return REFERENCE if found == reference(bench) and not ladder else matrix.cell_id(found, axes.QUALITY)
 
 
+def vocabulary_problem(model: str, spec: Mapping[str, Any], vocab: int | None, reference_vocab: int | None,
+                       ) -> str | None:
+    """Why ``model`` cannot be measured against its source's reference: another vocabulary (KL divergence compares
+    distributions over the same tokens; llama-perplexity would only log it). ``spec``: the model's config."""
+    if vocab is None or reference_vocab is None or vocab == reference_vocab:
+        return None
+    key = "from" if spec.get("kind") == "quantized" else "quality_reference"
+    return (f"models.{model}.{key}: {spec[key]} has a vocabulary of {reference_vocab} tokens and {model} of {vocab}: "
+            "a KL divergence needs the same tokens (name a GGUF of the same weights)")
+
+
 def logits_bytes(vocabulary: int, ctx_size: int, chunks: int) -> int:
     """About the size of a reference's base file: each chunk scores the second half of its context but its first
     token (measured: 266 MB at 262,144 entries, -c 256, 4 chunks)."""
