@@ -120,6 +120,7 @@ def test_the_grid_s_quality_settings_become_cells_against_the_defaults_reference
 
 def test_no_quality_axis_swept_means_no_reference_either() -> None:
     assert cells(resolved({"benchmark.groups": {"threads": {"threads": [1, 2]}}})) == {}
+    assert cells(resolved({"quality.enabled": False})) == {}  # the default grid's q8_0 K/V, measured for speed only
 
 
 def test_quality_cells_and_tuning_candidates_add_settings() -> None:
@@ -137,6 +138,9 @@ def test_quality_cells_and_tuning_candidates_add_settings() -> None:
     ({"quality.builds": ["nope"]}, "quality.builds names 'nope'"),
     ({"tune": {"t": {"space": {"threads": [1, 2]}, "quality": {"max_kld": 0.1}}}},
      "tune.t.quality: a quality budget needs candidates that change a quality axis"),
+    ({"quality.enabled": False,
+      "tune": {"t": {"space": {"cache_type_k": ["f16", "q8_0"]}, "quality": {"max_kld": 0.1}}}},
+     "tune.t.quality: a quality budget needs quality cells, and quality.enabled is false"),
 ])
 def test_bad_quality_settings_name_the_key_before_any_job(changes: dict, words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):

@@ -183,8 +183,9 @@ def plot_frontier(table: pd.DataFrame, png: Path, svg: Path) -> None:
         rows = drawn[(drawn["build"] == build) & (drawn["reference_model"] == model)] if build else drawn
         for row in rows.itertuples():
             x, y = max(row.kld_mean, 1e-6), row.tg_ratio
-            xerr = [[x - max(_or(row.kld_ci_low, x), 1e-6)], [_or(row.kld_ci_high, x) - x]]
-            yerr = [[y - _or(row.tg_ratio_ci_low, y)], [_or(row.tg_ratio_ci_high, y) - y]]
+            # a KLD of about 0 prints as -0.000000: its interval may lie below the point drawn at 1e-6
+            xerr = [[max(0.0, x - max(_or(row.kld_ci_low, x), 1e-6))], [max(0.0, _or(row.kld_ci_high, x) - x)]]
+            yerr = [[max(0.0, y - _or(row.tg_ratio_ci_low, y))], [max(0.0, _or(row.tg_ratio_ci_high, y) - y)]]
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color="tab:green" if row.pareto else "tab:grey",
                         capsize=3)
             ax.annotate(short_label(row), (x, y), fontsize=6, xytext=(-4 if x > 1e-3 else 4, 4),

@@ -228,6 +228,8 @@ def check_study(config: dict[str, Any], name: str, spec: dict[str, Any], names: 
     if len(study.candidates) < 2:
         raise ConfigError(f"{where}: {len(study.candidates)} valid candidate(s), nothing to choose from: give "
                           f"{where}.space an axis with two values, or {where}.candidates")
+    if quality.budget(spec) and not config["quality"]["enabled"]:
+        raise ConfigError(f"{where}.quality: a quality budget needs quality cells, and quality.enabled is false")
     if quality.budget(spec) and all(quality.cell_id(c.params, config["benchmark"], True) == quality.REFERENCE
                                     for c in study.candidates):
         raise ConfigError(f"{where}.quality: a quality budget needs candidates that change a quality axis "

@@ -104,6 +104,8 @@ def cells(config: Mapping[str, Any], grids: Mapping[tuple[str, str], Mapping[str
     model), or a model that names its ``quality_reference`` (a higher-precision GGUF of the same weights), is
     measured against that other model's reference, its reference settings too (what its quantisation costs)."""
     spec, bench = config["quality"], config["benchmark"]
+    if not spec["enabled"]:
+        return {}
     base = matrix.baseline(bench)
     gpus = {name: backends.of(build["cmake_options"]) is not None for name, build in config["builds"].items()}
     ref = reference(bench)
