@@ -176,9 +176,10 @@ def tensor_types(reader: Any) -> dict[str, str]:
 
 
 def quantize(quantize_exe: Path, source: Path, dest: Path, file_type: str, per_tensor: dict[str, str] | None,
-             ) -> list[str]:
-    """llama-quantize ``source`` to ``file_type``; ``per_tensor`` pins every tensor's type (``like``)."""
-    cmd = [str(quantize_exe)]
+             allow_requantize: bool = False) -> list[str]:
+    """llama-quantize ``source`` to ``file_type``; ``per_tensor`` pins every tensor's type (``like``);
+    ``allow_requantize``: the source is quantised already (a ladder's rung)."""
+    cmd = [str(quantize_exe), *(["--allow-requantize"] if allow_requantize else [])]
     for name, kind in (per_tensor or {}).items():
         if kind not in ("f32", "f16"):
             cmd += ["--tensor-type", f"^{re.escape(name)}$={kind}"]
@@ -186,6 +187,23 @@ def quantize(quantize_exe: Path, source: Path, dest: Path, file_type: str, per_t
     processes.run_logged(cmd, what="llama-quantize",
                          progress=("llama-quantize", lambda text: console.counted(text, "tensors")))
     return cmd
+
+
+def cached_model(cache: Path, kind: str, identity: dict[str, Any], make: Any) -> tuple[Path, Path]:
+    """A made model's cache entry and file, keyed by ``identity``: on a miss ``make(staging)`` writes
+    ``staging/model.gguf`` and returns its command, and the entry appears whole or not at all."""
+    key = files.sha256_text(repr(sorted(identity.items())))[:20]
+    entry = cache / "models" / f"{kind}-{key}"
+    target = entry / "model.gguf"
+    with files.file_lock(cache / "models" / f".{kind}-{key}.lock"):
+        if not target.exists():
+            staging = files.make_temp_dir(entry.parent, kind)
+            try:
+                files.write_json(staging / "command.json", make(staging))
+                staging.rename(entry)
+            finally:
+                files.remove(staging)
+    return entry, target
 
 
 def requantize(cfg: dict[str, Any], build: dict[str, Any], cache: Path, source: Path,
@@ -198,23 +216,13 @@ def requantize(cfg: dict[str, Any], build: dict[str, Any], cache: Path, source: 
     source_type = str(source_record["gguf"].get("quantization") or "").removeprefix("MOSTLY_")
     requantized = source_type.upper() not in ("F32", "F16", "BF16", "ALL_F32")
     identity = {"source": source_record["sha256"], "type": cfg["type"], "build": build["cache_key"]}
-    key = files.sha256_text(repr(sorted(identity.items())))[:20]
-    entry = cache / "models" / f"quantized-{key}"
-    target = entry / "model.gguf"
-    with files.file_lock(cache / "models" / f".quantized-{key}.lock"):
-        if not target.exists():
-            staging = files.make_temp_dir(entry.parent, "quantized")
-            try:
-                print(f"llamabench: {cfg['from']} to {cfg['type']}: quantising with llama-quantize", flush=True)
-                exe = Path(build["bin_dir"]) / build["binaries"]["quantize"]
-                cmd = [str(exe), *(["--allow-requantize"] if requantized else []), str(source),
-                       str(staging / "model.gguf"), cfg["type"]]
-                processes.run_logged(cmd, what="llama-quantize",
-                                     progress=("llama-quantize", lambda text: console.counted(text, "tensors")))
-                files.write_json(staging / "command.json", cmd)
-                staging.rename(entry)
-            finally:
-                files.remove(staging)
+
+    def make(staging: Path) -> list[str]:
+        print(f"llamabench: {cfg['from']} to {cfg['type']}: quantising with llama-quantize", flush=True)
+        return quantize(Path(build["bin_dir"]) / build["binaries"]["quantize"], source, staging / "model.gguf",
+                        cfg["type"], None, allow_requantize=requantized)
+
+    entry, target = cached_model(cache, "quantized", identity, make)
     origin = {"quantized_from": cfg["from"], "from_sha256": source_record["sha256"], "from_type": source_type,
               "type": cfg["type"], "requantized": requantized,
               "note": f"requantised from {source_type}" if requantized else f"quantised from {source_type}",
@@ -241,24 +249,18 @@ def generate(cfg: dict[str, Any], build: dict[str, Any], cache: Path, like: Path
     identity = {"generator": GENERATOR_VERSION, "shape": shape, "type": file_type, "seed": seed,
                 "build": build["cache_key"],
                 "per_tensor": per_tensor, "metadata": repr(sorted(metadata.items())) if metadata else None}
-    key = files.sha256_text(repr(sorted(identity.items())))[:20]
-    entry = cache / "models" / f"synthetic-{key}"
-    target = entry / "model.gguf"
-    with files.file_lock(cache / "models" / f".synthetic-{key}.lock"):
-        if not target.exists():
-            staging = files.make_temp_dir(entry.parent, "synthetic")
-            try:
-                what = f"synthetic {shape['architecture']} {file_type}"
-                print(f"llamabench: {what}: writing random f16 weights", flush=True)
-                write_f16(staging / "f16.gguf", shape, seed, metadata)
-                print(f"llamabench: {what}: quantising with llama-quantize", flush=True)
-                command = quantize(Path(build["bin_dir"]) / build["binaries"]["quantize"], staging / "f16.gguf",
-                                   staging / "model.gguf", file_type, per_tensor)
-                files.remove(staging / "f16.gguf")
-                files.write_json(staging / "command.json", command)
-                staging.rename(entry)
-            finally:
-                files.remove(staging)
+
+    def make(staging: Path) -> list[str]:
+        what = f"synthetic {shape['architecture']} {file_type}"
+        print(f"llamabench: {what}: writing random f16 weights", flush=True)
+        write_f16(staging / "f16.gguf", shape, seed, metadata)
+        print(f"llamabench: {what}: quantising with llama-quantize", flush=True)
+        command = quantize(Path(build["bin_dir"]) / build["binaries"]["quantize"], staging / "f16.gguf",
+                           staging / "model.gguf", file_type, per_tensor)
+        files.remove(staging / "f16.gguf")
+        return command
+
+    entry, target = cached_model(cache, "synthetic", identity, make)
     origin = {"synthetic": True, "note": "random weights: speed only, never quality",
               "shape": shape, "type": file_type, "seed": seed, "like": cfg.get("like"), "build": build["name"],
               "build_cache_key": build["cache_key"], "quantize_command": files.read_json(entry / "command.json")}
