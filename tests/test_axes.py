@@ -64,9 +64,11 @@ def test_each_axis_is_a_setting_or_describes_the_work() -> None:
     assert {a.role for a in axes.AXES.values()} == {axes.SETTING, axes.WORKLOAD}
     assert axes.workload(axes.BENCHMARK) == ("n_prompt", "n_gen", "n_depth")
     assert axes.workload(axes.SERVING) == ("prompt_tokens", "max_tokens", "concurrency", "requests", "cache", "arrival",
-                                          "rate", "burstiness", "length_spread", "dataset")
+                                          "rate", "burstiness", "length_spread", "dataset", "turns", "prefix_tokens",
+                                          "prefix_scope", "think_ms", "think", "trace")
     assert all(axes.AXES[name].role == axes.SETTING for name in (*axes.SERVER_SHARED, "parallel", "ctx_size",
-                                                                 "cont_batching", "prompt_cache"))
+                                                                 "cont_batching", "prompt_cache", "cache_reuse",
+                                                                 "swa_full", "kv_unified", "cache_ram"))
     base = {"prompt_tokens": 128, "concurrency": 1}
     assert axes.same_workload({**base, "parallel": 1}, {**base, "parallel": 2}, axes.SERVING)
     assert not axes.same_workload({**base, "prompt_tokens": 32}, base, axes.SERVING)

@@ -69,7 +69,8 @@ def test_the_statistics_take_the_metrics_they_always_took_in_their_order() -> No
         metrics.SERVE_CELL: ["ttft_p50_ms", "ttft_p90_ms", "itl_p50_ms", "e2e_p50_ms", "aggregate_tps"],
         metrics.RPC_CELL: ["pp_ts", "tg_ts"],
         metrics.LOAD_LEVEL: ["ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "itl_p90_ms", "e2e_p90_ms", "goodput",
-                             "achieved_rate", "peak_in_flight", "alone_share", "ttft_p50_alone_ms"]}
+                             "achieved_rate", "peak_in_flight", "alone_share", "ttft_p50_alone_ms", "wait_p90_ms",
+                             "session_goodput_per_min", "concurrent_sessions"]}
     assert all(m.better in (metrics.HIGHER, metrics.LOWER, None) for m in metrics.METRICS.values())
 
 

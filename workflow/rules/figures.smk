@@ -3,6 +3,7 @@ rule figures:
         stats=layout.pattern("stats"),
         comparisons=layout.pattern("comparisons"),
         serving=layout.pattern("serving_summary"),
+        turns=layout.pattern("serving_turns"),
         rpc=layout.pattern("rpc_summary"),
     output:
         **{

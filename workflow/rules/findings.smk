@@ -4,6 +4,7 @@ rule findings:
         comparisons=layout.pattern("comparisons"),
         metrics=layout.pattern("metrics"),
         serving=layout.pattern("serving_summary"),
+        turns=layout.pattern("serving_turns"),
         memory=layout.pattern("memory_table"),
         quality=layout.pattern("quality_summary"),
         tune=[layout.path("tune", study=name) for name in PLAN.studies],
@@ -29,6 +30,8 @@ rule findings:
     params:
         baseline=matrix.baseline(PLAN.benchmark),
         ttft_p90_limit_ms=PLAN.config["serving"]["ttft_p90_limit_ms"],
+        alpha=PLAN.benchmark["alpha"],
+        action=PLAN.benchmark["disturbance"]["action"],
         version=get_rule_version("findings"),
     message:
         "Findings: every conclusion the report states"

@@ -7,6 +7,8 @@ rule load_sweep:
         tokens=layout.pattern("load_tokens"),
         png=layout.pattern("load_png"),
         svg=layout.pattern("load_svg"),
+        turns_png=layout.pattern("load_turns_png"),
+        turns_svg=layout.pattern("load_turns_svg"),
     log:
         layout.log_pattern("load_sweep"),
     conda:

@@ -20,6 +20,9 @@ rule report_html:
         bisect=[layout.path("bisect_study", study=name) for name in PLAN.bisects],
         history=[layout.path("history_study", study=name) for name in PLAN.histories],
         load_figures=[layout.path("load_png", sweep=name) for name in PLAN.sweeps],
+        load_turn_figures=[
+            layout.path("load_turns_png", sweep=name) for name in PLAN.sweeps
+        ],
         bisect_figures=[layout.path("bisect_png", study=name) for name in PLAN.bisects],
         history_figures=[
             layout.path("history_png", study=name) for name in PLAN.histories

@@ -6,6 +6,7 @@ rule serving_summary:
         csv=layout.pattern("serving_summary"),
         failed=layout.pattern("failed_serving_cells"),
         tokens=layout.pattern("serving_tokens"),
+        turns=layout.pattern("serving_turns"),
     log:
         layout.log_pattern("serving_summary"),
     conda:

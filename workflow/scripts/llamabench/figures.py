@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from llamabench.core import axes, metrics, options, records
-from llamabench.derive import statistics, tables
+from llamabench.derive import sessions, statistics, tables
 from llamabench.plots import empty_note, finish, plt, save
 
 
@@ -35,6 +35,9 @@ def figures(smk: Any) -> None:
     plot_serving_ttft(serving, Path(smk.output.serving_ttft_png), Path(smk.output.serving_ttft_svg))
     plot_serving_latency(serving, Path(smk.output.serving_latency_png), Path(smk.output.serving_latency_svg))
     plot_rpc(rpc, Path(smk.output.rpc_png), Path(smk.output.rpc_svg))
+    turns = sessions.used_turns(records.read_table(Path(smk.input.turns), "turn_row"),
+                                tables.current(records.read_table(Path(smk.input.serving), "serving_row")), used)
+    plot_serving_turns(turns, Path(smk.output.serving_turns_png), Path(smk.output.serving_turns_svg))
 
 
 def plot_comparison(pairs: pd.DataFrame, cells: pd.DataFrame, name: str, base: dict[str, Any], png: Path,
@@ -144,6 +147,24 @@ def plot_serving_latency(serving: pd.DataFrame, png: Path, svg: Path) -> None:
         ax.set_title(f"{label} vs throughput (cN = concurrency)")
         finish(ax, ok.empty, "no successful serving cells")
     save(fig, png, svg, has_data=not ok.empty)
+
+
+def plot_serving_turns(turns: pd.DataFrame, png: Path, svg: Path) -> None:
+    """Conversations: TTFT (mean over rounds of each round's median) against the turn index, one line per cell
+    (the setting that tells it from the others of its build and model: cache cold or warm, cache reuse, ...), the
+    reused share of the prompt beside it."""
+    fig, (ttft, reused) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (build, model, cell), line in turns.groupby(["build", "model", "base_cell"]):
+        by_turn = line.groupby("turn").agg(ttft=("ttft_p50_ms", "mean"), reused=("reused_share", "mean"))
+        label = f"{build} / {model}: {cell}"
+        ttft.plot(by_turn.index, by_turn["ttft"], marker="o", label=label)
+        reused.plot(by_turn.index, by_turn["reused"], marker="o", label=label)
+    ttft.set(xlabel="turn", ylabel="TTFT p50, ms (mean over rounds)", title="time to first token by turn")
+    reused.set(xlabel="turn", ylabel="share of the prompt reused from the cache", title="prompt reused by turn",
+               ylim=(0, 1))
+    for ax in (ttft, reused):
+        finish(ax, turns.empty, "no conversation cells")
+    save(fig, png, svg, has_data=not turns.empty)
 
 
 def plot_rpc(rpc: pd.DataFrame, png: Path, svg: Path) -> None:

@@ -25,10 +25,11 @@ import pandas as pd
 
 from llamabench.core import axes, comparisons, files, matrix, questions, records
 from llamabench.core.metrics import (AGGREGATE_TPS, CAPACITY, OBJECTIVES, SINGLE, TEST_WORDS, TG_TS, TTFT_P50, TTFT_P90,
+                                     TURN_TTFT,
                                      Metric, speed, test_kind)
 from llamabench.core.questions import Question
 from llamabench.core.status import Status
-from llamabench.derive import bisect, changes, memory_accuracy, statistics, tables, workloads
+from llamabench.derive import bisect, changes, memory_accuracy, sessions, statistics, tables, workloads
 
 
 def findings(smk: Any) -> None:
@@ -45,6 +46,9 @@ def findings(smk: Any) -> None:
             *memory_predictions(records.read_table(Path(smk.input.memory), "memory_row")),
             *quality_costs(records.read_table(Path(smk.input.quality), "quality_row")),
             *tuned([records.read(path, "tune") for path in smk.input.tune]),
+            *session_effects(sessions.effects(sessions.used_turns(
+                records.read_table(Path(smk.input.turns), "turn_row"), serving,
+                tables.used_statuses(smk.params.action)), smk.params.alpha)),
             *loaded([records.read(path, "load_sweep") for path in smk.input.load], pairs),
             *bisected([records.read(path, "bisect_study") for path in smk.input.bisect]),
             *history_changes([records.read(path, "history_study") for path in smk.input.history])]
@@ -493,6 +497,36 @@ def tuned(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 cell=winner["id"] if winner else None, ratio=speed.get("ratio"), ratio_ci_low=low, ratio_ci_high=high,
                 verdict=found["end_reason"], significant=None if low is None else bool(low > 1 or high < 1),
                 evidence=f"tune/{study['study']}.json"))
+    return rows
+
+
+def session_effects(effects: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per conversation setting against its baseline (derive/sessions.py): what it does to a turn's TTFT, at the
+    turn the effect is stated for, paired by round, with the reused share of the prompt that explains it."""
+    rows = []
+    for effect in effects:
+        turn = effect["stated"]
+        setting = f"{effect['axis']} {effect['value']} vs {effect['baseline']}"
+        where = f" ({effect['where']})" if effect["where"] else ""
+        ratio, low, high = turn.get("ratio"), turn.get("ratio_ci_low"), turn.get("ratio_ci_high")
+        interval = f", 95 % CI {low:.2f}-{high:.2f}×" if low is not None else ""
+        said = _number(turn["baseline_ms"]) + " ms to " + _number(turn["candidate_ms"]) + " ms"
+        reused = (f"; the server reused {_percent(turn['reused_candidate'])} of the prompt against "
+                  f"{_percent(turn['reused_baseline'])}")
+        if turn["verdict"] in (statistics.IMPROVED, statistics.REGRESSED):
+            verb = "cuts" if ratio < 1 else "raises"
+            statement = (f"{effect['build']} / {effect['model']}{where}: {setting} {verb} turn-{turn['turn']} TTFT "
+                         f"from {said} ({ratio:.2f}×{interval}, {turn['rounds']} rounds){reused}.")
+        else:
+            shown = f"{ratio:.2f}×{interval}" if ratio is not None else turn["verdict"]
+            statement = (f"{effect['build']} / {effect['model']}{where}: {setting} makes no significant difference "
+                         f"to a turn's TTFT here (turn {turn['turn']}: {said}, {shown}){reused}.")
+        rows.append(finding(
+            questions.SESSION_SETTING, effect["build"], effect["model"], f"turn TTFT: {setting}", statement,
+            subject=setting, metric=TURN_TTFT.label, value=turn["candidate_ms"], reference_value=turn["baseline_ms"],
+            ratio=ratio, ratio_ci_low=low, ratio_ci_high=high, p_adjusted=turn.get("p_adjusted"),
+            verdict=turn["verdict"], significant=turn["verdict"] in (statistics.IMPROVED, statistics.REGRESSED),
+            evidence="figures/serving_turns.png"))
     return rows
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from llamabench.core import backends, files, plan, records
+from llamabench.core import backends, files, model_shape, plan, records, sessions
 from llamabench.core.errors import Unsupported
 from llamabench.core.load import level_rate, pilot_requests
 from llamabench.core.status import Status
@@ -47,7 +47,8 @@ def load_pilot(smk: Any) -> None:
     seed = f"{the_plan.seed}:{sweep.name}:pilot"
     result: dict[str, Any] = {"status": Status.FAILED, "error": None, "start": files.now_iso(), "levels": [],
                               "chosen": []}
-    skip = backends.unusable(build)
+    skip = backends.unusable(build) or sessions.reuse_problem(
+        sweep.params, model_shape.shape(Path(smk.input.model), model["sha256"])["sliding_window"])
     if skip or "server" not in build["binaries"]:
         result.update(status=Status.SKIPPED, error=skip or f"build {build['name']} has no llama-server")
     else:
@@ -77,9 +78,9 @@ def _pilot(exe: Path, model: Path, sweep: Any, settings: dict[str, Any], log_pat
 
             def measure(rate: float) -> dict[str, Any]:
                 params = {**sweep.level(rate), "requests": pilot_requests(settings)}
-                prompts, outputs = llama_server.workload(session, base, params, seed, first=1000 * next(numbered))
-                send_at = arrivals.schedule(params, params["requests"], f"{seed}:{rate}")
-                measured = llama_server.requests_at(base, proc.pid, params, prompts, outputs, send_at)
+                conversations = llama_server.workload(session, base, params, seed, first=1000 * next(numbered))
+                send_at = arrivals.schedule(params, len(conversations), f"{seed}:{rate}")
+                measured = llama_server.requests_at(base, proc.pid, params, conversations, send_at)
                 if error := llama_server.check(measured["requests"], params):
                     raise llama_server.ServerFailed(error)
                 found = {**load.level_metrics(measured["requests"], settings["objectives"],

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from llamabench.core import files, layout, metrics, plan, records
+from llamabench.core.sessions import conversational
 from llamabench.core.status import Status
 from llamabench import plots
 from llamabench.derive import latency, load, samples
@@ -38,7 +39,7 @@ def load_sweep(smk: Any) -> None:
     results, tokens, rates = [], [], set()
     for (build, model), paths in sorted(cells.items()):
         read = [records.read(path, "serve_cell") for path in sorted(paths)]
-        results.append(result(sweep.settings, build, model, read, max_share))
+        results.append(result(sweep.settings, build, model, read, max_share, conversational(sweep.params)))
         rates |= {cell["params"]["rate"] for cell in read}
         tokens += [line for cell in read for line in latency.token_lines(cell)]
     record = {"sweep": sweep.name, "builds": list(sweep.builds), "params": dict(sweep.params),
@@ -49,11 +50,13 @@ def load_sweep(smk: Any) -> None:
     records.write(smk.output.record, "load_sweep", record)
     files.write_lines(Path(smk.output.tokens), latency.jsonl(tokens))
     figure(record, Path(smk.output.png), Path(smk.output.svg))
+    turns_figure(record, Path(smk.output.turns_png), Path(smk.output.turns_svg))
 
 
 def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict[str, Any]],
-           max_share: float | None) -> dict[str, Any]:
-    """One build and model: each level by round, each round's capacity, the capacity across rounds."""
+           max_share: float | None, sessions: bool = False) -> dict[str, Any]:
+    """One build and model: each level by round, each round's capacity, the capacity across rounds (``sessions``:
+    its levels offer conversations, and the answer says how many it holds at once)."""
     by_round: dict[int, dict[float, dict[str, Any]]] = defaultdict(dict)
     levels: dict[float, list[dict[str, Any]]] = defaultdict(list)
     disturbed_rounds, cpu = set(), []
@@ -66,6 +69,10 @@ def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict
                                  "error": run["error"]}
         if run["status"] == Status.OK:
             found.update(load.level_metrics(run["requests"], settings["objectives"], alpha))
+            if sessions:
+                found["turn_ttft_p90_ms"] = {str(turn): float(np.percentile([r["ttft_ms"] for r in run["requests"]
+                                                                             if r["turn"] == turn], 90))
+                                             for turn in sorted({r["turn"] for r in run["requests"]})}
             why = samples.disturbed(run, max_share) if max_share is not None else None
             if why:
                 found["disturbed"] = why
@@ -85,15 +92,34 @@ def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict
               "rounds_used": used, **across, "hostname": ", ".join(sorted({c["host"]["hostname"] for c in cells})),
               "bounded": all(rounds[r]["bounded"] for r in used) if used else False,
               "cpu": cpu_share(cpu)}
+    if sessions:
+        answer["sessions"] = held(answer)
     return {**answer, "sentence": sentence(settings, answer)}
+
+
+def held(found: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A conversation sweep's answer in conversations: at the highest level within the capacity, how many were in
+    flight on average and how many per minute met every objective in every turn (medians over rounds)."""
+    within = [lv for lv in found["levels"] if found["capacity_mean"] and lv["rate"] <= found["capacity_mean"] * 1.001]
+    if not within:
+        return None
+    level = within[-1]
+    return {"rate": level["rate"], "concurrent": level.get("concurrent_sessions"),
+            "goodput_per_min": level.get("session_goodput_per_min")}
 
 
 def level_summary(rate: float, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """A level over its rounds: the median of each of its metrics (core/metrics.py), how many rounds met the
     objectives."""
     ok = [r for r in rounds if r["status"] == Status.OK]
-    medians = {m.name: float(np.median([r[m.name] for r in ok if r.get(m.name) is not None])) if ok else None
+    present = {m.name: [r[m.name] for r in ok if r.get(m.name) is not None]
                for m in metrics.summarised_in(metrics.LOAD_LEVEL)}
+    medians = {name: float(np.median(values)) if values else None for name, values in present.items()}
+    turns = sorted({turn for r in ok for turn in r.get("turn_ttft_p90_ms", {})}, key=int)
+    if turns:  # a conversation sweep's: each turn index's TTFT p90, median over rounds
+        medians["turn_ttft_p90_ms"] = {turn: float(np.median([r["turn_ttft_p90_ms"][turn] for r in ok
+                                                              if turn in r.get("turn_ttft_p90_ms", {})]))
+                                       for turn in turns}
     return {"rate": rate, **medians, "rounds_meeting": sum(bool(r["meets"]) for r in rounds),
             "rounds_saturated": sum(bool(r.get("saturated")) for r in ok),
             "rounds": sorted(rounds, key=lambda r: r["round"])}
@@ -115,22 +141,28 @@ def objectives_text(objectives: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def sentence(settings: Mapping[str, Any], found: Mapping[str, Any]) -> str:
-    """The answer in one sentence: the largest load meeting the objectives, with its interval."""
+    """The answer in one sentence: the largest load meeting the objectives, with its interval; for conversations,
+    how many the machine holds at once (found["sessions"]), the offered rate per minute."""
     where = f"{found['build']} / {found['model']}"
     goal = objectives_text(settings["objectives"])
     if found["capacity_mean"] is None:
         return f"{where}: no round measured every level, so no capacity ({goal})."
     if found["capacity_mean"] == 0:
         return f"{where}: even the lowest rate misses the objectives ({goal})."
-    interval = (f" (95 % CI {found['capacity_ci_low']:.2f}-{found['capacity_ci_high']:.2f}, "
+    held_ = found.get("sessions")
+    scale, unit = (60, "conversations/min") if held_ else (1, "requests/s")
+    interval = (f" (95 % CI {found['capacity_ci_low'] * scale:.2f}-{found['capacity_ci_high'] * scale:.2f}, "
                 f"{len(found['rounds_used'])} rounds)" if found["capacity_ci_low"] is not None else
                 f" ({len(found['rounds_used'])} round: no interval)")
     floor = "" if found["bounded"] else " at least (every level met them)"
     cpu = found["cpu"]
     share = (f"; the load generator used {cpu['client_cores']:.2f} and the server {cpu['server_cores']:.2f} of "
              f"{cpu['logical_cpus']} cores" if cpu else "")
-    return (f"{where}: the largest load meeting {goal} is{floor} {found['capacity_mean']:.2f} requests/s"
-            f"{interval}{share}.")
+    rate = f"{found['capacity_mean'] * scale:.2f} {unit}{interval}"
+    if held_ and held_["concurrent"] is not None:
+        return (f"{where}: this machine holds{floor} {held_['concurrent']:.1f} concurrent conversations within {goal} "
+                f"in every turn: {rate} offered, {held_['goodput_per_min']:.2f}/min meeting every objective{share}.")
+    return f"{where}: the largest load meeting {goal} is{floor} {rate}{share}."
 
 
 def pilot_summary(pilot: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,3 +201,21 @@ def figure(record: Mapping[str, Any], png: Path, svg: Path) -> None:
     plots.finish(lat, empty, "no measured level")
     plots.finish(good, empty, "no measured level")
     plots.save(fig, png, svg)
+
+
+def turns_figure(record: Mapping[str, Any], png: Path, svg: Path) -> None:
+    """A conversation sweep's TTFT p90 of each turn index against the conversations in flight (each level's
+    measured mean): where the later turns, which carry the history, part from the first."""
+    fig, ax = plots.plt.subplots(figsize=(7.5, 4.5))
+    for found in record["results"]:
+        shown = [lv for lv in found["levels"] if lv.get("turn_ttft_p90_ms") and lv.get("concurrent_sessions")]
+        for turn in sorted({t for lv in shown for t in lv["turn_ttft_p90_ms"]}, key=int):
+            points = [(lv["concurrent_sessions"], lv["turn_ttft_p90_ms"][turn]) for lv in shown
+                      if turn in lv["turn_ttft_p90_ms"]]
+            ax.plot(*zip(*points), "-o", markersize=3, label=f"{found['build']}/{found['model']} turn {turn}")
+    for by_q in record["objectives"].get("ttft_ms", {}).values():
+        ax.axhline(by_q, color="grey", linewidth=0.8, linestyle="-.")
+    ax.set(xlabel="conversations in flight (mean over the level)", ylabel="TTFT p90, ms", yscale="log",
+           title=f"{record['sweep']}: TTFT by turn against concurrent conversations")
+    plots.finish(ax, not ax.lines, "not a conversation sweep")
+    plots.save(fig, png, svg, has_data=bool(ax.lines))

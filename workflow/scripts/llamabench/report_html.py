@@ -289,7 +289,8 @@ def report_html(smk: Any) -> None:
         nodes=[records.read(p, "hardware") for p in smk.input.hardware],
         comparison_names=list(smk.params.comparisons),
         studies=[records.read(p, "tune") for p in smk.input.tune],
-        sweeps=[(records.read(p, "load_sweep"), Path(png)) for p, png in zip(smk.input.load, smk.input.load_figures)],
+        sweeps=[(records.read(p, "load_sweep"), Path(png), Path(turns)) for p, png, turns in
+                zip(smk.input.load, smk.input.load_figures, smk.input.load_turn_figures)],
         bisects=[(records.read(p, "bisect_study"), Path(png))
                  for p, png in zip(smk.input.bisect, smk.input.bisect_figures)],
         histories=[(records.read(p, "history_study"), Path(png))
@@ -323,7 +324,7 @@ def render(
     comparison_names: list[str],
     nodes: list[dict[str, Any]] | None = None,
     studies: list[dict[str, Any]] | None = None,
-    sweeps: list[tuple[dict[str, Any], Path]] | None = None,
+    sweeps: list[tuple[dict[str, Any], Path, Path]] | None = None,
     bisects: list[tuple[dict[str, Any], Path]] | None = None,
     histories: list[tuple[dict[str, Any], Path]] | None = None,
     quality: pd.DataFrame | None = None,
@@ -409,7 +410,8 @@ def render(
                                 .sort_values("abs_error", ascending=False).head(MEMORY_WORST), MEMORY_COLUMNS),
         memory_src=embed_png(memory_png),
         studies=studies or [],
-        sweeps=[{**record, "src": embed_png(png)} for record, png in sweeps or []],
+        sweeps=[{**record, "src": embed_png(png), "turns_src": embed_png(turns)} for record, png, turns in
+                sweeps or []],
         load_pairs=pairs[pairs["comparison"] == comparisons.LOAD_CAPACITY.name].to_dict("records"),
         bisects=[{**record, "src": embed_png(png)} for record, png in bisects or []],
         histories=[{**record, "src": embed_png(png)} for record, png in histories or []],

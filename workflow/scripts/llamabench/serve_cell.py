@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llamabench.core import axes, backends, files, matrix, plan, records
+from llamabench.core import axes, backends, files, matrix, plan, records, sessions
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory_fit
 from llamabench.entry import announce_failure
@@ -46,10 +46,12 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         free = gpus.free_mib(build)  # under the lock: what no other measurement holds
         runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
                                      backends.split_devices(build, params, axes.SERVING, free), memory_use.cpu_flags())
-        predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
-                                         memory_settings, system_state.snapshot()["available_memory_mib"],
-                                         free)
-        skip, status = backends.unusable(build), Status.SKIPPED
+        shape = model_shape.shape(Path(smk.input.model), model["sha256"])
+        predicted, fit = memory_fit.gate(shape, runs, memory_settings,
+                                         system_state.snapshot()["available_memory_mib"], free)
+        # only the model's file tells a sliding window: said here, not measured as "reuse changes nothing"
+        skip, status = backends.unusable(build) or sessions.reuse_problem(params, shape["sliding_window"]), \
+            Status.SKIPPED
         if not skip and not fit["started"]:
             skip, status = memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY
         result = llama_server.measure(exe, Path(smk.input.model), matrix.for_model(params, layers),

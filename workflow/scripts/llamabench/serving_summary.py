@@ -17,17 +17,32 @@ import pandas as pd
 from llamabench.core import axes, files, history, layout, metrics, phases, records
 from llamabench.core.records import RecordError
 from llamabench.core.status import Status
-from llamabench.derive import latency, samples, tables
+from llamabench.derive import latency, samples, sessions, tables
 
 
 def serving_summary(smk: Any) -> None:
-    """Rule ``serving_summary``: results/serving_summary.csv, and every token's time (results/serving_tokens.jsonl)."""
+    """Rule ``serving_summary``: results/serving_summary.csv, every token's time (results/serving_tokens.jsonl) and
+    every conversation turn's (results/serving_turns.csv)."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
     paths = history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent)
     table = summarize(paths, partners, dict(smk.params.min_requests), smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     files.write_lines(Path(smk.output.failed), tables.failed_paths("serve_cell", smk.input.cells, table))
     files.write_lines(Path(smk.output.tokens), latency.jsonl(token_export(paths)))
+    records.write_table(Path(smk.output.turns), turn_table(paths))
+
+
+def turn_table(paths: list[Path]) -> pd.DataFrame:
+    """Every turn index of the current conversation cells (derive/sessions.py), a row per cell, round and turn."""
+    rows = []
+    for path in paths:
+        try:
+            cell = None if layout.kept_label(path) else history.read(path, "serve_cell")
+        except RecordError:
+            continue
+        if cell is not None and Status(cell["serving"]["status"]).measured:
+            rows += [records.new("turn_row", row) for row in sessions.turn_rows(cell)]
+    return records.frame(rows, "turn_row")
 
 
 def token_export(paths: list[Path]) -> list[dict[str, Any]]:
@@ -76,7 +91,7 @@ def cell_row(cell: dict[str, Any], partner: dict[str, Any] | None, min_requests:
     if not Status(run["status"]).measured:
         return records.new("serving_row", row)
     reqs = run["requests"]
-    row.update(latency.request_metrics(reqs, run["wall_s"], min_requests))
+    row.update(latency.request_metrics(reqs, run["wall_s"], min_requests), **sessions.cell_facts(reqs))
     sampled = run.get("samples") or {}
     used = samples.per_token(sampled.get("energy"), phases.REQUESTS, sum(r["timings"]["predicted_n"] for r in reqs))
     row.update(energy_j_per_token=used["j_per_token"], gpu_power_w=used["power_w"],

@@ -97,7 +97,7 @@ CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
 LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
 SPLIT_MODES = ("none", "layer", "row", "tensor")
 # Axes that take on/off, which YAML may hand over as booleans.
-SWITCHES = ("flash_attn", "cont_batching", "prompt_cache")
+SWITCHES = ("flash_attn", "cont_batching", "prompt_cache", "kv_unified", "cache_idle_slots", "swa_full")
 # How a serving cell's requests arrive: closed keeps ``concurrency`` in flight; the others are open (a rate).
 ARRIVALS = ("closed", "constant", "poisson", "gamma")
 # A load sweep's own serving axes: its levels' rates and its requests per level (config ``load.<sweep>``).
@@ -247,6 +247,63 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "a JSONL file of prompts ({\"prompt\": text, \"max_tokens\": n optional}) sent in turn, each "
          "tokenised by the server's /tokenize and cut to at most prompt_tokens; none: the built-in text",
          None, optional=True, role=WORKLOAD, tunable=False),
+    # The server's prompt cache and slots (measure/sessions.py: conversations are where they matter).
+    Axis("cache_reuse", "crs", {"type": "integer", "minimum": 0}, INT,
+         "llama-server --cache-reuse: the smallest chunk of a cached prompt reused by shifting the K/V cache "
+         "(0: none); a sliding-window model needs swa_full on", 0, optional=True,
+         spellings=_flag("--cache-reuse", LLAMA_SERVER)),
+    Axis("slot_prompt_similarity", "sps", {"type": "number", "minimum": 0, "maximum": 1}, ("number", "null"),
+         "llama-server -sps: how much a request's prompt must match a slot's to be sent to it (0: any free "
+         "slot); none: the server's default (0.10 at 0c1e570)", None, optional=True,
+         spellings=_flag("-sps", LLAMA_SERVER)),
+    Axis("kv_unified", "kvu", {"description": "on or off (YAML's bare on/off arrive as booleans)",
+                               "enum": ["on", "off", True, False]}, TEXT,
+         "llama-server -kvu / -no-kvu: one K/V buffer shared by every slot (a slot may then use the whole "
+         "context); none: the server's default (off where -np is given)", None, optional=True,
+         spellings={LLAMA_SERVER: (Spelling("-no-kvu", "-kvu", {"on": ("-kvu",), "off": ("-no-kvu",)},
+                                            "this llama-server has no -kvu: leave kv_unified out"),)}),
+    Axis("cache_ram", "cram", {"type": "integer", "minimum": -1}, INT,
+         "llama-server -cram: MiB of host memory for prompts saved from slots (-1: no limit, 0: none); none: 0 "
+         "where prompts are cold, the server's default where they are reused", None, optional=True,
+         spellings=_flag("-cram", LLAMA_SERVER)),
+    Axis("cache_idle_slots", "cis", {"description": "on or off (YAML's bare on/off arrive as booleans)",
+                                     "enum": ["on", "off", True, False]}, TEXT,
+         "llama-server --cache-idle-slots: save idle slots to the host-memory prompt cache on a new task (needs "
+         "cache_ram); none: the server's default", None, optional=True,
+         spellings={LLAMA_SERVER: (Spelling("--no-cache-idle-slots", "--cache-idle-slots",
+                                            {"on": ("--cache-idle-slots",), "off": ("--no-cache-idle-slots",)},
+                                            "this llama-server has no --cache-idle-slots: leave it out"),)}),
+    Axis("swa_full", "swaf", {"description": "on or off (YAML's bare on/off arrive as booleans)",
+                              "enum": ["on", "off", True, False]}, TEXT,
+         "llama-server --swa-full: a full-size cache for sliding-window layers (more memory; what cache reuse "
+         "needs on such a model)", "off", optional=True,
+         spellings={LLAMA_SERVER: (Spelling(None, "--swa-full", {"on": ("--swa-full",), "off": ()}),)}),
+    Axis("ctx_checkpoints", "ctxcp", {"type": "integer", "minimum": 0}, INT,
+         "llama-server -ctxcp: context checkpoints kept per slot (a sliding-window model restores a shorter "
+         "cached prefix from one); none: the server's default (32 at 0c1e570)", None, optional=True,
+         spellings={LLAMA_SERVER: (Spelling("--ctx-checkpoints", "-ctxcp"),)}),
+    # Conversations (measure/sessions.py): a cell of turns > 1 or a prefix sends sessions, not lone requests.
+    Axis("turns", "turns", {"type": "integer", "minimum": 1}, INT,
+         "requests per conversation, each resending the history (prefix, earlier turns and their answers) "
+         "with prompt_tokens new user tokens and max_tokens generated; requests then counts conversations", 1,
+         optional=True, role=WORKLOAD),
+    Axis("prefix_tokens", "pre", {"type": "integer", "minimum": 0}, INT,
+         "tokens before the first turn (a system prompt, tool definitions), BOS included", 0, optional=True,
+         role=WORKLOAD),
+    Axis("prefix_scope", "pscope", {"enum": ["all", "session"]}, TEXT,
+         "all: every conversation shares the prefix; session: each has its own", "all", optional=True,
+         role=WORKLOAD, tunable=False),
+    Axis("think_ms", "think", {"type": "number", "minimum": 0}, ("number", "null"),
+         "the user's think time between a turn's answer and the next turn, mean ms", 0, optional=True,
+         role=WORKLOAD),
+    Axis("think", "thd", {"enum": ["exponential", "fixed"]}, TEXT,
+         "how think times are drawn: exponential around think_ms (seeded) or fixed", "exponential",
+         optional=True, role=WORKLOAD, tunable=False),
+    Axis("trace", "trace", {"type": "string", "pattern": "^[A-Za-z0-9_./~+-]+[.]jsonl$"}, TEXT,
+         "a JSONL trace replayed on its schedule, one request per line: timestamp (ms from the start), "
+         "session_id (optional), input_length (the whole prompt's tokens) or text, output_length "
+         "(docs/serving.md#traces); arrival, requests and the conversation axes do not apply", None,
+         optional=True, role=WORKLOAD, tunable=False),
 ]}
 
 # Each kind's axes, in cell-id order (the order never changes: ids are kept results).
@@ -257,7 +314,9 @@ ORDER: dict[str, tuple[str, ...]] = {
     SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
               "load_mode", "flash_attn", "cache_type_k", "cache_type_v", "ctx_size", "parallel", "prompt_tokens",
               "max_tokens", "concurrency", "requests", "cache", "cont_batching", "prompt_cache", "arrival", "rate",
-              "burstiness", "length_spread", "dataset"),
+              "burstiness", "length_spread", "dataset", "cache_reuse", "slot_prompt_similarity", "kv_unified",
+              "cache_ram", "cache_idle_slots", "swa_full", "ctx_checkpoints", "turns", "prefix_tokens",
+              "prefix_scope", "think_ms", "think", "trace"),
 }
 # A quality cell's axes: the settings that change what the model computes, in the benchmark's id order.
 ORDER[QUALITY] = tuple(name for name in ORDER[BENCHMARK] if AXES[name].quality)

@@ -22,8 +22,8 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import (axes, backends, bisect, load, metrics, options, platforms, presets, quality, shapes,
-                             tuning)
+from llamabench.core import (axes, backends, bisect, load, metrics, options, platforms, presets, quality, sessions,
+                             shapes, tuning)
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -342,6 +342,12 @@ def check_arrival(params: Mapping[str, Any], where: str) -> None:
                           f"below parallel {params['parallel']}: raise it (the most requests in flight)")
     if params.get("dataset") and not Path(params["dataset"]).expanduser().is_file():
         raise ConfigError(f"{where}: dataset {params['dataset']} is not a file")
+    if params.get("trace") and (arrival != "closed" or params.get("dataset") or sessions.conversational(
+            {key: value for key, value in params.items() if key != "trace"})):
+        raise ConfigError(f"{where}: a trace sets its own schedule, sessions and lengths: leave arrival, dataset, "
+                          "turns and prefix_tokens at their defaults")
+    if why := sessions.problem(params):
+        raise ConfigError(f"{where}: {why}")
 
 
 def check_load(config: dict[str, Any], name: str, spec: dict[str, Any], names: Any) -> None:

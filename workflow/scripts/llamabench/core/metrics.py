@@ -74,12 +74,18 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in [
     _served("alone_share", "share of requests served alone", None, LOAD_LEVEL, unit="share"),
     _served("ttft_p50_alone_ms", "TTFT p50 ms of requests served alone", LOWER, LOAD_LEVEL),
     _served("capacity_rps", "requests/s", HIGHER, unit="requests/s"),
+    # conversations (derive/sessions.py): a lone request is a conversation of one turn
+    _served("wait_p90_ms", "wait for a slot p90 ms", LOWER, LOAD_LEVEL),
+    _served("session_goodput_per_min", "conversations/min meeting the objectives", HIGHER, LOAD_LEVEL,
+            unit="sessions/min"),
+    _served("concurrent_sessions", "conversations in flight (mean)", None, LOAD_LEVEL, unit="sessions"),
+    _served("turn_ttft_ms", "turn TTFT ms", LOWER),
 ]}
 
 PP_TS, TG_TS = METRICS["pp_ts"], METRICS["tg_ts"]
 TTFT_P50, TTFT_P90 = METRICS["ttft_p50_ms"], METRICS["ttft_p90_ms"]
 AGGREGATE_TPS, TTFT_ESTIMATE = METRICS["aggregate_tps"], METRICS["bench_ttft_estimate_ms"]
-CAPACITY = METRICS["capacity_rps"]
+CAPACITY, TURN_TTFT = METRICS["capacity_rps"], METRICS["turn_ttft_ms"]
 
 
 def summarised_in(where: str) -> tuple[Metric, ...]:

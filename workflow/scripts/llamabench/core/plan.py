@@ -35,7 +35,7 @@ PREPARE_PRIORITY = 1_000_000_000
 # A tuning study's decision (seconds of work) is taken as soon as its round is measured: it unblocks the next.
 DECISION_PRIORITY = PREPARE_PRIORITY
 ROUND_PRIORITY = 1_000_000
-SERVING_FIGURES = ("serving_ttft", "serving_latency")
+SERVING_FIGURES = ("serving_ttft", "serving_latency", "serving_turns")
 RPC_FIGURES = ("rpc",)
 
 Key = tuple[str, str, str]  # (build, model, cell id)

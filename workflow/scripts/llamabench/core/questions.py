@@ -44,6 +44,10 @@ CONCURRENCY_EFFECT = Question("concurrency_effect", WORKLOAD,
                               "aggregate t/s and TTFT p50 at each concurrency of cells that differ in it alone: value "
                               "the throughput at the highest, reference_value at the lowest; described, never a "
                               "verdict")
+SESSION_SETTING = Question("session_setting", SETTINGS,
+                          "what a setting (the prompt cache, cache reuse, a full-size SWA cache, the slots, ...) does "
+                          "to a conversation turn's TTFT against its baseline, paired by round: value the candidate's "
+                          "TTFT at the stated turn, reference_value the baseline's, ratio with its 95 % interval")
 LOAD_CAPACITY = Question("load_capacity", WORKLOAD, "a load sweep's largest load meeting its objectives: value in "
                                                     "requests/s with its interval across rounds")
 LOAD_CAPACITY_VS_BUILD = Question("load_capacity_vs_build", WORKLOAD,
@@ -68,6 +72,6 @@ SERVED_VS_ESTIMATE = Question("served_vs_estimate", None, "a measured TTFT again
 
 QUESTIONS: dict[str, Question] = {question.name: question for question in [
     TUNING, BEST_SETTING, BEST_SWEEP, LOWEST_TTFT, THROUGHPUT_UNDER_TTFT_LIMIT, SERVING_VS_DEFAULTS,
-    TTFT_PER_PROMPT_TOKEN, CONCURRENCY_EFFECT, LOAD_CAPACITY, LOAD_CAPACITY_VS_BUILD, RPC_VS_LOCAL, QUALITY_COST,
-    LARGEST_CHANGE,
+    SESSION_SETTING, TTFT_PER_PROMPT_TOKEN, CONCURRENCY_EFFECT, LOAD_CAPACITY, LOAD_CAPACITY_VS_BUILD, RPC_VS_LOCAL,
+    QUALITY_COST, LARGEST_CHANGE,
     BISECT_CULPRIT, HISTORY_CHANGE, MEMORY_PREDICTION, SERVED_VS_ESTIMATE]}

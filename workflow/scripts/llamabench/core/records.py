@@ -33,10 +33,10 @@ KINDS = ("source", "build", "model", "smoke", "bench_cell", "serve_cell", "rpc_c
          "remeasure", "tune_round", "tune", "load_pilot", "load_sweep", "probe_build", "bisect_step", "bisect_study",
          "history_range", "history_study", "quality_text", "quality_cell", "perplexity_build",
          "hardware", "summary_row", "serving_row", "rpc_row", "stats_row", "metric_row", "comparison_row",
-         "finding_row", "memory_row", "quality_row")
+         "finding_row", "memory_row", "quality_row", "turn_row")
 # Rows of a CSV; every other kind is a JSON file that starts with the common head.
 TABLES = ("summary_row", "serving_row", "rpc_row", "stats_row", "metric_row", "comparison_row", "finding_row",
-          "memory_row", "quality_row")
+          "memory_row", "quality_row", "turn_row")
 # The build and model record fields a cell keeps, under the same names: what explains its numbers.
 BUILD_FACTS = ("name", "commit", "build_number", "options", "compiler", "cmake", "cache_key", "devices")
 MODEL_FACTS = ("name", "sha256", "size_bytes", "gguf", "origin")

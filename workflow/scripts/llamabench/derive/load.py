@@ -51,7 +51,7 @@ import numpy as np
 from scipy import stats as scistats
 
 from llamabench.core import load
-from llamabench.derive import statistics
+from llamabench.derive import sessions, statistics
 
 QUANTILES = {"p50": 50, "p90": 90, "p99": 99}
 # A saturated level's entry in ``missed``: what a false alarm's verdict leaves out.
@@ -105,9 +105,11 @@ def level_metrics(requests: Sequence[Mapping[str, Any]], objectives: Mapping[str
         for name, q in QUANTILES.items():
             found[f"{metric[:-3]}_{name}_ms"] = float(np.percentile(column, q))
     limits = load.limits(objectives)
-    good = sum(all(v[m] <= limit for m, limit in limits.items()) for v in values)
+    verdicts = [all(v[m] <= limit for m, limit in limits.items()) for v in values]
+    good = sum(verdicts)
     sends = [r["sent_s"] for r in ordered]
     window = max(r["done_s"] for r in ordered) - sends[0]
+    waits = [r["wait_ms"] for r in ordered if r.get("wait_ms") is not None]
     missed = [f"{metric[:-3]} {name} {found[f'{metric[:-3]}_{name}_ms']:.0f} ms > {limit:g} ms"
               for metric, by_q in objectives.items() for name, limit in by_q.items()
               if found[f"{metric[:-3]}_{name}_ms"] > limit]
@@ -122,6 +124,11 @@ def level_metrics(requests: Sequence[Mapping[str, Any]], objectives: Mapping[str
         "completed_rate": len(requests) / window if window > 0 else None,
         "good_requests": good,
         "goodput": good / window if window > 0 else 0.0,
+        # conversations (a lone request is one): those whose every turn met the objectives, per minute, and how
+        # many were in flight on average
+        "session_goodput_per_min": sessions.session_goodput(ordered, verdicts, window),
+        "concurrent_sessions": sessions.concurrent(ordered),
+        "wait_p90_ms": float(np.percentile(waits, 90)) if waits else None,
         "peak_in_flight": max(flights),
         # the requests that found the server idle: what a light load costs against one request at a time
         "alone_share": len(alone) / len(requests),

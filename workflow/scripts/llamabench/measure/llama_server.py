@@ -45,8 +45,9 @@ import requests
 
 from llamabench.core import axes, files, phases
 from llamabench.core.errors import Unsupported
+from llamabench.core.sessions import conversational
 from llamabench.core.status import Status
-from llamabench.measure import arrivals, interference, machine_lock, processes, sampler
+from llamabench.measure import arrivals, interference, machine_lock, processes, sampler, sessions
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ OPTIONAL_FLAGS = {"-fit": "off", "-cram": "0"}
 # Warm-up: every slot, at the measured prompt length, until two TTFTs in a row agree within STEADY.
 WARMUP_MAX, STEADY = 5, 0.10
 READY_TIMEOUT = 300.0
+# How often /metrics is read while requests run: light beside a request, fine enough for a queue's length.
+METRICS_INTERVAL_S = 0.5
 STOP_GRACE = 10.0
 # A fixed text to cut prompts from: plain words tokenize alike in every vocabulary.
 PROMPT_TEXT = (
@@ -77,7 +80,8 @@ def server_command(exe: Path, model: Path, params: Mapping[str, Any], port: int)
     cmd = [str(exe), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--metrics",
            *axes.arguments(params, axes.SERVING, axes.LLAMA_SERVER, help_text)]
     for flag, value in OPTIONAL_FLAGS.items():
-        if flag == "-cram" and (params["cache"] == "warm" or params.get("prompt_cache") == "on"):
+        if flag == "-cram" and (params["cache"] == "warm" or params.get("prompt_cache") == "on"
+                                or "cache_ram" in params):
             continue
         if f"{flag}," in help_text or f"{flag} " in help_text:
             cmd += [flag, value]
@@ -108,9 +112,10 @@ def wait_ready(base: str, proc: subprocess.Popen, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def tokenize(session: requests.Session, base: str, text: str) -> list[int]:
-    """The server's own tokens of ``text``, BOS included where a completion adds one."""
-    tokens = session.post(f"{base}/tokenize", json={"content": text, "add_special": True}, timeout=60)
+def tokenize(session: requests.Session, base: str, text: str, special: bool = True) -> list[int]:
+    """The server's own tokens of ``text``, BOS included where a completion adds one (``special``: a prompt's
+    start, not a later turn)."""
+    tokens = session.post(f"{base}/tokenize", json={"content": text, "add_special": special}, timeout=60)
     tokens.raise_for_status()
     return tokens.json()["tokens"]
 
@@ -143,17 +148,25 @@ def cache_prompt(params: Mapping[str, Any]) -> bool | None:
 
 
 def complete(session: requests.Session, base: str, prompt: list[int], max_tokens: int, cache: bool | None,
-             slot: int | None = None) -> dict[str, Any]:
+             slot: int | None = None, tokens: bool = False) -> dict[str, Any]:
     """One streaming completion, timed on the client's clock from sending to each chunk (``slot``: on that one;
-    ``cache``: the request's cache_prompt, None to leave it to the server). ``sent_at`` is the client's clock
-    (time.perf_counter) when it was sent: the level turns it into an offset."""
+    ``cache``: the request's cache_prompt, None to leave it to the server; ``tokens``: keep the generated token
+    ids, which a conversation's next turn resends). ``sent_at`` is the client's clock (time.perf_counter) when it
+    was sent: the level turns it into an offset.
+
+    ``return_progress`` makes the server send a chunk when the prompt starts processing, carrying the ms since
+    (``prompt_progress.time_ms``): the time before it, less that, is the wait in the server's queue (``wait_ms``),
+    apart from the prefill (``timings.prompt_ms``). A server without it sends none: no wait is recorded."""
     body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "timings_per_token": True,
-            "ignore_eos": True, "temperature": 0.0, "seed": 42, **({"id_slot": slot} if slot is not None else {}),
+            "return_progress": True, "ignore_eos": True, "temperature": 0.0, "seed": 42,
+            **({"id_slot": slot} if slot is not None else {}), **({"return_tokens": True} if tokens else {}),
             **({"cache_prompt": cache} if cache is not None else {})}
     sent = time.perf_counter()
     arrivals: list[float] = []
     server_ms: list[float | None] = []
+    generated: list[int] = []
     timings: dict[str, Any] = {}
+    wait_ms = served_by = None
     with session.post(f"{base}/completion", json=body, stream=True, timeout=600) as resp:
         resp.raise_for_status()
         # chunk_size=None: lines as they arrive, not after a fixed number of bytes.
@@ -162,8 +175,15 @@ def complete(session: requests.Session, base: str, prompt: list[int], max_tokens
                 continue
             now = time.perf_counter()
             chunk = json.loads(line[6:])
+            if wait_ms is None and (progress := chunk.get("prompt_progress")):
+                wait_ms = max(0.0, (now - sent) * 1000 - progress.get("time_ms", 0.0))
             if chunk.get("timings"):
                 timings = chunk["timings"]
+            served_by = chunk.get("id_slot", served_by)
+            # A partial character's token too (the history needs it); progress chunks carry a placeholder [0],
+            # the final one no token of its own.
+            if not chunk.get("stop") and "prompt_progress" not in chunk:
+                generated += chunk.get("tokens") or []
             if chunk.get("content"):  # a chunk without text (a partial character, the final one) is no token
                 arrivals.append(now)
                 server_ms.append(_server_clock(chunk.get("timings")))
@@ -172,6 +192,7 @@ def complete(session: requests.Session, base: str, prompt: list[int], max_tokens
     end = time.perf_counter()
     if not arrivals:
         raise ServerFailed("a completion streamed no text")
+    cached = timings.get("cache_n", 0)
     return {
         "prompt_tokens": len(prompt),
         "max_tokens": max_tokens,
@@ -183,6 +204,12 @@ def complete(session: requests.Session, base: str, prompt: list[int], max_tokens
         "token_ms": [round((t - sent) * 1000, 3) for t in arrivals],
         "token_server_ms": server_ms,
         "timings": timings,
+        "slot": served_by,
+        "wait_ms": None if wait_ms is None else round(wait_ms, 3),
+        "prefill_ms": timings.get("prompt_ms"),
+        # the share of the prompt the server took from its cache (prompt_n excludes the cached tokens)
+        "reused_share": round(cached / len(prompt), 4) if prompt else 0.0,
+        **({"generated": generated} if tokens else {}),
     }
 
 
@@ -211,45 +238,68 @@ def warm_up(session: requests.Session, base: str, prompts: list[list[int]], para
     return done
 
 
-def run_level(base: str, prompts: list[list[int]], outputs: list[int], concurrency: int, cache: bool | None,
+def run_level(base: str, conversations: list[dict[str, Any]], concurrency: int, cache: bool | None,
               send_at: list[float] | None = None, start: float | None = None) -> tuple[list[dict[str, Any]], float]:
-    """All prompts, at most ``concurrency`` in flight; closed (``send_at`` None: the next sent as one ends) or
-    on the schedule ``send_at`` (s from the start). Each request gets ``scheduled_s`` (open), ``sent_s`` and
-    ``done_s`` from the level's start (``start`` on time.perf_counter, now if None: the server's CPU readings
-    count from it too); returns the requests and the level's wall time."""
+    """Every conversation (measure/sessions.py; a lone request is one of one turn), at most ``concurrency`` in
+    flight: closed (``send_at`` None: the next begins as one ends), on the schedule ``send_at`` (s from the start),
+    or a trace's, each turn at its own time. A conversation's turns follow each other, after the user's think time
+    or at the turn's time (if its previous turn ended later, the turn is ``held_s`` late), each resending the
+    history and its answer's tokens. Each request gets its ``session`` and ``turn``, ``scheduled_s`` (open),
+    ``sent_s`` and ``done_s`` from the level's start (``start`` on time.perf_counter, now if None: the server's
+    CPU readings count from it too); returns the requests and the level's wall time."""
     local = threading.local()
     opened: list[requests.Session] = []
+    keep = any(len(c["turns"]) > 1 for c in conversations)
+    replayed = any(step["at_s"] is not None for c in conversations for step in c["turns"])
 
-    def one(prompt: list[int], max_tokens: int) -> dict[str, Any]:
+    def converse(conversation: dict[str, Any]) -> list[dict[str, Any]]:
         if not hasattr(local, "session"):  # a session per client thread: requests' sessions are not thread-safe
             local.session = requests.Session()
             opened.append(local.session)
-        request = complete(local.session, base, prompt, max_tokens, cache)
-        request["done_at"] = time.perf_counter()
-        return request
+        history: list[int] = []
+        done = []
+        for index, step in enumerate(conversation["turns"]):
+            held = None
+            if index and step["at_s"] is not None:
+                wait = start_time + step["at_s"] - time.perf_counter()
+                held = round(max(0.0, -wait), 6)
+                time.sleep(max(0.0, wait))
+            elif index and step["think_s"]:
+                time.sleep(step["think_s"])
+            prompt = step["new"] if step["fresh"] else history + step["new"]
+            request = complete(local.session, base, prompt, step["max_tokens"], cache, tokens=keep)
+            request.update(done_at=time.perf_counter(), session=conversation["session"], turn=index + 1)
+            if step["at_s"] is not None:
+                request.update(scheduled_s=round(step["at_s"], 6), held_s=held or 0.0)
+            history = prompt + request.pop("generated", [])
+            done.append(request)
+        return done
 
-    pool = ThreadPoolExecutor(max_workers=concurrency)
+    workers = min(len(conversations), sessions.TRACE_THREADS) if replayed else concurrency
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
     start_time = time.perf_counter() if start is None else start
     try:
         futures = []
-        for i, (prompt, max_tokens) in enumerate(zip(prompts, outputs)):
-            if send_at is not None and (wait := start_time + send_at[i] - time.perf_counter()) > 0:
+        for i, conversation in enumerate(conversations):
+            at = send_at[i] if send_at is not None else conversation["turns"][0]["at_s"]
+            if at is not None and (wait := start_time + at - time.perf_counter()) > 0:
                 time.sleep(wait)
-            futures.append(pool.submit(one, prompt, max_tokens))
+            futures.append(pool.submit(converse, conversation))
         done = [future.result() for future in futures]
     finally:
-        # An interrupted level must not wait for its queued requests: drop them; the
+        # An interrupted level must not wait for its queued conversations: drop them; the
         # caller then stops the server, which ends the requests in flight.
         pool.shutdown(wait=False, cancel_futures=True)
     wall = time.perf_counter() - start_time
     for session in opened:
         session.close()
-    for i, request in enumerate(done):
+    for i, turns in enumerate(done):
         if send_at is not None:
-            request["scheduled_s"] = round(send_at[i], 6)
-        request["sent_s"] = round(request.pop("sent_at") - start_time, 6)
-        request["done_s"] = round(request.pop("done_at") - start_time, 6)
-    return done, wall
+            turns[0]["scheduled_s"] = round(send_at[i], 6)
+        for request in turns:
+            request["sent_s"] = round(request.pop("sent_at") - start_time, 6)
+            request["done_s"] = round(request.pop("done_at") - start_time, 6)
+    return [request for turns in done for request in turns], wall
 
 
 def measure(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, timeout: float = 600,
@@ -292,13 +342,13 @@ def _serve(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, po
         with requests.Session() as session:
             props = session.get(f"{base}/props", timeout=30)
             result["props"] = _effective_settings(props.json() if props.ok else {})
-            prompts, outputs = workload(session, base, params, seed[0])
+            conversations = workload(session, base, params, seed[0])
             samples.mark("warmup")
-            result["warmup"] = warm_up_slots(session, base, params, first=params["requests"])
+            result["warmup"] = warm_up_slots(session, base, params, first=len(conversations))
         samples.mark(phases.REQUESTS)
         seen = interference.Window()
-        measured = requests_at(base, proc.pid, params, prompts, outputs,
-                               arrivals.schedule(params, params["requests"], f"{seed[0]}:arrivals:{seed[1]}"))
+        measured = requests_at(base, proc.pid, params, conversations,
+                               arrivals.schedule(params, len(conversations), f"{seed[0]}:arrivals:{seed[1]}"))
         seen.measured(measured["cpu"]["server_s"])
         result["interference"] = {**seen.result(samples.gpu_others({proc.pid})),
                                   "server_cpu": measured.pop("server_cpu")}
@@ -335,9 +385,17 @@ def serving(exe: Path, model: Path, params: Mapping[str, Any], log_path: Path, d
 
 
 def workload(session: requests.Session, base: str, params: Mapping[str, Any], seed: str, first: int = 0,
-             ) -> tuple[list[list[int]], list[int]]:
-    """The prompts (token lists) and output lengths of a cell's ``requests``: fixed, drawn within length_spread,
-    or a dataset's (each cut to prompt_tokens, asking for its max_tokens up to the cell's)."""
+             ) -> list[dict[str, Any]]:
+    """A cell's conversations (measure/sessions.py), numbered from ``first``: a trace's; ``requests`` sessions of
+    ``turns`` turns behind a prefix; or ``requests`` lone requests of fixed or drawn lengths, or a dataset's (each cut
+    to prompt_tokens, asking for its max_tokens up to the cell's)."""
+    def tokens(text: str, special: bool) -> list[int]:
+        return tokenize(session, base, text, special)
+
+    if trace := axes.value(params, "trace", axes.SERVING):
+        return sessions.replay(tokens, Path(trace).expanduser())
+    if conversational(params):
+        return sessions.sessions(tokens, params, seed, first)
     count = params["requests"]
     sizes = arrivals.lengths(params, count, f"{seed}:lengths")
     texts = None
@@ -347,31 +405,76 @@ def workload(session: requests.Session, base: str, params: Mapping[str, Any], se
         sizes = [(params["prompt_tokens"], min(int(e.get("max_tokens") or params["max_tokens"]), params["max_tokens"]))
                  for e in entries]
     prompts = make_prompts(session, base, [p for p, _ in sizes], params["cache"] == "warm", texts, first)
-    return prompts, [o for _, o in sizes]
+    return sessions.lone(prompts, [o for _, o in sizes], first)
 
 
 def warm_up_slots(session: requests.Session, base: str, params: Mapping[str, Any], first: int,
                   ) -> list[dict[str, Any]]:
-    """warm_up() with prompts of their own, numbered from ``first`` (after the measured ones)."""
+    """warm_up() with prompts of their own, numbered from ``first`` (after the measured ones): a conversation
+    cell's are first turns of conversations of its own, behind the same prefix (a shared one is primed on every
+    slot, as on a server that has been running)."""
     count = params["parallel"] * WARMUP_MAX
-    prompts = make_prompts(session, base, [params["prompt_tokens"]] * count, params["cache"] == "warm", first=first)
+    if conversational(params) and not axes.value(params, "trace", axes.SERVING):
+        extra = sessions.sessions(lambda text, special: tokenize(session, base, text, special), params, "warm-up",
+                                  first, count)
+        prompts = [conversation["turns"][0]["new"] for conversation in extra]
+    else:
+        prompts = make_prompts(session, base, [params["prompt_tokens"]] * count, params["cache"] == "warm",
+                               first=first)
     return warm_up(session, base, prompts, params)
 
 
-def requests_at(base: str, server_pid: int, params: Mapping[str, Any], prompts: list[list[int]], outputs: list[int],
+def requests_at(base: str, server_pid: int, params: Mapping[str, Any], conversations: list[dict[str, Any]],
                 send_at: list[float] | None) -> dict[str, Any]:
-    """The measured requests of one cell (or pilot level), with the CPU time the client and the server spent, and
-    the server's CPU seconds and both clocks read throughout (``server_cpu``: derive/samples.py serving_stalls)."""
+    """The measured requests of one cell (or pilot level), with the CPU time the client and the server spent, the
+    server's CPU seconds and both clocks read throughout (``server_cpu``: derive/samples.py serving_stalls), and
+    the server's /metrics scraped every METRICS_INTERVAL_S (``metrics``)."""
     server_seconds = interference.tree_seconds(server_pid)
     before, client_before = server_seconds(), time.process_time()
-    with interference.ServerReadings(server_pid) as readings:
-        done, wall = run_level(base, prompts, outputs, params["concurrency"], cache_prompt(params), send_at,
+    with interference.ServerReadings(server_pid) as readings, scraping(base, readings.origin) as scraped:
+        done, wall = run_level(base, conversations, params["concurrency"], cache_prompt(params), send_at,
                                start=readings.origin)
     client, server = time.process_time() - client_before, server_seconds() - before
     return {"requests": done, "wall_s": wall,
             "cpu": {"client_s": round(client, 3), "server_s": round(server, 3), "wall_s": round(wall, 3),
                     "logical_cpus": os.cpu_count()},
-            "server_cpu": readings.readings}
+            "metrics": scraped, "server_cpu": readings.readings}
+
+
+@contextlib.contextmanager
+def scraping(base: str, origin: float) -> Iterator[list[dict[str, Any]]]:
+    """The server's Prometheus /metrics (llamacpp:requests_processing, requests_deferred, prompt_tokens_cached_total,
+    ...), read every METRICS_INTERVAL_S while the block runs, each reading with its time from ``origin``
+    (time.perf_counter). A reading resets the server's throughput gauges; the counters and queue gauges are what
+    these answer: how many requests waited for a slot."""
+    found: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with requests.Session() as session:
+            while not stop.wait(METRICS_INTERVAL_S):
+                with contextlib.suppress(requests.RequestException):
+                    text = session.get(f"{base}/metrics", timeout=5).text
+                    found.append({"t_s": round(time.perf_counter() - origin, 3), **prometheus(text)})
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def prometheus(text: str) -> dict[str, float]:
+    """The ``llamacpp:`` samples of a Prometheus text page, by name without the prefix."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("llamacpp:") and "{" not in line:
+            name, _, value = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                found[name.removeprefix("llamacpp:")] = float(value)
+    return found
 
 
 def check(done: list[dict[str, Any]], params: Mapping[str, Any]) -> str | None:
