@@ -41,7 +41,8 @@ def session_config(trace: Path, rounds: int) -> dict[str, Any]:
                                       "replay": {"trace": [str(trace)], "ctx_size": [1024]}}
     config["rpc"] = {"topologies": {}}
     config["tune"] = {}
-    config["load"] = {"agents": {"settings": {**AGENT, "cache": "warm", "think_ms": 200}, "requests": 4,
+    conversation = {key: value for key, value in AGENT.items() if key != "requests"}
+    config["load"] = {"agents": {"settings": {**conversation, "cache": "warm", "think_ms": 200}, "requests": 4,
                                  "rates": [0.5, 2.0], "objectives": {"ttft_ms": {"p90": 2000}}}}
     return config
 
