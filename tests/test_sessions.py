@@ -79,11 +79,11 @@ def serving_cells(workdir: Path) -> dict[str, dict[str, Any]]:
 
 def test_later_turns_reuse_the_history_and_answer_faster_with_the_cache(run: Path) -> None:
     cells = serving_cells(run)
-    def cell(cache: str, round_: int = 1) -> dict[str, Any]:
+    def measured(cache: str, round_: int = 1) -> dict[str, Any]:
         return next(c for c in cells.values() if c["params"].get("cache") == cache and c["params"].get("turns") == 3
                     and c.get("round", 1) == round_)
 
-    warm, cold = cell("warm"), cell("cold")
+    warm, cold = measured("warm"), measured("cold")
     for cell in (warm, cold):
         assert cell["serving"]["status"] == Status.OK, cell["serving"]["error"]
         turns = [(r["session"], r["turn"]) for r in cell["serving"]["requests"]]
@@ -103,7 +103,7 @@ def test_later_turns_reuse_the_history_and_answer_faster_with_the_cache(run: Pat
     assert warm["serving"]["metrics"] and "requests_processing" in warm["serving"]["metrics"][0]
     # the last turn, its history cached, answers faster than the same turn with the cache off, in each round
     for round_ in (1, 2):
-        last = {cache: [r["ttft_ms"] for r in cell(cache, round_)["serving"]["requests"] if r["turn"] == 3]
+        last = {cache: [r["ttft_ms"] for r in measured(cache, round_)["serving"]["requests"] if r["turn"] == 3]
                 for cache in ("warm", "cold")}
         assert sum(last["warm"]) < sum(last["cold"]), (round_, last)
     # the turns table and the finding: turn 3's TTFT, cache on against off, paired by round
