@@ -108,7 +108,8 @@ def test_later_turns_reuse_the_history_and_answer_faster_with_the_cache(run: Pat
         assert sum(last["warm"]) < sum(last["cold"]), (round_, last)
     # the turns table and the finding: turn 3's TTFT, cache on against off, paired by round
     turns = records.read_table(run / "results/serving_turns.csv", "turn_row")
-    assert set(turns["turn"]) == {1, 2, 3} and (turns[turns["cache"] == "warm"].query("turn > 1")["reused_share"]
+    agent = turns[turns["turns"] == 3]
+    assert set(agent["turn"]) == {1, 2, 3} and (agent[agent["cache"] == "warm"].query("turn > 1")["reused_share"]
                                                > 0.5).all()
     findings = records.read_table(run / "results/findings.csv", "finding_row")
     [cache] = findings[(findings["question"] == "session_setting")
@@ -157,6 +158,18 @@ def test_ctrl_c_mid_sweep_leaves_no_server_and_the_sweep_resumes(interrupted: di
     assert len(after) == 2 * 2  # two rates, two rounds
     [result] = records.read(interrupted["workdir"] / SWEEP, "load_sweep")["results"]
     assert len(result["rounds"]) == 2
+
+
+def test_cache_reuse_on_gemma_without_swa_full_is_refused_before_any_job(run: Path) -> None:
+    """Once a job has read the model's file (the run above), its sliding window is known to the plan: llama-server
+    would disable --cache-reuse on it, so a scenario asking for it without swa_full is refused naming the key."""
+    config = {"serving": {"scenarios": {"reuse": {"cache_reuse": [256]}}}}
+    with pytest.raises(configuration.ConfigError, match=r"serving.scenarios.reuse: cache_reuse 256 asks for "
+                                                        r"cache reuse of a model with sliding-window attention "
+                                                        r"\(window 512\)"):
+        configuration.resolve(config)
+    config["serving"]["scenarios"]["reuse"]["swa_full"] = ["on"]
+    configuration.resolve(config)
 
 
 # Without a server: what cannot be served is a config error naming the key or the trace's line.

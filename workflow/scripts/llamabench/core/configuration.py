@@ -22,8 +22,8 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 
-from llamabench.core import (axes, backends, bisect, load, metrics, options, platforms, presets, quality, sessions,
-                             shapes, tuning)
+from llamabench.core import (axes, backends, bisect, load, metrics, model_shape, options, platforms, presets, quality,
+                             sessions, shapes, tuning)
 from llamabench.core.errors import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -177,6 +177,7 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
         for combo in itertools.product(*scenario.values()):
             check_arrival({**serving["defaults"], **dict(zip(scenario, combo))}, f"serving.scenarios.{name}")
     check_splits(config)
+    check_reuse(config)
     check_quality(config, names)
     for name, spec in config["load"].items():
         check_load(config, name, spec, names)
@@ -307,6 +308,22 @@ def check_splits(config: dict[str, Any]) -> None:
             backend = backends.of(config["builds"][build]["cmake_options"])
             if why := backends.split_problem(params, kind, backend, build):
                 raise ConfigError(f"{where}: {why}")
+
+
+def check_reuse(config: dict[str, Any]) -> None:
+    """Cache reuse asked of a sliding-window model without a full-size SWA cache (core/sessions.py
+    ``reuse_problem``), where the model's shape is already known (cached by its sha256 once any job read the
+    file): a config error naming the scenario or sweep. Before the first read the cell itself says so, skipped."""
+    cells = [(where, params) for where, kind, params, _ in _swept(config) if kind == axes.SERVING]
+    cells += [(f"load.{name}.settings", load.sweep(name, spec, config, [], []).params)
+              for name, spec in config["load"].items()]
+    for where, params in cells:
+        if not axes.value(params, "cache_reuse", axes.SERVING):
+            continue
+        for name, model in config["models"].items():
+            shape = model_shape.known(model.get("sha256"))
+            if shape and (why := sessions.reuse_problem(params, shape.get("sliding_window"))):
+                raise ConfigError(f"{where}: {why} (model {name})")
 
 
 def check_quality(config: dict[str, Any], names: Any) -> None:

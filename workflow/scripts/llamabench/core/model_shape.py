@@ -7,6 +7,7 @@ build cache (``gguf-metadata/``), keyed by ``SHAPE_VERSION`` too.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ def shape(path: Path, digest: str, cache: Path | None = None) -> dict[str, Any]:
     """The memory shape of a GGUF file, remembered by its sha256 (reading a 262k-token vocabulary takes ~10 s)."""
     entry = (cache or files.cache_root()) / "gguf-metadata" / f"{digest}-memory-v{SHAPE_VERSION}.json"
     return files.cached_json(entry, lambda: shape_of(path))
+
+
+def known(digest: str | None, cache: Path | None = None) -> dict[str, Any] | None:
+    """The shape of the file of this sha256 where one was read before (the plan may consult it before any job),
+    else None."""
+    if not digest:
+        return None
+    entry = (cache or files.cache_root()) / "gguf-metadata" / f"{digest}-memory-v{SHAPE_VERSION}.json"
+    return json.loads(entry.read_text()) if entry.is_file() else None
 
 
 def shape_of(path: Path) -> dict[str, Any]:
