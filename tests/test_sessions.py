@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from conftest import interrupt_when, load_test_config, mtimes, snakemake, write_config
 from llamabench.core import configuration, records, sessions
 from llamabench.core.status import Status
+from llamabench.derive import sessions as derived
 
 # A conversation: a 64-token system prompt shared by all, three turns of 16 new tokens and 4 generated.
 AGENT = {"turns": 3, "prefix_tokens": 64, "prompt_tokens": 16, "max_tokens": 4, "requests": 2, "ctx_size": 1024}
@@ -60,8 +63,13 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory, rpc_build: dict[str, A
     workdir = tmp_path_factory.mktemp("sessions")
     write_config(workdir, session_config(write_trace(workdir / "trace.jsonl", TRACE), 2))
     cells = workdir / "results/load/agents/cells"
-    interrupt_when(workdir, SWEEP, lambda: bool(mtimes(cells)) if cells.exists() else False,
-                   "no level of the sweep was measured")
+
+    def finished() -> bool:
+        """A level's record written 3 s ago: Snakemake has finished its job (a record written in the very moment
+        of Ctrl-C belongs to a job it then counts unfinished, and measures again), and the next level runs."""
+        return cells.exists() and any(time.time() - p.stat().st_mtime > 3 for p in cells.rglob("*.json"))
+
+    interrupt_when(workdir, SWEEP, finished, "no level of the sweep was measured")
     left = subprocess.run(["pgrep", "-f", "llama-server -m results/models"], capture_output=True, text=True).stdout
     measured = mtimes(cells)
     snakemake(workdir, "--cores", "2")
@@ -227,3 +235,50 @@ def test_lone_requests_are_no_conversation() -> None:
     assert sessions.conversational({"turns": 2}) and sessions.conversational({"prefix_tokens": 8})
     assert sessions.longest({"turns": 3, "prefix_tokens": 10, "prompt_tokens": 5, "max_tokens": 2,
                              "length_spread": 0.2}) == 10 + 3 * (6 + 2)
+
+
+# The derivations on recorded real conversations (tests/data/sessions-0c1e570-gemma3-270m-cold-warm.json).
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "sessions-0c1e570-gemma3-270m-cold-warm.json").read_text())
+
+
+def recorded_turns() -> pd.DataFrame:
+    return pd.DataFrame([row for cell in RECORDED for row in derived.turn_rows(cell)])
+
+
+def test_each_turn_of_a_recorded_cell_is_one_row_with_its_reused_share() -> None:
+    for cell in RECORDED:
+        rows = derived.turn_rows(cell)
+        assert [row["turn"] for row in rows] == [1, 2, 3] and all(row["requests"] == 2 for row in rows)
+        reused = [row["reused_share"] for row in rows]
+        if cell["params"]["cache"] == "warm":  # the history found in the slot, short of the checkpoint's few tokens
+            assert reused[0] == 0 and all(0.5 < share < 1 for share in reused[1:])
+        else:
+            assert reused == [0, 0, 0]
+        lengths = [row["prompt_tokens_mean"] for row in rows]
+        assert lengths == [64 + 16, 64 + 16 + 4 + 16, 64 + 2 * (16 + 4) + 16]
+    assert derived.turn_rows({**RECORDED[0], "params": {**RECORDED[0]["params"], "turns": 1,
+                                                        "prefix_tokens": 0}}) == []
+
+
+def test_the_cache_is_compared_turn_by_turn_paired_by_round() -> None:
+    [effect] = derived.effects(recorded_turns(), alpha=0.05)
+    assert (effect["axis"], effect["baseline"], effect["value"]) == ("cache", "cold", "warm")
+    assert [t["turn"] for t in effect["turns"]] == [1, 2, 3] and all(t["rounds"] == 2 for t in effect["turns"])
+    later = effect["turns"][2]
+    assert later["ratio"] < 0.6 and later["candidate_ms"] < later["baseline_ms"]
+    assert later["reused_candidate"] > 0.5 and later["reused_baseline"] == 0
+    # two rounds: a t-interval on one degree of freedom is wide, and the verdict says only what it supports
+    assert effect["stated"]["turn"] == 3 or effect["stated"]["verdict"] == "improved"
+    assert all(t["verdict"] in ("improved", "no significant difference") for t in effect["turns"])
+
+
+def test_conversations_in_flight_and_their_goodput_from_recorded_requests() -> None:
+    requests = RECORDED[0]["serving"]["requests"]  # two conversations one after the other (concurrency 1)
+    facts = derived.cell_facts(requests)
+    assert facts["sessions"] == 2 and 0.8 < facts["concurrent_sessions"] <= 1.0
+    assert facts["wait_p50_ms"] < facts["prefill_p50_ms"]
+    window = max(r["done_s"] for r in requests) - min(r["sent_s"] for r in requests)
+    assert derived.session_goodput(requests, [True] * len(requests), window) == pytest.approx(120 / window)
+    one_bad = [r["session"] == 0 for r in requests]  # a miss in any turn fails its whole conversation
+    assert derived.session_goodput(requests, one_bad, window) == pytest.approx(60 / window)
