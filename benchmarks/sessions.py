@@ -9,8 +9,9 @@ One Snakemake run in WORKDIR on the default source and model:
   and 16 generated per turn, 3 conversations, 2 in flight), with ``cache`` cold (cache_prompt false: every turn
   processes its whole history) and warm, and warm with ``swa_full: on`` (Gemma 3's sliding-window cache made
   full size: a new conversation can then reuse the shared prefix another slot left), in ``--rounds`` rounds;
-- a load sweep of the same conversations (warm, think time 1 s) at two slot counts (``parallel`` 1 and 2, one
-  sweep each, the pilot finding the levels), objectives TTFT p90 <= 1500 ms in every turn.
+- a load sweep of such conversations (4 turns, warm, think time 0.5 s, 8 conversations a level) at two slot counts
+  (``parallel`` 1 and 2, one sweep each, the pilot finding the levels), objectives TTFT p90 <= 1500 ms in every
+  turn.
 
 It prints each cell's TTFT by turn (mean over rounds of each round's median) with the reused share, the findings
 comparing the settings turn by turn (paired by round), each sweep's answer in conversations, and the wall time.
@@ -39,7 +40,7 @@ def config(rounds: int, turns: int) -> dict[str, Any]:
         "models": {"gemma3-270m": DEFAULTS["models"]["gemma3-270m"]},
         "benchmark": {"builds": [], "rounds": rounds, "groups": {}, "exclude": [], "include": []},
         "quality": {"enabled": False},
-        "serving": {"builds": [], "min_requests": {"p90": 10, "p99": 100},
+        "serving": {"builds": [],
                     "scenarios": {
                         "agent": {**{k: [v] for k, v in conversation.items()}, "requests": [3], "concurrency": [2],
                                   "cache": ["cold", "warm"]},
@@ -47,9 +48,10 @@ def config(rounds: int, turns: int) -> dict[str, Any]:
                                            "concurrency": [2], "cache": ["warm"], "swa_full": ["on"]}}},
         "rpc": {"topologies": {}},
         "tune": {},
-        "load": {f"agents-np{n}": {"settings": {**conversation, "cache": "warm", "think_ms": 1000, "parallel": n},
-                                   "requests": 10,
-                                   "pilot": {"factor": 2, "refine": 0.3, "max_levels": 6},
+        "load": {f"agents-np{n}": {"settings": {**conversation, "turns": 4, "cache": "warm", "think_ms": 500,
+                                                "parallel": n},
+                                   "requests": 8,
+                                   "pilot": {"factor": 2, "refine": 0.3, "max_levels": 5},
                                    "objectives": {"ttft_ms": {"p90": 1500}}} for n in (1, 2)},
         "comparisons": {},
     }
@@ -85,7 +87,7 @@ def main() -> int:
     print("\nSettings against their baselines, turn by turn (paired by round):")
     for statement in findings[findings["question"] == "session_setting"]["statement"]:
         print(f"- {statement}")
-    print("\nConversations the machine holds (load sweeps, 10 conversations a level):")
+    print("\nConversations the machine holds (load sweeps, 8 conversations a level):")
     for statement in findings[findings["question"] == "load_capacity"]["statement"]:
         print(f"- {statement}")
     print(f"\nWall time: {wall:.0f} s (exit status {run.returncode})")

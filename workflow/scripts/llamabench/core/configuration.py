@@ -376,12 +376,14 @@ def check_load(config: dict[str, Any], name: str, spec: dict[str, Any], names: A
     sweep = load.sweep(name, spec, config, sorted(config["builds"]), list(config["models"]))
     check_arrival({**sweep.params, "rate": 1.0}, f"{where}.settings")
     needed = config["serving"]["min_requests"]
+    turns = axes.value(sweep.params, "turns", axes.SERVING)  # a conversation sweep's requests count conversations
     for metric, by_q in spec["objectives"].items():
         for q in by_q:
             for key, count in (("requests", spec["requests"]), ("pilot.requests", load.pilot_requests(spec))):
-                if q in needed and count < needed[q] and not (key == "pilot.requests" and spec["rates"]):
+                if q in needed and count * turns < needed[q] and not (key == "pilot.requests" and spec["rates"]):
                     raise ConfigError(f"{where}.objectives.{metric}.{q} needs at least {needed[q]} requests per level "
-                                      f"(serving.min_requests.{q}), and {where}.{key} is {count}")
+                                      f"(serving.min_requests.{q}), and {where}.{key} is {count}"
+                                      + (f" conversations of {turns} turns" if turns > 1 else ""))
 
 
 def check_topology(config: dict[str, Any], name: str, topology: dict[str, Any], names: Any) -> None:
