@@ -10,7 +10,7 @@ One Snakemake run in WORKDIR on the default source and model:
   processes its whole history) and warm, and warm with ``swa_full: on`` (Gemma 3's sliding-window cache made
   full size: a new conversation can then reuse the shared prefix another slot left), in ``--rounds`` rounds;
 - a load sweep of such conversations (4 turns, warm, think time 0.5 s, 8 conversations a level) at two slot counts
-  (``parallel`` 1 and 2, one sweep each, the pilot finding the levels), objectives TTFT p90 <= 1500 ms in every
+  (``parallel`` 1 and 2, one sweep each, the pilot finding the levels), objectives TTFT p90 <= 3000 ms in every
   turn.
 
 It prints each cell's TTFT by turn (mean over rounds of each round's median) with the reused share, the findings
@@ -52,7 +52,7 @@ def config(rounds: int, turns: int) -> dict[str, Any]:
                                                 "parallel": n},
                                    "requests": 8,
                                    "pilot": {"factor": 2, "refine": 0.3, "max_levels": 5},
-                                   "objectives": {"ttft_ms": {"p90": 1500}}} for n in (1, 2)},
+                                   "objectives": {"ttft_ms": {"p90": 3000}}} for n in (1, 2)},
         "comparisons": {},
     }
 

@@ -435,9 +435,10 @@ def quality_costs(table: pd.DataFrame) -> list[dict[str, Any]]:
         rows.append(finding(
             questions.QUALITY_COST, row.build, row.model, f"quality cost of {row.setting}", quality_sentence(row),
             subject=row.setting, metric="KLD", answer=row.setting, cell=row.cell, value=row.kld_mean,
-            value_ci_low=_nan_none(row.kld_ci_low), value_ci_high=_nan_none(row.kld_ci_high),
-            reference_value=row.same_top, ratio=_nan_none(row.tg_ratio), ratio_ci_low=_nan_none(row.tg_ratio_ci_low),
-            ratio_ci_high=_nan_none(row.tg_ratio_ci_high), verdict=row.tg_verdict if _has(row.tg_verdict) else None,
+            value_ci_low=tables.value_or(row.kld_ci_low), value_ci_high=tables.value_or(row.kld_ci_high),
+            reference_value=row.same_top, ratio=tables.value_or(row.tg_ratio),
+            ratio_ci_low=tables.value_or(row.tg_ratio_ci_low), ratio_ci_high=tables.value_or(row.tg_ratio_ci_high),
+            verdict=tables.value_or(row.tg_verdict),
             # a cost measured is an answer whatever the speed test said: never folded away as "nothing found"
             significant=None, evidence="quality.csv, comparisons.csv"))
     return rows
@@ -448,7 +449,7 @@ def quality_sentence(row: Any) -> str:
     0.0083-0.0101) from the reference, top token unchanged in 93.9 % (…), perplexity 0.99×.``"""
     defaults = "the defaults" if row.reference_model == row.model else f"{row.reference_model}'s defaults"
     ci = _ci({"ratio_ci_low": row.tg_ratio_ci_low, "ratio_ci_high": row.tg_ratio_ci_high})
-    if not _has(row.tg_ratio):
+    if not tables.present(row.tg_ratio):
         speed = "speed not measured with these settings alone"
     elif row.tg_verdict in (statistics.IMPROVED, statistics.REGRESSED):
         speed = f"generation {row.tg_verdict}: {row.tg_ratio:.2f}× {defaults}{ci}"
@@ -457,13 +458,13 @@ def quality_sentence(row: Any) -> str:
     else:  # no test: too few paired rounds
         speed = f"generation {row.tg_ratio:.2f}× {defaults} ({row.tg_verdict or 'not tested'})"
     kld = f"KLD {row.kld_mean:.4g}" + (f" (95 % CI {row.kld_ci_low:.4g}-{row.kld_ci_high:.4g})"
-                                       if _has(row.kld_ci_high) else "")
+                                       if tables.present(row.kld_ci_high) else "")
     same = f"top token unchanged in {_percent(row.same_top)}" + (
         f" (95 % CI {_percent(row.same_top_ci_low)}-{_percent(row.same_top_ci_high)})"
-        if _has(row.same_top_ci_low) else "")
-    ppl = f"perplexity {row.ppl_ratio:.3f}× the reference's" if _has(row.ppl_ratio) else ""
-    what = "numerical fidelity (a synthetic model: not quality)" if _has(row.label) and "synthetic" in row.label \
-        else "quality"
+        if tables.present(row.same_top_ci_low) else "")
+    ppl = f"perplexity {row.ppl_ratio:.3f}× the reference's" if tables.present(row.ppl_ratio) else ""
+    synthetic = tables.present(row.label) and "synthetic" in row.label
+    what = "numerical fidelity (a synthetic model: not quality)" if synthetic else "quality"
     reference = "the reference" if row.reference_model == row.model else f"{row.reference_model}'s reference"
     return (f"{row.build} / {row.model}: {row.setting}: {speed}; {what}: {kld} from {reference}, {same}"
             + (f", {ppl}" if ppl else "") + ".")
@@ -471,14 +472,6 @@ def quality_sentence(row: Any) -> str:
 
 def _percent(share: float) -> str:
     return f"{share * 100:.1f} %"
-
-
-def _has(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def _nan_none(value: Any) -> Any:
-    return value if _has(value) else None
 
 
 def tuned(studies: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Rule ``load_pilot`` (a checkpoint): the levels of a load sweep, found on one build in one server session.
 
 One llama-server with the sweep's settings, its slots warmed up; one request's
-time alone sets the first rate (0.3 requests per that time, unless
-``pilot.start``); then derive/load.py's ladder: up by ``pilot.factor`` until a
+time alone sets the first rate (0.3 requests per that time, or per a conversation's turns and think times,
+unless ``pilot.start``); then derive/load.py's ladder: up by ``pilot.factor`` until a
 saturated level is confirmed by the saturated level above it (one whose level
 above is not saturated is a false alarm, recorded, and the climb goes on), then
 refined near the largest rate meeting the objectives.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from llamabench.core import backends, files, model_shape, plan, records, sessions
+from llamabench.core import axes, backends, files, model_shape, plan, records, sessions
 from llamabench.core.errors import Unsupported
 from llamabench.core.load import level_rate, pilot_requests
 from llamabench.core.status import Status
@@ -62,6 +62,13 @@ def load_pilot(smk: Any) -> None:
         **records.cell_facts(build, model), "log": smk.log[0], **result})
 
 
+def conversation_s(params: dict[str, Any], alone_s: float) -> float:
+    """One conversation's time alone: its turns at one request's time each (a lower bound: later turns resend the
+    history) and the mean think time between them; a lone request's for a cell of lone requests."""
+    turns = axes.value(params, "turns", axes.SERVING)
+    return turns * alone_s + (turns - 1) * (axes.value(params, "think_ms", axes.SERVING) or 0) / 1000
+
+
 def _pilot(exe: Path, model: Path, sweep: Any, settings: dict[str, Any], log_path: Path, seed: str, timeout: float,
            result: dict[str, Any]) -> None:
     pilot = settings["pilot"]
@@ -72,7 +79,7 @@ def _pilot(exe: Path, model: Path, sweep: Any, settings: dict[str, Any], log_pat
             result["command_line"] = shlex.join(proc.args)
             warm = llama_server.warm_up_slots(session, base, first, first=0)
             alone_s = float(np.median([w["e2e_ms"] for w in warm])) / 1000
-            start = pilot.get("start") or START_SHARE / alone_s
+            start = pilot.get("start") or START_SHARE / conversation_s(first, alone_s)
             result.update(single_request_s=alone_s, start_rate=level_rate(start))
             numbered = iter(range(1, pilot["max_levels"] + 1))
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llamabench.derive import statistics
+from llamabench.derive import statistics, tables
 
 
 def per_chunk(cumulative: Sequence[float]) -> list[float]:
@@ -74,11 +74,7 @@ def within(row: Mapping[str, Any], budget: Mapping[str, Any]) -> str | None:
 
 
 def _first(*values: Any) -> float | None:
-    return next((float(v) for v in values if v is not None and not _missing(v)), None)
-
-
-def _missing(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    return next((float(v) for v in values if tables.present(v)), None)
 
 
 def pareto(points: Sequence[tuple[float | None, float | None]]) -> list[bool]:
@@ -86,10 +82,10 @@ def pareto(points: Sequence[tuple[float | None, float | None]]) -> list[bool]:
     no other point is at least as good in both and better in one. A point missing either is not."""
     efficient = []
     for i, (c, s) in enumerate(points):
-        if c is None or s is None or _missing(c) or _missing(s):
+        if not tables.present(c) or not tables.present(s):
             efficient.append(False)
             continue
-        dominated = any(j != i and oc is not None and os_ is not None and not _missing(oc) and not _missing(os_)
+        dominated = any(j != i and tables.present(oc) and tables.present(os_)
                         and oc <= c and os_ >= s and (oc < c or os_ > s) for j, (oc, os_) in enumerate(points))
         efficient.append(not dominated)
     return efficient
