@@ -88,8 +88,8 @@ def main() -> int:
     for statement in findings[findings["question"] == "session_setting"]["statement"]:
         print(f"- {statement}")
     print("\nConversations the machine holds (load sweeps, 8 conversations a level):")
-    for statement in findings[findings["question"] == "load_capacity"]["statement"]:
-        print(f"- {statement}")
+    for label, statement in findings[findings["question"] == "load_capacity"][["label", "statement"]].values:
+        print(f"- {label}: {statement}")
     print(f"\nWall time: {wall:.0f} s (exit status {run.returncode})")
     return 0 if run.returncode == 0 else 1
 

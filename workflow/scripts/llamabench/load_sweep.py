@@ -97,12 +97,12 @@ def result(settings: Mapping[str, Any], build: str, model: str, cells: list[dict
     return {**answer, "sentence": sentence(settings, answer)}
 
 
-def held(found: Mapping[str, Any]) -> dict[str, Any] | None:
+def held(found: Mapping[str, Any]) -> dict[str, Any]:
     """A conversation sweep's answer in conversations: at the highest level within the capacity, how many were in
     flight on average and how many per minute met every objective in every turn (medians over rounds)."""
     within = [lv for lv in found["levels"] if found["capacity_mean"] and lv["rate"] <= found["capacity_mean"] * 1.001]
-    if not within:
-        return None
+    if not within:  # the capacity lies below every level (a round's was 0): nothing measured there
+        return {"rate": None, "concurrent": None, "goodput_per_min": None}
     level = within[-1]
     return {"rate": level["rate"], "concurrent": level.get("concurrent_sessions"),
             "goodput_per_min": level.get("session_goodput_per_min")}
@@ -150,7 +150,7 @@ def sentence(settings: Mapping[str, Any], found: Mapping[str, Any]) -> str:
     if found["capacity_mean"] == 0:
         return f"{where}: even the lowest rate misses the objectives ({goal})."
     held_ = found.get("sessions")
-    scale, unit = (60, "conversations/min") if held_ else (1, "requests/s")
+    scale, unit = (60, "conversations/min") if held_ is not None else (1, "requests/s")
     interval = (f" (95 % CI {found['capacity_ci_low'] * scale:.2f}-{found['capacity_ci_high'] * scale:.2f}, "
                 f"{len(found['rounds_used'])} rounds)" if found["capacity_ci_low"] is not None else
                 f" ({len(found['rounds_used'])} round: no interval)")
