@@ -435,10 +435,10 @@ def quality_costs(table: pd.DataFrame) -> list[dict[str, Any]]:
         rows.append(finding(
             questions.QUALITY_COST, row.build, row.model, f"quality cost of {row.setting}", quality_sentence(row),
             subject=row.setting, metric="KLD", answer=row.setting, cell=row.cell, value=row.kld_mean,
-            value_ci_low=tables.value_or(row.kld_ci_low), value_ci_high=tables.value_or(row.kld_ci_high),
-            reference_value=row.same_top, ratio=tables.value_or(row.tg_ratio),
-            ratio_ci_low=tables.value_or(row.tg_ratio_ci_low), ratio_ci_high=tables.value_or(row.tg_ratio_ci_high),
-            verdict=tables.value_or(row.tg_verdict),
+            value_ci_low=records.value_or(row.kld_ci_low), value_ci_high=records.value_or(row.kld_ci_high),
+            reference_value=row.same_top, ratio=records.value_or(row.tg_ratio),
+            ratio_ci_low=records.value_or(row.tg_ratio_ci_low), ratio_ci_high=records.value_or(row.tg_ratio_ci_high),
+            verdict=records.value_or(row.tg_verdict),
             # a cost measured is an answer whatever the speed test said: never folded away as "nothing found"
             significant=None, evidence="quality.csv, comparisons.csv"))
     return rows
@@ -449,7 +449,7 @@ def quality_sentence(row: Any) -> str:
     0.0083-0.0101) from the reference, top token unchanged in 93.9 % (…), perplexity 0.99×.``"""
     defaults = "the defaults" if row.reference_model == row.model else f"{row.reference_model}'s defaults"
     ci = _ci({"ratio_ci_low": row.tg_ratio_ci_low, "ratio_ci_high": row.tg_ratio_ci_high})
-    if not tables.present(row.tg_ratio):
+    if not records.present(row.tg_ratio):
         speed = "speed not measured with these settings alone"
     elif row.tg_verdict in (statistics.IMPROVED, statistics.REGRESSED):
         speed = f"generation {row.tg_verdict}: {row.tg_ratio:.2f}× {defaults}{ci}"
@@ -458,12 +458,12 @@ def quality_sentence(row: Any) -> str:
     else:  # no test: too few paired rounds
         speed = f"generation {row.tg_ratio:.2f}× {defaults} ({row.tg_verdict or 'not tested'})"
     kld = f"KLD {row.kld_mean:.4g}" + (f" (95 % CI {row.kld_ci_low:.4g}-{row.kld_ci_high:.4g})"
-                                       if tables.present(row.kld_ci_high) else "")
+                                       if records.present(row.kld_ci_high) else "")
     same = f"top token unchanged in {_percent(row.same_top)}" + (
         f" (95 % CI {_percent(row.same_top_ci_low)}-{_percent(row.same_top_ci_high)})"
-        if tables.present(row.same_top_ci_low) else "")
-    ppl = f"perplexity {row.ppl_ratio:.3f}× the reference's" if tables.present(row.ppl_ratio) else ""
-    synthetic = tables.present(row.label) and "synthetic" in row.label
+        if records.present(row.same_top_ci_low) else "")
+    ppl = f"perplexity {row.ppl_ratio:.3f}× the reference's" if records.present(row.ppl_ratio) else ""
+    synthetic = records.present(row.label) and "synthetic" in row.label
     what = "numerical fidelity (a synthetic model: not quality)" if synthetic else "quality"
     reference = "the reference" if row.reference_model == row.model else f"{row.reference_model}'s reference"
     return (f"{row.build} / {row.model}: {row.setting}: {speed}; {what}: {kld} from {reference}, {same}"

@@ -19,7 +19,7 @@ import pandas as pd
 from llamabench.core import axes, comparisons, files, layout, metrics, quality, records
 from llamabench.core.status import Status
 from llamabench.derive import quality as cost
-from llamabench.derive import statistics, tables
+from llamabench.derive import statistics
 from llamabench.plots import empty_note, plt, save
 
 COST_FIELDS = ("kld_mean", "kld_ci_low", "kld_ci_high", "kld_p99", "same_top", "same_top_ci_low",
@@ -167,7 +167,7 @@ def tested_speed(row: Mapping[str, Any]) -> float | None:
     """A row's tg speed as the frontier takes it: its ratio where its test found a difference, else the defaults'
     (1): a setting is never on the frontier for a speed-up the statistics do not support."""
     ratio = row.get("tg_ratio")
-    if not tables.present(ratio):
+    if not records.present(ratio):
         return None
     return ratio if row.get("tg_verdict") in (statistics.IMPROVED, statistics.REGRESSED) else 1.0
 
@@ -183,9 +183,9 @@ def plot_frontier(table: pd.DataFrame, png: Path, svg: Path) -> None:
         for row in rows.itertuples():
             x, y = max(row.kld_mean, 1e-6), row.tg_ratio
             # a KLD of about 0 prints as -0.000000: its interval may lie below the point drawn at 1e-6
-            low, high = (float(tables.value_or(v, x)) for v in (row.kld_ci_low, row.kld_ci_high))
+            low, high = (float(records.value_or(v, x)) for v in (row.kld_ci_low, row.kld_ci_high))
             xerr = [[max(0.0, x - max(low, 1e-6))], [max(0.0, high - x)]]
-            low, high = (float(tables.value_or(v, y)) for v in (row.tg_ratio_ci_low, row.tg_ratio_ci_high))
+            low, high = (float(records.value_or(v, y)) for v in (row.tg_ratio_ci_low, row.tg_ratio_ci_high))
             yerr = [[max(0.0, y - low)], [max(0.0, high - y)]]
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color="tab:green" if row.pareto else "tab:grey",
                         capsize=3)

@@ -47,6 +47,17 @@ class RecordError(UserError):
 
 
 @functools.cache
+def present(value: Any) -> bool:
+    """Whether a table cell holds a value: a missing one reads back as None, or as NaN through pandas. Here, not
+    in derive/tables.py: measuring rules read it too (a quality budget), and the table vocabulary is not theirs."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def value_or(value: Any, default: Any = None) -> Any:
+    """A table cell's value, ``default`` where it holds none (None or NaN)."""
+    return value if present(value) else default
+
+
 def schema(kind: str) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")

@@ -16,7 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llamabench.derive import statistics, tables
+from llamabench.core import records
+from llamabench.derive import statistics
 
 
 def per_chunk(cumulative: Sequence[float]) -> list[float]:
@@ -74,7 +75,7 @@ def within(row: Mapping[str, Any], budget: Mapping[str, Any]) -> str | None:
 
 
 def _first(*values: Any) -> float | None:
-    return next((float(v) for v in values if tables.present(v)), None)
+    return next((float(v) for v in values if records.present(v)), None)
 
 
 def pareto(points: Sequence[tuple[float | None, float | None]]) -> list[bool]:
@@ -82,10 +83,10 @@ def pareto(points: Sequence[tuple[float | None, float | None]]) -> list[bool]:
     no other point is at least as good in both and better in one. A point missing either is not."""
     efficient = []
     for i, (c, s) in enumerate(points):
-        if not tables.present(c) or not tables.present(s):
+        if not records.present(c) or not records.present(s):
             efficient.append(False)
             continue
-        dominated = any(j != i and tables.present(oc) and tables.present(os_)
+        dominated = any(j != i and records.present(oc) and records.present(os_)
                         and oc <= c and os_ >= s and (oc < c or os_ > s) for j, (oc, os_) in enumerate(points))
         efficient.append(not dominated)
     return efficient

@@ -3,12 +3,11 @@
 One place for what every aggregate asks of a row: which test it is (llama-bench's
 name, ``pp128``; its kind, pp, tg or both, is core/metrics.py's), which
 setting it is (what differs from the defaults cell), whether it is a kept version,
-whether its status is a failure, whether a cell holds a value at all.
+whether its status is a failure.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,6 @@ import pandas as pd
 
 from llamabench.core import axes, comparisons, layout, metrics, records
 from llamabench.core.status import Status
-
-
-def present(value: Any) -> bool:
-    """Whether a table cell holds a value: a missing one reads back as None, or as NaN through pandas."""
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def value_or(value: Any, default: Any = None) -> Any:
-    """A table cell's value, ``default`` where it holds none (None or NaN)."""
-    return value if present(value) else default
 
 
 def single_tests(table: pd.DataFrame) -> pd.DataFrame:
