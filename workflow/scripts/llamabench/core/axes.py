@@ -96,7 +96,8 @@ TEXT = ("string", "null")
 CACHE_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"}
 LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
 SPLIT_MODES = ("none", "layer", "row", "tensor")
-# Axes that take on/off, which YAML may hand over as booleans.
+# Axes that take on/off, which YAML may hand over as booleans, and the schema of one such value.
+SWITCH = {"description": "on or off (YAML's bare on/off arrive as booleans)", "enum": ["on", "off", True, False]}
 SWITCHES = ("flash_attn", "cont_batching", "prompt_cache", "kv_unified", "cache_idle_slots", "swa_full")
 # How a serving cell's requests arrive: closed keeps ``concurrency`` in flight; the others are open (a rate).
 ARRIVALS = ("closed", "constant", "poisson", "gamma")
@@ -107,6 +108,13 @@ SWEEP_OWN = ("rate", "requests")
 def _flag(flag: str, *tools: str) -> dict[str, tuple[Spelling, ...]]:
     """A flag every tree of these tools has, taking the value as it is."""
     return {tool: (Spelling(None, flag),) for tool in tools}
+
+
+def _switch(on: str, off: str, axis: str) -> dict[str, tuple[Spelling, ...]]:
+    """A llama-server switch said as a pair of flags, where its --help shows the ``off`` one (a tree without it
+    cannot say either value: the cell is skipped with the reason)."""
+    return {LLAMA_SERVER: (Spelling(off, on, {"on": (on,), "off": (off,)},
+                                    f"this llama-server has no {off}: leave {axis} at its default"),)}
 
 
 def _split_mode(when: str, tool: str) -> tuple[Spelling, ...]:
@@ -216,12 +224,9 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
     Axis("cache", "cache", {"enum": ["cold", "warm"]}, TEXT,
          "cold: every prompt processed in full (cache_n == 0 checked); warm: prompts share a prefix the "
          "warm-up primed", "cold", role=WORKLOAD),
-    Axis("cont_batching", "cb", {"description": "on or off (YAML's bare on/off arrive as booleans)",
-                                 "enum": ["on", "off", True, False]}, TEXT,
+    Axis("cont_batching", "cb", SWITCH, TEXT,
          "llama-server continuous batching (-cb / -nocb): off serves one batch of requests at a time", "on",
-         optional=True, spellings={LLAMA_SERVER: (
-             Spelling("-nocb", "-cb", {"on": ("-cb",), "off": ("-nocb",)},
-                      "this llama-server has no -nocb: leave cont_batching at its default"),)}, tunable=False),
+         optional=True, spellings=_switch("-cb", "-nocb", "cont_batching"), tunable=False),
     Axis("prompt_cache", "pc", {"description": "request, on or off (YAML's bare on/off arrive as booleans)",
                                 "enum": ["request", "on", "off", True, False]}, TEXT,
          "the server's prompt cache (--cache-prompt / --no-cache-prompt, trees from late 2025): request leaves "
@@ -256,25 +261,19 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "llama-server -sps: how much a request's prompt must match a slot's to be sent to it (0: any free "
          "slot); none: the server's default (0.10 at 0c1e570)", None, optional=True,
          spellings=_flag("-sps", LLAMA_SERVER)),
-    Axis("kv_unified", "kvu", {"description": "on or off (YAML's bare on/off arrive as booleans)",
-                               "enum": ["on", "off", True, False]}, TEXT,
+    Axis("kv_unified", "kvu", SWITCH, TEXT,
          "llama-server -kvu / -no-kvu: one K/V buffer shared by every slot (a slot may then use the whole "
          "context); none: the server's default (off where -np is given)", None, optional=True,
-         spellings={LLAMA_SERVER: (Spelling("-no-kvu", "-kvu", {"on": ("-kvu",), "off": ("-no-kvu",)},
-                                            "this llama-server has no -kvu: leave kv_unified out"),)}),
+         spellings=_switch("-kvu", "-no-kvu", "kv_unified")),
     Axis("cache_ram", "cram", {"type": "integer", "minimum": -1}, INT,
          "llama-server -cram: MiB of host memory for prompts saved from slots (-1: no limit, 0: none); none: 0 "
          "where prompts are cold, the server's default where they are reused", None, optional=True,
          spellings=_flag("-cram", LLAMA_SERVER)),
-    Axis("cache_idle_slots", "cis", {"description": "on or off (YAML's bare on/off arrive as booleans)",
-                                     "enum": ["on", "off", True, False]}, TEXT,
+    Axis("cache_idle_slots", "cis", SWITCH, TEXT,
          "llama-server --cache-idle-slots: save idle slots to the host-memory prompt cache on a new task (needs "
          "cache_ram); none: the server's default", None, optional=True,
-         spellings={LLAMA_SERVER: (Spelling("--no-cache-idle-slots", "--cache-idle-slots",
-                                            {"on": ("--cache-idle-slots",), "off": ("--no-cache-idle-slots",)},
-                                            "this llama-server has no --cache-idle-slots: leave it out"),)}),
-    Axis("swa_full", "swaf", {"description": "on or off (YAML's bare on/off arrive as booleans)",
-                              "enum": ["on", "off", True, False]}, TEXT,
+         spellings=_switch("--cache-idle-slots", "--no-cache-idle-slots", "cache_idle_slots")),
+    Axis("swa_full", "swaf", SWITCH, TEXT,
          "llama-server --swa-full: a full-size cache for sliding-window layers (more memory; what cache reuse "
          "needs on such a model)", "off", optional=True,
          spellings={LLAMA_SERVER: (Spelling(None, "--swa-full", {"on": ("--swa-full",), "off": ()}),)}),
