@@ -22,49 +22,43 @@ from llamabench.derive import latency, samples, sessions, tables
 
 def serving_summary(smk: Any) -> None:
     """Rule ``serving_summary``: results/serving_summary.csv, every token's time (results/serving_tokens.jsonl) and
-    every conversation turn's (results/serving_turns.csv)."""
+    every conversation turn's (results/serving_turns.csv), each cell's record read once for all three."""
     partners = {Path(serve): Path(bench) for serve, bench in smk.params.partners.items()}
-    paths = history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent)
-    table = summarize(paths, partners, dict(smk.params.min_requests), smk.params.max_share)
+    cells = read_cells(history.current_and_kept(smk.input.cells, "serve_cell", Path(smk.output.csv).parent))
+    table = summarize(cells, partners, dict(smk.params.min_requests), smk.params.max_share)
     records.write_table(Path(smk.output.csv), table)
     files.write_lines(Path(smk.output.failed), tables.failed_paths("serve_cell", smk.input.cells, table))
-    files.write_lines(Path(smk.output.tokens), latency.jsonl(token_export(paths)))
-    records.write_table(Path(smk.output.turns), turn_table(paths))
+    current = [cell for path, cell in cells.items() if not layout.kept_label(path) and isinstance(cell, dict)]
+    files.write_lines(Path(smk.output.tokens), latency.jsonl(line for cell in current
+                                                             for line in latency.token_lines(cell)))
+    records.write_table(Path(smk.output.turns), turn_table(current))
 
 
-def turn_table(paths: list[Path]) -> pd.DataFrame:
-    """Every turn index of the current conversation cells (derive/sessions.py), a row per cell, round and turn."""
-    rows = []
+def read_cells(paths: list[Path]) -> dict[Path, dict[str, Any] | RecordError]:
+    """{path: its record as the aggregates see it (history.read), or why it cannot be read}."""
+    found: dict[Path, dict[str, Any] | RecordError] = {}
     for path in paths:
         try:
-            cell = None if layout.kept_label(path) else history.read(path, "serve_cell")
-        except RecordError:
-            continue
-        if cell is not None and Status(cell["serving"]["status"]).measured:
-            rows += [records.new("turn_row", row) for row in sessions.turn_rows(cell)]
+            found[path] = history.read(path, "serve_cell")
+        except RecordError as err:
+            found[path] = err
+    return found
+
+
+def turn_table(cells: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every turn index of the measured conversation cells (derive/sessions.py), a row per cell, round and turn."""
+    rows = [records.new("turn_row", row) for cell in cells if Status(cell["serving"]["status"]).measured
+            for row in sessions.turn_rows(cell)]
     return records.frame(rows, "turn_row")
 
 
-def token_export(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every token of the current cells' measured requests; a record that cannot be read has none (its row in
-    the summary says why)."""
-    lines = []
-    for path in paths:
-        try:
-            lines += [] if layout.kept_label(path) else latency.token_lines(history.read(path, "serve_cell"))
-        except RecordError:
-            continue
-    return lines
-
-
-def summarize(cell_paths: list[Path], partners: dict[Path, Path], min_requests: dict[str, int],
-              max_share: float = 1.0) -> pd.DataFrame:
+def summarize(cells: dict[Path, dict[str, Any] | RecordError], partners: dict[Path, Path],
+              min_requests: dict[str, int], max_share: float = 1.0) -> pd.DataFrame:
+    """A serving row per cell (a record that cannot be read: a row saying why)."""
     rows = []
-    for path in sorted(cell_paths):
-        try:
-            cell = history.read(path, "serve_cell")
-        except RecordError as err:
-            rows.append(history.unreadable("serving_row", "serve_cell", path, err))
+    for path, cell in sorted(cells.items()):
+        if isinstance(cell, RecordError):
+            rows.append(history.unreadable("serving_row", "serve_cell", path, cell))
             continue
         partner = records.read(partners[path], "bench_cell") if path in partners else None
         rows.append(cell_row(cell, partner, min_requests, max_share))
