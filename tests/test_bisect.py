@@ -2,8 +2,9 @@
 
 The history: commit 0 is the default source's tree (the commit conftest.git_build
 builds, so the good endpoint is a cache hit), then N = 8 commits: #2 does not
-compile, #3 restores it, #5 caps the CPU backend at one thread (generation on
-two threads gets measurably slower), every other one edits a document. One run
+compile, #3 restores it, #5 sleeps 20 ms in every graph plan (generation about
+half as fast: a thread cap, 0.7-0.8x on this VM, left a CI run's culprit
+inconclusive within its noise), every other one edits a document. One run
 holds four bisects and a history study; they share every build:
 
 - ``slow``: good = 0, bad = 8, the cells a comparison of two configured builds (0 and 8) found regressed: the
@@ -32,7 +33,7 @@ from typing import Any
 import pytest
 
 from conftest import GEMMA, RPC_OPTIONS, snakemake, snakemake_console, write_config
-from git_history import BROKEN_SUBJECT, CULPRIT_SUBJECT, extend, git
+from git_history import BROKEN_SUBJECT, PAUSE_SUBJECT, extend, git
 from llamabench import bisect_study, history_range
 from llamabench.core import records
 from llamabench.core.errors import UserError
@@ -40,6 +41,7 @@ from llamabench.core.errors import UserError
 pytestmark = pytest.mark.slow  # builds, runs llama.cpp binaries or Snakemake
 
 N, CULPRIT, BROKEN = 8, 5, 2
+PAUSE_US = 20_000  # per graph plan: one per generated token
 CELLS = [{"n_prompt": 0, "n_gen": 16}]
 LONG_GEN = 128  # each repetition ~2.5 s: longer than the console's 1 s poll, so each shows
 
@@ -49,7 +51,7 @@ def history(upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> list[st
     """The repository (a clone of conftest's one-commit repository) and its commits, good first."""
     repo = tmp_path_factory.mktemp("history") / "llama.cpp"
     subprocess.run(["git", "clone", "-q", str(upstream), str(repo)], check=True)
-    return [str(repo), *extend(repo, N, culprit=CULPRIT, broken=BROKEN)]
+    return [str(repo), *extend(repo, N, culprit=CULPRIT, broken=BROKEN, pause_us=PAUSE_US)]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,7 @@ def test_the_culprit_of_a_comparisons_regression_within_log2_n_plus_2_builds(run
     assert found["metric"] == "tg" and found["probes"][0]["rounds"] >= 3
     assert {p.parent.name for p in (run / "bisect/slow/cells").rglob("*.json")} == {"gemma3-270m"}
     assert {p.stem for p in (run / "bisect/slow/cells/probe-0").rglob("*.json")} >= {regressed.baseline_cell}
-    assert found["culprit"]["commit"] == commits[CULPRIT] and found["culprit"]["subject"] == CULPRIT_SUBJECT
+    assert found["culprit"]["commit"] == commits[CULPRIT] and found["culprit"]["subject"] == PAUSE_SUBJECT
     assert commits[CULPRIT][:9] in found["sentence"]
     built = {b["position"]: b for b in found["builds"]}
     assert len(built) <= math.ceil(math.log2(N)) + 2, built
@@ -194,12 +196,12 @@ def test_findings_report_and_a_rerun(run: Path, history: list[str]) -> None:
     commits = history[1:]
     table = records.read_table(run / "findings.csv", "finding_row")
     culprits = table[table["question"] == "bisect_culprit"].set_index("subject")
-    assert culprits.loc["slow", "answer"] == f"{commits[CULPRIT][:9]} {CULPRIT_SUBJECT}"
+    assert culprits.loc["slow", "answer"] == f"{commits[CULPRIT][:9]} {PAUSE_SUBJECT}"
     assert culprits.loc["nothing", "verdict"] == "no regression found" and not culprits.loc["nothing", "significant"]
     changes = table[(table["question"] == "history_change") & table["significant"].fillna(False).astype(bool)]
     assert list(changes["answer"]) == [f"{commits[6][:9]} docs : note 6"]
     page = (run / "report.html").read_text()
-    assert "Performance over llama.cpp" in page and commits[CULPRIT] in page and CULPRIT_SUBJECT in page
+    assert "Performance over llama.cpp" in page and commits[CULPRIT] in page and PAUSE_SUBJECT in page
     out = snakemake(run.parent, "--cores", "2", "-n")
     assert "Nothing to be done" in out.stdout + out.stderr
 

@@ -46,7 +46,6 @@ class RecordError(UserError):
     """A record that is not what this code reads: another kind, an older version, or invalid."""
 
 
-@functools.cache
 def present(value: Any) -> bool:
     """Whether a table cell holds a value: a missing one reads back as None, or as NaN through pandas. Here, not
     in derive/tables.py: measuring rules read it too (a quality budget), and the table vocabulary is not theirs."""
@@ -58,6 +57,7 @@ def value_or(value: Any, default: Any = None) -> Any:
     return value if present(value) else default
 
 
+@functools.cache
 def schema(kind: str) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")
