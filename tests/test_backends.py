@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llamabench.core import axes, backends
-from llamabench.core.errors import UserError
+from llamabench.core.errors import Unsupported, UserError
 from llamabench.measure import rpc_workers
 from llamabench.prepare import builds, vulkan
 
@@ -75,6 +75,38 @@ def test_offloaded_layers_are_split_as_llama_cpp_splits_them() -> None:
     one = {**two, "devices": listed("=0")}
     assert backends.split_devices(one, {"tensor_split": "3/1"}, axes.BENCHMARK, {}) == [["Vulkan0", 1.0]]
     assert backends.split_devices({**two, "options": []}, {}, axes.BENCHMARK, free) == []
+
+
+def test_a_cells_device_chooses_the_gpus_its_layers_go_to_and_main_gpu_counts_those() -> None:
+    """-dev Vulkan1: the layers on Vulkan1 alone, -mg 0 that same device (llama.cpp numbers the chosen ones);
+    Vulkan1/Vulkan0: split over both in that order; none: no GPU. A device the build does not list, or any on a
+    CPU build, skips the cell with the build's list."""
+    two = {"name": "lava", "options": VULKAN, "devices": listed("=0,0"), "software_opt_in": True}
+    free = backends.recorded_free_mib(two)
+
+    def split(**params: object) -> list:
+        return backends.split_devices(two, params, axes.BENCHMARK, free)
+
+    assert split(device="Vulkan1") == [["Vulkan1", 1.0]]
+    assert split(device="Vulkan1/Vulkan0", split_mode="none", main_gpu=0) == [["Vulkan1", 1.0]]
+    assert split(device="Vulkan1/Vulkan0", tensor_split="3/1") == [["Vulkan1", 3.0], ["Vulkan0", 1.0]]
+    assert split(device="none") == [] and not backends.offloads(two, {"device": "none"}, axes.BENCHMARK)
+    assert backends.offloads(two, {"device": "Vulkan0"}, axes.SERVING)
+    assert backends.unusable(two, {"device": "Vulkan0/Vulkan1"}, axes.SERVING) is None
+    assert backends.unusable(two, {"device": "Vulkan2"}) == \
+        "build 'lava' has no Vulkan2: its --list-devices shows Vulkan0, Vulkan1"
+    cpu = {"name": "cpu", "options": ["-DGGML_RPC=ON"], "devices": listed("unset")}
+    assert backends.unusable(cpu, {"device": "none"}) is None
+    assert backends.unusable(cpu, {"device": "CUDA0"}) == "build 'cpu' is a CPU build: it has no CUDA0"
+    # each tool's spelling: one test's devices joined by / in llama-bench, by , in llama-server
+    params = {**{a.name: a.default for a in axes.of(axes.BENCHMARK)}, "device": "Vulkan1/Vulkan0"}
+    assert axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, "-dev, --device <dev0/dev1/...>")[-2:] == \
+        ["-dev", "Vulkan1/Vulkan0"]
+    served = {**{a.name: a.default for a in axes.of(axes.SERVING)}, "device": "Vulkan1/Vulkan0"}
+    assert axes.arguments(served, axes.SERVING, axes.LLAMA_SERVER, "--flash-attn [on|off|auto] -dev, --device <dev1,dev2,..>")[-2:] == \
+        ["--device", "Vulkan1,Vulkan0"]
+    with pytest.raises(Unsupported, match="no -dev"):
+        axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, "-ngl, --n-gpu-layers <n>")
 
 
 def test_visible_devices_become_the_backends_own_variable() -> None:

@@ -138,6 +138,8 @@ def test_a_schema_default_that_differs_from_config_yaml_is_caught() -> None:
         (lambda c: c["models"]["gemma3-270m"].pop("kind"), "'kind' is a required property"),
         (lambda c: c["benchmark"]["defaults"].update(n_gpu_layers="150%"), "benchmark.defaults.n_gpu_layers"),
         (lambda c: c["benchmark"]["defaults"].update(load_mode="fast"), "benchmark.defaults.load_mode"),
+        (lambda c: c["benchmark"]["defaults"].update(device="Vulkan 0"), "benchmark.defaults.device"),
+        (lambda c: c["rpc"].update(cells=[{"device": "Vulkan0"}]), "rpc.cells[0].device: an RPC cell runs on its"),
     ],
 )
 def test_bad_config_names_the_key(mutate, named: str) -> None:

@@ -86,6 +86,9 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
                       "groups": {"offload": {"builds": ["vulkan"], "n_gpu_layers": ["50%", "all"]},
                                  "split": {"builds": ["vulkan-two"], "n_gpu_layers": ["all"],
                                            "tensor_split": ["1/2"]},
+                                 # -dev: the second device alone, and none (a GPU build on the CPU alone)
+                                 "device": {"builds": ["vulkan-two"], "n_gpu_layers": ["all"],
+                                            "device": ["Vulkan1", "none"]},
                                  # a K/V cache of ~2.4 GiB: more than the 2048 MiB the device reports free
                                  "too-big": {"builds": ["vulkan"], "n_gpu_layers": ["all"], "n_depth": [2_500_000]}}},
         # how many layers to offload, as a tuning study decides it (two rounds: plumbing, not statistics)
@@ -95,8 +98,8 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
         # offload changes the numerics, but lavapipe's llama-perplexity takes ~45 s a reference: quality cells are
         # tested on the CPU build (tests/test_workflow.py)
         "quality": {"enabled": False},
-        # a serving cell with every layer offloaded
-        "serving": {"builds": ["vulkan"], "scenarios": {"offloaded": {"n_gpu_layers": ["all"]}},
+        # a serving cell with every layer offloaded, to the device named (--device)
+        "serving": {"builds": ["vulkan"], "scenarios": {"offloaded": {"n_gpu_layers": ["all"], "device": ["Vulkan0"]}},
                     "defaults": {"prompt_tokens": 16, "max_tokens": 4, "requests": 2, "ctx_size": 512,
                                  "parallel": 1}},
         # the lab report's CPU+GPU RPC: one worker on the (software) GPU, one on the CPU, beside the local partner
@@ -128,6 +131,14 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     split = memory[(memory["build"] == "vulkan-two") & memory["cell"].str.contains("ts-1-2")
                    & (memory["predictor"] == "derive/memory.py") & (memory["component"] == "weights")]
     assert {"Vulkan0", "Vulkan1"} <= set(split["device"]) and split["within_tolerance"].all()
+    # -dev Vulkan1: every layer there and nothing on Vulkan0, as predicted; -dev none: no layer offloaded
+    chosen = memory[(memory["build"] == "vulkan-two") & memory["cell"].str.contains("_dev-Vulkan1")
+                    & (memory["predictor"] == "derive/memory.py") & (memory["component"] == "weights")]
+    assert "Vulkan1" in set(chosen["device"]) and "Vulkan0" not in set(chosen["device"]), chosen.to_string()
+    assert chosen["within_tolerance"].all()
+    on = summary[(summary["build"] == "vulkan-two") & summary["device"].notna()].set_index("device")
+    assert set(on["status"]) == {"ok"} and on.loc["none", "offloaded_layers"] == 0
+    assert on.loc["Vulkan1", "offloaded_layers"] == 3
     study = records.read(results / "tune/gpu-layers.json", "tune")
     [result] = study["results"]
     assert result["spent"]["rounds"] >= 1 and any("n_gpu_layers=all" in c["label"] for c in result["candidates"])
@@ -139,6 +150,9 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     assert skipped["error"].str.contains("builds.vulkan-no-opt-in.software_device: true").all()
     served = pd.read_csv(results / "serving_summary.csv")
     assert set(served["status"]) == {"ok"} and served["software_device"].notna().all()
+    assert set(served["device"]) == {"Vulkan0"}
+    [server] = [records.read(p, "serve_cell") for p in (results / "serving/vulkan").rglob("*.json")]
+    assert "--device" in server["serving"]["command"], server["serving"]["command"]
     rpc = pd.read_csv(results / "rpc_summary.csv")
     [remote] = rpc[rpc["devices"] == "RPC0/RPC1"].itertuples()
     assert remote.status == "ok" and remote.software_device.startswith("software GPU") and remote.local_cell

@@ -48,7 +48,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     exe = Path(build["bin_dir"]) / build["binaries"]["bench"]
     timeout = the_plan.timeouts["bench_cell"]
     backend = backends.of(build["options"])
-    offload = matrix.placement(params, layers, backend is not None)
+    offload = matrix.placement(params, layers, backends.offloads(build, params, axes.BENCHMARK))
     with machine_lock.held(f"cell {label}") as waited:
         # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it), and
         # a GPU's free memory is what no other measurement holds.
@@ -61,7 +61,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
                                          memory_settings, state["available_memory_mib"],
                                          free)
         try:
-            if why := backends.unusable(build):
+            if why := backends.unusable(build, params, axes.BENCHMARK):
                 raise Unsupported(why)
             cmd = llama_bench.command(exe, Path(smk.input.model), matrix.for_model(params, layers), smk.params.delay)
         except Unsupported as err:

@@ -47,7 +47,7 @@ def load_pilot(smk: Any) -> None:
     seed = f"{the_plan.seed}:{sweep.name}:pilot"
     result: dict[str, Any] = {"status": Status.FAILED, "error": None, "start": files.now_iso(), "levels": [],
                               "chosen": []}
-    skip = backends.unusable(build) or sessions.reuse_problem(
+    skip = backends.unusable(build, sweep.params, axes.SERVING) or sessions.reuse_problem(
         sweep.params, model_shape.shape(Path(smk.input.model), model["sha256"])["sliding_window"])
     if skip or "server" not in build["binaries"]:
         result.update(status=Status.SKIPPED, error=skip or f"build {build['name']} has no llama-server")

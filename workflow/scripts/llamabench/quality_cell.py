@@ -50,7 +50,7 @@ def quality_cell(smk: Any) -> None:
     waited, result = 0.0, None
     try:
         result, cmd = None, []
-        if why := backends.unusable(build):
+        if why := backends.unusable(build, params, axes.QUALITY):
             raise Unsupported(why)
         tool = records.read(smk.input.tool, "perplexity_build")
         if tool["binary"] is None:

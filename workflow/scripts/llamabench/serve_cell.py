@@ -41,7 +41,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     timeout = the_plan.timeouts["serve_cell"]
     backend = backends.of(build["options"])
     layers = model["gguf"].get("layers")
-    offload = matrix.placement(params, layers, backend is not None)
+    offload = matrix.placement(params, layers, backends.offloads(build, params, axes.SERVING))
     with machine_lock.held(f"serving cell {label}") as waited:
         free = gpus.free_mib(build)  # under the lock: what no other measurement holds
         runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
@@ -50,8 +50,8 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         predicted, fit = memory_fit.gate(shape, runs, memory_settings,
                                          system_state.snapshot()["available_memory_mib"], free)
         # only the model's file tells a sliding window: said here, not measured as "reuse changes nothing"
-        skip, status = backends.unusable(build) or sessions.reuse_problem(params, shape["sliding_window"]), \
-            Status.SKIPPED
+        skip = backends.unusable(build, params, axes.SERVING) or sessions.reuse_problem(params, shape["sliding_window"])
+        status = Status.SKIPPED
         if not skip and not fit["started"]:
             skip, status = memory_fit.reason(fit), Status.PREDICTED_OUT_OF_MEMORY
         result = llama_server.measure(exe, Path(smk.input.model), matrix.for_model(params, layers),

@@ -158,6 +158,13 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
          "the share of the offloaded layers each GPU takes, as llama-bench writes it (-ts 3/1); unset: by each "
          "device's free memory", None, optional=True, json_field="tensor_split", quality=ON_GPU,
          spellings={LLAMA_BENCH: (Spelling(None, "-ts"),), LLAMA_SERVER: (Spelling(None, "-ts", separator=","),)}),
+    Axis("device", "dev", {"type": "string", "pattern": "^(none|[A-Za-z]+[0-9]*(/[A-Za-z]+[0-9]*)*)$"}, TEXT,
+         "the GPUs a local cell uses (-dev), by the names of the build's --list-devices joined by / (Vulkan1, "
+         "CUDA0/CUDA1), or none (the CPU alone); main_gpu and tensor_split then count these. Unset: every GPU of "
+         "the build. An RPC topology chooses its own (rpc.topologies.*.devices)", None, optional=True,
+         json_field="devices", quality=ON_GPU,
+         spellings={LLAMA_BENCH: (Spelling("-dev,", "-dev"),),
+                    LLAMA_SERVER: (Spelling("--device", "--device", separator=","),)}),
     Axis("load_mode", "lm", {"enum": list(LOAD_MODES)}, TEXT,
          "how the model is loaded: auto (mmap unless a device cannot), none (read into memory), mmap, "
          "mlock, mmap+mlock, dio (direct I/O); mid-2025 trees say mmap and none only", "auto",
@@ -309,20 +316,20 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in [
 ORDER: dict[str, tuple[str, ...]] = {
     BENCHMARK: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "no_op_offload", "split_mode", "main_gpu",
                 "tensor_split", "load_mode", "flash_attn", "cache_type_k", "cache_type_v", "n_prompt", "n_gen",
-                "n_depth", "repetitions"),
+                "n_depth", "repetitions", "device"),
     SERVING: ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
               "load_mode", "flash_attn", "cache_type_k", "cache_type_v", "ctx_size", "parallel", "prompt_tokens",
               "max_tokens", "concurrency", "requests", "cache", "cont_batching", "prompt_cache", "arrival", "rate",
               "burstiness", "length_spread", "dataset", "cache_reuse", "slot_prompt_similarity", "kv_unified",
               "cache_ram", "cache_idle_slots", "swa_full", "ctx_checkpoints", "turns", "prefix_tokens",
-              "prefix_scope", "think_ms", "think", "trace"),
+              "prefix_scope", "think_ms", "think", "trace", "device"),
 }
 # A quality cell's axes: the settings that change what the model computes, in the benchmark's id order.
 ORDER[QUALITY] = tuple(name for name in ORDER[BENCHMARK] if AXES[name].quality)
 
 # The settings a serving cell shares with its llama-bench partner (the source of its estimate).
 SERVER_SHARED = ("threads", "batch_size", "ubatch_size", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
-                 "load_mode", "flash_attn", "cache_type_k", "cache_type_v")
+                 "load_mode", "flash_attn", "cache_type_k", "cache_type_v", "device")
 
 # Figure name -> (x axis, axis that splits lines or None, log-scaled x). Batch and ubatch are swept together
 # (ubatch is capped at batch), so the batch figure draws one line per ubatch size.

@@ -77,13 +77,15 @@ def environment(backend: Backend | None, visible_devices: str | None) -> dict[st
     return {backend.visible_env: visible_devices}
 
 
-def unusable(build: Mapping[str, Any]) -> str | None:
+def unusable(build: Mapping[str, Any], params: Mapping[str, Any] | None = None, kind: str = axes.BENCHMARK,
+             ) -> str | None:
     """Why a GPU build's cells are not measured here (from the build's own ``--list-devices``), or None: no device
-    of its backend (its binary would run on the CPU, and those numbers are not GPU numbers), or a software device
-    the config did not opt in to."""
+    of its backend (its binary would run on the CPU, and those numbers are not GPU numbers), a software device
+    the config did not opt in to, or (``params``: a cell's) a ``device`` the build does not list."""
     backend = of(build["options"])
+    named = None if params is None else axes.value(params, "device", kind)
     if backend is None:
-        return None
+        return None if named in (None, "none") else f"build '{build['name']}' is a CPU build: it has no {named}"
     found = gpu_devices(backend, build["devices"]["devices"])
     if not found:
         return (f"build '{build['name']}' lists no {backend.device_prefix} device on this host (its --list-devices):"
@@ -91,16 +93,35 @@ def unusable(build: Mapping[str, Any]) -> str | None:
     if (label := software_label(found)) and not build.get("software_opt_in"):
         return (f"build '{build['name']}' sees a {label.split(':')[0]}: set builds.{build['name']}.software_device: "
                 "true to run it as a functional check")
+    listed = [d["name"] for d in found]
+    if missing := [n for n in str(named or "none").split("/") if n != "none" and n not in listed]:
+        return f"build '{build['name']}' has no {', '.join(missing)}: its --list-devices shows {', '.join(listed)}"
     return None
+
+
+def used_devices(build: Mapping[str, Any], params: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The GPUs of a build a cell runs on, in the order llama.cpp numbers them for ``-mg`` and ``-ts``: those its
+    ``device`` names (none: no GPU), else every GPU of the build's list."""
+    found = gpu_devices(of(build["options"]), build["devices"]["devices"])
+    named = axes.value(params, "device", kind)
+    if named is None:
+        return found
+    by_name = {d["name"]: d for d in found}
+    return [by_name[n] for n in str(named).split("/") if n in by_name]
+
+
+def offloads(build: Mapping[str, Any], params: Mapping[str, Any], kind: str) -> bool:
+    """Whether a cell's offloaded layers go to a GPU: a GPU build's, unless its ``device`` is none."""
+    return of(build["options"]) is not None and axes.value(params, "device", kind) != "none"
 
 
 def split_devices(build: Mapping[str, Any], params: Mapping[str, Any], kind: str,
                   free_mib: Mapping[str, float]) -> list[list[Any]]:
     """Where a GPU build's offloaded layers go, as llama.cpp splits them: [[device, share], ...]. One device, or
-    ``split_mode: none``: the main GPU alone; otherwise every GPU of the build's list, by ``tensor_split`` where
-    set (a device it leaves out, or gives 0, takes nothing), else by each device's free memory. Empty for a CPU
-    build."""
-    found = gpu_devices(of(build["options"]), build["devices"]["devices"])
+    ``split_mode: none``: the main GPU alone; otherwise every GPU the cell uses (``used_devices``), by
+    ``tensor_split`` where set (a device it leaves out, or gives 0, takes nothing), else by each device's free
+    memory. Empty for a CPU build or ``device: none``."""
+    found = used_devices(build, params, kind)
     if not found:
         return []
     if len(found) == 1 or axes.value(params, "split_mode", kind) == "none":

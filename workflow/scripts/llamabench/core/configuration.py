@@ -171,6 +171,10 @@ def check(config: dict[str, Any], given: dict[str, Any], kept: list[str]) -> Non
     for name, topology in config["rpc"]["topologies"].items():
         check_topology(config, name, topology, names)
     names("rpc.models", config["rpc"]["models"], models, "models")
+    for i, cell in enumerate(config["rpc"]["cells"]):
+        if "device" in cell:
+            raise ConfigError(f"rpc.cells[{i}].device: an RPC cell runs on its topology's devices "
+                              "(rpc.topologies.*.devices), not on a local cell's")
     for name, spec in config["tune"].items():
         check_study(config, name, spec, names)
     for name, scenario in serving["scenarios"].items():

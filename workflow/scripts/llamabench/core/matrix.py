@@ -142,9 +142,10 @@ def rpc_cells(bench: Mapping[str, Any], name: str, topology: Mapping[str, Any], 
 
     Each parameter set runs once per link rate and device selection of the topology, and once with
     ``-dev none``: the client alone on its local CPU, the single-node partner of the others. The id is the
-    matrix id with the topology (and rate) and the device selection as key components.
+    matrix id with the topology (and rate) and the device selection as key components. The topology's devices
+    are the cell's: a ``device`` of the benchmark's defaults (a local cell's GPUs) does not apply.
     """
-    base = baseline(bench)
+    base = {**baseline(bench), "device": axes.AXES["device"].default}
     cells = {}
     for partial in partials:
         params = axes.normalize({**base, **axes.canonical_partial(partial)}, BENCHMARK)
