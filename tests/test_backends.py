@@ -103,8 +103,8 @@ def test_a_cells_device_chooses_the_gpus_its_layers_go_to_and_main_gpu_counts_th
     assert axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, "-dev, --device <dev0/dev1/...>")[-2:] == \
         ["-dev", "Vulkan1/Vulkan0"]
     served = {**{a.name: a.default for a in axes.of(axes.SERVING)}, "device": "Vulkan1/Vulkan0"}
-    assert axes.arguments(served, axes.SERVING, axes.LLAMA_SERVER, "--flash-attn [on|off|auto] -dev, --device <dev1,dev2,..>")[-2:] == \
-        ["--device", "Vulkan1,Vulkan0"]
+    server_help = "--flash-attn [on|off|auto] -dev, --device <dev1,dev2,..>"
+    assert axes.arguments(served, axes.SERVING, axes.LLAMA_SERVER, server_help)[-2:] == ["--device", "Vulkan1,Vulkan0"]
     with pytest.raises(Unsupported, match="no -dev"):
         axes.arguments(params, axes.BENCHMARK, axes.LLAMA_BENCH, "-ngl, --n-gpu-layers <n>")
 
