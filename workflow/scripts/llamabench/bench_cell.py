@@ -56,7 +56,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
         free = gpus.free_mib(build)
         runs = memory_fit.bench_runs(params, offload["offloaded_layers"] or 0,
                                      backends.split_devices(build, params, axes.BENCHMARK, free),
-                                     memory_use.cpu_flags())
+                                     memory_use.cpu_flags(), gpus.tensor_limits(build))
         predicted, fit = memory_fit.gate(model_shape.shape(Path(smk.input.model), model["sha256"]), runs,
                                          memory_settings, state["available_memory_mib"],
                                          free)

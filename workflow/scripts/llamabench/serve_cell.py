@@ -45,7 +45,8 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     with machine_lock.held(f"serving cell {label}") as waited:
         free = gpus.free_mib(build)  # under the lock: what no other measurement holds
         runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
-                                     backends.split_devices(build, params, axes.SERVING, free), memory_use.cpu_flags())
+                                     backends.split_devices(build, params, axes.SERVING, free), memory_use.cpu_flags(),
+                                     gpus.tensor_limits(build))
         shape = model_shape.shape(Path(smk.input.model), model["sha256"])
         predicted, fit = memory_fit.gate(shape, runs, memory_settings,
                                          system_state.snapshot()["available_memory_mib"], free)

@@ -119,7 +119,9 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     ``type_k``/``type_v``, ``flash_attn`` (resolved: bool), ``mmap`` (bool), ``gpu_layers`` (layers offloaded,
     the block count + 1 at most), ``gpu`` (the one device they go to) or ``devices`` ([name, share] of each,
     shares as llama.cpp splits by: each device's free memory), ``cpu_flags``, ``touched_tokens``
-    (the most tokens a micro-batch of the run holds: a short prompt touches a share of the compute buffer).
+    (the most tokens a micro-batch of the run holds: a short prompt touches a share of the compute buffer),
+    ``max_tensor_bytes`` ({device: the largest weight it takes}; a larger one stays on the CPU, as llama.cpp keeps
+    it there).
     """
     ctx = context(run)
     n_layer = shp["layers"]
@@ -144,10 +146,18 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     for layer in range(first_offloaded, n_layer + 1):
         devices.setdefault(device_of(layer), dict.fromkeys(COMPONENTS, 0.0))
     mmap = run.get("mmap", True)
+    caps = run.get("max_tensor_bytes") or {}
+
+    def takes(device: str, size: int) -> bool:
+        """Whether a device takes a weight this large: llama.cpp keeps one over a device's limit on the CPU."""
+        return device == "CPU" or size <= caps.get(device, size)
+
     weights: dict[str, int] = {"CPU_Mapped" if mmap else "CPU": 0, "CPU_REPACK": 0}
     mapped: list[Mapping[str, Any]] = []
     for tensor in shp["tensors"]:
         device = device_of(tensor["layer"], tensor["name"])
+        if not takes(device, tensor["bytes"]):
+            device = "CPU"
         if device != "CPU":
             weights[device] = weights.get(device, 0) + tensor["bytes"]
         elif repacked(tensor, flags):
@@ -162,7 +172,10 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
         weights["CPU_Mapped"] = (max(t["offset"] + t["bytes"] for t in mapped) - min(t["offset"] for t in mapped))
     names = {tensor["name"]: tensor["bytes"] for tensor in shp["tensors"]}
     output_device = device_of(None, "output.weight")
-    if "output.weight" not in names and output_device != "CPU":
+    output_bytes = names.get("output.weight", names.get("token_embd.weight", 0))
+    if not takes(output_device, output_bytes):
+        output_device = "CPU"  # and its matrix product with it: the device cannot take the weight
+    elif "output.weight" not in names and output_device != "CPU":
         # a tied output layer copies the embedding to its device
         weights[output_device] = weights.get(output_device, 0) + names.get("token_embd.weight", 0)
     buffers = {name: size / MIB for name, size in weights.items() if size}

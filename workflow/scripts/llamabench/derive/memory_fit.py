@@ -22,33 +22,36 @@ log = logging.getLogger(__name__)
 
 
 def _settings(params: Mapping[str, Any], offloaded: int, devices: list[list[Any]],
-              cpu_flags: Iterable[str]) -> dict[str, Any]:
+              cpu_flags: Iterable[str], tensor_limits: Mapping[str, int] | None) -> dict[str, Any]:
     """What every run of a cell shares: batch and ubatch, flash attention, the load mode, the layers offloaded and
-    the GPUs they go to (``devices``: [[name, share], ...], core/backends.py ``split_devices``; empty: none)."""
+    the GPUs they go to (``devices``: [[name, share], ...], core/backends.py ``split_devices``; empty: none), and
+    the largest tensor each of those takes where it has such a limit (measure/gpus.py ``tensor_limits``)."""
     found = {"n_batch": params["batch_size"], "n_ubatch": params["ubatch_size"],
              "flash_attn": not options.flash_attn_off(params["flash_attn"]),
              "mmap": "none" not in str(axes.value(params, "load_mode")),
              "gpu_layers": offloaded, "gpu": devices[0][0] if devices else None, "cpu_flags": sorted(cpu_flags)}
+    if caps := {name: (tensor_limits or {})[name] for name, _ in devices if name in (tensor_limits or {})}:
+        found["max_tensor_bytes"] = caps
     return {**found, "devices": devices} if len(devices) > 1 else found
 
 
 def bench_runs(params: Mapping[str, Any], offloaded: int, devices: list[list[Any]],
-               cpu_flags: Iterable[str]) -> list[dict[str, Any]]:
+               cpu_flags: Iterable[str], tensor_limits: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """One run per llama-bench test of the cell (the prompt test, then the generation test), each with the
     context llama-bench makes for it: prompt or generation tokens plus the depth."""
     depth = int(params.get("n_depth") or 0)
-    common = {**_settings(params, offloaded, devices, cpu_flags), "type_k": params["cache_type_k"],
+    common = {**_settings(params, offloaded, devices, cpu_flags, tensor_limits), "type_k": params["cache_type_k"],
               "type_v": params["cache_type_v"]}
     return [{**common, "n_ctx": int(tokens) + depth, "touched_tokens": int(tokens)}
             for tokens in (params["n_prompt"], params["n_gen"]) if tokens]
 
 
 def serve_runs(params: Mapping[str, Any], offloaded: int, devices: list[list[Any]],
-               cpu_flags: Iterable[str]) -> list[dict[str, Any]]:
+               cpu_flags: Iterable[str], tensor_limits: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """llama-server's one context: ``ctx_size`` shared by ``parallel`` slots, each its own K/V stream (the
     cells pass ``-np``, so the cache is not unified), f16 K/V (the server's default); the measured prompt is
     the largest micro-batch."""
-    return [{**_settings(params, offloaded, devices, cpu_flags), "n_ctx": params["ctx_size"],
+    return [{**_settings(params, offloaded, devices, cpu_flags, tensor_limits), "n_ctx": params["ctx_size"],
              "n_seq": params["parallel"],
              "kv_unified": False, "type_k": "f16", "type_v": "f16", "touched_tokens": int(params["prompt_tokens"])}]
 

@@ -8,6 +8,8 @@ must never be reported as GPU numbers.
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -59,3 +61,52 @@ def free_mib(build: dict[str, Any]) -> dict[str, float]:
         if rows:
             return {f"CUDA{row['index']}": float(row["memory.free"]) for row in rows if row.get("memory.free")}
     return backends.recorded_free_mib(build)
+
+
+# vulkaninfo's text: a block per physical device from ``GPU<i>:``; the limits llama.cpp's Vulkan backend checks
+# before it takes a tensor (ggml-vulkan ``supports_op``): none larger than maxBufferSize, and none larger than
+# maxStorageBufferRange unless the device has 64-bit indexing in shaders.
+_GPU_BLOCK = re.compile(r"^GPU(\d+):$", re.MULTILINE)
+_FIELD = {"name": re.compile(r"^\s*deviceName\s*=\s*(.+?)\s*$", re.MULTILINE),
+          "storage": re.compile(r"^\s*maxStorageBufferRange\s*=\s*(\w+)", re.MULTILINE),
+          "buffer": re.compile(r"^\s*maxBufferSize\s*=\s*(\w+)", re.MULTILINE)}
+
+
+def parse_vulkaninfo(text: str) -> dict[str, int]:
+    """The largest tensor each Vulkan device takes, in bytes, by its name (llama.cpp's device description)."""
+    found = {}
+    starts = [m.start() for m in _GPU_BLOCK.finditer(text)]
+    for start, end in zip(starts, [*starts[1:], len(text)]):
+        block = text[start:end]
+        values = {key: pattern.search(block) for key, pattern in _FIELD.items()}
+        if values["name"] is None or values["storage"] is None:
+            continue
+        limits = [int(values["buffer"].group(1), 0)] if values["buffer"] else []
+        if "VK_EXT_shader_64bit_indexing" not in block:
+            limits.append(int(values["storage"].group(1), 0))
+        found[values["name"].group(1)] = min(limits)
+    return found
+
+
+@functools.cache
+def _vulkaninfo() -> str:
+    if not shutil.which("vulkaninfo"):
+        return ""
+    try:
+        out = subprocess.run(["vulkaninfo"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout if out.returncode == 0 else ""
+
+
+def tensor_limits(build: dict[str, Any]) -> dict[str, int]:
+    """The largest tensor (bytes) each GPU of a build takes, by llama.cpp's device name, where the backend has such
+    a limit and the machine says it: a Vulkan device's from ``vulkaninfo`` (Mesa's lavapipe takes none over
+    128 MiB: Gemma's 170 MiB tied output stays on the CPU). llama.cpp keeps a larger weight on the CPU, and so
+    does the predictor. Empty where unknown (no vulkaninfo: every weight is predicted where its layer goes)."""
+    backend = backends.of(build["options"])
+    if backend is None or backend.name != "vulkan":
+        return {}
+    by_name = parse_vulkaninfo(_vulkaninfo())
+    return {d["name"]: by_name[d["description"]] for d in backends.gpu_devices(backend, build["devices"]["devices"])
+            if d.get("description") in by_name}
