@@ -10,12 +10,13 @@ import pytest
 from conftest import ROOT
 from llamabench.core import files
 from llamabench.derive import buffers, memory, memory_accuracy, memory_fit
-from llamabench.measure import fit_params
+from llamabench.measure import fit_params, gpus
 from llamabench.core import model_shape
 
 DATA = ROOT / "tests" / "data"
 CPU_LOG = DATA / "buffers-0c1e570-cpu-gemma3-270m-ub128.log"
 RPC_LOG = DATA / "buffers-0c1e570-cpu-rpc-gemma3-270m-two-workers.log"
+VULKANINFO = DATA / "vulkaninfo-lavapipe-mesa-22.3.6.txt"
 # The recorded cell's parameters (tests/data/README.md).
 CELL = {"threads": 2, "batch_size": 2048, "ubatch_size": 128, "n_gpu_layers": 99, "flash_attn": "auto",
         "cache_type_k": "f16", "cache_type_v": "f16", "n_prompt": 128, "n_gen": 32, "n_depth": 0, "repetitions": 3}
@@ -111,3 +112,18 @@ def test_llama_fit_params_projection_is_read() -> None:
     """A real ``--fit-print on`` (tests/data/README.md): on a CPU-only host only the host's row, as the CPU's."""
     rows = fit_params.parse((DATA / "fit-print-0c1e570-gemma3-270m-c4096.txt").read_text())
     assert rows == {"CPU": {"weights": 222.0, "kv": 27.0, "compute": 514.0}}
+
+
+def test_a_vulkan_devices_largest_tensor_is_read_from_vulkaninfo() -> None:
+    """lavapipe takes no tensor over its maxStorageBufferRange (128 MiB); a device with 64-bit indexing in shaders
+    only its maxBufferSize, as ggml-vulkan's supports_op checks them."""
+    text = VULKANINFO.read_text()
+    assert gpus.parse_vulkaninfo(text) == {"llvmpipe (LLVM 15.0.6, 256 bits)": 128 * 1024 * 1024}
+    wide = text.replace("Device Extensions: count =", "VK_EXT_shader_64bit_indexing : extension revision 1\n"
+                                                      "Device Extensions: count =")
+    assert gpus.parse_vulkaninfo(wide) == {"llvmpipe (LLVM 15.0.6, 256 bits)": 0xFFFFFFFF}
+    build = {"options": ["-DGGML_VULKAN=ON"], "devices": {"devices": [
+        {"name": "Vulkan0", "description": "llvmpipe (LLVM 15.0.6, 256 bits)", "total_mib": "2048",
+         "free_mib": "2048"}]}}
+    assert gpus.tensor_limits({**build, "options": ["-DGGML_RPC=ON"]}) == {}  # a CPU build has none
+    assert set(gpus.tensor_limits(build)) <= {"Vulkan0"}  # where this machine has vulkaninfo and lavapipe
