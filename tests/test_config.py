@@ -361,6 +361,10 @@ def test_commit_studies_plan_their_cells() -> None:
      "benchmark.groups.rows: split_mode row needs a backend with split buffers (sycl); build 'vk' is vulkan"),
     ({"serving": {"builds": ["vk"], "scenarios": {"split": {"split_mode": ["tensor"], "flash_attn": ["auto"]}}}},
      "serving.scenarios.split: split_mode tensor needs flash_attn on"),
+    ({"benchmark": {"groups": {"dev": {"builds": ["vk"], "device": ["CUDA0"]}}}},
+     "benchmark.groups.dev: device CUDA0: build 'vk' is vulkan, whose devices are Vulkan0, Vulkan1, ..., not CUDA0"),
+    ({"benchmark": {"groups": {"dev": {"builds": ["cpu"], "device": ["Vulkan0"]}}}},
+     "benchmark.groups.dev: device Vulkan0 names a GPU, and build 'cpu' is a CPU build"),
 ])
 def test_a_split_llama_cpp_would_refuse_is_a_config_error_naming_where(change: dict, message: str) -> None:
     builds = {**DEFAULT_CONFIG["builds"], "vk": {"cmake_options": ["-DGGML_VULKAN=ON"]}}

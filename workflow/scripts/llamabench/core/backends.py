@@ -138,6 +138,21 @@ def recorded_free_mib(build: Mapping[str, Any]) -> dict[str, float]:
             if d.get("free_mib") is not None}
 
 
+def device_problem(params: Mapping[str, Any], kind: str, backend: Backend | None, build: str) -> str | None:
+    """Why a cell's ``device`` cannot be one of a build's, from its CMake options alone (which names its list will
+    hold is known only once built), or None: a device on a CPU build, or of another backend."""
+    named = axes.value(params, "device", kind)
+    if named in (None, "none"):
+        return None
+    if backend is None:
+        return f"device {named} names a GPU, and build '{build}' is a CPU build (device: none runs it on the CPU)"
+    pattern = re.compile(rf"{re.escape(backend.device_prefix)}\d*")
+    if others := [n for n in str(named).split("/") if not pattern.fullmatch(n)]:
+        return (f"device {named}: build '{build}' is {backend.name}, whose devices are {backend.device_prefix}0, "
+                f"{backend.device_prefix}1, ..., not {', '.join(others)}")
+    return None
+
+
 def split_problem(params: Mapping[str, Any], kind: str, backend: Backend | None = None,
                   build: str | None = None) -> str | None:
     """Why llama.cpp would refuse a cell's split over several GPUs, or None: ``-sm tensor`` splits the K/V too and

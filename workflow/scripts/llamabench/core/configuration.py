@@ -302,15 +302,16 @@ def _swept(config: dict[str, Any]) -> Iterable[tuple[str, str, dict[str, Any], l
 
 
 def check_splits(config: dict[str, Any]) -> None:
-    """A split over several GPUs that llama.cpp would refuse (core/backends.py ``split_problem``) is a config error
-    naming the group or scenario, before any job, rather than a failed cell; so is a quantised V cache without
-    flash attention (core/quality.py)."""
+    """A split over several GPUs that llama.cpp would refuse (core/backends.py ``split_problem``), or a device no
+    build of the group can have (``device_problem``), is a config error naming the group or scenario, before any
+    job, rather than a failed cell; so is a quantised V cache without flash attention (core/quality.py)."""
     for where, kind, params, builds in _swept(config):
         if why := quality.flash_attention_problem(params):
             raise ConfigError(f"{where}: {why}")
         for build in builds:
             backend = backends.of(config["builds"][build]["cmake_options"])
-            if why := backends.split_problem(params, kind, backend, build):
+            if why := backends.split_problem(params, kind, backend, build) or backends.device_problem(
+                    params, kind, backend, build):
                 raise ConfigError(f"{where}: {why}")
 
 
