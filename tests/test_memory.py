@@ -17,6 +17,7 @@ DATA = ROOT / "tests" / "data"
 CPU_LOG = DATA / "buffers-0c1e570-cpu-gemma3-270m-ub128.log"
 RPC_LOG = DATA / "buffers-0c1e570-cpu-rpc-gemma3-270m-two-workers.log"
 VULKANINFO = DATA / "vulkaninfo-lavapipe-mesa-22.3.6.txt"
+LAVAPIPE_LOG = DATA / "buffers-0c1e570-vulkan-lavapipe-gemma3-270m-ngl-all.log"
 # The recorded cell's parameters (tests/data/README.md).
 CELL = {"threads": 2, "batch_size": 2048, "ubatch_size": 128, "n_gpu_layers": 99, "flash_attn": "auto",
         "cache_type_k": "f16", "cache_type_v": "f16", "n_prompt": 128, "n_gen": 32, "n_depth": 0, "repetitions": 3}
@@ -127,3 +128,20 @@ def test_a_vulkan_devices_largest_tensor_is_read_from_vulkaninfo() -> None:
          "free_mib": "2048"}]}}
     assert gpus.tensor_limits({**build, "options": ["-DGGML_RPC=ON"]}) == {}  # a CPU build has none
     assert set(gpus.tensor_limits(build)) <= {"Vulkan0"}  # where this machine has vulkaninfo and lavapipe
+
+
+def test_a_weight_over_the_devices_largest_tensor_stays_on_the_cpu(gemma_shape: dict) -> None:
+    """Gemma's tied output layer (the 170 MiB Q8_0 embedding) offloaded to lavapipe, which takes no tensor over
+    128 MiB: llama.cpp kept it on the CPU (the recorded log: Vulkan0 65.16 MiB of weights), and so does the
+    prediction given the device's limit; without it, the prediction puts a copy on the device."""
+    cell = {**CELL, "ubatch_size": 512, "n_prompt": 8, "n_gen": 4, "repetitions": 1}
+    limit = gpus.parse_vulkaninfo(VULKANINFO.read_text())["llvmpipe (LLVM 15.0.6, 256 bits)"]
+    runs = memory_fit.bench_runs(cell, 19, [["Vulkan0", 2048.0]], ["avx2"], {"Vulkan0": limit})
+    for run, used in zip(runs, buffers.logged(LAVAPIPE_LOG.read_text()), strict=True):
+        predicted = memory.predict(gemma_shape, run)
+        assert predicted["buffers"] == pytest.approx(used["buffers"], abs=0.01)
+        for device, parts in used["devices"].items():
+            for component, mib in parts.items():
+                assert memory_accuracy.within(predicted["devices"][device][component], mib), (device, component)
+        unlimited = memory.predict(gemma_shape, {key: value for key, value in run.items() if key != "max_tensor_bytes"})
+        assert unlimited["buffers"]["Vulkan0"] > used["buffers"]["Vulkan0"] + 160  # the copy it did not make
