@@ -166,3 +166,38 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     findings = pd.read_csv(results / "findings.csv")
     mine = findings[findings["build"] == "vulkan"]
     assert len(mine) and mine["statement"].str.startswith("Software GPU (lavapipe): a functional check").all()
+
+
+def test_run_anyway_on_lavapipe_records_what_really_happens(vulkan_build: dict[str, Any], tmp_path: Path) -> None:
+    """lavapipe's memory is host memory: a 2.3 GiB K/V cache, more than the 2048 MiB the device reports, is
+    predicted not to fit and, with ``memory.run_anyway``, allocates and serves (measured before this test was
+    written). A K/V tensor over the largest the device takes (128 MiB, vulkaninfo) is predicted not to fit for
+    that reason, and, started anyway, stops llama.cpp: the cell is recorded failed with the server's words."""
+    many = {**TINY, "layers": 24, "context": 262144}  # small K/V tensors, a long context allowed
+    config = {
+        "builds": {"vulkan": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0", "software_device": True}},
+        "models": {"long-llama": {"kind": "synthetic", "architecture": "llama", **many, "type": "Q8_0"}},
+        "smoke": {"n_predict": 4},
+        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "exclude": [], "groups": {},
+                      "defaults": {"n_prompt": 16, "n_gen": 4, "n_gpu_layers": "all"}},
+        "memory": {"run_anyway": True},
+        "quality": {"enabled": False},
+        # 200192 cells x 24 layers x 512 B = 2346 MiB of K/V (49 MiB tensors); 600064 cells: 147 MiB tensors
+        "serving": {"builds": ["vulkan"], "scenarios": {"long": {"ctx_size": [200000, 600000]}},
+                    "defaults": {"prompt_tokens": 16, "max_tokens": 4, "requests": 2, "ctx_size": 512,
+                                 "parallel": 1, "n_gpu_layers": "all"}},
+        "rpc": {"topologies": {}},
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", "--keep-going", timeout=1800)
+    cells = {p.stem: records.read(p, "serve_cell") for p in (tmp_path / "results/serving/vulkan").rglob("*.json")}
+    [beyond] = [c for name, c in cells.items() if "_c200000_" in name]
+    fit = beyond["memory"]["fit"]
+    assert not fit["fits"] and fit["started"] and fit["over"][0]["device"] == "Vulkan0"
+    assert fit["over"][0]["predicted_mib"] > 2048 >= fit["limit_mib"]["Vulkan0"]
+    assert beyond["serving"]["status"] == "ok", beyond["serving"]["error"]  # host memory: it allocated
+    [wide] = [c for name, c in cells.items() if "_c600000_" in name]
+    [oversized] = wide["memory"]["fit"]["over"][-1:]
+    assert oversized["device"] == "Vulkan0" and oversized["limit_mib"] == 128 and oversized["tensor_mib"] > 128
+    assert wide["memory"]["fit"]["started"] and wide["serving"]["status"] == "failed"
+    assert "cannot run the operation" in wide["serving"]["server_log_tail"]

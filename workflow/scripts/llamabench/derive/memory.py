@@ -120,8 +120,8 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     the block count + 1 at most), ``gpu`` (the one device they go to) or ``devices`` ([name, share] of each,
     shares as llama.cpp splits by: each device's free memory), ``cpu_flags``, ``touched_tokens``
     (the most tokens a micro-batch of the run holds: a short prompt touches a share of the compute buffer),
-    ``max_tensor_bytes`` ({device: the largest weight it takes}; a larger one stays on the CPU, as llama.cpp keeps
-    it there).
+    ``max_tensor_bytes`` ({device: the largest tensor it takes}; a larger weight stays on the CPU, as llama.cpp
+    keeps it there, and a larger K/V tensor is ``oversized``: {device: its largest, how many, the limit}).
     """
     ctx = context(run)
     n_layer = shp["layers"]
@@ -184,14 +184,22 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
 
     window = shp.get("sliding_window") or 0
     swa = swa_layers(shp)
+    # A K/V tensor over its device's largest is no weight llama.cpp can move: it stops (ggml-backend "pre-allocated
+    # tensor ... in a buffer (Vulkan0) that cannot run the operation"), so the cell cannot fit there.
+    oversized: dict[str, dict[str, Any]] = {}
     for il in range(n_layer):
         cells = ctx["cells"]
         if swa[il]:
             cells = pad(min(ctx["cells"], window * (ctx["n_seq"] if ctx["unified"] else 1) + ctx["n_ubatch"]))
         width = kv_heads(shp, il)
-        size = cells * ctx["streams"] * (type_bytes(run.get("type_k", "f16"), width * shp["head_k"])
-                                         + type_bytes(run.get("type_v", "f16"), width * shp["head_v"]))
-        devices[device_of(il)]["kv"] += size / MIB
+        k, v = (cells * ctx["streams"] * type_bytes(run.get(f"type_{x}", "f16"), width * shp[f"head_{x}"])
+                for x in ("k", "v"))
+        devices[device_of(il)]["kv"] += (k + v) / MIB
+        if not takes(device_of(il), max(k, v)):
+            largest = oversized.setdefault(device_of(il), {"tensor_mib": 0.0, "tensors": 0,
+                                                           "limit_mib": caps[device_of(il)] / MIB})
+            largest.update(tensor_mib=round(max(largest["tensor_mib"], max(k, v) / MIB), 2),
+                           tensors=largest["tensors"] + (k > caps[device_of(il)]) + (v > caps[device_of(il)]))
 
     devices["CPU"]["output"] = shp["vocab"] * 4 * ctx["n_seq"] / MIB
     flash_attn = bool(run.get("flash_attn", True))
@@ -203,8 +211,9 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     # A run asks for the logits of each sequence's last token only: that is what its output stage touches.
     host_touched = compute_bytes(shp, touched, flash_attn, output=output_device == "CPU", layers=not offloaded,
                                  outputs=ctx["n_seq"])
-    return {"devices": rounded, "buffers": {name: round(size, 2) for name, size in buffers.items()},
-            "resident": resident(rounded, host_touched / MIB, runtime_mib(shp["vocab"]))}
+    found = {"devices": rounded, "buffers": {name: round(size, 2) for name, size in buffers.items()},
+             "resident": resident(rounded, host_touched / MIB, runtime_mib(shp["vocab"]))}
+    return {**found, "oversized": oversized} if oversized else found
 
 
 def compute_bytes(shp: Mapping[str, Any], ctx: Mapping[str, int], flash_attn: bool, output: bool = True,

@@ -77,17 +77,24 @@ def gate(shape: Mapping[str, Any], runs: list[dict[str, Any]], settings: Mapping
 
 
 def decide(predicted: list[dict[str, Any]], limit: Mapping[str, float], run_anyway: bool) -> dict[str, Any]:
-    """The fit decision for a cell's runs: every device's largest predicted peak against its limit."""
+    """The fit decision for a cell's runs: every device's largest predicted peak against its limit, and no K/V
+    tensor over the largest its device takes (``oversized``)."""
     peaks: dict[str, float] = {}
     for prediction in predicted:
         for device, mib in prediction["resident"].items():
             peaks[device] = max(peaks.get(device, 0.0), mib)
     over = [{"device": device, "predicted_mib": mib, "limit_mib": limit[device]}
             for device, mib in sorted(peaks.items()) if device in limit and mib > limit[device]]
+    over += [{"device": device, **largest} for device, largest in sorted(
+        {d: o for p in predicted for d, o in p.get("oversized", {}).items()}.items())]
     return {"predicted_peak_mib": peaks, "limit_mib": dict(limit), "fits": not over, "over": over,
             "started": not over or run_anyway}
 
 
 def reason(decision: Mapping[str, Any]) -> str:
-    return "; ".join(f"{o['device']} predicted {o['predicted_mib']:.0f} MiB, more than its {o['limit_mib']:.0f} "
-                     "MiB (memory.limit_mib; memory.run_anyway starts it regardless)" for o in decision["over"])
+    return "; ".join(
+        f"{o['device']} predicted {o['predicted_mib']:.0f} MiB, more than its {o['limit_mib']:.0f} MiB "
+        "(memory.limit_mib; memory.run_anyway starts it regardless)" if "predicted_mib" in o else
+        f"{o['device']} takes no tensor over {o['limit_mib']:.0f} MiB, and {o['tensors']} K/V tensors would be up to "
+        f"{o['tensor_mib']:.0f} MiB: llama.cpp stops (memory.run_anyway starts it regardless)"
+        for o in decision["over"])
