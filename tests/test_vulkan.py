@@ -200,4 +200,5 @@ def test_run_anyway_on_lavapipe_records_what_really_happens(vulkan_build: dict[s
     [oversized] = wide["memory"]["fit"]["over"][-1:]
     assert oversized["device"] == "Vulkan0" and oversized["limit_mib"] == 128 and oversized["tensor_mib"] > 128
     assert wide["memory"]["fit"]["started"] and wide["serving"]["status"] == "failed"
-    assert "cannot run the operation" in wide["serving"]["server_log_tail"]
+    assert "exited with status -6 before it was ready" in wide["serving"]["error"]  # SIGABRT
+    assert "cannot run the operation" in (tmp_path / wide["log"]).read_text()  # ggml-backend's words
