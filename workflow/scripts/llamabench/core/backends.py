@@ -48,12 +48,22 @@ def of(cmake_options: Iterable[str]) -> Backend | None:
     return chosen[0] if chosen else None
 
 
+def _own(backend: Backend) -> re.Pattern[str]:
+    """The names a backend gives its devices: ``Vulkan0``, ``CUDA1``, ``Metal``."""
+    return re.compile(rf"{re.escape(backend.device_prefix)}\d*")
+
+
 def gpu_devices(backend: Backend | None, devices: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The devices of a build's ``--list-devices`` that belong to its backend (RPC and CPU devices are not)."""
     if backend is None:
         return []
-    pattern = re.compile(rf"{re.escape(backend.device_prefix)}\d*")
-    return [dict(d) for d in devices if pattern.fullmatch(d["name"])]
+    return [dict(d) for d in devices if _own(backend).fullmatch(d["name"])]
+
+
+def named_devices(params: Mapping[str, Any], kind: str) -> list[str] | None:
+    """The devices a cell's ``device`` names, in its order: None where unset (every GPU), [] for none."""
+    named = axes.value(params, "device", kind)
+    return None if named is None else [n for n in str(named).split("/") if n != "none"]
 
 
 def software_renderer(device: Mapping[str, Any]) -> str | None:
@@ -83,9 +93,9 @@ def unusable(build: Mapping[str, Any], params: Mapping[str, Any] | None = None, 
     of its backend (its binary would run on the CPU, and those numbers are not GPU numbers), a software device
     the config did not opt in to, or (``params``: a cell's) a ``device`` the build does not list."""
     backend = of(build["options"])
-    named = None if params is None else axes.value(params, "device", kind)
+    named = (None if params is None else named_devices(params, kind)) or []
     if backend is None:
-        return None if named in (None, "none") else f"build '{build['name']}' is a CPU build: it has no {named}"
+        return f"build '{build['name']}' is a CPU build: it has no {'/'.join(named)}" if named else None
     found = gpu_devices(backend, build["devices"]["devices"])
     if not found:
         return (f"build '{build['name']}' lists no {backend.device_prefix} device on this host (its --list-devices):"
@@ -94,7 +104,7 @@ def unusable(build: Mapping[str, Any], params: Mapping[str, Any] | None = None, 
         return (f"build '{build['name']}' sees a {label.split(':')[0]}: set builds.{build['name']}.software_device: "
                 "true to run it as a functional check")
     listed = [d["name"] for d in found]
-    if missing := [n for n in str(named or "none").split("/") if n != "none" and n not in listed]:
+    if missing := [n for n in named if n not in listed]:
         return f"build '{build['name']}' has no {', '.join(missing)}: its --list-devices shows {', '.join(listed)}"
     return None
 
@@ -103,16 +113,16 @@ def used_devices(build: Mapping[str, Any], params: Mapping[str, Any], kind: str)
     """The GPUs of a build a cell runs on, in the order llama.cpp numbers them for ``-mg`` and ``-ts``: those its
     ``device`` names (none: no GPU), else every GPU of the build's list."""
     found = gpu_devices(of(build["options"]), build["devices"]["devices"])
-    named = axes.value(params, "device", kind)
+    named = named_devices(params, kind)
     if named is None:
         return found
     by_name = {d["name"]: d for d in found}
-    return [by_name[n] for n in str(named).split("/") if n in by_name]
+    return [by_name[n] for n in named if n in by_name]
 
 
 def offloads(build: Mapping[str, Any], params: Mapping[str, Any], kind: str) -> bool:
     """Whether a cell's offloaded layers go to a GPU: a GPU build's, unless its ``device`` is none."""
-    return of(build["options"]) is not None and axes.value(params, "device", kind) != "none"
+    return of(build["options"]) is not None and named_devices(params, kind) != []
 
 
 def split_devices(build: Mapping[str, Any], params: Mapping[str, Any], kind: str,
@@ -141,15 +151,15 @@ def recorded_free_mib(build: Mapping[str, Any]) -> dict[str, float]:
 def device_problem(params: Mapping[str, Any], kind: str, backend: Backend | None, build: str) -> str | None:
     """Why a cell's ``device`` cannot be one of a build's, from its CMake options alone (which names its list will
     hold is known only once built), or None: a device on a CPU build, or of another backend."""
-    named = axes.value(params, "device", kind)
-    if named in (None, "none"):
+    named = named_devices(params, kind)
+    if not named:
         return None
     if backend is None:
-        return f"device {named} names a GPU, and build '{build}' is a CPU build (device: none runs it on the CPU)"
-    pattern = re.compile(rf"{re.escape(backend.device_prefix)}\d*")
-    if others := [n for n in str(named).split("/") if not pattern.fullmatch(n)]:
-        return (f"device {named}: build '{build}' is {backend.name}, whose devices are {backend.device_prefix}0, "
-                f"{backend.device_prefix}1, ..., not {', '.join(others)}")
+        return (f"device {'/'.join(named)} names a GPU, and build '{build}' is a CPU build (device: none runs it on "
+                "the CPU)")
+    if others := [n for n in named if not _own(backend).fullmatch(n)]:
+        return (f"device {'/'.join(named)}: build '{build}' is {backend.name}, whose devices are "
+                f"{backend.device_prefix}0, {backend.device_prefix}1, ..., not {', '.join(others)}")
     return None
 
 

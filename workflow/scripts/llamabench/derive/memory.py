@@ -149,7 +149,7 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     caps = run.get("max_tensor_bytes") or {}
 
     def takes(device: str, size: int) -> bool:
-        """Whether a device takes a weight this large: llama.cpp keeps one over a device's limit on the CPU."""
+        """Whether a device takes a tensor this large (``max_tensor_bytes``; the CPU any)."""
         return device == "CPU" or size <= caps.get(device, size)
 
     weights: dict[str, int] = {"CPU_Mapped" if mmap else "CPU": 0, "CPU_REPACK": 0}
@@ -194,12 +194,12 @@ def predict(shp: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
         width = kv_heads(shp, il)
         k, v = (cells * ctx["streams"] * type_bytes(run.get(f"type_{x}", "f16"), width * shp[f"head_{x}"])
                 for x in ("k", "v"))
-        devices[device_of(il)]["kv"] += (k + v) / MIB
-        if not takes(device_of(il), max(k, v)):
-            largest = oversized.setdefault(device_of(il), {"tensor_mib": 0.0, "tensors": 0,
-                                                           "limit_mib": caps[device_of(il)] / MIB})
-            largest.update(tensor_mib=round(max(largest["tensor_mib"], max(k, v) / MIB), 2),
-                           tensors=largest["tensors"] + (k > caps[device_of(il)]) + (v > caps[device_of(il)]))
+        device = device_of(il)
+        devices[device]["kv"] += (k + v) / MIB
+        if too_large := [size for size in (k, v) if not takes(device, size)]:
+            entry = oversized.setdefault(device, {"tensor_mib": 0.0, "tensors": 0, "limit_mib": caps[device] / MIB})
+            entry.update(tensor_mib=round(max(entry["tensor_mib"], max(too_large) / MIB), 2),
+                         tensors=entry["tensors"] + len(too_large))
 
     devices["CPU"]["output"] = shp["vocab"] * 4 * ctx["n_seq"] / MIB
     flash_attn = bool(run.get("flash_attn", True))

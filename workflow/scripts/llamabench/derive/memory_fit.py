@@ -30,7 +30,8 @@ def _settings(params: Mapping[str, Any], offloaded: int, devices: list[list[Any]
              "flash_attn": not options.flash_attn_off(params["flash_attn"]),
              "mmap": "none" not in str(axes.value(params, "load_mode")),
              "gpu_layers": offloaded, "gpu": devices[0][0] if devices else None, "cpu_flags": sorted(cpu_flags)}
-    if caps := {name: (tensor_limits or {})[name] for name, _ in devices if name in (tensor_limits or {})}:
+    limits = tensor_limits or {}
+    if caps := {name: limits[name] for name, _ in devices if name in limits}:
         found["max_tensor_bytes"] = caps
     return {**found, "devices": devices} if len(devices) > 1 else found
 
@@ -85,8 +86,12 @@ def decide(predicted: list[dict[str, Any]], limit: Mapping[str, float], run_anyw
             peaks[device] = max(peaks.get(device, 0.0), mib)
     over = [{"device": device, "predicted_mib": mib, "limit_mib": limit[device]}
             for device, mib in sorted(peaks.items()) if device in limit and mib > limit[device]]
-    over += [{"device": device, **largest} for device, largest in sorted(
-        {d: o for p in predicted for d, o in p.get("oversized", {}).items()}.items())]
+    oversized: dict[str, dict[str, Any]] = {}
+    for prediction in predicted:  # each device's largest K/V tensor over any run
+        for device, found in prediction.get("oversized", {}).items():
+            if found["tensor_mib"] > oversized.get(device, {}).get("tensor_mib", 0.0):
+                oversized[device] = found
+    over += [{"device": device, **found} for device, found in sorted(oversized.items())]
     return {"predicted_peak_mib": peaks, "limit_mib": dict(limit), "fits": not over, "over": over,
             "started": not over or run_anyway}
 
