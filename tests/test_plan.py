@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DEFAULT_CONFIG, load_test_config
 from llamabench.core import axes, configuration, layout, matrix, plan
+from llamabench.measure import processes
 
 
 def make(config: dict[str, Any] | None = None, **bench: Any) -> plan.Plan:
@@ -62,6 +63,27 @@ def test_bookkeeping_moves_cells_in_their_order_but_never_changes_what_they_meas
     assert {k: c.params for k, c in first.bench.items()} == {k: c.params for k, c in second.bench.items()}
     assert {k: c.position for k, c in first.bench.items()} != {k: c.position for k, c in second.bench.items()}
     assert make(timeout=60).timeouts["bench_cell"] == 60 and make(timeout=60).bench == first.bench
+
+
+def test_each_cell_and_round_pads_its_processes_environment_by_a_draw_of_its_own() -> None:
+    """The same binary under two builds' paths can differ for its stack's alignment alone: every cell's processes
+    run with an environment padded by a draw per cell and round (measure/processes.py randomize_setup), so that
+    such an offset becomes spread over rounds instead of one difference every round."""
+    the_plan = make()
+    cells = [*the_plan.bench.values(), *the_plan.serving.values(), *the_plan.rpc.values()]
+    pads = {c.path: c.setup_pad(the_plan.seed) for c in cells}
+    assert all(0 <= pad < plan.SETUP_PAD_BYTES for pad in pads.values())
+    again = make()
+    assert pads == {c.path: c.setup_pad(again.seed) for c in [*again.bench.values(), *again.serving.values(),
+                                                              *again.rpc.values()]}  # the same plan, the same pads
+    assert len(set(pads.values())) > 0.9 * len(pads)  # independent draws: few collide
+    rounds_of: dict[str, set[int]] = {}
+    for cell in the_plan.bench.values():
+        rounds_of.setdefault(cell.base, set()).add(pads[cell.path])
+    assert all(len(drawn) == the_plan.last_round for drawn in rounds_of.values())  # anew every round
+    processes.randomize_setup(pads[cells[0].path])
+    seen = processes.run(["printenv", processes.SETUP_PAD], timeout=10).stdout.rstrip("\n")
+    assert seen == "x" * pads[cells[0].path]  # what a measured process inherits
 
 
 def test_partners_are_planned_cells() -> None:

@@ -288,5 +288,7 @@ def test_a_build_against_itself_shows_no_difference(rpc_build: dict[str, Any], t
     across = pairs[pairs["comparison"] == "build vs build"]
     assert len(across) == 2 and set(across["paired_rounds"]) == {3}
     assert set(across["verdict"]) == {"no significant difference"}, across.to_string()
+    pads = [records.read(p, "bench_cell")["setup_pad"] for p in (tmp_path / "results/cells").rglob("*.json")]
+    assert len(set(pads)) == 6  # each build's cell its own environment pad in each round
     table = pd.read_csv(tmp_path / "results/figures_table.csv")
     assert not table[table["metric"].isin(["tg t/s", "pp t/s"])]["significant"].any()

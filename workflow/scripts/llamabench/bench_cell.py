@@ -23,7 +23,7 @@ from llamabench.core.errors import Unsupported
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory_fit, samples
 from llamabench.entry import announce_failure
-from llamabench.measure import fit_params, gpus, llama_bench, machine_lock, memory_use, system_state
+from llamabench.measure import fit_params, gpus, llama_bench, machine_lock, memory_use, processes, system_state
 from llamabench.core import model_shape
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     timeout = the_plan.timeouts["bench_cell"]
     backend = backends.of(build["options"])
     offload = matrix.placement(params, layers, backends.offloads(build, params, axes.BENCHMARK))
+    processes.randomize_setup(cell.setup_pad(the_plan.seed))
     with machine_lock.held(f"cell {label}") as waited:
         # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it), and
         # a GPU's free memory is what no other measurement holds.

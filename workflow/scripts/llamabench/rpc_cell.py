@@ -8,7 +8,7 @@ from typing import Any
 
 from llamabench.core import backends, matrix, plan, records
 from llamabench.entry import announce_failure
-from llamabench.measure import machine_lock, rpc_bench, rpc_workers
+from llamabench.measure import machine_lock, processes, rpc_bench, rpc_workers
 
 
 def rpc_cell(smk: Any) -> None:
@@ -22,6 +22,8 @@ def rpc_cell(smk: Any) -> None:
     label = f"{smk.wildcards.build}/{smk.wildcards.model}/{smk.wildcards.cell}"
     workers = [rpc_workers.resolve(spec, worker_builds) for spec in rpc["workers"]]
     timeout = the_plan.timeouts["rpc_cell"]
+    cell = the_plan.cell("rpc_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
+    processes.randomize_setup(cell.setup_pad(the_plan.seed))
     with machine_lock.held(f"RPC cell {label}") as waited:
         bin_dir = Path(client["bin_dir"])
         result = rpc_bench.measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
@@ -33,7 +35,6 @@ def rpc_cell(smk: Any) -> None:
                                        w["options"] for w in worker_builds.values())]) if b),
                                    interval_s=the_plan.sample_interval_s)
     announce_failure(f"RPC cell {label}", result)
-    cell = the_plan.cell("rpc_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
     records.write(smk.output[0], "rpc_cell", {
         **records.cell_head(cell, the_plan.seed),
         "params": params,

@@ -14,7 +14,7 @@ from llamabench.core import axes, backends, files, matrix, plan, records, sessio
 from llamabench.core.status import Status
 from llamabench.derive import buffers, memory_fit
 from llamabench.entry import announce_failure
-from llamabench.measure import gpus, llama_server, machine_lock, memory_use, system_state
+from llamabench.measure import gpus, llama_server, machine_lock, memory_use, processes, system_state
 from llamabench.core import model_shape
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     backend = backends.of(build["options"])
     layers = model["gguf"].get("layers")
     offload = matrix.placement(params, layers, backends.offloads(build, params, axes.SERVING))
+    processes.randomize_setup(cell.setup_pad(the_plan.seed))
     with machine_lock.held(f"serving cell {label}") as waited:
         free = gpus.free_mib(build)  # under the lock: what no other measurement holds
         runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,

@@ -35,6 +35,7 @@ PREPARE_PRIORITY = 1_000_000_000
 # A tuning study's decision (seconds of work) is taken as soon as its round is measured: it unblocks the next.
 DECISION_PRIORITY = PREPARE_PRIORITY
 ROUND_PRIORITY = 1_000_000
+SETUP_PAD_BYTES = 4096  # a page: every stack alignment a pad can give
 SERVING_FIGURES = ("serving_ttft", "serving_latency", "serving_turns")
 RPC_FIGURES = ("rpc",)
 
@@ -127,6 +128,12 @@ class Cell:
             return layout.path(TUNE_KINDS[self.kind], study=self.study, build=self.build, model=self.model,
                                cell=self.id)
         return layout.path(self.kind, build=self.build, model=self.model, cell=self.id)
+
+    def setup_pad(self, seed: int) -> int:
+        """Bytes of padding in its processes' environment (measure/processes.py ``randomize_setup``), drawn from
+        the seed and its path: anew in every round, and independently for two cells compared in one round.
+        Bookkeeping, like its place in the round: changing the seed reruns nothing."""
+        return random.Random(f"{seed}:{self.path}").randrange(SETUP_PAD_BYTES)
 
 
 @dataclass(frozen=True)

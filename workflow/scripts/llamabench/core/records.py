@@ -278,10 +278,10 @@ def unreadable(kind: str, cell_kind: str, path: str | Path, err: RecordError) ->
 
 def cell_head(cell: Any, seed: int) -> dict[str, Any]:
     """What every cell record starts with: its id, its id without the round, the round and its place in it, the
-    seed of the rounds' order, and the tuning study or load sweep it belongs to (none for a grid's, a scenario's
-    or an RPC cell). ``cell`` is the plan's (core/plan.py ``Cell``)."""
+    seed of the rounds' order, the padding of its processes' environment, and the tuning study or load sweep it
+    belongs to (none for a grid's, a scenario's or an RPC cell). ``cell`` is the plan's (core/plan.py ``Cell``)."""
     head = {"cell": cell.id, "base_cell": cell.base, "round": cell.round, "seed": seed,
-            "round_position": cell.position}
+            "round_position": cell.position, "setup_pad": cell.setup_pad(seed)}
     return {**head, "study": cell.study} if cell.study else head
 
 

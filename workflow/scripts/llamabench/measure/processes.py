@@ -33,6 +33,7 @@ from llamabench.measure import console, machine_lock
 
 log = logging.getLogger(__name__)
 
+SETUP_PAD = "LLAMABENCH_SETUP_PAD"
 PARENT_DEATH = ("setpriv", "--pdeathsig", "KILL", "--")
 PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child")
 
@@ -61,6 +62,21 @@ def spawn(cmd: Sequence[str | Path], *, tree: bool = False, **popen: Any) -> sub
     wrapper = [*PARENT_DEATH, *(pid_namespace() if tree else ())]
     popen.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.Popen([*wrapper, *map(str, cmd)], start_new_session=True, pass_fds=machine_lock.fds(), **popen)
+
+
+def randomize_setup(pad: int) -> None:
+    """Pad the environment that every process this job starts from now on inherits by ``pad`` bytes.
+
+    Where a program's stack starts depends on the size of its environment and arguments, and with it the
+    alignment of its hot loops' stack data: the same binary can run measurably faster or slower for nothing but
+    that (Mytkowicz et al., "Producing wrong data without doing anything obviously wrong!", ASPLOS 2009). Two
+    builds' binaries differ in their paths (results/builds/<name>/bin): a fixed offset between them would be a
+    fixed difference every round, which a paired test calls significant between identical builds. A pad drawn
+    anew per cell and round (core/plan.py ``Cell.setup_pad``) turns such an offset into spread over rounds,
+    which the statistics see (Curtsinger and Berger, "Stabilizer", ASPLOS 2013, randomise layout for the same
+    reason).
+    """
+    os.environ[SETUP_PAD] = "x" * pad
 
 
 def current_log() -> Path | None:
