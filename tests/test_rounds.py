@@ -32,6 +32,7 @@ def tiny_config(**bench: Any) -> dict[str, Any]:
     config["benchmark"] = copy.deepcopy({**TINY, **bench})
     config["serving"] = {"builds": [], "scenarios": {}}
     config["rpc"] = {"topologies": {}}
+    config["tune"] = {}  # test_tune.py's
     return config
 
 
@@ -116,6 +117,7 @@ def hog_dir(tmp_path_factory: pytest.TempPathFactory, rpc_build: dict[str, Any])
     until round 1 of every cell is recorded: round 1 is disturbed everywhere, the checkpoint adds round 3."""
     config = load_test_config()
     config["benchmark"] = {**TINY, "groups": {}}
+    config["tune"] = {}  # bench, serving and RPC cells: a tuning study's are bench cells too (test_tune.py)
     workdir = tmp_path_factory.mktemp("hog")
     write_config(workdir, config)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])

@@ -46,6 +46,7 @@ def run_config(workers: list[dict[str, Any]], **topology: Any) -> dict[str, Any]
     config["benchmark"].update(groups={}, repetitions=2)
     config["serving"] = {"builds": [], "scenarios": {}}
     config["rpc"] = {"topologies": {"t": {"client": "cpu-rpc", "workers": workers, **topology}}}
+    config["tune"] = {}
     return config
 
 
