@@ -115,7 +115,7 @@ def test_llama_fit_params_projection_is_read() -> None:
     assert rows == {"CPU": {"weights": 222.0, "kv": 27.0, "compute": 514.0}}
 
 
-def test_a_vulkan_devices_largest_tensor_is_read_from_vulkaninfo() -> None:
+def test_a_vulkan_devices_largest_tensor_is_read_from_vulkaninfo(monkeypatch: pytest.MonkeyPatch) -> None:
     """lavapipe takes no tensor over its maxStorageBufferRange (128 MiB); a device with 64-bit indexing in shaders
     only its maxBufferSize, as ggml-vulkan's supports_op checks them."""
     text = VULKANINFO.read_text()
@@ -128,6 +128,10 @@ def test_a_vulkan_devices_largest_tensor_is_read_from_vulkaninfo() -> None:
          "free_mib": "2048"}]}}
     assert gpus.tensor_limits({**build, "options": ["-DGGML_RPC=ON"]}) == {}  # a CPU build has none
     assert set(gpus.tensor_limits(build)) <= {"Vulkan0"}  # where this machine has vulkaninfo and lavapipe
+    # the backend registry names the tool (core/backends.py tensor_limits): here it says what the recorded one did
+    monkeypatch.setitem(gpus.LIMIT_READERS, "vulkaninfo", lambda: gpus.parse_vulkaninfo(text))
+    assert gpus.tensor_limits(build) == {"Vulkan0": 128 * 1024 * 1024}
+    assert gpus.tensor_limits({**build, "options": ["-DGGML_CUDA=ON"]}) == {}  # CUDA names no such tool
 
 
 def test_a_weight_over_the_devices_largest_tensor_stays_on_the_cpu(gemma_shape: dict) -> None:

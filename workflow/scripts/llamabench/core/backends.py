@@ -24,11 +24,14 @@ class Backend:
     visible_env: str | None  # the variable that picks the devices a process sees
     split_row: bool = False  # -sm row needs split buffers, which only some backends have
     nvml: bool = False  # NVIDIA telemetry (power, energy, clocks, VRAM) is read through NVML
+    # the tool that says the largest tensor each device takes (measure/gpus.py reads it), where the backend
+    # keeps a larger weight on the CPU: Vulkan's maxStorageBufferRange and maxBufferSize
+    tensor_limits: str | None = None
 
 
 BACKENDS = {b.name: b for b in (
     Backend("cuda", "GGML_CUDA", "CUDA", "CUDA_VISIBLE_DEVICES", nvml=True),
-    Backend("vulkan", "GGML_VULKAN", "Vulkan", "GGML_VK_VISIBLE_DEVICES"),
+    Backend("vulkan", "GGML_VULKAN", "Vulkan", "GGML_VK_VISIBLE_DEVICES", tensor_limits="vulkaninfo"),
     Backend("hip", "GGML_HIP", "ROCm", "HIP_VISIBLE_DEVICES"),
     Backend("sycl", "GGML_SYCL", "SYCL", "ONEAPI_DEVICE_SELECTOR", split_row=True),
     Backend("metal", "GGML_METAL", "Metal", None),

@@ -12,6 +12,7 @@ import functools
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from llamabench.core import backends
@@ -99,14 +100,18 @@ def _vulkaninfo() -> str:
     return out.stdout if out.returncode == 0 else ""
 
 
+# a backend's ``tensor_limits`` tool -> {device description: the largest tensor it takes, bytes}
+LIMIT_READERS: dict[str, Callable[[], dict[str, int]]] = {"vulkaninfo": lambda: parse_vulkaninfo(_vulkaninfo())}
+
+
 def tensor_limits(build: dict[str, Any]) -> dict[str, int]:
     """The largest tensor (bytes) each GPU of a build takes, by llama.cpp's device name, where the backend has such
     a limit and the machine says it: a Vulkan device's from ``vulkaninfo`` (Mesa's lavapipe takes none over
     128 MiB: Gemma's 170 MiB tied output stays on the CPU). llama.cpp keeps a larger weight on the CPU, and so
     does the predictor. Empty where unknown (no vulkaninfo: every weight is predicted where its layer goes)."""
     backend = backends.of(build["options"])
-    if backend is None or backend.name != "vulkan":
+    if backend is None or backend.tensor_limits is None:
         return {}
-    by_name = parse_vulkaninfo(_vulkaninfo())
+    by_name = LIMIT_READERS[backend.tensor_limits]()
     return {d["name"]: by_name[d["description"]] for d in backends.gpu_devices(backend, build["devices"]["devices"])
             if d.get("description") in by_name}
