@@ -159,9 +159,22 @@ def test_a_commit_that_does_not_build_is_skipped(run: Path, history: list[str]) 
     assert git(Path(history[0]), "log", "-1", "--format=%s", commits[BROKEN]) == BROKEN_SUBJECT
 
 
+def null_searched(run: Path) -> bool:
+    """Whether the null history's endpoints were called apart, which a test at alpha does now and then: a CI run's,
+    two builds of the same code, measured 0.945x in the first 5 rounds (5 of 5 slower, p 0.019, more rounds having
+    been taken while it looked slower) and 0.995x beside the probe the search then made."""
+    return study(run, "nothing")["outcome"] != "no regression found"
+
+
 def test_a_null_history_finds_no_regression(run: Path) -> None:
+    """It never names a commit: "no regression found", or where its endpoints' first test was a false alarm, the
+    search's own trio catches it (its endpoints do not separate) and the study ends with the range open."""
     found = study(run, "nothing")
-    assert found["outcome"] == "no regression found" and found["culprit"] is None
+    assert found["culprit"] is None
+    if null_searched(run):
+        assert found["outcome"] == "inconclusive", found["sentence"]
+        assert "its endpoints did not differ in its rounds" in found["sentence"]
+        return
     assert found["sentence"].startswith("no regression found")
     assert {b["position"] for b in found["builds"]} == {0, 4}  # the endpoints, built once for the slow study too
     slow = {b["commit"] for b in study(run, "slow")["builds"]}
@@ -170,7 +183,8 @@ def test_a_null_history_finds_no_regression(run: Path) -> None:
 
 def test_each_commit_was_compiled_once(run: Path, history: list[str]) -> None:
     probes = [records.read(p, "probe_build") for p in (run / "probes").glob("*/*/*/manifest.json")]
-    assert len(probes) == len({p["commit"] for p in probes}) == 7  # 0, 2-6, 8: every study shares them
+    # 0, 2-6, 8: every study shares them (and 1, where the null history's search probed it)
+    assert len(probes) == len({p["commit"] for p in probes}) == 7 + null_searched(run)
     assert sum(p["status"] == "ok" and not p["built"]["cache_hit"] for p in probes) <= 5
     # llama-bench alone, where no configured build of the commit (0, and 8 if it was first) had every binary
     assert all(p["built"]["binaries"]["bench"] == "llama-bench" for p in probes if p["built"])
@@ -197,7 +211,8 @@ def test_findings_report_and_a_rerun(run: Path, history: list[str]) -> None:
     table = records.read_table(run / "findings.csv", "finding_row")
     culprits = table[table["question"] == "bisect_culprit"].set_index("subject")
     assert culprits.loc["slow", "answer"] == f"{commits[CULPRIT][:9]} {PAUSE_SUBJECT}"
-    assert culprits.loc["nothing", "verdict"] == "no regression found" and not culprits.loc["nothing", "significant"]
+    assert culprits.loc["nothing", "verdict"] == study(run, "nothing")["outcome"]
+    assert not culprits.loc["nothing", "significant"]
     changes = table[(table["question"] == "history_change") & table["significant"].fillna(False).astype(bool)]
     assert list(changes["answer"]) == [f"{commits[6][:9]} docs : note 6"]
     page = (run / "report.html").read_text()
