@@ -53,6 +53,16 @@ def vulkan_build(vulkan_packages: None, source_manifest: dict[str, Any]) -> dict
     return builds.cached_build(source_manifest, "vulkan", VULKAN_OPTIONS, threads=os.cpu_count() or 2)
 
 
+def last_rounds(table: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's last round: a round another process disturbed is measured again in one more, with its partner
+    (a CI run's RPC cell: others took 11 % of the CPU), and the earlier ones stay in the table."""
+    keys = ["build", "model", "base_cell", *(["test"] if "test" in table else [])]
+    ordered = table.sort_values("round")
+    earlier = ordered[ordered.duplicated(keys, keep="last")].index
+    assert set(table.loc[earlier, "status"]) <= {"ok", "disturbed"}
+    return table.drop(earlier)
+
+
 def test_lavapipe_is_listed_only_where_named_and_labelled_software(vulkan_build: dict[str, Any]) -> None:
     bin_dir = Path(vulkan_build["cache_dir"]) / "bin"
     hidden = builds.list_devices(bin_dir, vulkan_build["binaries"], {})
@@ -82,7 +92,8 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
                    "vulkan-two": {"cmake_options": VULKAN_OPTIONS, "visible_devices": "0,0", "software_device": True}},
         "models": {"tiny-llama": {"kind": "synthetic", "architecture": "llama", **TINY, "type": "Q8_0"}},
         "smoke": {"n_predict": 4},
-        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "exclude": [],
+        # max_share: the test config's (.test/config/config.yaml: this VM's steal bursts over sub-second windows)
+        "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "exclude": [], "disturbance": {"max_share": 0.25},
                       "defaults": {"n_prompt": 16, "n_gen": 4, "n_gpu_layers": 0},
                       "groups": {"offload": {"builds": ["vulkan"], "n_gpu_layers": ["50%", "all"]},
                                  "split": {"builds": ["vulkan-two"], "n_gpu_layers": ["all"],
@@ -115,7 +126,7 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     build = records.read(results / "builds/vulkan/manifest.json", "build")
     assert build["backend"] == "vulkan" and build["environment"] == {"GGML_VK_VISIBLE_DEVICES": "0"}
     assert build["software_device"].startswith("software GPU (lavapipe)") and build["software_opt_in"]
-    summary = pd.read_csv(results / "summary.csv")
+    summary = last_rounds(pd.read_csv(results / "summary.csv"))
     ours = summary[summary["build"] == "vulkan"]
     measured = ours[~ours["cell"].str.contains("_d2500000_")]
     assert set(measured["status"]) == {"ok"} and ours["software_device"].str.startswith("software GPU").all()
@@ -152,17 +163,17 @@ def test_an_offload_sweep_on_lavapipe_through_the_workflow(vulkan_build: dict[st
     skipped = summary[summary["build"] == "vulkan-no-opt-in"]
     assert set(skipped["status"]) == {"skipped"}
     assert skipped["error"].str.contains("builds.vulkan-no-opt-in.software_device: true").all()
-    served = pd.read_csv(results / "serving_summary.csv")
+    served = last_rounds(pd.read_csv(results / "serving_summary.csv"))
     assert set(served["status"]) == {"ok"} and served["software_device"].notna().all()
     assert set(served["device"].dropna()) == {"Vulkan0"}  # the scenario's, beside the serving defaults cell
-    [server] = [records.read(p, "serve_cell") for p in (results / "serving/vulkan").rglob("*_dev-Vulkan0*.json")]
-    assert "--device" in server["serving"]["command"], server["serving"]["command"]
-    rpc = pd.read_csv(results / "rpc_summary.csv")
+    servers = [records.read(p, "serve_cell") for p in (results / "serving/vulkan").rglob("*_dev-Vulkan0*.json")]
+    assert servers and all("--device" in s["serving"]["command"] for s in servers)
+    rpc = last_rounds(pd.read_csv(results / "rpc_summary.csv"))
     [remote] = rpc[rpc["devices"] == "RPC0/RPC1"].itertuples()
     assert remote.status == "ok" and remote.software_device.startswith("software GPU") and remote.local_cell
-    [rpc_cell] = [records.read(p, "rpc_cell") for p in (results / "rpc").rglob("*.json")
-                  if records.read(p, "rpc_cell")["devices"] == "RPC0/RPC1"]
-    assert [w["device"] for w in rpc_cell["rpc"]["workers"]] == ["Vulkan0", "CPU"]
+    remotes = [cell for cell in (records.read(p, "rpc_cell") for p in (results / "rpc").rglob("*.json"))
+               if cell["devices"] == "RPC0/RPC1"]
+    assert remotes and all([w["device"] for w in c["rpc"]["workers"]] == ["Vulkan0", "CPU"] for c in remotes)
     findings = pd.read_csv(results / "findings.csv")
     mine = findings[findings["build"] == "vulkan"]
     assert len(mine) and mine["statement"].str.startswith("Software GPU (lavapipe): a functional check").all()
@@ -179,6 +190,7 @@ def test_run_anyway_on_lavapipe_records_what_really_happens(vulkan_build: dict[s
         "models": {"long-llama": {"kind": "synthetic", "architecture": "llama", **many, "type": "Q8_0"}},
         "smoke": {"n_predict": 4},
         "benchmark": {"builds": [], "repetitions": 1, "rounds": 1, "exclude": [], "groups": {},
+                      "disturbance": {"max_share": 0.25},
                       "defaults": {"n_prompt": 16, "n_gen": 4, "n_gpu_layers": "all"}},
         "memory": {"run_anyway": True},
         "quality": {"enabled": False},
@@ -191,12 +203,13 @@ def test_run_anyway_on_lavapipe_records_what_really_happens(vulkan_build: dict[s
     write_config(tmp_path, config)
     snakemake(tmp_path, "--cores", "2", "--keep-going", timeout=1800)
     cells = {p.stem: records.read(p, "serve_cell") for p in (tmp_path / "results/serving/vulkan").rglob("*.json")}
-    [beyond] = [c for name, c in cells.items() if "_c200000_" in name]
+    # each cell's last round (a disturbed round is measured again)
+    beyond = max((c for name, c in cells.items() if "_c200000_" in name), key=lambda c: c["round"])
     fit = beyond["memory"]["fit"]
     assert not fit["fits"] and fit["started"] and fit["over"][0]["device"] == "Vulkan0"
     assert fit["over"][0]["predicted_mib"] > 2048 >= fit["limit_mib"]["Vulkan0"]
     assert beyond["serving"]["status"] == "ok", beyond["serving"]["error"]  # host memory: it allocated
-    [wide] = [c for name, c in cells.items() if "_c600000_" in name]
+    wide = max((c for name, c in cells.items() if "_c600000_" in name), key=lambda c: c["round"])
     [oversized] = wide["memory"]["fit"]["over"][-1:]
     assert oversized["device"] == "Vulkan0" and oversized["limit_mib"] == 128 and oversized["tensor_mib"] > 128
     assert wide["memory"]["fit"]["started"] and wide["serving"]["status"] == "failed"
