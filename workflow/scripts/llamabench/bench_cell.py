@@ -49,7 +49,8 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     timeout = the_plan.timeouts["bench_cell"]
     backend = backends.of(build["options"])
     offload = matrix.placement(params, layers, backends.offloads(build, params, axes.BENCHMARK))
-    processes.randomize_setup(cell.setup_pad(the_plan.seed))
+    head = records.cell_head(cell, the_plan.seed)
+    processes.randomize_setup(head["setup_pad"])  # what the record says it ran with
     with machine_lock.held(f"cell {label}") as waited:
         # Read under the lock: a GGUF file not yet in the cache takes seconds of CPU (the model rule fills it), and
         # a GPU's free memory is what no other measurement holds.
@@ -85,7 +86,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     if why := samples.busy(state):
         log.warning("cell %s ran on a busy machine: %s", label, why)
     records.write(smk.output[0], "bench_cell", {
-        **records.cell_head(cell, the_plan.seed),
+        **head,
         "params": params,
         "offload": offload,
         "notes": [note for note in [options.slow_kv_path(build["options"], params)] if note],

@@ -23,7 +23,8 @@ def rpc_cell(smk: Any) -> None:
     workers = [rpc_workers.resolve(spec, worker_builds) for spec in rpc["workers"]]
     timeout = the_plan.timeouts["rpc_cell"]
     cell = the_plan.cell("rpc_cell", smk.wildcards.build, smk.wildcards.model, smk.wildcards.cell)
-    processes.randomize_setup(cell.setup_pad(the_plan.seed))
+    head = records.cell_head(cell, the_plan.seed)
+    processes.randomize_setup(head["setup_pad"])  # what the record says it ran with
     with machine_lock.held(f"RPC cell {label}") as waited:
         bin_dir = Path(client["bin_dir"])
         result = rpc_bench.measure(bin_dir / client["binaries"]["bench"], Path(smk.input.model),
@@ -36,7 +37,7 @@ def rpc_cell(smk: Any) -> None:
                                    interval_s=the_plan.sample_interval_s)
     announce_failure(f"RPC cell {label}", result)
     records.write(smk.output[0], "rpc_cell", {
-        **records.cell_head(cell, the_plan.seed),
+        **head,
         "params": params,
         "timeout_s": timeout,
         "lock_wait_s": round(waited, 3),

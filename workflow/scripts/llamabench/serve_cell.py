@@ -42,7 +42,8 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
     backend = backends.of(build["options"])
     layers = model["gguf"].get("layers")
     offload = matrix.placement(params, layers, backends.offloads(build, params, axes.SERVING))
-    processes.randomize_setup(cell.setup_pad(the_plan.seed))
+    head = records.cell_head(cell, the_plan.seed)
+    processes.randomize_setup(head["setup_pad"])  # what the record says it ran with
     with machine_lock.held(f"serving cell {label}") as waited:
         free = gpus.free_mib(build)  # under the lock: what no other measurement holds
         runs = memory_fit.serve_runs(params, offload["offloaded_layers"] or 0,
@@ -62,7 +63,7 @@ def measure(smk: Any, the_plan: plan.Plan, cell: plan.Cell, memory_settings: Map
                                       seed=f"{the_plan.seed}:{cell.base}", round_=cell.round)
     announce_failure(f"serving cell {label}", result)
     records.write(smk.output[0], "serve_cell", {
-        **records.cell_head(cell, the_plan.seed),
+        **head,
         "params": params,
         "timeout_s": timeout,
         "lock_wait_s": round(waited, 3),

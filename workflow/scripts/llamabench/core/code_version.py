@@ -151,6 +151,7 @@ def imports_closure(module: str, skip: frozenset[str] = frozenset()) -> set[str]
     return seen
 
 
+@functools.cache
 def package_imports(module: str) -> frozenset[str]:
     """The package modules ``module`` imports, by dotted name below the package (``core.axes``)."""
     return frozenset(name for name in _facts(module)["imports"] if _source(name).is_file())
